@@ -1,0 +1,215 @@
+import { z } from 'zod';
+import { conditionsSchema, objectMetaSchema, timestamp } from './condition.ts';
+import { durationSchema } from './duration.ts';
+import { API_VERSION } from './group.ts';
+
+export const ENVIRONMENT_KIND = 'WaggleEnvironment';
+export const ENVIRONMENT_PLURAL = 'waggleenvironments';
+export const ENVIRONMENT_SINGULAR = 'waggleenvironment';
+export const ENVIRONMENT_SHORT_NAMES = ['wenv'];
+
+export const RUNTIMES = ['python', 'node', 'shell'] as const;
+export const runtimeSchema = z.enum(RUNTIMES);
+export type Runtime = z.output<typeof runtimeSchema>;
+
+/** Limits a single environment may request. Per-node capacity is enforced by scheduling. */
+export const RESOURCE_LIMITS = {
+  cpus: { min: 1, max: 8, default: 1 },
+  memoryMiB: { min: 128, max: 32768, default: 512 },
+  diskMiB: { min: 512, max: 65536, default: 2048 },
+  /** Each vCPU needs at least this much memory. */
+  minMemoryMiBPerCpu: 128,
+} as const;
+
+export const DURATION_LIMITS = {
+  idleTimeout: { min: '1s', max: '168h', default: '30m' },
+  maxLifetime: { min: '1s', max: '168h' },
+} as const;
+
+const immutable = (what: string) => ({
+  'x-kubernetes-validations': [
+    { rule: 'self == oldSelf', message: `${what} is immutable; create a new environment instead` },
+  ],
+});
+
+const int = (limits: { min: number; max: number; default: number }, description: string) =>
+  z.int().min(limits.min).max(limits.max).default(limits.default).meta({ description });
+
+export const resourcesSchema = z
+  .object({
+    cpus: int(RESOURCE_LIMITS.cpus, 'Virtual CPUs for the microVM.'),
+    memoryMiB: int(RESOURCE_LIMITS.memoryMiB, 'Guest memory in MiB.'),
+    diskMiB: int(RESOURCE_LIMITS.diskMiB, 'Writable disk (the overlay on the runtime image) in MiB.'),
+  })
+  .refine((r) => r.memoryMiB >= r.cpus * RESOURCE_LIMITS.minMemoryMiBPerCpu, {
+    error: `memoryMiB must be at least ${RESOURCE_LIMITS.minMemoryMiBPerCpu} per cpu`,
+    path: ['memoryMiB'],
+  })
+  // A complete default (not `{}`): the apiserver checks defaults against the CEL rules as they are.
+  .default({
+    cpus: RESOURCE_LIMITS.cpus.default,
+    memoryMiB: RESOURCE_LIMITS.memoryMiB.default,
+    diskMiB: RESOURCE_LIMITS.diskMiB.default,
+  })
+  .meta({
+    description: 'Resources of the microVM. Immutable.',
+    'x-kubernetes-validations': [
+      ...immutable('spec.resources')['x-kubernetes-validations'],
+      {
+        rule: `self.memoryMiB >= self.cpus * ${RESOURCE_LIMITS.minMemoryMiBPerCpu}`,
+        message: `memoryMiB must be at least ${RESOURCE_LIMITS.minMemoryMiBPerCpu} per cpu`,
+        fieldPath: '.memoryMiB',
+      },
+    ],
+  });
+export type Resources = z.output<typeof resourcesSchema>;
+
+export const EGRESS_MODES = ['none', 'all'] as const;
+export const networkSchema = z
+  .object({
+    egress: z.enum(EGRESS_MODES).default('all').meta({
+      description:
+        'Outbound network access from the guest: "all" (through user-mode NAT, needed to install packages) or "none" (no network at all).',
+    }),
+  })
+  .default({ egress: 'all' })
+  .meta({ description: 'Guest networking. Immutable.', ...immutable('spec.network') });
+export type Network = z.output<typeof networkSchema>;
+
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+export const environmentSpecSchema = z
+  .object({
+    runtime: runtimeSchema.meta({
+      description: 'Language runtime of the environment: python, node or shell. Immutable.',
+      ...immutable('spec.runtime'),
+    }),
+    displayName: z
+      .string()
+      .max(253)
+      .optional()
+      .meta({ description: 'Human-friendly name (the MCP `name` argument).' }),
+    image: z
+      .string()
+      .min(1)
+      .max(512)
+      .optional()
+      .meta({ description: 'Override of the runtime image on the node. Immutable.' }),
+    resources: resourcesSchema,
+    idleTimeout: durationSchema({
+      ...DURATION_LIMITS.idleTimeout,
+      description: 'Delete the environment after this long without activity (e.g. "30m").',
+    }).default(DURATION_LIMITS.idleTimeout.default),
+    maxLifetime: durationSchema({
+      ...DURATION_LIMITS.maxLifetime,
+      description: 'Delete the environment this long after creation, however active (optional).',
+    }).optional(),
+    network: networkSchema,
+    nodeName: z
+      .string()
+      .max(253)
+      .regex(DNS_SUBDOMAIN, { error: 'must be a WaggleNode name (a DNS subdomain)' })
+      .optional()
+      .meta({ description: 'Pin the environment to this WaggleNode. Immutable.' }),
+  })
+  .meta({
+    description: 'Desired state of a WaggleEnvironment.',
+    'x-kubernetes-validations': [
+      {
+        rule: 'has(self.image) == has(oldSelf.image) && (!has(self.image) || self.image == oldSelf.image)',
+        message: 'spec.image is immutable; create a new environment instead',
+      },
+      {
+        rule: 'has(self.nodeName) == has(oldSelf.nodeName) && (!has(self.nodeName) || self.nodeName == oldSelf.nodeName)',
+        message: 'spec.nodeName is immutable; create a new environment instead',
+      },
+      {
+        rule: '!has(self.maxLifetime) || duration(self.idleTimeout) <= duration(self.maxLifetime)',
+        message: 'idleTimeout must not be longer than maxLifetime',
+        fieldPath: '.idleTimeout',
+      },
+    ],
+  });
+export type WaggleEnvironmentSpec = z.output<typeof environmentSpecSchema>;
+export type WaggleEnvironmentSpecInput = z.input<typeof environmentSpecSchema>;
+
+export const ENVIRONMENT_PHASES = [
+  'Pending',
+  'Scheduled',
+  'Booting',
+  'Running',
+  'Terminating',
+  'Failed',
+] as const;
+export const environmentPhaseSchema = z.enum(ENVIRONMENT_PHASES);
+export type EnvironmentPhase = z.output<typeof environmentPhaseSchema>;
+
+/** Condition types on a WaggleEnvironment. */
+export const EnvironmentConditionType = {
+  Scheduled: 'Scheduled',
+  Ready: 'Ready',
+} as const;
+
+/** Stable `reason` strings; clients may switch on them. */
+export const EnvironmentReason = {
+  /** Scheduled=True: a node was picked. */
+  Scheduled: 'Scheduled',
+  /** Scheduled=False: no WaggleNode fits; the message says why. Retried when capacity frees. */
+  Unschedulable: 'Unschedulable',
+  /** Ready=False: the VM is being created or is booting. */
+  Booting: 'Booting',
+  /** Ready=True: the guest answers. */
+  Running: 'Running',
+  /** Ready=False, terminal: the node stopped heartbeating while it ran the VM. */
+  NodeLost: 'NodeLost',
+  /** Ready=False, terminal: the VM failed to start or disappeared. */
+  VMFailed: 'VMFailed',
+  /** Ready=False: the idle timeout or maximum lifetime was reached; deletion follows. */
+  Expired: 'Expired',
+  /** Ready=False: deletion is in progress. */
+  Terminating: 'Terminating',
+} as const;
+export type EnvironmentReason = (typeof EnvironmentReason)[keyof typeof EnvironmentReason];
+
+export const environmentStatusSchema = z
+  .object({
+    phase: environmentPhaseSchema.optional().meta({ description: 'Coarse lifecycle phase.' }),
+    nodeName: z.string().optional().meta({ description: 'The WaggleNode running the VM.' }),
+    vmId: z.string().optional().meta({ description: 'Identifier of the VM on its node.' }),
+    startedAt: timestamp().optional().meta({ description: 'When the guest first became ready.' }),
+    lastActivityTime: timestamp()
+      .optional()
+      .meta({ description: 'Last recorded use (execute, files); drives the idle timeout.' }),
+    expiresAt: timestamp()
+      .optional()
+      .meta({ description: 'When the environment will be deleted unless used again.' }),
+    observedGeneration: z
+      .int()
+      .min(0)
+      .optional()
+      .meta({ format: 'int64', description: 'The .metadata.generation this status describes.' }),
+    message: z.string().max(4096).optional().meta({ description: 'Human-readable summary of the state.' }),
+    conditions: conditionsSchema(),
+  })
+  .meta({ description: 'Observed state of a WaggleEnvironment, written by the operator.' });
+export type WaggleEnvironmentStatus = z.output<typeof environmentStatusSchema>;
+
+export const waggleEnvironmentSchema = z
+  .object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal(ENVIRONMENT_KIND),
+    metadata: objectMetaSchema,
+    spec: environmentSpecSchema,
+    status: environmentStatusSchema.optional(),
+  })
+  .meta({
+    description: 'A disposable, isolated coding environment backed by a microVM.',
+    'x-kubernetes-validations': [
+      {
+        rule: 'size(self.metadata.name) <= 63',
+        message: 'metadata.name must be at most 63 characters (it is used as a label value)',
+      },
+    ],
+  });
+export type WaggleEnvironment = z.output<typeof waggleEnvironmentSchema>;
+export type WaggleEnvironmentInput = z.input<typeof waggleEnvironmentSchema>;
