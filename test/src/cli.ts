@@ -1,0 +1,84 @@
+// Waggle's developer CLI: `pnpm cluster <command>` (or `node test/src/cli.ts <command>`).
+import { parseArgs } from 'node:util';
+import { startControlPlane } from './control-plane.ts';
+import { ensureKubeBinaries, KUBE_COMPONENTS, KUBE_VERSION, type KubeComponent } from './kube-binaries.ts';
+
+const USAGE = `usage: pnpm cluster <command>
+
+commands:
+  control-plane            start etcd + kube-apiserver ${KUBE_VERSION} on loopback; prints the
+                           KUBECONFIG to use; Ctrl-C stops it and removes everything it created
+  build-kube [component…]  build and cache Kubernetes binaries from Go modules
+                           (default: etcd kube-apiserver kubectl; "all" for every component)
+  which <component>        print the cached path of a Kubernetes binary (building it if needed)
+
+components: ${KUBE_COMPONENTS.join(' ')}
+`;
+
+const say = (line: string) => console.error(line);
+
+function components(names: string[]): KubeComponent[] {
+  if (names.includes('all')) return [...KUBE_COMPONENTS];
+  for (const n of names) {
+    if (!(KUBE_COMPONENTS as readonly string[]).includes(n)) {
+      throw new Error(`unknown component "${n}"; choose from: ${KUBE_COMPONENTS.join(', ')}`);
+    }
+  }
+  return names.length ? (names as KubeComponent[]) : ['etcd', 'kube-apiserver', 'kubectl'];
+}
+
+async function controlPlane(): Promise<void> {
+  const cp = await startControlPlane({ log: say });
+  console.log(
+    `kube-apiserver ${cp.serverVersion} at ${cp.server} (ready in ${(cp.startupMs / 1000).toFixed(1)} s)`,
+  );
+  console.log(`export KUBECONFIG=${cp.kubeconfigPath}`);
+  console.log(`kubectl: ${cp.binaries.kubectl}`);
+  console.log('Press Ctrl-C to stop.');
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  say('stopping control plane');
+  await cp.stop();
+  say(`stopped; removed ${cp.dir}`);
+}
+
+async function main(): Promise<number> {
+  const { positionals, values } = parseArgs({
+    allowPositionals: true,
+    options: { help: { type: 'boolean', short: 'h' } },
+  });
+  const [command, ...rest] = positionals;
+  if (values.help || !command) {
+    process.stdout.write(USAGE);
+    return command || values.help ? 0 : 2;
+  }
+  switch (command) {
+    case 'control-plane':
+      await controlPlane();
+      return 0;
+    case 'build-kube': {
+      const paths = await ensureKubeBinaries(components(rest), { log: say });
+      for (const [name, path] of Object.entries(paths)) say(`${name}: ${path}`);
+      return 0;
+    }
+    case 'which': {
+      if (rest.length !== 1) throw new Error('usage: which <component>');
+      const paths = await ensureKubeBinaries(components(rest), { log: say });
+      console.log(Object.values(paths)[0]);
+      return 0;
+    }
+    default:
+      process.stderr.write(`unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    console.error(`error: ${err.message}`);
+    process.exit(1);
+  },
+);
