@@ -35,31 +35,14 @@ function env(name: string, spec: Record<string, unknown>): Obj {
   return { apiVersion: `${GROUP}/${VERSION}`, kind: 'WaggleEnvironment', metadata: { name }, spec };
 }
 
-const createEnv = (body: Obj) =>
-  custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace,
-    plural: ENVS,
-    body,
-  }) as Promise<Obj>;
-const getEnv = (name: string) =>
-  custom.getNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace,
-    plural: ENVS,
-    name,
-  }) as Promise<Obj>;
+/** The coordinates of WaggleEnvironments in this file's namespace, and of WaggleNodes. */
+const envs = { group: GROUP, version: VERSION, namespace, plural: ENVS };
+const nodes = { group: GROUP, version: VERSION, plural: NODES };
+
+const createEnv = (body: Obj) => custom.createNamespacedCustomObject({ ...envs, body }) as Promise<Obj>;
+const getEnv = (name: string) => custom.getNamespacedCustomObject({ ...envs, name }) as Promise<Obj>;
 const replaceEnv = (body: Obj) =>
-  custom.replaceNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace,
-    plural: ENVS,
-    name: body.metadata.name,
-    body,
-  }) as Promise<Obj>;
+  custom.replaceNamespacedCustomObject({ ...envs, name: body.metadata.name, body }) as Promise<Obj>;
 
 /** Runs a call that must be refused; returns the apiserver's status code and message. */
 async function refusal(call: () => Promise<unknown>): Promise<{ code: number; message: string }> {
@@ -267,10 +250,7 @@ describe('status subresource and printer columns', () => {
 
     const expiresAt = new Date(Date.now() + 30 * 60_000).toISOString().replace(/\.\d+Z$/, 'Z');
     await custom.replaceNamespacedCustomObjectStatus({
-      group: GROUP,
-      version: VERSION,
-      namespace,
-      plural: ENVS,
+      ...envs,
       name: 'columns',
       body: {
         ...ignored,
@@ -309,10 +289,7 @@ describe('status subresource and printer columns', () => {
     const current = await getEnv('bad-status');
     const r = await refusal(() =>
       custom.replaceNamespacedCustomObjectStatus({
-        group: GROUP,
-        version: VERSION,
-        namespace,
-        plural: ENVS,
+        ...envs,
         name: 'bad-status',
         body: { ...current, status: { phase: 'Sleeping' } },
       }),
@@ -324,17 +301,13 @@ describe('status subresource and printer columns', () => {
   it('shows Ready, Accel and VMs for wagglenodes', async () => {
     const name = `node-${randomBytes(3).toString('hex')}`;
     const node = (await custom.createClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: NODES,
+      ...nodes,
       body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'WaggleNode', metadata: { name } },
     })) as Obj;
     expect(node.spec).toEqual({ unschedulable: false });
     try {
       await custom.replaceClusterCustomObjectStatus({
-        group: GROUP,
-        version: VERSION,
-        plural: NODES,
+        ...nodes,
         name,
         body: {
           ...node,
@@ -363,24 +336,20 @@ describe('status subresource and printer columns', () => {
       expect(header?.split(/\s+/)).toEqual(['NAME', 'READY', 'ACCEL', 'VMS', 'AGE']);
       expect(row?.split(/\s+/).slice(0, 4)).toEqual([name, 'True', 'tcg', '1/4']);
     } finally {
-      await custom.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: NODES, name });
+      await custom.deleteClusterCustomObject({ ...nodes, name });
     }
   });
 
   it('rejects an unknown accelerator on a node', async () => {
     const name = `node-${randomBytes(3).toString('hex')}`;
     const node = (await custom.createClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: NODES,
+      ...nodes,
       body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'WaggleNode', metadata: { name } },
     })) as Obj;
     try {
       const r = await refusal(() =>
         custom.replaceClusterCustomObjectStatus({
-          group: GROUP,
-          version: VERSION,
-          plural: NODES,
+          ...nodes,
           name,
           body: { ...node, status: { accelerator: 'hvf' } },
         }),
@@ -388,7 +357,7 @@ describe('status subresource and printer columns', () => {
       expect(r.code).toBe(422);
       expect(r.message).toMatch(/status\.accelerator: Unsupported value: "hvf"/);
     } finally {
-      await custom.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: NODES, name });
+      await custom.deleteClusterCustomObject({ ...nodes, name });
     }
   });
 
