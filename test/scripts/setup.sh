@@ -20,6 +20,13 @@ BIN_DIR=${WAGGLE_BIN_DIR:-/usr/local/bin}
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 
+# Node (npm, pnpm) trusts only its bundled CAs; behind a TLS-inspecting proxy registry
+# downloads fail with SELF_SIGNED_CERT_IN_CHAIN. Trust the machine's bundle as well.
+SYSTEM_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -r "$SYSTEM_CA_BUNDLE" ]; then
+  export NODE_EXTRA_CA_CERTS=$SYSTEM_CA_BUNDLE
+fi
+
 declare -a PHASES=()
 phase() { # phase <name> <command...>: runs a step, records its duration, names it on failure
   local name=$1
