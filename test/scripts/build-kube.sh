@@ -82,7 +82,13 @@ for c in "${COMPONENTS[@]}"; do
     kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy) pkg=k8s.io/kubernetes/cmd/$c ;;
     *) echo "build-kube: unknown component '$c'" >&2; exit 2 ;;
   esac
-  CGO_ENABLED=0 go build -trimpath -ldflags "$LDFLAGS" -o "$OUT/$c.tmp" "$pkg"
+  # Verify the output exists: a cold build on a fresh machine once exited 0 without writing it.
+  for attempt in 1 2; do
+    CGO_ENABLED=0 go build -trimpath -ldflags "$LDFLAGS" -o "$OUT/$c.tmp" "$pkg"
+    if [ -s "$OUT/$c.tmp" ]; then break; fi
+    echo "build-kube: go build of $c exited 0 but wrote no $OUT/$c.tmp (attempt $attempt)" >&2
+    [ "$attempt" -eq 2 ] && exit 1
+  done
   mv "$OUT/$c.tmp" "$OUT/$c"
   echo "build-kube: built $c in $(( $(date +%s) - start ))s" >&2
 done
