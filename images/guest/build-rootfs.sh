@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runtime root filesystem: Debian bookworm (minbase) + the runtime's packages + sshd + the
+# Waggle guest init, as an ext4 image. No secrets: host keys and authorized keys arrive per VM.
+# usage: build-rootfs.sh <runtime> <out-dir>   (normally called through build.sh, which caches)
+set -euo pipefail
+
+RUNTIME=${1:?usage: build-rootfs.sh <runtime> <out-dir>}
+OUT=${2:?usage: build-rootfs.sh <runtime> <out-dir>}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SUITE=${WAGGLE_GUEST_SUITE:-bookworm}
+
+for tool in mmdebstrap mkfs.ext4; do
+  command -v "$tool" >/dev/null || { echo "build-rootfs: missing $tool (apt-get install mmdebstrap e2fsprogs)" >&2; exit 1; }
+done
+
+packages=$(cat "$HERE/rootfs/packages-common.txt" "$HERE/rootfs/packages-$RUNTIME.txt" | grep -v '^#' | paste -sd, -)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+tree="$work/root"
+
+mmdebstrap --variant=minbase --mode=root --quiet --skip=output/mknod \
+  --include="$packages" \
+  --customize-hook='rm -f "$1"/etc/ssh/ssh_host_* "$1"/etc/machine-id; : > "$1"/etc/machine-id' \
+  --customize-hook='chroot "$1" useradd --create-home --uid 1000 --user-group --shell /bin/bash sandbox' \
+  --customize-hook='chroot "$1" usermod --password "*" sandbox' \
+  --customize-hook="install -m 0755 '$HERE/rootfs/waggle-init' \"\$1\"/sbin/waggle-init" \
+  --customize-hook="install -m 0644 '$HERE/rootfs/sshd_config' \"\$1\"/etc/ssh/sshd_config" \
+  --customize-hook='printf "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n" > "$1"/etc/pip.conf' \
+  --customize-hook='printf "cafile=/etc/ssl/certs/ca-certificates.crt\n" > "$1"/etc/npmrc' \
+  --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/usr/share/doc/* "$1"/usr/share/man/*' \
+  "$SUITE" "$tree" >&2
+
+used_mib=$(du -sm "$tree" | cut -f1)
+size_mib=$((used_mib + used_mib / 4 + 128))
+mkfs.ext4 -q -F -L waggle-root -d "$tree" -m 0 -E lazy_itable_init=0,lazy_journal_init=0 "$OUT/rootfs.ext4" "${size_mib}M"
+echo "$RUNTIME" > "$OUT/runtime"
+echo "build-rootfs: $RUNTIME rootfs ${used_mib} MiB used, image ${size_mib} MiB" >&2
