@@ -1,0 +1,52 @@
+/** Domain errors of the node-agent; translated to Connect codes only at the API edge. */
+export class NodeAgentError extends Error {
+  override name = 'NodeAgentError';
+}
+
+/** A request argument is invalid; the message says which and how to fix it. */
+export class InvalidArgumentError extends NodeAgentError {
+  override name = 'InvalidArgumentError';
+}
+
+export class VMNotFoundError extends NodeAgentError {
+  override name = 'VMNotFoundError';
+  constructor(vmId: string) {
+    super(`no VM "${vmId}" on this node`);
+  }
+}
+
+/** A VM with this id exists with a different spec (CreateVM is idempotent only for equal specs). */
+export class VMConflictError extends NodeAgentError {
+  override name = 'VMConflictError';
+}
+
+/** The guest did not come up; the message carries the reason and the last console lines. */
+export class VMBootError extends NodeAgentError {
+  override name = 'VMBootError';
+}
+
+/** The node cannot take more VMs or lacks something a VM needs (image, port). */
+export class ResourceExhaustedError extends NodeAgentError {
+  override name = 'ResourceExhaustedError';
+}
+
+/** Talking to the guest failed (SSH/SFTP), e.g. the VM died. */
+export class GuestUnavailableError extends NodeAgentError {
+  override name = 'GuestUnavailableError';
+}
+
+/** A file operation failed for a reason the caller can act on (missing path, directory, too large). */
+export class GuestFileError extends NodeAgentError {
+  override name = 'GuestFileError';
+  readonly code:
+    | 'not_found'
+    | 'is_directory'
+    | 'not_directory'
+    | 'too_large'
+    | 'permission_denied'
+    | 'failed';
+  constructor(code: GuestFileError['code'], message: string) {
+    super(message);
+    this.code = code;
+  }
+}

@@ -1,0 +1,147 @@
+import { randomBytes } from 'node:crypto';
+import type { Client } from 'ssh2';
+import { GuestUnavailableError, InvalidArgumentError } from '../errors.ts';
+import { CappedBuffer } from './output-buffer.ts';
+import { shellQuote } from './shell-quote.ts';
+import { runCommand } from './ssh-connections.ts';
+
+export const LANGUAGES = {
+  python: { interpreter: 'python3', ext: 'py' },
+  node: { interpreter: 'node', ext: 'js' },
+  shell: { interpreter: 'bash', ext: 'sh' },
+} as const;
+export type Language = keyof typeof LANGUAGES;
+
+export const SANDBOX_USER = { name: 'sandbox', uid: 1000, gid: 1000, home: '/home/sandbox' } as const;
+/** PATH for code: the sandbox's venv and local installs come first, so installed packages win. */
+export const SANDBOX_PATH = [
+  `${SANDBOX_USER.home}/.venv/bin`,
+  `${SANDBOX_USER.home}/.local/bin`,
+  `${SANDBOX_USER.home}/node_modules/.bin`,
+  '/usr/local/bin',
+  '/usr/bin',
+  '/bin',
+].join(':');
+const EXEC_DIR = '/tmp/waggle';
+
+export interface ExecOptions {
+  code: string;
+  language: Language;
+  timeoutMs: number;
+  /** Per stream. */
+  maxOutputBytes: number;
+  /** Absolute interpreter override (WAGGLE_RUNTIME_<RT>_EXEC_COMMAND). */
+  interpreter?: string;
+  onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+  signal?: AbortSignal;
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  /** null when the process was killed (timeout, cancellation). */
+  exitCode: number | null;
+  timedOut: boolean;
+  cancelled: boolean;
+  durationMs: number;
+  stdoutBytes: number;
+  stderrBytes: number;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+}
+
+/**
+ * The guest-side script: store the code (read from stdin, exactly `bytes` long) in a file, record
+ * the session id (sshd makes each exec channel a session leader) so a timeout can kill every
+ * process of the run, then run the file as the sandbox user from its home. Only agent-generated
+ * values appear in it, each shell-quoted; the user's code is file content, never shell text.
+ */
+export function execScript(opts: { id: string; ext: string; bytes: number; interpreter: string }): string {
+  const file = `${EXEC_DIR}/${opts.id}.${opts.ext}`;
+  const pidFile = `${EXEC_DIR}/${opts.id}.pid`;
+  return [
+    `mkdir -p -m 1777 ${EXEC_DIR}`,
+    `f=${shellQuote(file)}`,
+    `head -c ${opts.bytes} > "$f" && chmod 0644 "$f" || exit 125`,
+    `echo $$ > ${shellQuote(pidFile)}`,
+    `cd ${SANDBOX_USER.home}`,
+    `setpriv --reuid=${SANDBOX_USER.uid} --regid=${SANDBOX_USER.gid} --init-groups ` +
+      `env -i HOME=${SANDBOX_USER.home} USER=${SANDBOX_USER.name} LOGNAME=${SANDBOX_USER.name} LANG=C.UTF-8 ` +
+      `PATH=${SANDBOX_PATH} ${shellQuote(opts.interpreter)} "$f" < /dev/null`,
+    'rc=$?',
+    `rm -f "$f" ${shellQuote(pidFile)}`,
+    'exit $rc',
+  ].join('\n');
+}
+
+/** Runs code in the guest; a non-zero exit is a normal result, a timeout returns partial output. */
+export async function execCode(client: Client, opts: ExecOptions): Promise<ExecResult> {
+  const lang = LANGUAGES[opts.language];
+  if (!lang) throw new InvalidArgumentError(`unknown language "${opts.language}"; use python, node or shell`);
+  const id = `exec-${randomBytes(8).toString('hex')}`;
+  const code = Buffer.from(opts.code, 'utf8');
+  const script = execScript({
+    id,
+    ext: lang.ext,
+    bytes: code.length,
+    interpreter: opts.interpreter ?? lang.interpreter,
+  });
+  const stdout = new CappedBuffer(opts.maxOutputBytes);
+  const stderr = new CappedBuffer(opts.maxOutputBytes);
+  const t0 = Date.now();
+  let timedOut = false;
+  let cancelled = false;
+
+  const killRun = async () => {
+    const pidFile = `${EXEC_DIR}/${id}.pid`;
+    await runCommand(
+      client,
+      `sid=$(cat ${pidFile} 2>/dev/null) && [ -n "$sid" ] && pkill -KILL -s "$sid"; rm -f ${EXEC_DIR}/${id}.*`,
+    ).catch(() => undefined);
+  };
+
+  const { exitCode } = await new Promise<{ exitCode: number | null }>((resolve, reject) => {
+    client.exec(`sh -c ${shellQuote(script)}`, (err, stream) => {
+      if (err) return reject(new GuestUnavailableError(`cannot start code in the guest: ${err.message}`));
+      const timer = setTimeout(() => {
+        timedOut = true;
+        void killRun();
+      }, opts.timeoutMs);
+      const onAbort = () => {
+        cancelled = true;
+        void killRun();
+      };
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      stream.on('data', (d: Buffer) => {
+        stdout.push(d);
+        opts.onOutput?.('stdout', d);
+      });
+      stream.stderr.on('data', (d: Buffer) => {
+        stderr.push(d);
+        opts.onOutput?.('stderr', d);
+      });
+      stream.once('close', (code: number | null) => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        resolve({ exitCode: timedOut || cancelled ? null : code });
+      });
+      stream.end(code);
+    });
+  });
+
+  if (exitCode === 125 && stdout.totalBytes === 0) {
+    throw new GuestUnavailableError(`could not store the code in the guest: ${stderr.text().trim()}`);
+  }
+  return {
+    stdout: stdout.text(),
+    stderr: stderr.text(),
+    exitCode,
+    timedOut,
+    cancelled,
+    durationMs: Date.now() - t0,
+    stdoutBytes: stdout.totalBytes,
+    stderrBytes: stderr.totalBytes,
+    stdoutTruncated: stdout.truncated,
+    stderrTruncated: stderr.truncated,
+  };
+}

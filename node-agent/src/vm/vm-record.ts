@@ -1,0 +1,45 @@
+import { z } from 'zod';
+
+export const VM_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+export const vmSpecSchema = z.object({
+  /** Stable id chosen by the caller (the environment's UID): CreateVM is idempotent on it. */
+  vmId: z.string().regex(VM_ID_PATTERN, {
+    error:
+      'vmId must be 1-63 characters of lowercase letters, digits and dashes, starting with a letter or digit',
+  }),
+  runtime: z.enum(['python', 'node', 'shell']),
+  cpus: z.int().min(1).max(8),
+  memoryMiB: z.int().min(128).max(32768),
+  diskMiB: z.int().min(512).max(65536),
+  egress: z.enum(['none', 'all']),
+});
+export type VMSpec = z.output<typeof vmSpecSchema>;
+
+export const vmStateSchema = z.enum(['booting', 'running', 'failed']);
+export type VMState = z.output<typeof vmStateSchema>;
+
+/** What the agent persists per VM (`<stateDir>/vms/<vmId>/vm.json`) so a restart can re-adopt it. */
+export const vmRecordSchema = vmSpecSchema.extend({
+  state: vmStateSchema,
+  sshPort: z.int(),
+  pid: z.int(),
+  createdAt: z.string(),
+  readyAt: z.string().optional(),
+  bootMs: z.number().optional(),
+  /** OpenSSH public key of the guest's host key, pinned by the SSH client. */
+  hostPublicKey: z.string(),
+  message: z.string().optional(),
+});
+export type VMRecord = z.output<typeof vmRecordSchema>;
+
+export function sameSpec(a: VMSpec, b: VMSpec): boolean {
+  return (
+    a.vmId === b.vmId &&
+    a.runtime === b.runtime &&
+    a.cpus === b.cpus &&
+    a.memoryMiB === b.memoryMiB &&
+    a.diskMiB === b.diskMiB &&
+    a.egress === b.egress
+  );
+}
