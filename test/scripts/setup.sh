@@ -4,6 +4,7 @@
 #   2. Node.js 26 and pnpm from the npm registry (the machine's Node 20 is end-of-life)
 #   3. the workspace's npm dependencies (pnpm install)
 #   4. Kubernetes v1.36.3 binaries (etcd, kube-apiserver, kubectl) built from their Go modules
+#   5. guest images: kernel + initramfs and the python, node and shell root filesystems
 # Expensive artifacts are cached outside the repository in $WAGGLE_CACHE_DIR (default
 # ~/.cache/waggle), keyed by version, so a second run takes seconds.
 set -euo pipefail
@@ -11,7 +12,10 @@ set -euo pipefail
 NODE_VERSION=26.10.0
 PNPM_VERSION=10.34.8
 MIN_GO_MINOR=25
-APT_PACKAGES=(ca-certificates git procps iproute2)
+APT_PACKAGES=(ca-certificates git procps iproute2
+  # guest images and microVMs (node-agent)
+  mmdebstrap qemu-system-x86 qemu-utils e2fsprogs busybox-static cpio kmod)
+GUEST_RUNTIMES=(python node shell)
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=${WAGGLE_CACHE_DIR:-$HOME/.cache/waggle}
@@ -116,11 +120,19 @@ kube_binaries() {
   node test/src/cli.ts build-kube
 }
 
+guest_images() {
+  cd "$REPO"
+  bash images/guest/build.sh kernel >/dev/null
+  for rt in "${GUEST_RUNTIMES[@]}"; do bash images/guest/build.sh rootfs "$rt" >/dev/null; done
+  echo "guest images ready in ${WAGGLE_CACHE_DIR:-$HOME/.cache/waggle}/images" >&2
+}
+
 phase "debian packages" apt_packages
 phase "go toolchain" check_go
 phase "node $NODE_VERSION + pnpm" node_toolchain
 phase "pnpm install" workspace_deps
 phase "kubernetes binaries" kube_binaries
+phase "guest images" guest_images
 
 echo "==> setup: done" >&2
 printf '    %s\n' "${PHASES[@]}" >&2
