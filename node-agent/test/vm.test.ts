@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -5,6 +6,8 @@ import { join } from 'node:path';
 import { ensureGuestImages } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execCode } from '../src/guest/exec.ts';
+import { listGuestFiles, readGuestFile, writeGuestFile } from '../src/guest/files.ts';
+import { installPackages } from '../src/guest/packages.ts';
 import { GuestConnections, runCommand } from '../src/guest/ssh-connections.ts';
 import { createLogger } from '../src/logger.ts';
 import { readHostTscKHz } from '../src/vm/host-tsc.ts';
@@ -19,7 +22,16 @@ let tscKHz = 0;
 const ports = new PortAllocator({ from: 42200, to: 42299 });
 
 function manager(): VMManager {
-  return new VMManager({ stateDir, images, ports, accelerator: 'tcg', tscKHz, log, bootTimeoutMs: 120_000 });
+  return new VMManager({
+    stateDir,
+    images,
+    ports,
+    accelerator: 'tcg',
+    tscKHz,
+    log,
+    bootTimeoutMs: 180_000,
+    caBundlePath: '/etc/ssl/certs/ca-certificates.crt',
+  });
 }
 
 function connections(vms: VMManager): GuestConnections {
@@ -39,9 +51,9 @@ function connections(vms: VMManager): GuestConnections {
   });
 }
 
-const spec = (vmId: string) => ({
+const spec = (vmId: string, runtime: 'python' | 'node' | 'shell' = 'python') => ({
   vmId,
-  runtime: 'python' as const,
+  runtime,
   cpus: 1,
   memoryMiB: 512,
   diskMiB: 1024,
@@ -49,7 +61,7 @@ const spec = (vmId: string) => ({
 });
 
 beforeAll(async () => {
-  images = await ensureGuestImages(['python']);
+  images = await ensureGuestImages(['python', 'node', 'shell']);
   tscKHz = await readHostTscKHz();
   stateDir = await mkdtemp(join(tmpdir(), 'waggle-agent-test-'));
 }, 900_000);
@@ -62,7 +74,9 @@ afterAll(async () => {
 });
 
 describe('VMs under TCG (real QEMU microvm, real SSH)', () => {
-  it('boots a python VM, runs code exactly, survives an agent restart, and destroys cleanly', async () => {
+  it('boots a python VM, runs code exactly, survives an agent restart, and destroys cleanly', {
+    timeout: 240_000,
+  }, async () => {
     const vms = manager();
     await vms.adopt();
     const vm = await vms.create(spec('vm-a'));
@@ -120,7 +134,7 @@ describe('VMs under TCG (real QEMU microvm, real SSH)', () => {
     expect(await canBind(vm.sshPort)).toBe(true);
   });
 
-  it('kills a timed-out run and returns its partial output', async () => {
+  it('kills a timed-out run and returns its partial output', { timeout: 240_000 }, async () => {
     const vms = manager();
     await vms.create(spec('vm-timeout'));
     const conns = connections(vms);
@@ -151,5 +165,150 @@ describe('VMs under TCG (real QEMU microvm, real SSH)', () => {
     expect(big.stderr).toBe('done\n');
     conns.closeAll();
     await vms.destroy('vm-timeout');
+  });
+});
+
+describe('files and packages in a guest', () => {
+  const vms = () => manager();
+  let shared: VMManager;
+  let conns: GuestConnections;
+
+  beforeAll(async () => {
+    shared = vms();
+    await shared.create(spec('vm-files'));
+    conns = connections(shared);
+  }, 300_000);
+
+  afterAll(async () => {
+    conns?.closeAll();
+    await shared?.destroy('vm-files');
+  });
+
+  it('round-trips a 5 MiB random binary file byte for byte', async () => {
+    const client = await conns.get('vm-files');
+    const data = randomBytes(5 * 1024 * 1024);
+    const w = await writeGuestFile(client, 'data/blob.bin', data, { maxBytes: 10 << 20 });
+    expect(w).toEqual({ path: '/home/sandbox/data/blob.bin', bytesWritten: data.length });
+    const r = await readGuestFile(client, '/home/sandbox/data/blob.bin', { maxBytes: 10 << 20 });
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    expect(sha(r.data)).toBe(sha(data));
+    // The sandbox user owns what it was given, and the guest sees the same bytes.
+    const check = await execCode(client, {
+      code: 'stat -c %U data/blob.bin data; sha256sum data/blob.bin | cut -d" " -f1',
+      language: 'shell',
+      timeoutMs: 30_000,
+      maxOutputBytes: 4096,
+    });
+    expect(check.stdout).toBe(`sandbox\nsandbox\n${sha(data)}\n`);
+  });
+
+  it('lists names with spaces and newlines exactly', async () => {
+    const client = await conns.get('vm-files');
+    await writeGuestFile(client, 'odd/a file\nwith newline.txt', Buffer.from('x'), { maxBytes: 1024 });
+    await writeGuestFile(client, 'odd/sub dir/inner.txt', Buffer.from('hello'), { maxBytes: 1024 });
+    const list = await listGuestFiles(client, 'odd', { maxEntries: 100 });
+    expect(list.entries.map((e) => [e.name, e.type, e.size])).toEqual([
+      ['a file\nwith newline.txt', 'file', 1],
+      ['sub dir', 'directory', expect.any(Number)],
+    ]);
+    expect(list.entries[0]?.mode).toBe('0644');
+    expect(Date.parse(list.entries[0]?.modified ?? '')).toBeGreaterThan(Date.now() - 3_600_000);
+  });
+
+  it('gives clear errors for missing files, directories, size limits and escapes', async () => {
+    const client = await conns.get('vm-files');
+    await expect(readGuestFile(client, 'missing.txt', { maxBytes: 1024 })).rejects.toMatchObject({
+      code: 'not_found',
+      message: expect.stringContaining('/home/sandbox/missing.txt does not exist'),
+    });
+    await expect(readGuestFile(client, 'odd', { maxBytes: 1024 })).rejects.toMatchObject({
+      code: 'is_directory',
+    });
+    await expect(readGuestFile(client, 'data/blob.bin', { maxBytes: 1024 })).rejects.toMatchObject({
+      code: 'too_large',
+      message: expect.stringContaining('5242880 bytes; the read limit is 1024'),
+    });
+    await expect(writeGuestFile(client, 'odd', Buffer.from('x'), { maxBytes: 10 })).rejects.toMatchObject({
+      code: 'is_directory',
+    });
+    await expect(listGuestFiles(client, 'data/blob.bin', { maxEntries: 10 })).rejects.toMatchObject({
+      code: 'not_directory',
+    });
+    await expect(
+      writeGuestFile(client, '../../etc/cron.d/x', Buffer.from('x'), { maxBytes: 10 }),
+    ).rejects.toThrow(/outside the sandbox/);
+  });
+
+  it('installs a real package with pip (PEP 668 venv fallback) and later code uses it', {
+    timeout: 300_000,
+  }, async () => {
+    const client = await conns.get('vm-files');
+    await expect(
+      installPackages(client, {
+        runtime: 'python',
+        packages: ['six; reboot'],
+        timeoutMs: 10_000,
+        maxOutputBytes: 4096,
+      }),
+    ).rejects.toThrow(/invalid pip package/);
+    const r = await installPackages(client, {
+      runtime: 'python',
+      packages: ['six==1.16.0'],
+      timeoutMs: 240_000,
+      maxOutputBytes: 1 << 20,
+    });
+    expect(r.stderr + r.stdout).toMatch(/Successfully installed six-1\.16\.0/);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/externally managed \(PEP 668\)/);
+    const use = await execCode(client, {
+      code: 'import six, sys\nprint(six.__version__, sys.prefix)',
+      language: 'python',
+      timeoutMs: 30_000,
+      maxOutputBytes: 4096,
+    });
+    expect(use.stdout).toBe('1.16.0 /home/sandbox/.venv\n');
+  });
+});
+
+describe('concurrency and runtimes', () => {
+  it('boots four VMs at once (python, node, shell) and runs each runtime', { timeout: 300_000 }, async () => {
+    const vms = manager();
+    const ids = [
+      spec('vm-c1', 'python'),
+      spec('vm-c2', 'node'),
+      spec('vm-c3', 'shell'),
+      spec('vm-c4', 'node'),
+    ];
+    const t0 = Date.now();
+    const created = await Promise.all(ids.map((s) => vms.create(s)));
+    process.stderr.write(`vm.test: four concurrent boots ready in ${Date.now() - t0} ms\n`);
+    expect(created.map((v) => v.state)).toEqual(['running', 'running', 'running', 'running']);
+    expect(new Set(created.map((v) => v.sshPort)).size).toBe(4);
+    const conns = connections(vms);
+    try {
+      const nodeRun = await execCode(await conns.get('vm-c2'), {
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: JavaScript source for the guest
+        code: 'const n = 1 + 1;\nconsole.log(`tpl ${n} "q" ✓`);\nconsole.error("e");\nprocess.exit(7);',
+        language: 'node',
+        timeoutMs: 30_000,
+        maxOutputBytes: 4096,
+      });
+      expect(nodeRun).toMatchObject({ stdout: 'tpl 2 "q" ✓\n', stderr: 'e\n', exitCode: 7 });
+      const shellRun = await execCode(await conns.get('vm-c3'), {
+        code: 'cat <<\'EOF\'\n$HOME stays literal\nEOF\necho "$HOME" >&2; exit 4',
+        language: 'shell',
+        timeoutMs: 30_000,
+        maxOutputBytes: 4096,
+      });
+      expect(shellRun).toMatchObject({
+        stdout: '$HOME stays literal\n',
+        stderr: '/home/sandbox\n',
+        exitCode: 4,
+      });
+    } finally {
+      conns.closeAll();
+      await Promise.all(ids.map((s) => vms.destroy(s.vmId)));
+    }
+    expect(vms.list()).toEqual([]);
   });
 });

@@ -22,7 +22,13 @@ export const SANDBOX_PATH = [
   '/usr/bin',
   '/bin',
 ].join(':');
-const EXEC_DIR = '/tmp/waggle';
+export const EXEC_DIR = '/tmp/waggle';
+/** `env -i …` prefix giving code a clean, predictable environment. */
+export const SANDBOX_ENV =
+  `env -i HOME=${SANDBOX_USER.home} USER=${SANDBOX_USER.name} LOGNAME=${SANDBOX_USER.name} LANG=C.UTF-8 ` +
+  `PATH=${SANDBOX_PATH} NODE_PATH=${SANDBOX_USER.home}/node_modules`;
+/** Runs the rest of a command line as the sandbox user. */
+export const AS_SANDBOX = `setpriv --reuid=${SANDBOX_USER.uid} --regid=${SANDBOX_USER.gid} --init-groups`;
 
 export interface ExecOptions {
   code: string;
@@ -34,20 +40,6 @@ export interface ExecOptions {
   interpreter?: string;
   onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
   signal?: AbortSignal;
-}
-
-export interface ExecResult {
-  stdout: string;
-  stderr: string;
-  /** null when the process was killed (timeout, cancellation). */
-  exitCode: number | null;
-  timedOut: boolean;
-  cancelled: boolean;
-  durationMs: number;
-  stdoutBytes: number;
-  stderrBytes: number;
-  stdoutTruncated: boolean;
-  stderrTruncated: boolean;
 }
 
 /**
@@ -65,13 +57,98 @@ export function execScript(opts: { id: string; ext: string; bytes: number; inter
     `head -c ${opts.bytes} > "$f" && chmod 0644 "$f" || exit 125`,
     `echo $$ > ${shellQuote(pidFile)}`,
     `cd ${SANDBOX_USER.home}`,
-    `setpriv --reuid=${SANDBOX_USER.uid} --regid=${SANDBOX_USER.gid} --init-groups ` +
-      `env -i HOME=${SANDBOX_USER.home} USER=${SANDBOX_USER.name} LOGNAME=${SANDBOX_USER.name} LANG=C.UTF-8 ` +
-      `PATH=${SANDBOX_PATH} ${shellQuote(opts.interpreter)} "$f" < /dev/null`,
+    `${AS_SANDBOX} ${SANDBOX_ENV} ${shellQuote(opts.interpreter)} "$f" < /dev/null`,
     'rc=$?',
     `rm -f "$f" ${shellQuote(pidFile)}`,
     'exit $rc',
   ].join('\n');
+}
+
+export interface GuestRunResult {
+  stdout: string;
+  stderr: string;
+  /** null when the process was killed (timeout, cancellation). */
+  exitCode: number | null;
+  timedOut: boolean;
+  cancelled: boolean;
+  durationMs: number;
+  stdoutBytes: number;
+  stderrBytes: number;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+}
+export type ExecResult = GuestRunResult;
+
+/**
+ * Runs a guest-side script (which must write its shell pid to `<EXEC_DIR>/<id>.pid`) on its own
+ * channel, collecting capped output; on timeout or abort every process of that SSH session is
+ * killed and the output so far is returned.
+ */
+export async function runGuestScript(
+  client: Client,
+  opts: {
+    id: string;
+    script: string;
+    stdin?: Buffer;
+    timeoutMs: number;
+    maxOutputBytes: number;
+    onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+    signal?: AbortSignal;
+  },
+): Promise<GuestRunResult> {
+  const stdout = new CappedBuffer(opts.maxOutputBytes);
+  const stderr = new CappedBuffer(opts.maxOutputBytes);
+  const t0 = Date.now();
+  let timedOut = false;
+  let cancelled = false;
+  const killRun = async () => {
+    await runCommand(
+      client,
+      `sid=$(cat ${EXEC_DIR}/${opts.id}.pid 2>/dev/null) && [ -n "$sid" ] && pkill -KILL -s "$sid"; rm -f ${EXEC_DIR}/${opts.id}.*`,
+    ).catch(() => undefined);
+  };
+  const exitCode = await new Promise<number | null>((resolve, reject) => {
+    client.exec(`sh -c ${shellQuote(opts.script)}`, (err, stream) => {
+      if (err)
+        return reject(new GuestUnavailableError(`cannot start a process in the guest: ${err.message}`));
+      const timer = setTimeout(() => {
+        timedOut = true;
+        void killRun();
+      }, opts.timeoutMs);
+      const onAbort = () => {
+        cancelled = true;
+        void killRun();
+      };
+      if (opts.signal?.aborted) onAbort();
+      else opts.signal?.addEventListener('abort', onAbort, { once: true });
+      stream.on('data', (d: Buffer) => {
+        stdout.push(d);
+        opts.onOutput?.('stdout', d);
+      });
+      stream.stderr.on('data', (d: Buffer) => {
+        stderr.push(d);
+        opts.onOutput?.('stderr', d);
+      });
+      stream.once('close', (code: number | null) => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        resolve(timedOut || cancelled ? null : code);
+      });
+      stream.end(opts.stdin);
+    });
+  });
+  return {
+    stdout: stdout.text(),
+    stderr: stderr.text(),
+    exitCode,
+    timedOut,
+    cancelled,
+    durationMs: Date.now() - t0,
+    stdoutBytes: stdout.totalBytes,
+    stderrBytes: stderr.totalBytes,
+    stdoutTruncated: stdout.truncated,
+    stderrTruncated: stderr.truncated,
+  };
 }
 
 /** Runs code in the guest; a non-zero exit is a normal result, a timeout returns partial output. */
@@ -86,62 +163,17 @@ export async function execCode(client: Client, opts: ExecOptions): Promise<ExecR
     bytes: code.length,
     interpreter: opts.interpreter ?? lang.interpreter,
   });
-  const stdout = new CappedBuffer(opts.maxOutputBytes);
-  const stderr = new CappedBuffer(opts.maxOutputBytes);
-  const t0 = Date.now();
-  let timedOut = false;
-  let cancelled = false;
-
-  const killRun = async () => {
-    const pidFile = `${EXEC_DIR}/${id}.pid`;
-    await runCommand(
-      client,
-      `sid=$(cat ${pidFile} 2>/dev/null) && [ -n "$sid" ] && pkill -KILL -s "$sid"; rm -f ${EXEC_DIR}/${id}.*`,
-    ).catch(() => undefined);
-  };
-
-  const { exitCode } = await new Promise<{ exitCode: number | null }>((resolve, reject) => {
-    client.exec(`sh -c ${shellQuote(script)}`, (err, stream) => {
-      if (err) return reject(new GuestUnavailableError(`cannot start code in the guest: ${err.message}`));
-      const timer = setTimeout(() => {
-        timedOut = true;
-        void killRun();
-      }, opts.timeoutMs);
-      const onAbort = () => {
-        cancelled = true;
-        void killRun();
-      };
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      stream.on('data', (d: Buffer) => {
-        stdout.push(d);
-        opts.onOutput?.('stdout', d);
-      });
-      stream.stderr.on('data', (d: Buffer) => {
-        stderr.push(d);
-        opts.onOutput?.('stderr', d);
-      });
-      stream.once('close', (code: number | null) => {
-        clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
-        resolve({ exitCode: timedOut || cancelled ? null : code });
-      });
-      stream.end(code);
-    });
+  const result = await runGuestScript(client, {
+    id,
+    script,
+    stdin: code,
+    timeoutMs: opts.timeoutMs,
+    maxOutputBytes: opts.maxOutputBytes,
+    ...(opts.onOutput ? { onOutput: opts.onOutput } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
   });
-
-  if (exitCode === 125 && stdout.totalBytes === 0) {
-    throw new GuestUnavailableError(`could not store the code in the guest: ${stderr.text().trim()}`);
+  if (result.exitCode === 125 && result.stdoutBytes === 0) {
+    throw new GuestUnavailableError(`could not store the code in the guest: ${result.stderr.trim()}`);
   }
-  return {
-    stdout: stdout.text(),
-    stderr: stderr.text(),
-    exitCode,
-    timedOut,
-    cancelled,
-    durationMs: Date.now() - t0,
-    stdoutBytes: stdout.totalBytes,
-    stderrBytes: stderr.totalBytes,
-    stdoutTruncated: stdout.truncated,
-    stderrTruncated: stderr.truncated,
-  };
+  return result;
 }

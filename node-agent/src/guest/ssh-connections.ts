@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { Client } from 'ssh2';
+import ssh2, { type Client } from 'ssh2';
 import { GuestUnavailableError } from '../errors.ts';
 import { publicKeyBlob } from '../vm/keys.ts';
 
@@ -42,7 +42,7 @@ export class GuestConnections {
   async #connect(vmId: string): Promise<Client> {
     const ep = await this.#resolve(vmId);
     const expected = publicKeyBlob(ep.hostPublicKey);
-    const client = new Client();
+    const client = new ssh2.Client();
     return new Promise<Client>((resolve, reject) => {
       const fail = (err: Error) =>
         reject(new GuestUnavailableError(`cannot reach VM ${vmId} over SSH: ${err.message}`));

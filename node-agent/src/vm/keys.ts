@@ -1,4 +1,7 @@
-import { utils } from 'ssh2';
+import ssh2 from 'ssh2';
+
+// ssh2 is CommonJS: Node's ESM loader exposes only its default export reliably.
+const { utils } = ssh2;
 
 export interface SshKeyPair {
   /** OpenSSH private key (PEM). */

@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { installScript, validatePackages } from './packages.ts';
+
+describe('validatePackages', () => {
+  it.each([
+    ['pip', ['pandas', 'pandas==2.2.3', 'requests[socks]>=2,<3', 'scikit-learn', 'zope.interface']],
+    ['npm', ['lodash', 'lodash@4.17.21', '@types/node', '@scope/pkg@^1.2.0']],
+    ['apt', ['jq', 'libxml2-dev', 'g++', 'python3.11=3.11.2-6']],
+  ] as const)('accepts valid %s specifiers', (manager, pkgs) => {
+    expect(validatePackages(manager, [...pkgs])).toEqual(pkgs);
+  });
+
+  it.each([
+    ['pip', 'x; rm -rf /'],
+    ['pip', '$(reboot)'],
+    ['pip', '`id`'],
+    ['pip', '--index-url=http://evil'],
+    ['pip', 'git+https://example.com/x.git'],
+    ['pip', '../local/path'],
+    ['npm', 'lodash && curl x'],
+    ['npm', 'https://example.com/x.tgz'],
+    ['apt', 'jq\nreboot'],
+    ['apt', 'JQ'],
+    ['pip', ''],
+  ] as const)('rejects %s specifier %j with a clear message', (manager, pkg) => {
+    expect(() => validatePackages(manager, [pkg])).toThrow(/invalid .* package .*plain package name/);
+  });
+
+  it('rejects an empty list and too many packages', () => {
+    expect(() => validatePackages('pip', [])).toThrow(/packages is empty/);
+    expect(() =>
+      validatePackages(
+        'pip',
+        Array.from({ length: 51 }, (_, i) => `p${i}`),
+      ),
+    ).toThrow(/at most 50/);
+  });
+});
+
+describe('installScript', () => {
+  it('falls back to a venv when pip reports an externally managed environment', () => {
+    const s = installScript('install-1', 'pip', ['pandas']);
+    expect(s).toContain('python3 -m pip install --user');
+    expect(s).toContain('externally-managed-environment');
+    expect(s).toContain('python3 -m venv --system-site-packages /home/sandbox/.venv');
+  });
+  it('runs apt as root and npm as the sandbox user', () => {
+    expect(installScript('i', 'apt', ['jq'])).toMatch(/^apt-get install -y -qq --no-install-recommends jq$/m);
+    expect(installScript('i', 'npm', ['lodash'])).toMatch(/setpriv .* npm install .* lodash$/m);
+  });
+});
