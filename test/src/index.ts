@@ -1,5 +1,6 @@
 export * from './cache.ts';
 export * from './control-plane.ts';
+export * from './crds-apply.ts';
 export * from './guest-images.ts';
 export * from './kube-binaries.ts';
 export * from './kubeconfig.ts';

@@ -1,14 +1,6 @@
 import type { TestProject } from 'vitest/node';
 import { type ControlPlane, startControlPlane } from './control-plane.ts';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    kubeconfigPath: string;
-    kubeServer: string;
-    kubeVersion: string;
-  }
-}
-
 let controlPlane: ControlPlane | undefined;
 
 /** Starts one real etcd + kube-apiserver for the integration project and provides its kubeconfig. */

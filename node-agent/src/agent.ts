@@ -1,0 +1,178 @@
+import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { InvalidArgumentError } from './errors.ts';
+import { execCode, type GuestRunResult, LANGUAGES, type Language, SANDBOX_USER } from './guest/exec.ts';
+import { listGuestFiles, readGuestFile, writeGuestFile } from './guest/files.ts';
+import { installPackages, type PackageManager } from './guest/packages.ts';
+import { GuestConnections } from './guest/ssh-connections.ts';
+import type { Accelerator } from './vm/qemu-args.ts';
+import type { VMManager } from './vm/vm-manager.ts';
+import { vmPaths } from './vm/vm-manager.ts';
+import type { VMRecord, VMSpec } from './vm/vm-record.ts';
+
+export interface AgentLimits {
+  defaultExecTimeoutMs: number;
+  maxExecTimeoutMs: number;
+  maxOutputBytes: number;
+  maxWriteBytes: number;
+  maxReadBytes: number;
+  maxListEntries: number;
+  installTimeoutMs: number;
+  capacity: { vms: number; cpus: number; memoryMiB: number };
+}
+
+export interface NodeInfo {
+  nodeName: string;
+  accelerator: Accelerator;
+  agentVersion: string;
+  capacity: AgentLimits['capacity'];
+  allocated: { vms: number; cpus: number; memoryMiB: number };
+  runtimes: VMSpec['runtime'][];
+}
+
+/**
+ * The node-agent's service layer: what the API handlers call. Owns VM lifecycle (through the VM
+ * manager) and guest access (one SSH connection per VM); knows nothing about protocols.
+ */
+export class Agent {
+  readonly vms: VMManager;
+  readonly #guests: GuestConnections;
+  readonly #limits: AgentLimits;
+  readonly #info: Omit<NodeInfo, 'allocated'>;
+  readonly log: Logger;
+
+  constructor(opts: {
+    vms: VMManager;
+    limits: AgentLimits;
+    info: Omit<NodeInfo, 'allocated'>;
+    log: Logger;
+  }) {
+    this.vms = opts.vms;
+    this.#limits = opts.limits;
+    this.#info = opts.info;
+    this.log = opts.log;
+    this.#guests = new GuestConnections({
+      log: opts.log,
+      resolve: async (vmId) => {
+        const vm = this.vms.get(vmId);
+        return {
+          host: '127.0.0.1',
+          port: vm.sshPort,
+          username: 'root',
+          privateKey: await readFile(vmPaths(this.vms.vmDir(vmId)).clientKey, 'utf8'),
+          hostPublicKey: vm.hostPublicKey,
+        };
+      },
+    });
+  }
+
+  info(): NodeInfo {
+    const running = this.vms.list();
+    return {
+      ...this.#info,
+      allocated: {
+        vms: running.length,
+        cpus: running.reduce((n, v) => n + v.cpus, 0),
+        memoryMiB: running.reduce((n, v) => n + v.memoryMiB, 0),
+      },
+    };
+  }
+
+  createVM(spec: VMSpec): Promise<VMRecord> {
+    return this.vms.create(spec);
+  }
+
+  async destroyVM(vmId: string): Promise<boolean> {
+    this.#guests.close(vmId);
+    return this.vms.destroy(vmId);
+  }
+
+  #running(vmId: string): VMRecord {
+    const vm = this.vms.get(vmId);
+    if (vm.state !== 'running') {
+      throw new InvalidArgumentError(
+        `VM ${vmId} is ${vm.state}, not running; wait until CreateVM has returned`,
+      );
+    }
+    return vm;
+  }
+
+  async exec(req: {
+    vmId: string;
+    code: string;
+    language?: string;
+    timeoutMs?: number;
+    maxOutputBytes?: number;
+    onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+    signal?: AbortSignal;
+  }): Promise<GuestRunResult> {
+    const vm = this.#running(req.vmId);
+    const language = (req.language || vm.runtime) as Language;
+    if (!(language in LANGUAGES)) {
+      throw new InvalidArgumentError(
+        `language "${req.language}" is not supported; use python, node or shell`,
+      );
+    }
+    if (typeof req.code !== 'string' || req.code.length === 0) {
+      throw new InvalidArgumentError('code is empty; pass the program text to run');
+    }
+    const timeoutMs = req.timeoutMs || this.#limits.defaultExecTimeoutMs;
+    if (timeoutMs > this.#limits.maxExecTimeoutMs) {
+      throw new InvalidArgumentError(
+        `timeout ${timeoutMs} ms is above the maximum of ${this.#limits.maxExecTimeoutMs} ms`,
+      );
+    }
+    const maxOutputBytes = Math.min(
+      req.maxOutputBytes || this.#limits.maxOutputBytes,
+      this.#limits.maxOutputBytes,
+    );
+    const client = await this.#guests.get(req.vmId);
+    return execCode(client, {
+      code: req.code,
+      language,
+      timeoutMs,
+      maxOutputBytes,
+      ...(req.onOutput ? { onOutput: req.onOutput } : {}),
+      ...(req.signal ? { signal: req.signal } : {}),
+    });
+  }
+
+  async writeFile(vmId: string, path: string, content: Buffer, mode?: number) {
+    this.#running(vmId);
+    return writeGuestFile(await this.#guests.get(vmId), path, content, {
+      maxBytes: this.#limits.maxWriteBytes,
+      ...(mode !== undefined ? { mode } : {}),
+    });
+  }
+
+  async readFile(vmId: string, path: string, maxBytes?: number) {
+    this.#running(vmId);
+    const limit = Math.min(maxBytes || this.#limits.maxReadBytes, this.#limits.maxReadBytes);
+    return readGuestFile(await this.#guests.get(vmId), path, { maxBytes: limit });
+  }
+
+  async listFiles(vmId: string, path?: string) {
+    this.#running(vmId);
+    return listGuestFiles(await this.#guests.get(vmId), path || SANDBOX_USER.home, {
+      maxEntries: this.#limits.maxListEntries,
+    });
+  }
+
+  async installPackages(vmId: string, packages: string[], manager?: string, timeoutMs?: number) {
+    const vm = this.#running(vmId);
+    if (manager && !['pip', 'npm', 'apt'].includes(manager)) {
+      throw new InvalidArgumentError(`manager "${manager}" is not supported; use pip, npm or apt`);
+    }
+    return installPackages(await this.#guests.get(vmId), {
+      runtime: vm.runtime,
+      packages,
+      ...(manager ? { manager: manager as PackageManager } : {}),
+      timeoutMs: Math.min(timeoutMs || this.#limits.installTimeoutMs, this.#limits.installTimeoutMs),
+      maxOutputBytes: this.#limits.maxOutputBytes,
+    });
+  }
+
+  close(): void {
+    this.#guests.closeAll();
+  }
+}

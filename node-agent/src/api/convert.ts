@@ -1,0 +1,78 @@
+import { create } from '@bufbuild/protobuf';
+import { InvalidArgumentError } from '../errors.ts';
+import {
+  Egress,
+  type ExecResult,
+  ExecResultSchema,
+  type VMSpec as PbVMSpec,
+  Runtime,
+  type VM,
+  VMSchema,
+  VMState,
+} from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
+import type { GuestRunResult } from '../guest/exec.ts';
+import type { VMRecord, VMSpec } from '../vm/vm-record.ts';
+
+const RUNTIMES: Record<number, VMSpec['runtime']> = {
+  [Runtime.PYTHON]: 'python',
+  [Runtime.NODE]: 'node',
+  [Runtime.SHELL]: 'shell',
+};
+const RUNTIME_TO_PB: Record<VMSpec['runtime'], Runtime> = {
+  python: Runtime.PYTHON,
+  node: Runtime.NODE,
+  shell: Runtime.SHELL,
+};
+const STATES: Record<VMRecord['state'], VMState> = {
+  booting: VMState.VM_STATE_BOOTING,
+  running: VMState.VM_STATE_RUNNING,
+  failed: VMState.VM_STATE_FAILED,
+};
+
+export function specFromPb(spec: PbVMSpec | undefined): VMSpec {
+  if (!spec) throw new InvalidArgumentError('spec is required');
+  const runtime = RUNTIMES[spec.runtime];
+  if (!runtime)
+    throw new InvalidArgumentError('spec.runtime must be RUNTIME_PYTHON, RUNTIME_NODE or RUNTIME_SHELL');
+  return {
+    vmId: spec.vmId,
+    runtime,
+    cpus: spec.cpus,
+    memoryMiB: spec.memoryMib,
+    diskMiB: spec.diskMib,
+    egress: spec.egress === Egress.NONE ? 'none' : 'all',
+  };
+}
+
+export function vmToPb(vm: VMRecord): VM {
+  return create(VMSchema, {
+    spec: {
+      vmId: vm.vmId,
+      runtime: RUNTIME_TO_PB[vm.runtime],
+      cpus: vm.cpus,
+      memoryMib: vm.memoryMiB,
+      diskMib: vm.diskMiB,
+      egress: vm.egress === 'none' ? Egress.NONE : Egress.ALL,
+    },
+    state: STATES[vm.state],
+    createdAt: vm.createdAt,
+    readyAt: vm.readyAt ?? '',
+    bootMs: vm.bootMs ?? 0,
+    sshPort: vm.sshPort,
+  });
+}
+
+export function resultToPb(r: GuestRunResult): ExecResult {
+  return create(ExecResultSchema, {
+    stdout: r.stdout,
+    stderr: r.stderr,
+    ...(r.exitCode !== null ? { exitCode: r.exitCode } : {}),
+    timedOut: r.timedOut,
+    cancelled: r.cancelled,
+    durationMs: r.durationMs,
+    stdoutBytes: BigInt(r.stdoutBytes),
+    stderrBytes: BigInt(r.stderrBytes),
+    stdoutTruncated: r.stdoutTruncated,
+    stderrTruncated: r.stderrTruncated,
+  });
+}

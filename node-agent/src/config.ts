@@ -1,0 +1,72 @@
+import { existsSync } from 'node:fs';
+import { availableParallelism, hostname, totalmem } from 'node:os';
+import { z } from 'zod';
+
+const durationMs = z
+  .string()
+  .regex(/^\d+(ms|s|m|h)$/, { error: 'use a duration such as "30s", "5m" or "1h"' })
+  .transform((v) => {
+    const [, n, unit] = /^(\d+)(ms|s|m|h)$/.exec(v) as RegExpExecArray;
+    return Number(n) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h'];
+  });
+const hostPort = z.string().regex(/^[^:\s]+:\d{1,5}$/, { error: 'use host:port, e.g. 127.0.0.1:7443' });
+const portRange = z
+  .string()
+  .regex(/^\d{1,5}-\d{1,5}$/, { error: 'use from-to, e.g. 42000-42999' })
+  .transform((v) => {
+    const [from, to] = v.split('-').map(Number) as [number, number];
+    return { from, to };
+  });
+const positiveInt = z.coerce.number().int().positive();
+
+/**
+ * node-agent configuration, parsed once from the environment. Every variable, its default and
+ * its meaning are listed in node-agent/README.md.
+ */
+export const configSchema = z.object({
+  WAGGLE_NODE_NAME: z.string().min(1).default(hostname()),
+  WAGGLE_AGENT_LISTEN: hostPort.default('127.0.0.1:7443'),
+  WAGGLE_AGENT_OPS_LISTEN: hostPort.default('127.0.0.1:7444'),
+  WAGGLE_AGENT_ENDPOINT: z.url().optional(),
+  WAGGLE_STATE_DIR: z.string().min(1).default('/var/lib/waggle'),
+  WAGGLE_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+  WAGGLE_SSH_PORT_RANGE: portRange.default({ from: 42000, to: 42999 }),
+  WAGGLE_MAX_VMS: positiveInt.default(8),
+  WAGGLE_CAPACITY_CPUS: positiveInt.default(availableParallelism() * 2),
+  WAGGLE_CAPACITY_MEMORY_MIB: positiveInt.default(Math.floor((totalmem() / 1024 / 1024) * 0.75)),
+  WAGGLE_TRUSTED_CA_BUNDLE: z
+    .string()
+    .default(existsSync('/etc/ssl/certs/ca-certificates.crt') ? '/etc/ssl/certs/ca-certificates.crt' : ''),
+  WAGGLE_IMAGE_PYTHON: z.string().optional(),
+  WAGGLE_IMAGE_NODE: z.string().optional(),
+  WAGGLE_IMAGE_SHELL: z.string().optional(),
+  WAGGLE_GUEST_RUNTIMES: z
+    .string()
+    .default('python,node,shell')
+    .transform((v) => v.split(',').map((s) => s.trim()))
+    .pipe(z.array(z.enum(['python', 'node', 'shell'])).min(1)),
+  WAGGLE_DEFAULT_EXEC_TIMEOUT: durationMs.default(30_000),
+  WAGGLE_MAX_EXEC_TIMEOUT: durationMs.default(300_000),
+  WAGGLE_INSTALL_TIMEOUT: durationMs.default(600_000),
+  WAGGLE_BOOT_TIMEOUT: durationMs.default(120_000),
+  WAGGLE_HEARTBEAT_INTERVAL: durationMs.default(10_000),
+  /** Register a WaggleNode: auto (when a kubeconfig or in-cluster config exists), true, false. */
+  WAGGLE_REGISTER: z.enum(['auto', 'true', 'false']).default('auto'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+export type AgentConfig = z.output<typeof configSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses the environment; throws one error listing every bad variable and how to fix it. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const clean = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const r = configSchema.safeParse(clean);
+  if (r.success) return r.data;
+  const lines = r.error.issues.map(
+    (i) => `  ${i.path.join('.')}=${JSON.stringify(clean[String(i.path[0])])}: ${i.message}`,
+  );
+  throw new ConfigError(`invalid node-agent configuration:\n${lines.join('\n')}`);
+}

@@ -1,0 +1,39 @@
+import { execFile } from 'node:child_process';
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { GuestImages } from './vm/vm-manager.ts';
+import type { VMSpec } from './vm/vm-record.ts';
+
+const run = promisify(execFile);
+export const GUEST_BUILD_SCRIPT = join(import.meta.dirname, '..', '..', 'images', 'guest', 'build.sh');
+
+/**
+ * Finds the guest images, building missing ones with images/guest/build.sh (cached by recipe
+ * hash). A per-runtime override (WAGGLE_IMAGE_<RUNTIME>) is used as given.
+ */
+export async function resolveGuestImages(opts: {
+  runtimes: VMSpec['runtime'][];
+  overrides: Partial<Record<VMSpec['runtime'], string>>;
+  log: (msg: string) => void;
+}): Promise<GuestImages> {
+  const build = async (args: string[]) => {
+    opts.log(`resolving guest image: ${args.join(' ')}`);
+    const { stdout } = await run('bash', [GUEST_BUILD_SCRIPT, ...args], { maxBuffer: 16 << 20 });
+    return stdout.trim().split('\n').pop() ?? '';
+  };
+  const kernelDir = await build(['kernel']);
+  const rootfs: GuestImages['rootfs'] = {};
+  for (const rt of opts.runtimes) {
+    const override = opts.overrides[rt];
+    if (override) {
+      await access(override).catch(() => {
+        throw new Error(`WAGGLE_IMAGE_${rt.toUpperCase()}=${override}: no such file`);
+      });
+      rootfs[rt] = override;
+    } else {
+      rootfs[rt] = join(await build(['rootfs', rt]), 'rootfs.ext4');
+    }
+  }
+  return { kernel: join(kernelDir, 'vmlinuz'), initrd: join(kernelDir, 'initramfs.img'), rootfs };
+}

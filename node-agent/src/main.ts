@@ -1,0 +1,144 @@
+// node-agent entry point: all wiring lives here.
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { KubeConfig } from '@kubernetes/client-node';
+import { Agent } from './agent.ts';
+import { ConfigError, loadConfig } from './config.ts';
+import { resolveGuestImages } from './guest-images.ts';
+import { createLogger } from './logger.ts';
+import { createMetrics } from './metrics.ts';
+import { NodeRegistrar } from './registration.ts';
+import { startServers } from './server.ts';
+import { detectAccelerator } from './vm/accelerator.ts';
+import { readHostTscKHz } from './vm/host-tsc.ts';
+import { PortAllocator } from './vm/port-allocator.ts';
+import { VMManager } from './vm/vm-manager.ts';
+
+const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+function kubeConfigIfAny(mode: 'auto' | 'true' | 'false'): KubeConfig | undefined {
+  if (mode === 'false') return undefined;
+  const inCluster = existsSync('/var/run/secrets/kubernetes.io/serviceaccount/token');
+  if (mode === 'auto' && !process.env.KUBECONFIG && !inCluster) return undefined;
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  return kc;
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger({ level: config.LOG_LEVEL });
+  const node = config.WAGGLE_NODE_NAME;
+  log.info({ node, version: pkg.version }, 'node-agent starting');
+
+  const images = await resolveGuestImages({
+    runtimes: config.WAGGLE_GUEST_RUNTIMES,
+    overrides: {
+      ...(config.WAGGLE_IMAGE_PYTHON ? { python: config.WAGGLE_IMAGE_PYTHON } : {}),
+      ...(config.WAGGLE_IMAGE_NODE ? { node: config.WAGGLE_IMAGE_NODE } : {}),
+      ...(config.WAGGLE_IMAGE_SHELL ? { shell: config.WAGGLE_IMAGE_SHELL } : {}),
+    },
+    log: (msg) => log.info({ node }, msg),
+  });
+  const accel = await detectAccelerator({
+    requested: config.WAGGLE_ACCEL,
+    kernel: images.kernel,
+    initrd: images.initrd,
+  });
+  log.info({ node, accelerator: accel.accelerator, reason: accel.reason }, 'accelerator selected');
+  const tscKHz = accel.accelerator === 'tcg' ? await readHostTscKHz() : undefined;
+
+  const vms = new VMManager({
+    stateDir: config.WAGGLE_STATE_DIR,
+    images,
+    ports: new PortAllocator(config.WAGGLE_SSH_PORT_RANGE),
+    accelerator: accel.accelerator,
+    ...(tscKHz ? { tscKHz } : {}),
+    ...(config.WAGGLE_TRUSTED_CA_BUNDLE ? { caBundlePath: config.WAGGLE_TRUSTED_CA_BUNDLE } : {}),
+    bootTimeoutMs: config.WAGGLE_BOOT_TIMEOUT,
+    maxVMs: config.WAGGLE_MAX_VMS,
+    log,
+  });
+  const adoption = await vms.adopt();
+  log.info({ node, ...adoption }, 'state recovered');
+
+  const metrics = createMetrics();
+  const agent = new Agent({
+    vms,
+    log,
+    limits: {
+      defaultExecTimeoutMs: config.WAGGLE_DEFAULT_EXEC_TIMEOUT,
+      maxExecTimeoutMs: config.WAGGLE_MAX_EXEC_TIMEOUT,
+      maxOutputBytes: 1 << 20,
+      maxWriteBytes: 50 << 20,
+      maxReadBytes: 10 << 20,
+      maxListEntries: 10_000,
+      installTimeoutMs: config.WAGGLE_INSTALL_TIMEOUT,
+      capacity: {
+        vms: config.WAGGLE_MAX_VMS,
+        cpus: config.WAGGLE_CAPACITY_CPUS,
+        memoryMiB: config.WAGGLE_CAPACITY_MEMORY_MIB,
+      },
+    },
+    info: {
+      nodeName: node,
+      accelerator: accel.accelerator,
+      agentVersion: pkg.version,
+      capacity: {
+        vms: config.WAGGLE_MAX_VMS,
+        cpus: config.WAGGLE_CAPACITY_CPUS,
+        memoryMiB: config.WAGGLE_CAPACITY_MEMORY_MIB,
+      },
+      runtimes: Object.keys(images.rootfs) as Array<'python' | 'node' | 'shell'>,
+    },
+  });
+
+  let ready = false;
+  const servers = await startServers({
+    agent,
+    metrics,
+    listen: config.WAGGLE_AGENT_LISTEN,
+    opsListen: config.WAGGLE_AGENT_OPS_LISTEN,
+    isReady: () => ready,
+  });
+  const endpoint = config.WAGGLE_AGENT_ENDPOINT ?? servers.apiUrl;
+  log.info({ node, api: servers.apiUrl, ops: servers.opsUrl, endpoint }, 'node-agent listening');
+
+  const kc = kubeConfigIfAny(config.WAGGLE_REGISTER);
+  const registrar = kc
+    ? new NodeRegistrar(kc, {
+        nodeName: node,
+        endpoint,
+        intervalMs: config.WAGGLE_HEARTBEAT_INTERVAL,
+        info: () => agent.info(),
+        log,
+      })
+    : undefined;
+  if (registrar) {
+    await registrar.heartbeat();
+    registrar.start();
+    log.info({ node }, 'registered WaggleNode');
+  } else {
+    log.info({ node }, 'no kubeconfig: running standalone (no WaggleNode registration)');
+  }
+  ready = true;
+
+  const shutdown = async (signal: string) => {
+    log.info({ node, signal }, 'node-agent stopping; VMs keep running');
+    ready = false;
+    registrar?.stop();
+    agent.close();
+    await servers.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: Error) => {
+  const msg = err instanceof ConfigError ? err.message : (err.stack ?? err.message);
+  process.stderr.write(`node-agent: ${msg}\n`);
+  process.exit(1);
+});

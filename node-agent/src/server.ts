@@ -1,0 +1,64 @@
+import { fastifyConnectPlugin } from '@connectrpc/connect-fastify';
+import { fastify } from 'fastify';
+import type { Agent } from './agent.ts';
+import { nodeAgentRoutes } from './api/routes.ts';
+import type { Metrics } from './metrics.ts';
+
+const split = (hp: string) => {
+  const i = hp.lastIndexOf(':');
+  return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) };
+};
+
+/**
+ * Two listeners: the ConnectRPC API over HTTP/2 (cleartext h2c for now; mTLS comes with the
+ * operator's CA) and an HTTP/1.1 ops listener for probes and Prometheus (kubelet probes speak
+ * HTTP/1.1, which an h2c-only server cannot answer).
+ */
+export async function startServers(opts: {
+  agent: Agent;
+  metrics: Metrics;
+  listen: string;
+  opsListen: string;
+  isReady: () => boolean;
+}): Promise<{ apiUrl: string; opsUrl: string; close(): Promise<void> }> {
+  const api = fastify({ http2: true, logger: false });
+  await api.register(fastifyConnectPlugin, {
+    routes: nodeAgentRoutes(opts.agent),
+    interceptors: [
+      (next) => async (req) => {
+        try {
+          const res = await next(req);
+          opts.metrics.rpcs.inc({ method: req.method.name, code: 'ok' });
+          return res;
+        } catch (err) {
+          opts.metrics.rpcs.inc({
+            method: req.method.name,
+            code: String((err as { code?: unknown }).code ?? 'unknown'),
+          });
+          throw err;
+        }
+      },
+    ],
+  });
+  const ops = fastify({ logger: false });
+  ops.get('/healthz', async () => ({ status: 'ok' }));
+  ops.get('/readyz', async (_req, reply) => {
+    if (!opts.isReady()) return reply.code(503).send({ status: 'starting' });
+    return { status: 'ready' };
+  });
+  ops.get('/metrics', async (_req, reply) => {
+    opts.metrics.vms.set(opts.agent.vms.list().length);
+    return reply.type(opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics());
+  });
+  const a = split(opts.listen);
+  const o = split(opts.opsListen);
+  const apiUrl = await api.listen({ host: a.host, port: a.port });
+  const opsUrl = await ops.listen({ host: o.host, port: o.port });
+  return {
+    apiUrl,
+    opsUrl,
+    async close() {
+      await Promise.all([api.close(), ops.close()]);
+    },
+  };
+}
