@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,51 +14,33 @@ import {
   Runtime,
 } from '../src/client.ts';
 import { pidsWithMarker } from '../src/vm/proc.ts';
+import { type AgentProcess, startAgentProcess } from './agent-process.ts';
 
-const MAIN = join(import.meta.dirname, '..', 'src', 'main.ts');
 const kubeconfigPath = inject('kubeconfigPath');
 let stateDir = '';
 let ports: number[] = [];
-let agent: ChildProcess | undefined;
+let agent: AgentProcess | undefined;
 let client: NodeAgentClient;
 const nodeName = `agent-test-${process.pid}`;
 
 async function startAgent(): Promise<void> {
-  const [api, ops] = ports as [number, number];
-  agent = spawn(process.execPath, [MAIN], {
+  const [apiPort, opsPort] = ports as [number, number];
+  agent = await startAgentProcess({
+    apiPort,
+    opsPort,
     env: {
-      ...process.env,
       KUBECONFIG: kubeconfigPath,
       WAGGLE_NODE_NAME: nodeName,
       WAGGLE_STATE_DIR: stateDir,
-      WAGGLE_AGENT_LISTEN: `127.0.0.1:${api}`,
-      WAGGLE_AGENT_OPS_LISTEN: `127.0.0.1:${ops}`,
       WAGGLE_SSH_PORT_RANGE: '42500-42599',
       WAGGLE_HEARTBEAT_INTERVAL: '1s',
       WAGGLE_GUEST_RUNTIMES: 'python,shell',
-      LOG_LEVEL: 'warn',
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
   });
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (agent.exitCode !== null) throw new Error(`node-agent exited with ${agent.exitCode}`);
-    const ok = await fetch(`http://127.0.0.1:${ops}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('node-agent did not become ready in 60 s');
 }
 
 async function killAgent(signal: NodeJS.Signals): Promise<void> {
-  const a = agent;
-  if (!a || a.exitCode !== null) return;
-  const exited = new Promise((r) => a.once('exit', r));
-  a.kill(signal);
-  await exited;
+  await agent?.kill(signal);
 }
 
 const spec = (vmId: string, runtime: Runtime) => ({

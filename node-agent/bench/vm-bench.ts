@@ -1,0 +1,255 @@
+// Benchmark: node-agent API vs the raw QEMU + SSH baseline, measured in the same run on the same
+// images. Not a test: prints JSON (and a markdown table with --markdown). Usage:
+//   pnpm bench [--boots N] [--execs N] [--markdown]
+
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import ssh2, { type Client } from 'ssh2';
+import { createNodeAgentClient, Egress, Runtime } from '../src/client.ts';
+import { execScript } from '../src/guest/exec.ts';
+import { runCommand } from '../src/guest/ssh-connections.ts';
+import { resolveGuestImages } from '../src/guest-images.ts';
+import { detectAccelerator } from '../src/vm/accelerator.ts';
+import { readHostTscKHz } from '../src/vm/host-tsc.ts';
+import { generateEcdsaKeyPair, publicKeyBlob } from '../src/vm/keys.ts';
+import { canBind } from '../src/vm/port-allocator.ts';
+import { terminate } from '../src/vm/proc.ts';
+import { buildQemuArgs } from '../src/vm/qemu-args.ts';
+import { waitForGuestReady } from '../src/vm/readiness.ts';
+import { startAgentProcess } from '../test/agent-process.ts';
+
+const run = promisify(execFile);
+const { values } = parseArgs({
+  options: {
+    boots: { type: 'string', default: '5' },
+    execs: { type: 'string', default: '30' },
+    markdown: { type: 'boolean', default: false },
+  },
+});
+const BOOTS = Number(values.boots);
+const EXECS = Number(values.execs);
+
+type Stats = { p50: number; p95: number; min: number; max: number; n: number };
+function stats(samples: number[]): Stats {
+  const s = [...samples].sort((a, b) => a - b);
+  const rank = (p: number) =>
+    s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+  const r = (x: number) => Math.round(x * 10) / 10;
+  return {
+    p50: r(rank(50)),
+    p95: r(rank(95)),
+    min: r(s[0] ?? NaN),
+    max: r(s[s.length - 1] ?? NaN),
+    n: s.length,
+  };
+}
+const now = () => performance.now();
+const log = (m: string) => process.stderr.write(`bench: ${m}\n`);
+
+const images = await resolveGuestImages({ runtimes: ['python'], overrides: {}, log: () => undefined });
+const accel = await detectAccelerator({ requested: 'auto', kernel: images.kernel, initrd: images.initrd });
+const tscKHz = accel.accelerator === 'tcg' ? await readHostTscKHz() : undefined;
+
+function connect(port: number, privateKey: string, hostPublicKey: string): Promise<Client> {
+  const expected = publicKeyBlob(hostPublicKey);
+  return new Promise((resolve, reject) => {
+    const c = new ssh2.Client();
+    c.once('ready', () => resolve(c));
+    c.once('error', reject);
+    c.connect({
+      host: '127.0.0.1',
+      port,
+      username: 'root',
+      privateKey,
+      readyTimeout: 15_000,
+      hostVerifier: (k: Buffer) => k.equals(expected),
+    });
+  });
+}
+
+/** Raw baseline: qemu-img overlay + bare QEMU (same command line) + wait for the guest's line + ssh2 + `true`. */
+async function rawBoot(port: number): Promise<{ ms: number; client: Client; stop: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'waggle-bench-raw-'));
+  const t0 = now();
+  const client = generateEcdsaKeyPair('bench');
+  const host = generateEcdsaKeyPair('bench-host');
+  await writeFile(join(dir, 'ak'), `${client.publicKey}\n`, { mode: 0o600 });
+  await writeFile(join(dir, 'hk'), host.privateKey, { mode: 0o600 });
+  await run('qemu-img', [
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '-F',
+    'raw',
+    '-b',
+    images.rootfs.python as string,
+    join(dir, 'o.qcow2'),
+    '1G',
+  ]);
+  const args = buildQemuArgs({
+    name: 'waggle-bench-raw',
+    accelerator: accel.accelerator,
+    cpus: 1,
+    memoryMiB: 512,
+    kernelPath: images.kernel,
+    initrdPath: images.initrd,
+    overlayPath: join(dir, 'o.qcow2'),
+    sshPort: port,
+    egress: 'all',
+    fwCfgFiles: { authorized_keys: join(dir, 'ak'), ssh_host_key: join(dir, 'hk') },
+    serialLogPath: join(dir, 'serial.log'),
+    qmpSocketPath: join(dir, 'qmp.sock'),
+    pidFilePath: join(dir, 'qemu.pid'),
+    ...(tscKHz ? { tscKHz } : {}),
+  });
+  await run('qemu-system-x86_64', args);
+  const pid = Number((await readFile(join(dir, 'qemu.pid'), 'utf8')).trim());
+  const ready = await waitForGuestReady({
+    serialLogPath: join(dir, 'serial.log'),
+    timeoutMs: 120_000,
+    isAlive: () => true,
+  });
+  if (!ready.ready) throw new Error(`raw boot failed: ${ready.reason}`);
+  const ssh = await connect(port, client.privateKey, host.publicKey);
+  await runCommand(ssh, 'true');
+  const ms = now() - t0;
+  return {
+    ms,
+    client: ssh,
+    stop: async () => {
+      ssh.end();
+      await terminate(pid, dir);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function freeLoopbackPort(from: number): Promise<number> {
+  for (let p = from; p < from + 100; p++) if (await canBind(p)) return p;
+  throw new Error('no free port');
+}
+
+const results: Record<string, Stats> = {};
+
+// --- raw baseline --------------------------------------------------------------------------
+log(`raw baseline: ${BOOTS} boots (${accel.accelerator})`);
+const rawBoots: number[] = [];
+let rawVm: Awaited<ReturnType<typeof rawBoot>> | undefined;
+for (let i = 0; i < BOOTS; i++) {
+  const vm = await rawBoot(await freeLoopbackPort(43100));
+  rawBoots.push(vm.ms);
+  if (i < BOOTS - 1) await vm.stop();
+  else rawVm = vm;
+}
+results.raw_boot_to_ssh_ms = stats(rawBoots);
+
+const timeIt = async (n: number, fn: () => Promise<unknown>) => {
+  await fn(); // warm-up
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = now();
+    await fn();
+    out.push(now() - t);
+  }
+  return stats(out);
+};
+const raw = rawVm as NonNullable<typeof rawVm>;
+results.raw_exec_true_ms = await timeIt(EXECS, () => runCommand(raw.client, 'true'));
+const scriptFor = (code: string, ext: string, interpreter: string) =>
+  `sh -c '${execScript({ id: `b-${randomBytes(4).toString('hex')}`, ext, bytes: Buffer.byteLength(code), interpreter }).replace(/'/g, `'\\''`)}'`;
+results.raw_exec_true_same_script_ms = await timeIt(EXECS, () =>
+  runCommand(raw.client, scriptFor('true', 'sh', 'bash'), Buffer.from('true')),
+);
+results.raw_exec_python_same_script_ms = await timeIt(Math.min(EXECS, 10), () =>
+  runCommand(raw.client, scriptFor('print(1)', 'py', 'python3'), Buffer.from('print(1)')),
+);
+await raw.stop();
+
+// --- through the node-agent API (real agent process) ---------------------------------------
+const stateDir = await mkdtemp(join(tmpdir(), 'waggle-bench-agent-'));
+const apiPort = await freeLoopbackPort(43300);
+const opsPort = await freeLoopbackPort(apiPort + 1);
+const agent = await startAgentProcess({
+  apiPort,
+  opsPort,
+  env: {
+    WAGGLE_STATE_DIR: stateDir,
+    WAGGLE_REGISTER: 'false',
+    WAGGLE_GUEST_RUNTIMES: 'python',
+    WAGGLE_SSH_PORT_RANGE: '43400-43499',
+  },
+});
+const api = createNodeAgentClient(agent.apiUrl);
+const execOnce = async (vmId: string, code: string, language: string) => {
+  for await (const m of api.exec({ vmId, code, language, timeoutMs: 30_000 })) {
+    if (m.event.case === 'result') return m.event.value;
+  }
+  throw new Error('no result');
+};
+log(`node-agent API: ${BOOTS} CreateVM + first exec`);
+const createMs: number[] = [];
+const createRpcMs: number[] = [];
+for (let i = 0; i < BOOTS; i++) {
+  const vmId = `bench-${i}`;
+  const t0 = now();
+  await api.createVM({
+    spec: { vmId, runtime: Runtime.PYTHON, cpus: 1, memoryMib: 512, diskMib: 1024, egress: Egress.ALL },
+  });
+  createRpcMs.push(now() - t0);
+  await execOnce(vmId, 'true', 'shell');
+  createMs.push(now() - t0);
+  if (i < BOOTS - 1) await api.destroyVM({ vmId });
+}
+results.agent_create_to_first_exec_ms = stats(createMs);
+results.agent_create_rpc_ms = stats(createRpcMs);
+const lastVm = `bench-${BOOTS - 1}`;
+results.agent_exec_true_ms = await timeIt(EXECS, () => execOnce(lastVm, 'true', 'shell'));
+results.agent_exec_python_ms = await timeIt(Math.min(EXECS, 10), () =>
+  execOnce(lastVm, 'print(1)', 'python'),
+);
+await api.destroyVM({ vmId: lastVm });
+await agent.kill('SIGTERM');
+await rm(stateDir, { recursive: true, force: true });
+
+const r = results as Record<string, Stats>;
+const out = {
+  benchmark: 'node-agent',
+  date: new Date().toISOString(),
+  machine: {
+    cpus: cpus().length,
+    model: cpus()[0]?.model ?? 'unknown',
+    accelerator: accel.accelerator,
+    accelReason: accel.reason,
+  },
+  runs: { boots: BOOTS, execs: EXECS },
+  results,
+  targets: {
+    create_within_10pct_of_raw_boot: {
+      agent_p50: r.agent_create_to_first_exec_ms?.p50,
+      raw_p50: r.raw_boot_to_ssh_ms?.p50,
+      ratio:
+        Math.round(((r.agent_create_to_first_exec_ms?.p50 ?? 0) / (r.raw_boot_to_ssh_ms?.p50 ?? 1)) * 1000) /
+        1000,
+      pass: (r.agent_create_to_first_exec_ms?.p50 ?? Infinity) <= (r.raw_boot_to_ssh_ms?.p50 ?? 0) * 1.1,
+    },
+    exec_at_most_5ms_over_raw_same_command: {
+      agent_p50: r.agent_exec_true_ms?.p50,
+      raw_same_script_p50: r.raw_exec_true_same_script_ms?.p50,
+      overhead_ms:
+        Math.round(((r.agent_exec_true_ms?.p50 ?? 0) - (r.raw_exec_true_same_script_ms?.p50 ?? 0)) * 10) / 10,
+      pass: (r.agent_exec_true_ms?.p50 ?? Infinity) - (r.raw_exec_true_same_script_ms?.p50 ?? 0) <= 5,
+    },
+  },
+};
+process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+if (values.markdown) {
+  process.stdout.write('\n| measurement | p50 ms | p95 ms | n |\n|---|---:|---:|---:|\n');
+  for (const [k, v] of Object.entries(results))
+    process.stdout.write(`| ${k} | ${v.p50} | ${v.p95} | ${v.n} |\n`);
+}
+process.exit(0);
