@@ -18,6 +18,8 @@ export interface AgentLimits {
   maxReadBytes: number;
   maxListEntries: number;
   installTimeoutMs: number;
+  /** Interpreter overrides per language (WAGGLE_RUNTIME_<RT>_EXEC_COMMAND); else the built-in one. */
+  interpreters?: Partial<Record<Language, string>>;
   capacity: { vms: number; cpus: number; memoryMiB: number };
 }
 
@@ -127,9 +129,11 @@ export class Agent {
       this.#limits.maxOutputBytes,
     );
     const client = await this.#guests.get(req.vmId);
+    const interpreter = this.#limits.interpreters?.[language];
     return execCode(client, {
       code: req.code,
       language,
+      ...(interpreter ? { interpreter } : {}),
       timeoutMs,
       maxOutputBytes,
       ...(req.onOutput ? { onOutput: req.onOutput } : {}),

@@ -18,6 +18,9 @@ const portRange = z
     return { from, to };
   });
 const positiveInt = z.coerce.number().int().positive();
+const absolutePath = z.string().regex(/^\/[A-Za-z0-9._/-]+$/, {
+  error: 'use an absolute path inside the guest, e.g. /opt/python/bin/python3',
+});
 
 /**
  * node-agent configuration, parsed once from the environment. Every variable, its default and
@@ -52,6 +55,9 @@ export const configSchema = z.object({
   WAGGLE_HEARTBEAT_INTERVAL: durationMs.default(10_000),
   /** Register a WaggleNode: auto (when a kubeconfig or in-cluster config exists), true, false. */
   WAGGLE_REGISTER: z.enum(['auto', 'true', 'false']).default('auto'),
+  WAGGLE_RUNTIME_PYTHON_EXEC_COMMAND: absolutePath.optional(),
+  WAGGLE_RUNTIME_NODE_EXEC_COMMAND: absolutePath.optional(),
+  WAGGLE_RUNTIME_SHELL_EXEC_COMMAND: absolutePath.optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 export type AgentConfig = z.output<typeof configSchema>;

@@ -76,6 +76,15 @@ async function main(): Promise<void> {
       maxReadBytes: 10 << 20,
       maxListEntries: 10_000,
       installTimeoutMs: config.WAGGLE_INSTALL_TIMEOUT,
+      interpreters: {
+        ...(config.WAGGLE_RUNTIME_PYTHON_EXEC_COMMAND
+          ? { python: config.WAGGLE_RUNTIME_PYTHON_EXEC_COMMAND }
+          : {}),
+        ...(config.WAGGLE_RUNTIME_NODE_EXEC_COMMAND ? { node: config.WAGGLE_RUNTIME_NODE_EXEC_COMMAND } : {}),
+        ...(config.WAGGLE_RUNTIME_SHELL_EXEC_COMMAND
+          ? { shell: config.WAGGLE_RUNTIME_SHELL_EXEC_COMMAND }
+          : {}),
+      },
       capacity: {
         vms: config.WAGGLE_MAX_VMS,
         cpus: config.WAGGLE_CAPACITY_CPUS,
