@@ -42,13 +42,18 @@ export class Agent {
   readonly #limits: AgentLimits;
   readonly #info: Omit<NodeInfo, 'allocated'>;
   readonly log: Logger;
+  readonly #onVMReady: ((bootMs: number) => void) | undefined;
+  readonly #observed = new Set<string>();
 
   constructor(opts: {
     vms: VMManager;
     limits: AgentLimits;
     info: Omit<NodeInfo, 'allocated'>;
     log: Logger;
+    /** Called with the boot time of each VM this agent created (for metrics). */
+    onVMReady?: (bootMs: number) => void;
   }) {
+    this.#onVMReady = opts.onVMReady;
     this.vms = opts.vms;
     this.#limits = opts.limits;
     this.#info = opts.info;
@@ -80,12 +85,18 @@ export class Agent {
     };
   }
 
-  createVM(spec: VMSpec): Promise<VMRecord> {
-    return this.vms.create(spec);
+  async createVM(spec: VMSpec): Promise<VMRecord> {
+    const vm = await this.vms.create(spec);
+    if (vm.bootMs !== undefined && !this.#observed.has(vm.vmId)) {
+      this.#observed.add(vm.vmId); // idempotent repeats return the same VM: count its boot once
+      this.#onVMReady?.(vm.bootMs);
+    }
+    return vm;
   }
 
   async destroyVM(vmId: string): Promise<boolean> {
     this.#guests.close(vmId);
+    this.#observed.delete(vmId);
     return this.vms.destroy(vmId);
   }
 

@@ -68,6 +68,7 @@ async function main(): Promise<void> {
   const agent = new Agent({
     vms,
     log,
+    onVMReady: (ms) => metrics.bootSeconds.observe(ms / 1000),
     limits: {
       defaultExecTimeoutMs: config.WAGGLE_DEFAULT_EXEC_TIMEOUT,
       maxExecTimeoutMs: config.WAGGLE_MAX_EXEC_TIMEOUT,
@@ -139,7 +140,8 @@ async function main(): Promise<void> {
     ready = false;
     registrar?.stop();
     agent.close();
-    await servers.close();
+    // fastify's close waits for open HTTP/2 sessions, which clients keep; bound the wait.
+    await Promise.race([servers.close(), new Promise((r) => setTimeout(r, 3_000).unref())]);
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));

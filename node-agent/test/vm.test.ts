@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureGuestImages } from '@waggle/test';
@@ -271,13 +272,15 @@ describe('files and packages in a guest', () => {
 });
 
 describe('concurrency and runtimes', () => {
-  it('boots four VMs at once (python, node, shell) and runs each runtime', { timeout: 300_000 }, async () => {
+  it('boots four VMs at once (python, node, shell), runs each runtime and npm, isolates egress none', {
+    timeout: 300_000,
+  }, async () => {
     const vms = manager();
     const ids = [
       spec('vm-c1', 'python'),
       spec('vm-c2', 'node'),
       spec('vm-c3', 'shell'),
-      spec('vm-c4', 'node'),
+      { ...spec('vm-c4', 'python'), egress: 'none' as const },
     ];
     const t0 = Date.now();
     const created = await Promise.all(ids.map((s) => vms.create(s)));
@@ -305,6 +308,49 @@ describe('concurrency and runtimes', () => {
         stderr: '/home/sandbox\n',
         exitCode: 4,
       });
+
+      // npm installs into the sandbox home and later code can require() it.
+      const npm = await installPackages(await conns.get('vm-c2'), {
+        runtime: 'node',
+        packages: ['is-number@7.0.0'],
+        timeoutMs: 240_000,
+        maxOutputBytes: 1 << 20,
+      });
+      expect(npm.exitCode, npm.stderr).toBe(0);
+      const useNpm = await execCode(await conns.get('vm-c2'), {
+        code: "console.log(require('is-number')(5), require('is-number')('x'))",
+        language: 'node',
+        timeoutMs: 30_000,
+        maxOutputBytes: 1024,
+      });
+      expect(useNpm.stdout).toBe('true false\n');
+
+      // Egress: guests reach the host's loopback as 10.0.2.2 through QEMU's user network, unless
+      // egress is none (restrict=on). Only loopback traffic: a listener on 127.0.0.1.
+      const listener = createServer((sock) => sock.end('hello\n'));
+      await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+      const port = (listener.address() as AddressInfo).port;
+      const probe = [
+        'import socket',
+        'try:',
+        `    s = socket.create_connection(("10.0.2.2", ${port}), timeout=3)`,
+        '    print("reached", s.recv(16).decode().strip())',
+        'except OSError as e:',
+        '    print("blocked")',
+      ].join('\n');
+      const run = async (vmId: string) =>
+        execCode(await conns.get(vmId), {
+          code: probe,
+          language: 'python',
+          timeoutMs: 30_000,
+          maxOutputBytes: 1024,
+        });
+      try {
+        expect((await run('vm-c1')).stdout).toBe('reached hello\n');
+        expect((await run('vm-c4')).stdout).toBe('blocked\n');
+      } finally {
+        listener.close();
+      }
     } finally {
       conns.closeAll();
       await Promise.all(ids.map((s) => vms.destroy(s.vmId)));
