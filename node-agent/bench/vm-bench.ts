@@ -11,6 +11,7 @@ import { parseArgs, promisify } from 'node:util';
 import ssh2, { type Client } from 'ssh2';
 import { createNodeAgentClient, Egress, Runtime } from '../src/client.ts';
 import { execScript } from '../src/guest/exec.ts';
+import { shellQuote } from '../src/guest/shell-quote.ts';
 import { runCommand } from '../src/guest/ssh-connections.ts';
 import { resolveGuestImages } from '../src/guest-images.ts';
 import { detectAccelerator } from '../src/vm/accelerator.ts';
@@ -135,42 +136,14 @@ async function freeLoopbackPort(from: number): Promise<number> {
 }
 
 const results: Record<string, Stats> = {};
-
-// --- raw baseline --------------------------------------------------------------------------
-log(`raw baseline: ${BOOTS} boots (${accel.accelerator})`);
-const rawBoots: number[] = [];
-let rawVm: Awaited<ReturnType<typeof rawBoot>> | undefined;
-for (let i = 0; i < BOOTS; i++) {
-  const vm = await rawBoot(await freeLoopbackPort(43100));
-  rawBoots.push(vm.ms);
-  if (i < BOOTS - 1) await vm.stop();
-  else rawVm = vm;
-}
-results.raw_boot_to_ssh_ms = stats(rawBoots);
-
-const timeIt = async (n: number, fn: () => Promise<unknown>) => {
-  await fn(); // warm-up
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t = now();
-    await fn();
-    out.push(now() - t);
-  }
-  return stats(out);
+const samples: Record<string, number[]> = {};
+const record = (k: string, ms: number) => {
+  samples[k] ??= [];
+  samples[k].push(ms);
 };
-const raw = rawVm as NonNullable<typeof rawVm>;
-results.raw_exec_true_ms = await timeIt(EXECS, () => runCommand(raw.client, 'true'));
-const scriptFor = (code: string, ext: string, interpreter: string) =>
-  `sh -c '${execScript({ id: `b-${randomBytes(4).toString('hex')}`, ext, bytes: Buffer.byteLength(code), interpreter }).replace(/'/g, `'\\''`)}'`;
-results.raw_exec_true_same_script_ms = await timeIt(EXECS, () =>
-  runCommand(raw.client, scriptFor('true', 'sh', 'bash'), Buffer.from('true')),
-);
-results.raw_exec_python_same_script_ms = await timeIt(Math.min(EXECS, 10), () =>
-  runCommand(raw.client, scriptFor('print(1)', 'py', 'python3'), Buffer.from('print(1)')),
-);
-await raw.stop();
 
-// --- through the node-agent API (real agent process) ---------------------------------------
+// The agent runs for the whole benchmark; raw and agent iterations alternate so that drift in
+// host load affects both sides alike.
 const stateDir = await mkdtemp(join(tmpdir(), 'waggle-bench-agent-'));
 const apiPort = await freeLoopbackPort(43300);
 const opsPort = await freeLoopbackPort(apiPort + 1);
@@ -191,27 +164,54 @@ const execOnce = async (vmId: string, code: string, language: string) => {
   }
   throw new Error('no result');
 };
-log(`node-agent API: ${BOOTS} CreateVM + first exec`);
-const createMs: number[] = [];
-const createRpcMs: number[] = [];
+const timed = async (k: string, fn: () => Promise<unknown>) => {
+  const t = now();
+  await fn();
+  record(k, now() - t);
+};
+
+log(`${BOOTS} boots each, alternating raw QEMU+SSH and node-agent CreateVM (${accel.accelerator})`);
+let rawVm: Awaited<ReturnType<typeof rawBoot>> | undefined;
+const lastVm = `bench-${BOOTS - 1}`;
 for (let i = 0; i < BOOTS; i++) {
+  const vm = await rawBoot(await freeLoopbackPort(43100));
+  record('raw_boot_to_ssh_ms', vm.ms);
+  if (i < BOOTS - 1) await vm.stop();
+  else rawVm = vm;
   const vmId = `bench-${i}`;
   const t0 = now();
   await api.createVM({
     spec: { vmId, runtime: Runtime.PYTHON, cpus: 1, memoryMib: 512, diskMib: 1024, egress: Egress.ALL },
   });
-  createRpcMs.push(now() - t0);
+  record('agent_create_rpc_ms', now() - t0);
   await execOnce(vmId, 'true', 'shell');
-  createMs.push(now() - t0);
+  record('agent_create_to_first_exec_ms', now() - t0);
   if (i < BOOTS - 1) await api.destroyVM({ vmId });
 }
-results.agent_create_to_first_exec_ms = stats(createMs);
-results.agent_create_rpc_ms = stats(createRpcMs);
-const lastVm = `bench-${BOOTS - 1}`;
-results.agent_exec_true_ms = await timeIt(EXECS, () => execOnce(lastVm, 'true', 'shell'));
-results.agent_exec_python_ms = await timeIt(Math.min(EXECS, 10), () =>
-  execOnce(lastVm, 'print(1)', 'python'),
-);
+const raw = rawVm as NonNullable<typeof rawVm>;
+const scriptFor = (code: string, ext: string, interpreter: string) =>
+  `sh -c ${shellQuote(execScript({ id: `b-${randomBytes(4).toString('hex')}`, ext, bytes: Buffer.byteLength(code), interpreter }))}`;
+
+log(`${EXECS} exec rounds, alternating`);
+for (let i = 0; i <= EXECS; i++) {
+  const warm = i === 0; // the first round warms connections and caches; not recorded
+  const keep = (k: string) => (warm ? '_warmup' : k);
+  await timed(keep('raw_exec_true_ms'), () => runCommand(raw.client, 'true'));
+  await timed(keep('raw_exec_true_same_script_ms'), () =>
+    runCommand(raw.client, scriptFor('true', 'sh', 'bash'), Buffer.from('true')),
+  );
+  await timed(keep('agent_exec_true_ms'), () => execOnce(lastVm, 'true', 'shell'));
+  await timed(keep('agent_getvm_rpc_ms'), () => api.getVM({ vmId: lastVm }));
+  if (i % 3 === 0) {
+    await timed(keep('raw_exec_python_same_script_ms'), () =>
+      runCommand(raw.client, scriptFor('print(1)', 'py', 'python3'), Buffer.from('print(1)')),
+    );
+    await timed(keep('agent_exec_python_ms'), () => execOnce(lastVm, 'print(1)', 'python'));
+  }
+}
+delete samples._warmup;
+for (const [k, v] of Object.entries(samples)) results[k] = stats(v);
+await raw.stop();
 await api.destroyVM({ vmId: lastVm });
 await agent.kill('SIGTERM');
 await rm(stateDir, { recursive: true, force: true });

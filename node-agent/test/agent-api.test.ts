@@ -142,6 +142,11 @@ describe('node-agent over ConnectRPC (real process, real VMs)', () => {
       'col1,col2\n1,2\n',
     );
 
+    const metrics = await (await fetch(`http://127.0.0.1:${ports[1]}/metrics`)).text();
+    expect(metrics).toMatch(/^waggle_agent_vms 2$/m);
+    expect(metrics).toMatch(/^waggle_agent_rpcs_total\{method="Exec",code="ok"\} \d+$/m);
+    expect((await fetch(`http://127.0.0.1:${ports[1]}/readyz`)).status).toBe(200);
+
     const info = await client.getNodeInfo({});
     expect(info).toMatchObject({ nodeName, accelerator: 'tcg', allocatedVms: 2 });
 
