@@ -15,7 +15,11 @@ describe('generated ConnectRPC code', () => {
   }, async () => {
     const out = await mkdtemp(join(tmpdir(), 'waggle-buf-'));
     try {
-      await run(join(PKG, 'node_modules', '.bin', 'buf'), ['generate', '-o', out], { cwd: PKG });
+      const bin = join(PKG, 'node_modules', '.bin'); // buf runs protoc-gen-es from PATH
+      await run(join(bin, 'buf'), ['generate', '-o', out], {
+        cwd: PKG,
+        env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+      });
       for (const f of FILES) {
         const rel = join('src', 'gen', 'waggle', 'nodeagent', 'v1', f);
         expect(await readFile(join(PKG, rel), 'utf8'), rel).toBe(await readFile(join(out, rel), 'utf8'));
