@@ -1,0 +1,83 @@
+import type { Logger } from 'pino';
+import { WorkQueue, type WorkQueueOptions } from './work-queue.ts';
+
+/** What a reconcile asks for next: nothing, or to run again after a delay (timers). */
+export interface ReconcileResult {
+  requeueAfterMs?: number;
+}
+
+/** An error that retrying cannot fix: logged and surfaced, not retried. */
+export class TerminalError extends Error {
+  override name = 'TerminalError';
+}
+
+export type Reconciler = (key: string, signal: AbortSignal) => Promise<ReconcileResult | undefined>;
+
+export interface ControllerOptions extends WorkQueueOptions {
+  name: string;
+  reconcile: Reconciler;
+  workers?: number;
+  log: Logger;
+  /** Observes each reconcile (metrics). */
+  onReconciled?: (outcome: 'success' | 'error' | 'terminal', durationMs: number) => void;
+}
+
+/**
+ * Runs a reconciler over a work queue with N workers (level-based: the reconciler reads
+ * current state for the key, it is never told what changed). Errors back off per key; a
+ * `TerminalError` stops retries; `requeueAfterMs` schedules the key again.
+ */
+export class Controller {
+  readonly queue: WorkQueue;
+  readonly #o: ControllerOptions;
+  readonly #abort = new AbortController();
+  #workers: Promise<void>[] = [];
+
+  constructor(opts: ControllerOptions) {
+    this.#o = opts;
+    this.queue = new WorkQueue(opts);
+  }
+
+  enqueue(key: string): void {
+    this.queue.add(key);
+  }
+
+  start(): void {
+    const n = this.#o.workers ?? 2;
+    this.#workers = Array.from({ length: n }, () => this.#work());
+  }
+
+  async #work(): Promise<void> {
+    while (true) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      const log = this.#o.log.child({ controller: this.#o.name, key });
+      const t0 = performance.now();
+      try {
+        const result = await this.#o.reconcile(key, this.#abort.signal);
+        this.queue.forget(key);
+        this.#o.onReconciled?.('success', performance.now() - t0);
+        if (result?.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
+      } catch (err) {
+        if (err instanceof TerminalError) {
+          this.queue.forget(key);
+          this.#o.onReconciled?.('terminal', performance.now() - t0);
+          log.error({ err: err.message }, 'reconcile failed permanently');
+        } else {
+          const delayMs = this.queue.addRateLimited(key);
+          this.#o.onReconciled?.('error', performance.now() - t0);
+          log.warn({ err: (err as Error).message, retryInMs: delayMs }, 'reconcile failed; retrying');
+        }
+      } finally {
+        this.queue.done(key);
+      }
+    }
+  }
+
+  /** Stops taking keys and waits for in-flight reconciles (which see an aborted signal). */
+  async stop(): Promise<void> {
+    this.queue.shutdown();
+    this.#abort.abort();
+    await Promise.all(this.#workers);
+  }
+}

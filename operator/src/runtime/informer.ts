@@ -1,0 +1,115 @@
+import {
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  type ListPromise,
+  makeInformer,
+} from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+
+export type InformerEvent = 'add' | 'update' | 'delete';
+
+export interface InformerOptions<T extends KubernetesObject> {
+  name: string;
+  kc: KubeConfig;
+  /** API path to watch, e.g. /apis/waggle.dev/v1alpha1/waggleenvironments. */
+  path: string;
+  list: () => Promise<KubernetesListObject<T>>;
+  onEvent: (type: InformerEvent, obj: T) => void;
+  /** Re-deliver every cached object this often (level-based safety net). */
+  resyncMs?: number;
+  log: Logger;
+}
+
+export interface Informer<T extends KubernetesObject> {
+  /** Objects as last seen (namespace/name → object). */
+  get(key: string): T | undefined;
+  list(): readonly T[];
+  /** Resolves after the first full list. */
+  synced: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function keyOf(obj: KubernetesObject): string {
+  const ns = obj.metadata?.namespace;
+  return ns ? `${ns}/${obj.metadata?.name}` : (obj.metadata?.name ?? '');
+}
+
+/**
+ * A list+watch cache built on client-node's ListWatch, which relists on 410 Gone and reconnects
+ * after watch timeouts; other watch errors stop it, so this restarts it with capped backoff.
+ */
+export function startInformer<T extends KubernetesObject>(opts: InformerOptions<T>): Informer<T> {
+  const informer = makeInformer<T>(opts.kc, opts.path, opts.list as ListPromise<T>);
+  let stopped = false;
+  let backoffMs = 200;
+  let restartTimer: NodeJS.Timeout | undefined;
+  let resolveSynced: () => void = () => undefined;
+  const synced = new Promise<void>((r) => {
+    resolveSynced = r;
+  });
+
+  const deliver = (type: InformerEvent) => (obj: T) => {
+    backoffMs = 200;
+    opts.onEvent(type, obj);
+  };
+  informer.on('add', deliver('add'));
+  informer.on('update', deliver('update'));
+  informer.on('delete', deliver('delete'));
+  informer.on('connect', () => {
+    backoffMs = 200;
+  });
+  informer.on('error', (err: unknown) => {
+    if (stopped) return;
+    opts.log.warn(
+      { informer: opts.name, err: (err as Error)?.message ?? String(err), retryInMs: backoffMs },
+      'watch failed; restarting',
+    );
+    restartTimer = setTimeout(() => {
+      if (!stopped) void informer.start().catch(() => undefined);
+    }, backoffMs);
+    backoffMs = Math.min(backoffMs * 2, 30_000);
+  });
+
+  // The first start lists then watches; retry it with backoff until it succeeds.
+  const firstStart = async () => {
+    let delay = 200;
+    while (!stopped) {
+      try {
+        await informer.start();
+        resolveSynced();
+        return;
+      } catch (err) {
+        opts.log.warn(
+          { informer: opts.name, err: (err as Error).message, retryInMs: delay },
+          'initial list failed',
+        );
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 30_000);
+      }
+    }
+  };
+  void firstStart();
+
+  const resync = opts.resyncMs
+    ? setInterval(() => {
+        for (const obj of informer.list()) opts.onEvent('update', obj);
+      }, opts.resyncMs)
+    : undefined;
+  resync?.unref();
+
+  return {
+    get: (key) => {
+      const [a, b] = key.split('/');
+      return b === undefined ? informer.get(a as string) : informer.get(b, a);
+    },
+    list: () => informer.list(),
+    synced,
+    async stop() {
+      stopped = true;
+      if (resync) clearInterval(resync);
+      if (restartTimer) clearTimeout(restartTimer);
+      await informer.stop();
+    },
+  };
+}

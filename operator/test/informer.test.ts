@@ -1,0 +1,96 @@
+import { CoreV1Api, CustomObjectsApi, KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { applyCRDs } from '@waggle/test';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { type Informer, type InformerEvent, keyOf, startInformer } from '../src/runtime/informer.ts';
+
+const kubeconfigPath = inject('kubeconfigPath');
+const kc = new KubeConfig();
+kc.loadFromFile(kubeconfigPath);
+const custom = kc.makeApiClient(CustomObjectsApi);
+const core = kc.makeApiClient(CoreV1Api);
+const namespace = `informer-${process.pid}`;
+const coords = { group: 'waggle.dev', version: 'v1alpha1', plural: 'waggleenvironments' };
+const events: Array<[InformerEvent, string]> = [];
+let informer: Informer<KubernetesObject>;
+
+async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}; events: ${JSON.stringify(events)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+beforeAll(async () => {
+  await applyCRDs(kubeconfigPath);
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  informer = startInformer<KubernetesObject>({
+    name: 'waggleenvironments',
+    kc,
+    path: '/apis/waggle.dev/v1alpha1/waggleenvironments',
+    list: () =>
+      custom.listCustomObjectForAllNamespaces({
+        group: coords.group,
+        version: coords.version,
+        resourcePlural: coords.plural,
+      }) as never,
+    onEvent: (type, obj) => events.push([type, keyOf(obj)]),
+    resyncMs: 500,
+    log: pino({ level: 'silent' }),
+  });
+  await informer.synced;
+}, 60_000);
+
+afterAll(async () => {
+  await informer?.stop();
+  await core.deleteNamespace({ name: namespace }).catch(() => undefined);
+});
+
+describe('informer on a real apiserver', () => {
+  it('delivers add, update and delete and keeps a cache keyed by namespace/name', async () => {
+    const key = `${namespace}/inf-1`;
+    await custom.createNamespacedCustomObject({
+      ...coords,
+      namespace,
+      body: {
+        apiVersion: 'waggle.dev/v1alpha1',
+        kind: 'WaggleEnvironment',
+        metadata: { name: 'inf-1' },
+        spec: { runtime: 'python' },
+      },
+    });
+    await until(() => events.some(([t, k]) => t === 'add' && k === key), 'add');
+    expect(informer.get(key)?.metadata?.name).toBe('inf-1');
+
+    const obj = (await custom.getNamespacedCustomObject({ ...coords, namespace, name: 'inf-1' })) as {
+      spec: { idleTimeout: string };
+    };
+    obj.spec.idleTimeout = '5m';
+    await custom.replaceNamespacedCustomObject({ ...coords, namespace, name: 'inf-1', body: obj });
+    await until(
+      () => (informer.get(key) as unknown as { spec: { idleTimeout: string } })?.spec.idleTimeout === '5m',
+      'updated cache',
+    );
+
+    await custom.deleteNamespacedCustomObject({ ...coords, namespace, name: 'inf-1' });
+    await until(() => events.some(([t, k]) => t === 'delete' && k === key), 'delete');
+    expect(informer.get(key)).toBeUndefined();
+  });
+
+  it('re-delivers cached objects on resync (level-based safety net)', async () => {
+    await custom.createNamespacedCustomObject({
+      ...coords,
+      namespace,
+      body: {
+        apiVersion: 'waggle.dev/v1alpha1',
+        kind: 'WaggleEnvironment',
+        metadata: { name: 'inf-2' },
+        spec: { runtime: 'shell' },
+      },
+    });
+    const key = `${namespace}/inf-2`;
+    await until(() => events.filter(([t, k]) => t === 'update' && k === key).length >= 2, 'two resyncs');
+  });
+});
