@@ -21,6 +21,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=${WAGGLE_CACHE_DIR:-$HOME/.cache/waggle}
 TOOLCHAIN="$CACHE/toolchain"
 BIN_DIR=${WAGGLE_BIN_DIR:-/usr/local/bin}
+export PATH="$BIN_DIR:$PATH" # node and pnpm are linked here; make sure they win over older ones
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 
