@@ -69,7 +69,7 @@ describe('pickNode', () => {
     let placed = 0;
     for (let i = 0; i < 50; i++) {
       const r = pickNode(req, nodes, used, opts);
-      if (!r.node) continue;
+      if ('reason' in r) continue;
       placed++;
       const u = used.get(r.node) ?? { vms: 0, cpus: 0, memoryMiB: 0 };
       used.set(r.node, { vms: u.vms + 1, cpus: u.cpus + 1, memoryMiB: u.memoryMiB + 512 });

@@ -22,7 +22,7 @@ export interface ScheduleRequest {
   nodeName?: string;
 }
 
-export type ScheduleResult = { node: string } | { node?: undefined; reason: string };
+export type ScheduleResult = { node: string } | { reason: string };
 
 const EMPTY: Allocation = { vms: 0, cpus: 0, memoryMiB: 0 };
 

@@ -1,0 +1,64 @@
+import type { WaggleEnvironment } from '@waggle/crds';
+import { describe, expect, it } from 'vitest';
+import { deadlines, k8sTime, LAST_ACTIVITY_ANNOTATION } from './expiry.ts';
+
+const env = (
+  over: {
+    spec?: Partial<WaggleEnvironment['spec']>;
+    annotations?: Record<string, string>;
+    status?: WaggleEnvironment['status'];
+  } = {},
+): WaggleEnvironment => ({
+  apiVersion: 'waggle.dev/v1alpha1',
+  kind: 'WaggleEnvironment',
+  metadata: {
+    name: 'e',
+    namespace: 'n',
+    creationTimestamp: '2026-11-24T10:00:00Z',
+    annotations: over.annotations ?? {},
+  },
+  spec: {
+    runtime: 'python',
+    resources: { cpus: 1, memoryMiB: 512, diskMiB: 2048 },
+    idleTimeout: '30m',
+    network: { egress: 'all' },
+    ...over.spec,
+  },
+  ...(over.status ? { status: over.status } : {}),
+});
+
+describe('deadlines', () => {
+  it('counts idle time from creation when never used', () => {
+    const d = deadlines(env());
+    expect(k8sTime(d.expiresAt)).toBe('2026-11-24T10:30:00Z');
+    expect(d.reason).toBe('IdleTimeout');
+  });
+
+  it('uses the latest of the activity annotation, status activity and start', () => {
+    const d = deadlines(
+      env({
+        annotations: { [LAST_ACTIVITY_ANNOTATION]: '2026-11-24T11:00:00Z' },
+        status: { lastActivityTime: '2026-11-24T10:45:00Z', startedAt: '2026-11-24T10:00:10Z' },
+      }),
+    );
+    expect(k8sTime(d.lastActivity)).toBe('2026-11-24T11:00:00Z');
+    expect(k8sTime(d.expiresAt)).toBe('2026-11-24T11:30:00Z');
+  });
+
+  it('caps by maxLifetime from creation, however active', () => {
+    const d = deadlines(
+      env({
+        spec: { maxLifetime: '1h' },
+        annotations: { [LAST_ACTIVITY_ANNOTATION]: '2026-11-24T10:50:00Z' },
+      }),
+    );
+    expect(k8sTime(d.expiresAt)).toBe('2026-11-24T11:00:00Z');
+    expect(d.reason).toBe('MaxLifetime');
+  });
+
+  it('ignores a malformed activity annotation', () => {
+    expect(
+      k8sTime(deadlines(env({ annotations: { [LAST_ACTIVITY_ANNOTATION]: 'yesterday' } })).expiresAt),
+    ).toBe('2026-11-24T10:30:00Z');
+  });
+});

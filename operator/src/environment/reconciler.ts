@@ -1,0 +1,391 @@
+import {
+  EnvironmentConditionType,
+  EnvironmentReason,
+  NodeConditionType,
+  type WaggleEnvironment,
+  type WaggleEnvironmentStatus,
+  type WaggleNode,
+} from '@waggle/crds';
+import { Code, ConnectError, Egress, Runtime } from '@waggle/node-agent/client';
+import type { Logger } from 'pino';
+import type { ReconcileResult } from '../runtime/controller.ts';
+import type { AgentClients } from './agent-clients.ts';
+import { getCondition, setCondition } from './conditions.ts';
+import type { EventRecorder } from './events.ts';
+import { deadlines, k8sTime } from './expiry.ts';
+import { type Allocation, type NodeView, pickNode } from './scheduler.ts';
+import { type EnvironmentStore, FINALIZER } from './store.ts';
+
+export interface ReconcilerConfig {
+  /** A node whose heartbeat is older than this is lost. */
+  nodeStaleAfterMs: number;
+  /** How soon an unschedulable environment is tried again (capacity changes also trigger it). */
+  unschedulableRetryMs: number;
+  /** How long the finalizer tries to destroy a VM on an unreachable node before releasing. */
+  destroyTimeoutMs: number;
+  /** How often a Running environment's VM is checked on its node. */
+  verifyEveryMs: number;
+}
+
+export interface ReconcilerDeps {
+  getEnv: (key: string) => WaggleEnvironment | undefined;
+  listEnvs: () => readonly WaggleEnvironment[];
+  getNode: (name: string) => WaggleNode | undefined;
+  listNodes: () => readonly WaggleNode[];
+  store: EnvironmentStore;
+  agents: AgentClients;
+  events: EventRecorder;
+  log: Logger;
+  config: ReconcilerConfig;
+  /** Queue another key (e.g. pending environments when capacity frees). */
+  enqueue: (key: string) => void;
+  onSchedulingFailure?: () => void;
+  now?: () => Date;
+}
+
+const RUNTIME = { python: Runtime.PYTHON, node: Runtime.NODE, shell: Runtime.SHELL } as const;
+const keyOf = (e: WaggleEnvironment) => `${e.metadata.namespace}/${e.metadata.name}`;
+
+type Creation = { done: boolean; error?: unknown };
+
+/** Level-based reconciler for WaggleEnvironments (see docs/architecture.md, operator). */
+export class EnvironmentReconciler {
+  readonly #d: ReconcilerDeps;
+  /** Node assignments written but not yet visible in the cache (kube-scheduler's "assume"). */
+  readonly #assumed = new Map<string, { node: string; cpus: number; memoryMiB: number }>();
+  /** CreateVM calls in flight, by environment UID; they run outside the worker. */
+  readonly #creating = new Map<string, Creation>();
+  /** When the finalizer first failed to reach a node, by UID. */
+  readonly #destroyFailingSince = new Map<string, number>();
+  #scheduling: Promise<unknown> = Promise.resolve();
+
+  constructor(deps: ReconcilerDeps) {
+    this.#d = deps;
+  }
+
+  #now(): Date {
+    return this.#d.now?.() ?? new Date();
+  }
+
+  #nodeView(n: WaggleNode): NodeView {
+    const ready = getCondition(n.status?.conditions, NodeConditionType.Ready)?.status === 'True';
+    const hb = n.status?.lastHeartbeatTime ? Date.parse(n.status.lastHeartbeatTime) : Number.NaN;
+    return {
+      name: n.metadata.name as string,
+      ready,
+      heartbeatAgeMs: Number.isNaN(hb) ? Number.POSITIVE_INFINITY : this.#now().getTime() - hb,
+      unschedulable: n.spec?.unschedulable ?? false,
+      runtimes: n.status?.runtimes ?? [],
+      capacity: n.status?.capacity ?? { vms: 0, cpus: 0, memoryMiB: 0 },
+    };
+  }
+
+  /** True when the node can be trusted to run VMs: registered, Ready, heartbeat fresh. */
+  #nodeAlive(name: string): boolean {
+    const n = this.#d.getNode(name);
+    if (!n) return false;
+    const v = this.#nodeView(n);
+    return v.ready && v.heartbeatAgeMs <= this.#d.config.nodeStaleAfterMs;
+  }
+
+  #allocations(): Map<string, Allocation> {
+    const out = new Map<string, Allocation>();
+    const add = (node: string, cpus: number, mem: number) => {
+      const a = out.get(node) ?? { vms: 0, cpus: 0, memoryMiB: 0 };
+      out.set(node, { vms: a.vms + 1, cpus: a.cpus + cpus, memoryMiB: a.memoryMiB + mem });
+    };
+    const seen = new Set<string>();
+    for (const e of this.#d.listEnvs()) {
+      const node = e.status?.nodeName;
+      if (!node || e.status?.phase === 'Failed') continue;
+      seen.add(keyOf(e));
+      add(node, e.spec.resources.cpus, e.spec.resources.memoryMiB);
+    }
+    for (const [key, a] of this.#assumed) {
+      if (seen.has(key))
+        this.#assumed.delete(key); // the cache caught up
+      else add(a.node, a.cpus, a.memoryMiB);
+    }
+    return out;
+  }
+
+  async #setStatus(env: WaggleEnvironment, patch: Partial<WaggleEnvironmentStatus>): Promise<void> {
+    const status: WaggleEnvironmentStatus = {
+      ...env.status,
+      ...patch,
+      observedGeneration: env.metadata.generation ?? 0,
+    };
+    if (JSON.stringify(status) === JSON.stringify(env.status)) return;
+    await this.#d.store.updateStatus(env, status);
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult | undefined> {
+    const env = this.#d.getEnv(key);
+    if (!env) {
+      this.#assumed.delete(key);
+      return undefined;
+    }
+    const uid = env.metadata.uid as string;
+    if (env.metadata.deletionTimestamp) return this.#finalize(env);
+    if (!env.metadata.finalizers?.includes(FINALIZER)) {
+      await this.#d.store.setFinalizer(env, true);
+      return undefined; // the update brings the object back through the queue
+    }
+
+    const now = this.#now();
+    const d = deadlines(env);
+    if (now >= d.expiresAt) {
+      const why =
+        d.reason === 'MaxLifetime'
+          ? `maximum lifetime ${env.spec.maxLifetime}`
+          : `idle timeout ${env.spec.idleTimeout}`;
+      await this.#setStatus(env, {
+        conditions: setCondition(env.status?.conditions, {
+          type: EnvironmentConditionType.Ready,
+          status: 'False',
+          reason: EnvironmentReason.Expired,
+          message: `expired: ${why} reached`,
+        }),
+      }).catch(() => undefined);
+      await this.#d.events.record(env, 'Normal', EnvironmentReason.Expired, `Deleting: ${why} reached`);
+      await this.#d.store.delete(env);
+      return undefined;
+    }
+    const untilExpiry = d.expiresAt.getTime() - now.getTime();
+    const expiresAt = k8sTime(d.expiresAt);
+
+    if (env.status?.phase === 'Failed') {
+      if (env.status.expiresAt !== expiresAt) await this.#setStatus(env, { expiresAt });
+      return { requeueAfterMs: untilExpiry };
+    }
+
+    const nodeName = env.status?.nodeName;
+    if (!nodeName) return this.#schedule(env, expiresAt, untilExpiry);
+
+    if (!this.#nodeAlive(nodeName)) {
+      this.#creating.delete(uid);
+      await this.#fail(
+        env,
+        EnvironmentReason.NodeLost,
+        `node ${nodeName} stopped reporting; the VM is lost`,
+        expiresAt,
+      );
+      return { requeueAfterMs: untilExpiry };
+    }
+    const endpoint = this.#d.getNode(nodeName)?.status?.endpoint;
+    if (!endpoint) return { requeueAfterMs: 1_000 };
+    const agent = this.#d.agents.for(endpoint);
+
+    if (env.status?.phase !== 'Running') {
+      const creation = this.#creating.get(uid);
+      if (!creation) {
+        const c: Creation = { done: false };
+        this.#creating.set(uid, c);
+        agent
+          .createVM({
+            spec: {
+              vmId: uid,
+              runtime: RUNTIME[env.spec.runtime],
+              cpus: env.spec.resources.cpus,
+              memoryMib: env.spec.resources.memoryMiB,
+              diskMib: env.spec.resources.diskMiB,
+              egress: env.spec.network.egress === 'none' ? Egress.NONE : Egress.ALL,
+            },
+          })
+          .then(
+            () => {
+              c.done = true;
+            },
+            (err) => {
+              c.done = true;
+              c.error = err;
+            },
+          )
+          .finally(() => this.#d.enqueue(key));
+        await this.#setStatus(env, {
+          phase: 'Booting',
+          expiresAt,
+          message: `booting a ${env.spec.runtime} microVM on ${nodeName}`,
+          conditions: setCondition(env.status?.conditions, {
+            type: EnvironmentConditionType.Ready,
+            status: 'False',
+            reason: EnvironmentReason.Booting,
+            message: `creating the VM on ${nodeName}`,
+          }),
+        });
+        return undefined;
+      }
+      if (!creation.done) return undefined; // its completion enqueues the key
+      this.#creating.delete(uid);
+      if (creation.error) {
+        const err = ConnectError.from(creation.error);
+        if (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded) throw err; // retry with backoff
+        await this.#fail(
+          env,
+          EnvironmentReason.VMFailed,
+          `the VM did not start: ${err.rawMessage}`,
+          expiresAt,
+        );
+        return { requeueAfterMs: untilExpiry };
+      }
+      await this.#setStatus(env, {
+        phase: 'Running',
+        vmId: uid,
+        startedAt: k8sTime(now),
+        expiresAt,
+        message: `running on ${nodeName}`,
+        conditions: setCondition(env.status?.conditions, {
+          type: EnvironmentConditionType.Ready,
+          status: 'True',
+          reason: EnvironmentReason.Running,
+          message: 'the guest is ready',
+        }),
+      });
+      await this.#d.events.record(env, 'Normal', EnvironmentReason.Running, `VM ready on ${nodeName}`);
+      return { requeueAfterMs: Math.min(untilExpiry, this.#d.config.verifyEveryMs) };
+    }
+
+    // Running: make sure the VM still exists, keep expiry current.
+    try {
+      await agent.getVM({ vmId: uid });
+    } catch (e) {
+      const err = ConnectError.from(e);
+      if (err.code === Code.NotFound) {
+        await this.#fail(env, EnvironmentReason.VMFailed, `the VM disappeared from ${nodeName}`, expiresAt);
+        return { requeueAfterMs: untilExpiry };
+      }
+      throw err;
+    }
+    const lastActivityTime = k8sTime(d.lastActivity);
+    if (env.status?.expiresAt !== expiresAt || env.status?.lastActivityTime !== lastActivityTime) {
+      await this.#setStatus(env, { expiresAt, lastActivityTime });
+    }
+    return { requeueAfterMs: Math.min(untilExpiry, this.#d.config.verifyEveryMs) };
+  }
+
+  async #schedule(env: WaggleEnvironment, expiresAt: string, untilExpiry: number): Promise<ReconcileResult> {
+    // One scheduling decision at a time, so concurrent workers never overcommit a node.
+    const run = this.#scheduling.then(async () => {
+      const nodes = this.#d.listNodes().map((n) => this.#nodeView(n));
+      const result = pickNode(
+        {
+          runtime: env.spec.runtime,
+          cpus: env.spec.resources.cpus,
+          memoryMiB: env.spec.resources.memoryMiB,
+          ...(env.spec.nodeName ? { nodeName: env.spec.nodeName } : {}),
+        },
+        nodes,
+        this.#allocations(),
+        { staleAfterMs: this.#d.config.nodeStaleAfterMs },
+      );
+      if (!('reason' in result)) {
+        this.#assumed.set(keyOf(env), {
+          node: result.node,
+          cpus: env.spec.resources.cpus,
+          memoryMiB: env.spec.resources.memoryMiB,
+        });
+      }
+      return result;
+    });
+    this.#scheduling = run.catch(() => undefined);
+    const result = await run;
+    if ('reason' in result) {
+      this.#d.onSchedulingFailure?.();
+      const wasUnschedulable =
+        getCondition(env.status?.conditions, EnvironmentConditionType.Scheduled)?.reason ===
+        EnvironmentReason.Unschedulable;
+      await this.#setStatus(env, {
+        phase: 'Pending',
+        expiresAt,
+        message: result.reason,
+        conditions: setCondition(env.status?.conditions, {
+          type: EnvironmentConditionType.Scheduled,
+          status: 'False',
+          reason: EnvironmentReason.Unschedulable,
+          message: result.reason,
+        }),
+      });
+      if (!wasUnschedulable)
+        await this.#d.events.record(env, 'Warning', EnvironmentReason.Unschedulable, result.reason);
+      return { requeueAfterMs: Math.min(this.#d.config.unschedulableRetryMs, untilExpiry) };
+    }
+    try {
+      await this.#setStatus(env, {
+        phase: 'Scheduled',
+        nodeName: result.node,
+        expiresAt,
+        message: `scheduled to ${result.node}`,
+        conditions: setCondition(env.status?.conditions, {
+          type: EnvironmentConditionType.Scheduled,
+          status: 'True',
+          reason: EnvironmentReason.Scheduled,
+          message: `assigned to node ${result.node}`,
+        }),
+      });
+    } catch (err) {
+      this.#assumed.delete(keyOf(env)); // not written: give the slot back
+      throw err;
+    }
+    await this.#d.events.record(env, 'Normal', EnvironmentReason.Scheduled, `Assigned to ${result.node}`);
+    return { requeueAfterMs: Math.min(untilExpiry, this.#d.config.verifyEveryMs) };
+  }
+
+  async #fail(env: WaggleEnvironment, reason: string, message: string, expiresAt: string): Promise<void> {
+    if (env.status?.phase === 'Failed') return;
+    await this.#setStatus(env, {
+      phase: 'Failed',
+      expiresAt,
+      message,
+      conditions: setCondition(env.status?.conditions, {
+        type: EnvironmentConditionType.Ready,
+        status: 'False',
+        reason,
+        message,
+      }),
+    });
+    await this.#d.events.record(env, 'Warning', reason, message);
+  }
+
+  async #finalize(env: WaggleEnvironment): Promise<ReconcileResult | undefined> {
+    const uid = env.metadata.uid as string;
+    if (!env.metadata.finalizers?.includes(FINALIZER)) return undefined;
+    const nodeName = env.status?.nodeName;
+    if (env.status?.phase !== 'Terminating') {
+      await this.#setStatus(env, {
+        phase: 'Terminating',
+        message: 'destroying the VM',
+        conditions: setCondition(env.status?.conditions, {
+          type: EnvironmentConditionType.Ready,
+          status: 'False',
+          reason: EnvironmentReason.Terminating,
+          message: 'deletion in progress',
+        }),
+      }).catch(() => undefined);
+    }
+    const endpoint = nodeName ? this.#d.getNode(nodeName)?.status?.endpoint : undefined;
+    if (nodeName && endpoint) {
+      try {
+        await this.#d.agents.for(endpoint).destroyVM({ vmId: uid }, { timeoutMs: 30_000 });
+      } catch (e) {
+        const since = this.#destroyFailingSince.get(uid) ?? Date.now();
+        this.#destroyFailingSince.set(uid, since);
+        if (Date.now() - since < this.#d.config.destroyTimeoutMs) throw e; // retry with backoff
+        await this.#d.events.record(
+          env,
+          'Warning',
+          'VMNotDestroyed',
+          `could not destroy the VM on ${nodeName} for ${Math.round(this.#d.config.destroyTimeoutMs / 1000)} s ` +
+            `(${ConnectError.from(e).rawMessage}); releasing the environment. The node-agent removes VMs it has no environment for.`,
+        );
+      }
+    }
+    this.#destroyFailingSince.delete(uid);
+    this.#creating.delete(uid);
+    this.#assumed.delete(keyOf(env));
+    await this.#d.store.setFinalizer(env, false);
+    // Capacity freed: let pending environments try again.
+    for (const e of this.#d.listEnvs())
+      if (!e.status?.nodeName && !e.metadata.deletionTimestamp) this.#d.enqueue(keyOf(e));
+    return undefined;
+  }
+}

@@ -1,0 +1,150 @@
+import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import {
+  ENVIRONMENT_PLURAL,
+  GROUP,
+  NODE_PLURAL,
+  VERSION,
+  type WaggleEnvironment,
+  type WaggleNode,
+} from '@waggle/crds';
+import type { NodeAgentClient } from '@waggle/node-agent/client';
+import type { Logger } from 'pino';
+import { AgentClients } from './environment/agent-clients.ts';
+import { EventRecorder } from './environment/events.ts';
+import { EnvironmentReconciler, type ReconcilerConfig } from './environment/reconciler.ts';
+import { EnvironmentStore } from './environment/store.ts';
+import { NodeLifecycle } from './node/node-lifecycle.ts';
+import { Controller } from './runtime/controller.ts';
+import { keyOf, startInformer } from './runtime/informer.ts';
+import { LeaderElector } from './runtime/leader-election.ts';
+
+export interface OperatorOptions {
+  kc: KubeConfig;
+  log: Logger;
+  identity: string;
+  config: ReconcilerConfig & { workers: number; resyncMs: number; nodeCheckEveryMs: number };
+  /** Lease for leader election; without it this instance always leads. */
+  leaderElection?: {
+    namespace: string;
+    name: string;
+    leaseDurationMs?: number;
+    renewDeadlineMs?: number;
+    retryPeriodMs?: number;
+  };
+  /** Watch one namespace only (default: all namespaces). */
+  namespace?: string;
+  /** For tests: how node-agent clients are made. */
+  agentFactory?: (endpoint: string) => NodeAgentClient;
+  onLeadershipLost?: () => void;
+}
+
+export interface RunningOperator {
+  isLeader(): boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * Wires informers → work queue → reconciler, the node heartbeat watcher and (optionally) leader
+ * election. Only the leader reconciles; followers keep warm caches.
+ */
+export async function startOperator(o: OperatorOptions): Promise<RunningOperator> {
+  const api = o.kc.makeApiClient(CustomObjectsApi);
+  const log = o.log.child({ identity: o.identity });
+  let controller: Controller | undefined;
+  const enqueue = (key: string) => controller?.enqueue(key);
+
+  const envs = startInformer<KubernetesObject>({
+    name: 'waggleenvironments',
+    kc: o.kc,
+    path: `/apis/${GROUP}/${VERSION}/${ENVIRONMENT_PLURAL}`,
+    list: () =>
+      api.listCustomObjectForAllNamespaces({
+        group: GROUP,
+        version: VERSION,
+        resourcePlural: ENVIRONMENT_PLURAL,
+      }) as never,
+    onEvent: (_type, obj) => enqueue(keyOf(obj)),
+    resyncMs: o.config.resyncMs,
+    log,
+  });
+  const envsOnNode = (node: string) => {
+    for (const e of envs.list() as unknown as WaggleEnvironment[]) {
+      if (e.status?.nodeName === node || !e.status?.nodeName)
+        enqueue(keyOf(e as unknown as KubernetesObject));
+    }
+  };
+  const nodes = startInformer<KubernetesObject>({
+    name: 'wagglenodes',
+    kc: o.kc,
+    path: `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`,
+    list: () => api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL }) as never,
+    onEvent: (_type, obj) => envsOnNode(obj.metadata?.name ?? ''),
+    log,
+  });
+  await Promise.all([envs.synced, nodes.synced]);
+
+  const reconciler = new EnvironmentReconciler({
+    getEnv: (key) => envs.get(key) as unknown as WaggleEnvironment | undefined,
+    listEnvs: () => envs.list() as unknown as WaggleEnvironment[],
+    getNode: (name) => nodes.get(name) as unknown as WaggleNode | undefined,
+    listNodes: () => nodes.list() as unknown as WaggleNode[],
+    store: new EnvironmentStore(o.kc),
+    agents: new AgentClients(o.agentFactory),
+    events: new EventRecorder(o.kc, { component: 'waggle-operator', instance: o.identity, log }),
+    log,
+    config: o.config,
+    enqueue,
+  });
+  const lifecycle = new NodeLifecycle(o.kc, {
+    listNodes: () => nodes.list() as unknown as WaggleNode[],
+    staleAfterMs: o.config.nodeStaleAfterMs,
+    log,
+    onNodeLost: envsOnNode,
+  });
+
+  const startLeading = () => {
+    controller = new Controller({
+      name: 'waggleenvironment',
+      workers: o.config.workers,
+      reconcile: (key) => reconciler.reconcile(key),
+      log,
+    });
+    controller.start();
+    for (const e of envs.list()) controller.enqueue(keyOf(e));
+    lifecycle.start(o.config.nodeCheckEveryMs);
+    log.info('leading: reconciling');
+  };
+  const stopLeading = async () => {
+    lifecycle.stop();
+    const c = controller;
+    controller = undefined;
+    await c?.stop();
+  };
+
+  let elector: LeaderElector | undefined;
+  if (o.leaderElection) {
+    elector = new LeaderElector({
+      kc: o.kc,
+      identity: o.identity,
+      ...o.leaderElection,
+      onStartedLeading: startLeading,
+      onStoppedLeading: () => {
+        void stopLeading();
+        o.onLeadershipLost?.();
+      },
+      log,
+    });
+    elector.start();
+  } else {
+    startLeading();
+  }
+
+  return {
+    isLeader: () => controller !== undefined,
+    async stop() {
+      await elector?.stop();
+      await stopLeading();
+      await Promise.all([envs.stop(), nodes.stop()]);
+    },
+  };
+}

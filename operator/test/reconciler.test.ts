@@ -1,0 +1,298 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import type { WaggleEnvironment } from '@waggle/crds';
+import { applyCRDs, ensureKubeBinaries } from '@waggle/test';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { LAST_ACTIVITY_ANNOTATION } from '../src/environment/expiry.ts';
+import { type RunningOperator, startOperator } from '../src/operator.ts';
+import { type FakeNodeAgent, startFakeNodeAgent } from './fake-node-agent.ts';
+
+const run = promisify(execFile);
+const kubeconfigPath = inject('kubeconfigPath');
+const kc = new KubeConfig();
+kc.loadFromFile(kubeconfigPath);
+const custom = kc.makeApiClient(CustomObjectsApi);
+const core = kc.makeApiClient(CoreV1Api);
+const G = { group: 'waggle.dev', version: 'v1alpha1' };
+const namespace = `operator-${process.pid}`;
+const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+
+let agent: FakeNodeAgent;
+let operator: RunningOperator;
+const heartbeats = new Map<string, NodeJS.Timeout>();
+
+async function registerNode(name: string, endpoint: string, vms: number): Promise<void> {
+  const body = { apiVersion: 'waggle.dev/v1alpha1', kind: 'WaggleNode', metadata: { name } };
+  const node = (await custom.createClusterCustomObject({ ...G, plural: 'wagglenodes', body })) as Record<
+    string,
+    unknown
+  >;
+  const beat = async () => {
+    const current = (await custom.getClusterCustomObject({ ...G, plural: 'wagglenodes', name })) as Record<
+      string,
+      unknown
+    >;
+    await custom.replaceClusterCustomObjectStatus({
+      ...G,
+      plural: 'wagglenodes',
+      name,
+      body: {
+        ...current,
+        status: {
+          endpoint,
+          accelerator: 'tcg',
+          capacity: { vms, cpus: 1000, memoryMiB: 1_000_000 },
+          runtimes: ['python', 'node', 'shell'],
+          lastHeartbeatTime: now(),
+          conditions: [
+            {
+              type: 'Ready',
+              status: 'True',
+              reason: 'AgentReady',
+              message: 'fake',
+              lastTransitionTime: now(),
+            },
+          ],
+        },
+      },
+    });
+  };
+  void node;
+  await beat();
+  heartbeats.set(
+    name,
+    setInterval(() => void beat().catch(() => undefined), 1_000),
+  );
+}
+
+const envs = async () =>
+  (
+    (await custom.listNamespacedCustomObject({ ...G, namespace, plural: 'waggleenvironments' })) as {
+      items: WaggleEnvironment[];
+    }
+  ).items;
+
+async function createEnv(
+  name: string,
+  spec: Record<string, unknown>,
+  annotations: Record<string, string> = {},
+) {
+  await custom.createNamespacedCustomObject({
+    ...G,
+    namespace,
+    plural: 'waggleenvironments',
+    body: {
+      apiVersion: 'waggle.dev/v1alpha1',
+      kind: 'WaggleEnvironment',
+      metadata: { name, annotations },
+      spec,
+    },
+  });
+}
+
+async function until<T>(
+  probe: () => Promise<T>,
+  ok: (v: T) => boolean,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T = await probe();
+  while (!ok(last)) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last).slice(0, 800)}`);
+    await new Promise((r) => setTimeout(r, 250));
+    last = await probe();
+  }
+  return last;
+}
+
+const count = (items: WaggleEnvironment[]) => {
+  const c: Record<string, number> = {};
+  for (const e of items) {
+    const k = `${e.status?.phase ?? 'none'}${e.status?.phase === 'Pending' ? `/${e.status.conditions?.find((x) => x.type === 'Scheduled')?.reason}` : ''}`;
+    c[k] = (c[k] ?? 0) + 1;
+  }
+  return c;
+};
+
+beforeAll(async () => {
+  await applyCRDs(kubeconfigPath);
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  agent = await startFakeNodeAgent({ createDelayMs: 100 });
+  await registerNode(`fake-a-${process.pid}`, agent.url, 20);
+  operator = await startOperator({
+    kc,
+    log,
+    identity: 'test-operator',
+    namespace,
+    config: {
+      workers: 4,
+      resyncMs: 30_000,
+      nodeCheckEveryMs: 500,
+      nodeStaleAfterMs: 4_000,
+      unschedulableRetryMs: 1_000,
+      destroyTimeoutMs: 3_000,
+      verifyEveryMs: 2_000,
+    },
+  });
+}, 60_000);
+
+afterAll(async () => {
+  for (const t of heartbeats.values()) clearInterval(t);
+  await operator?.stop();
+  await agent?.stop();
+});
+
+describe('WaggleEnvironment reconciler (real apiserver, fake node-agent)', () => {
+  it('runs exactly 20 of 50 against capacity 20, then schedules pending ones as capacity frees', {
+    timeout: 180_000,
+  }, async () => {
+    await Promise.all(Array.from({ length: 50 }, (_, i) => createEnv(`cap-${i}`, { runtime: 'python' })));
+    const settled = await until(
+      envs,
+      (items) => {
+        const c = count(items);
+        return c.Running === 20 && c['Pending/Unschedulable'] === 30;
+      },
+      '20 Running and 30 Pending/Unschedulable',
+    );
+    const running = settled.filter((e) => e.status?.phase === 'Running');
+    expect(new Set(running.map((e) => e.status?.vmId)).size).toBe(20);
+    expect(new Set(agent.createCalls).size).toBe(20); // nothing was placed twice
+    expect(agent.vms.size).toBe(20);
+    const pending = settled.find((e) => e.status?.phase === 'Pending');
+    expect(pending?.status?.message).toMatch(/^0\/1 nodes are available: 1 no free VM slot/);
+
+    const victims = running.slice(0, 10).map((e) => e.metadata.name as string);
+    await Promise.all(
+      victims.map((name) =>
+        custom.deleteNamespacedCustomObject({ ...G, namespace, plural: 'waggleenvironments', name }),
+      ),
+    );
+    const after = await until(
+      envs,
+      (items) => {
+        const c = count(items);
+        return items.length === 40 && c.Running === 20 && c['Pending/Unschedulable'] === 20;
+      },
+      '40 left, 20 Running again',
+    );
+    expect(after.every((e) => !victims.includes(e.metadata.name as string))).toBe(true);
+    expect(agent.destroyCalls.length).toBeGreaterThanOrEqual(10);
+    expect(agent.vms.size).toBe(20);
+
+    const { kubectl } = await ensureKubeBinaries(['kubectl']);
+    const { stdout } = await run(kubectl, ['get', 'wenv', '-n', namespace, '--no-headers'], {
+      env: { ...process.env, KUBECONFIG: kubeconfigPath },
+    });
+    expect(stdout.split('\n').filter((l) => /\bRunning\b/.test(l) && /fake-a-/.test(l))).toHaveLength(20);
+    const describe = await run(
+      kubectl,
+      [
+        'describe',
+        'wenv',
+        '-n',
+        namespace,
+        after.find((e) => e.status?.phase === 'Running')?.metadata.name as string,
+      ],
+      {
+        env: { ...process.env, KUBECONFIG: kubeconfigPath },
+      },
+    );
+    expect(describe.stdout).toMatch(/Scheduled\s+.*Assigned to fake-a-/);
+
+    await custom.deleteCollectionNamespacedCustomObject({ ...G, namespace, plural: 'waggleenvironments' });
+    await until(envs, (items) => items.length === 0, 'all environments deleted');
+    expect(agent.vms.size).toBe(0);
+  });
+
+  it('deletes an idle environment at its idle timeout but keeps an active one', {
+    timeout: 60_000,
+  }, async () => {
+    await createEnv('idle', { runtime: 'python', idleTimeout: '4s' });
+    await createEnv('active', { runtime: 'python', idleTimeout: '4s' });
+    const touch = setInterval(() => {
+      void custom
+        .getNamespacedCustomObject({ ...G, namespace, plural: 'waggleenvironments', name: 'active' })
+        .then((e) => {
+          const obj = e as WaggleEnvironment;
+          obj.metadata.annotations = { ...obj.metadata.annotations, [LAST_ACTIVITY_ANNOTATION]: now() };
+          return custom.replaceNamespacedCustomObject({
+            ...G,
+            namespace,
+            plural: 'waggleenvironments',
+            name: 'active',
+            body: obj,
+          });
+        })
+        .catch(() => undefined);
+    }, 1_000);
+    try {
+      const left = await until(
+        envs,
+        (items) => !items.some((e) => e.metadata.name === 'idle'),
+        'idle to be deleted',
+        30_000,
+      );
+      expect(left.map((e) => e.metadata.name)).toEqual(['active']);
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect((await envs()).map((e) => e.metadata.name)).toEqual(['active']);
+    } finally {
+      clearInterval(touch);
+      await custom
+        .deleteNamespacedCustomObject({ ...G, namespace, plural: 'waggleenvironments', name: 'active' })
+        .catch(() => undefined);
+    }
+  });
+
+  it('marks a silent node not Ready and its environments NodeLost; new ones avoid it', {
+    timeout: 60_000,
+  }, async () => {
+    const nodeName = `fake-b-${process.pid}`;
+    const other = await startFakeNodeAgent();
+    try {
+      await registerNode(nodeName, other.url, 5);
+      await createEnv('pinned', { runtime: 'python', nodeName });
+      await until(
+        envs,
+        (items) => items.find((e) => e.metadata.name === 'pinned')?.status?.phase === 'Running',
+        'pinned to run',
+      );
+      clearInterval(heartbeats.get(nodeName));
+      const lost = await until(
+        envs,
+        (items) => items.find((e) => e.metadata.name === 'pinned')?.status?.phase === 'Failed',
+        'NodeLost',
+        20_000,
+      );
+      const ready = lost
+        .find((e) => e.metadata.name === 'pinned')
+        ?.status?.conditions?.find((c) => c.type === 'Ready');
+      expect(ready?.reason).toBe('NodeLost');
+      const node = (await custom.getClusterCustomObject({ ...G, plural: 'wagglenodes', name: nodeName })) as {
+        status: { conditions: Array<{ type: string; status: string; reason: string }> };
+      };
+      expect(node.status.conditions.find((c) => c.type === 'Ready')).toMatchObject({
+        status: 'False',
+        reason: 'HeartbeatStale',
+      });
+      await createEnv('after-loss', { runtime: 'python', nodeName });
+      const pending = await until(
+        envs,
+        (items) => items.find((e) => e.metadata.name === 'after-loss')?.status?.phase === 'Pending',
+        'pending',
+      );
+      expect(pending.find((e) => e.metadata.name === 'after-loss')?.status?.message).toMatch(
+        /heartbeat is stale|not ready/,
+      );
+    } finally {
+      await custom.deleteCollectionNamespacedCustomObject({ ...G, namespace, plural: 'waggleenvironments' });
+      await until(envs, (items) => items.length === 0, 'cleanup', 30_000); // finalizer gives up on the lost node
+      await other.stop();
+    }
+  });
+});
