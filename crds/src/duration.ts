@@ -74,3 +74,9 @@ export function durationSchema(opts: { min: string; max: string; description: st
       ],
     });
 }
+
+/** A duration string parsed to milliseconds (for configuration from the environment). */
+export const durationMsSchema = z
+  .string()
+  .regex(DURATION_RE, { error: 'use a duration such as "30s", "5m" or "1h30m" (units: ms, s, m, h)' })
+  .transform(parseDuration);

@@ -1,14 +1,9 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism, hostname, totalmem } from 'node:os';
+import { durationMsSchema } from '@waggle/crds';
 import { z } from 'zod';
 
-const durationMs = z
-  .string()
-  .regex(/^\d+(ms|s|m|h)$/, { error: 'use a duration such as "30s", "5m" or "1h"' })
-  .transform((v) => {
-    const [, n, unit] = /^(\d+)(ms|s|m|h)$/.exec(v) as RegExpExecArray;
-    return Number(n) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h'];
-  });
+const durationMs = durationMsSchema;
 const hostPort = z.string().regex(/^[^:\s]+:\d{1,5}$/, { error: 'use host:port, e.g. 127.0.0.1:7443' });
 const portRange = z
   .string()

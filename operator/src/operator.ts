@@ -36,10 +36,18 @@ export interface OperatorOptions {
   /** For tests: how node-agent clients are made. */
   agentFactory?: (endpoint: string) => NodeAgentClient;
   onLeadershipLost?: () => void;
+  /** Reconcile outcomes and scheduling failures (metrics). */
+  observe?: {
+    reconciled: (outcome: 'success' | 'error' | 'terminal', durationMs: number) => void;
+    schedulingFailure: () => void;
+  };
 }
 
 export interface RunningOperator {
   isLeader(): boolean;
+  queueDepth(): number;
+  /** Environments in the cache by status.phase ("None" before the first status). */
+  phases(): Record<string, number>;
   stop(): Promise<void>;
 }
 
@@ -94,6 +102,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     log,
     config: o.config,
     enqueue,
+    ...(o.observe ? { onSchedulingFailure: o.observe.schedulingFailure } : {}),
   });
   const lifecycle = new NodeLifecycle(o.kc, {
     listNodes: () => nodes.list() as unknown as WaggleNode[],
@@ -108,6 +117,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       workers: o.config.workers,
       reconcile: (key) => reconciler.reconcile(key),
       log,
+      ...(o.observe ? { onReconciled: o.observe.reconciled } : {}),
     });
     controller.start();
     for (const e of envs.list()) controller.enqueue(keyOf(e));
@@ -122,6 +132,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   };
 
   let elector: LeaderElector | undefined;
+  let stopping = false;
   if (o.leaderElection) {
     elector = new LeaderElector({
       kc: o.kc,
@@ -130,7 +141,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       onStartedLeading: startLeading,
       onStoppedLeading: () => {
         void stopLeading();
-        o.onLeadershipLost?.();
+        if (!stopping) o.onLeadershipLost?.();
       },
       log,
     });
@@ -141,7 +152,17 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
 
   return {
     isLeader: () => controller !== undefined,
+    queueDepth: () => controller?.queue.length ?? 0,
+    phases: () => {
+      const out: Record<string, number> = {};
+      for (const e of envs.list() as unknown as WaggleEnvironment[]) {
+        const p = e.status?.phase ?? 'None';
+        out[p] = (out[p] ?? 0) + 1;
+      }
+      return out;
+    },
     async stop() {
+      stopping = true;
       await elector?.stop();
       await stopLeading();
       await Promise.all([envs.stop(), nodes.stop()]);

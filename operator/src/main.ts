@@ -1,0 +1,86 @@
+// operator entry point: all wiring lives here.
+import { KubeConfig } from '@kubernetes/client-node';
+import { fastify } from 'fastify';
+import { pino } from 'pino';
+import { loadOperatorConfig } from './config.ts';
+import { createOperatorMetrics } from './metrics.ts';
+import { type RunningOperator, startOperator } from './operator.ts';
+
+async function main(): Promise<void> {
+  const config = loadOperatorConfig();
+  const log = pino({ name: 'operator', level: config.LOG_LEVEL });
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+
+  let operator: RunningOperator | undefined;
+  const metrics = createOperatorMetrics({
+    queueDepth: () => operator?.queueDepth() ?? 0,
+    phases: () => operator?.phases() ?? {},
+    isLeader: () => operator?.isLeader() ?? false,
+  });
+
+  const ops = fastify({ logger: false });
+  ops.get('/healthz', async () => ({ status: 'ok' }));
+  ops.get('/readyz', async (_req, reply) =>
+    operator ? { status: 'ready' } : reply.code(503).send({ status: 'starting' }),
+  );
+  ops.get('/metrics', async (_req, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+  const [host, port] = [
+    config.WAGGLE_OPERATOR_OPS_LISTEN.slice(0, config.WAGGLE_OPERATOR_OPS_LISTEN.lastIndexOf(':')),
+    Number(config.WAGGLE_OPERATOR_OPS_LISTEN.slice(config.WAGGLE_OPERATOR_OPS_LISTEN.lastIndexOf(':') + 1)),
+  ];
+  await ops.listen({ host, port });
+
+  operator = await startOperator({
+    kc,
+    log,
+    identity: config.POD_NAME,
+    ...(config.WAGGLE_WATCH_NAMESPACE ? { namespace: config.WAGGLE_WATCH_NAMESPACE } : {}),
+    config: {
+      workers: config.WAGGLE_RECONCILE_WORKERS,
+      resyncMs: config.WAGGLE_RESYNC,
+      nodeCheckEveryMs: config.WAGGLE_NODE_CHECK_INTERVAL,
+      nodeStaleAfterMs: config.WAGGLE_NODE_STALE_AFTER,
+      unschedulableRetryMs: config.WAGGLE_UNSCHEDULABLE_RETRY,
+      destroyTimeoutMs: config.WAGGLE_DESTROY_TIMEOUT,
+      verifyEveryMs: config.WAGGLE_VERIFY_INTERVAL,
+    },
+    ...(config.WAGGLE_LEADER_ELECTION === 'true'
+      ? {
+          leaderElection: {
+            namespace: config.POD_NAMESPACE,
+            name: config.WAGGLE_LEASE_NAME,
+            leaseDurationMs: config.WAGGLE_LEASE_DURATION,
+            renewDeadlineMs: config.WAGGLE_RENEW_DEADLINE,
+            retryPeriodMs: config.WAGGLE_RETRY_PERIOD,
+          },
+        }
+      : {}),
+    observe: {
+      reconciled: (outcome, ms) => metrics.reconcileSeconds.observe({ outcome }, ms / 1000),
+      schedulingFailure: () => metrics.schedulingFailures.inc(),
+    },
+    // Like controller-runtime: a replica that loses the lease exits and is restarted clean.
+    onLeadershipLost: () => {
+      log.error('lost leadership; exiting');
+      process.exit(1);
+    },
+  });
+  log.info({ identity: config.POD_NAME, ops: config.WAGGLE_OPERATOR_OPS_LISTEN }, 'operator started');
+
+  const shutdown = async (signal: string) => {
+    log.info({ signal }, 'operator stopping');
+    await Promise.race([operator?.stop(), new Promise((r) => setTimeout(r, 5_000).unref())]);
+    await ops.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`operator: ${err.message}\n`);
+  process.exit(1);
+});
