@@ -8,6 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { startAgentProcess } from '@waggle/test';
 import ssh2, { type Client } from 'ssh2';
 import { createNodeAgentClient, Egress, Runtime } from '../src/client.ts';
 import { execScript } from '../src/guest/exec.ts';
@@ -21,7 +22,6 @@ import { canBind } from '../src/vm/port-allocator.ts';
 import { terminate } from '../src/vm/proc.ts';
 import { buildQemuArgs } from '../src/vm/qemu-args.ts';
 import { waitForGuestReady } from '../src/vm/readiness.ts';
-import { startAgentProcess } from '../test/agent-process.ts';
 
 const run = promisify(execFile);
 const { values } = parseArgs({

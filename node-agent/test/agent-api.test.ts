@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import { applyCRDs, freePorts } from '@waggle/test';
+import { type AgentProcess, applyCRDs, freePorts, startAgentProcess } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   Code,
@@ -14,7 +14,6 @@ import {
   Runtime,
 } from '../src/client.ts';
 import { pidsWithMarker } from '../src/vm/proc.ts';
-import { type AgentProcess, startAgentProcess } from './agent-process.ts';
 
 const kubeconfigPath = inject('kubeconfigPath');
 let stateDir = '';

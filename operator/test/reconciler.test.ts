@@ -295,4 +295,32 @@ describe('WaggleEnvironment reconciler (real apiserver, fake node-agent)', () =>
       await other.stop();
     }
   });
+
+  it('fails an environment whose VM disappears from its node (VMFailed)', { timeout: 60_000 }, async () => {
+    await createEnv('vanishing', { runtime: 'python' });
+    const running = await until(
+      envs,
+      (items) => items.find((e) => e.metadata.name === 'vanishing')?.status?.phase === 'Running',
+      'Running',
+    );
+    const uid = running.find((e) => e.metadata.name === 'vanishing')?.metadata.uid as string;
+    agent.vms.delete(uid); // the node-agent no longer has it
+    const failed = await until(
+      envs,
+      (items) => items.find((e) => e.metadata.name === 'vanishing')?.status?.phase === 'Failed',
+      'VMFailed',
+      20_000,
+    );
+    const ready = failed
+      .find((e) => e.metadata.name === 'vanishing')
+      ?.status?.conditions?.find((c) => c.type === 'Ready');
+    expect(ready).toMatchObject({ status: 'False', reason: 'VMFailed' });
+    await custom.deleteNamespacedCustomObject({
+      ...G,
+      namespace,
+      plural: 'waggleenvironments',
+      name: 'vanishing',
+    });
+    await until(envs, (items) => items.length === 0, 'cleanup', 20_000);
+  });
 });

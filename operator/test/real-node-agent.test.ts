@@ -1,0 +1,134 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import type { WaggleEnvironment } from '@waggle/crds';
+import { createNodeAgentClient } from '@waggle/node-agent/client';
+import { type AgentProcess, applyCRDs, freePorts, startAgentProcess } from '@waggle/test';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { type RunningOperator, startOperator } from '../src/operator.ts';
+
+const kubeconfigPath = inject('kubeconfigPath');
+const kc = new KubeConfig();
+kc.loadFromFile(kubeconfigPath);
+const custom = kc.makeApiClient(CustomObjectsApi);
+const core = kc.makeApiClient(CoreV1Api);
+const G = { group: 'waggle.dev', version: 'v1alpha1', plural: 'waggleenvironments' };
+const namespace = `real-agent-${process.pid}`;
+let stateDir = '';
+let agent: AgentProcess;
+let operator: RunningOperator;
+
+const get = (name: string) =>
+  custom.getNamespacedCustomObject({ ...G, namespace, name }).then(
+    (o) => o as WaggleEnvironment,
+    () => undefined,
+  );
+
+async function until<T>(
+  probe: () => Promise<T>,
+  ok: (v: T) => boolean,
+  what: string,
+  timeoutMs: number,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let v = await probe();
+  while (!ok(v)) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(v).slice(0, 600)}`);
+    await new Promise((r) => setTimeout(r, 250));
+    v = await probe();
+  }
+  return v;
+}
+
+beforeAll(async () => {
+  await applyCRDs(kubeconfigPath);
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  stateDir = await mkdtemp(join(tmpdir(), 'waggle-op-agent-'));
+  const [apiPort, opsPort] = (await freePorts(2)) as [number, number];
+  agent = await startAgentProcess({
+    apiPort,
+    opsPort,
+    env: {
+      KUBECONFIG: kubeconfigPath,
+      WAGGLE_NODE_NAME: `real-node-${process.pid}`,
+      WAGGLE_STATE_DIR: stateDir,
+      WAGGLE_GUEST_RUNTIMES: 'python',
+      WAGGLE_HEARTBEAT_INTERVAL: '1s',
+      WAGGLE_SSH_PORT_RANGE: '42700-42799',
+    },
+  });
+  operator = await startOperator({
+    kc,
+    log: pino({ level: 'silent' }),
+    identity: 'real-agent-test',
+    namespace,
+    config: {
+      workers: 2,
+      resyncMs: 60_000,
+      nodeCheckEveryMs: 1_000,
+      nodeStaleAfterMs: 15_000,
+      unschedulableRetryMs: 1_000,
+      destroyTimeoutMs: 30_000,
+      verifyEveryMs: 5_000,
+    },
+  });
+}, 900_000);
+
+afterAll(async () => {
+  await operator?.stop();
+  await agent?.kill('SIGTERM');
+  await rm(stateDir, { recursive: true, force: true });
+});
+
+describe('operator with a real node-agent (real TCG VM)', () => {
+  it('takes an environment from Pending to Running, runs code in it, and destroys the VM on delete', {
+    timeout: 240_000,
+  }, async () => {
+    await custom.createNamespacedCustomObject({
+      ...G,
+      namespace,
+      body: {
+        apiVersion: 'waggle.dev/v1alpha1',
+        kind: 'WaggleEnvironment',
+        metadata: { name: 'real' },
+        spec: { runtime: 'python' },
+      },
+    });
+    const phases = new Set<string>();
+    const running = await until(
+      async () => {
+        const e = await get('real');
+        if (e?.status?.phase) phases.add(e.status.phase);
+        return e;
+      },
+      (e) => e?.status?.phase === 'Running',
+      'Running',
+      180_000,
+    );
+    expect([...phases]).toEqual(expect.arrayContaining(['Booting', 'Running']));
+    expect(running?.status?.vmId).toBe(running?.metadata.uid);
+    expect(running?.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'True',
+      reason: 'Running',
+    });
+
+    const client = createNodeAgentClient(agent.apiUrl);
+    let stdout = '';
+    for await (const m of client.exec({ vmId: running?.status?.vmId as string, code: 'print(6 * 7)' })) {
+      if (m.event.case === 'result') stdout = m.event.value.stdout;
+    }
+    expect(stdout).toBe('42\n');
+
+    await custom.deleteNamespacedCustomObject({ ...G, namespace, name: 'real' });
+    await until(
+      () => get('real'),
+      (e) => e === undefined,
+      'the object to disappear',
+      60_000,
+    );
+    expect((await client.listVMs({})).vms).toEqual([]);
+  });
+});
