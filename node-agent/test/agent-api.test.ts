@@ -84,6 +84,19 @@ afterAll(async () => {
     await client.destroyVM({ vmId: vm.spec?.vmId ?? '' }).catch(() => undefined);
   }
   await killAgent('SIGTERM');
+  // WaggleNodes are cluster-scoped: remove ours once the agent can no longer re-register it, so
+  // later test files never see a "healthy" node whose endpoint is gone.
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfigPath);
+  await kc
+    .makeApiClient(CustomObjectsApi)
+    .deleteClusterCustomObject({
+      group: 'waggle.dev',
+      version: 'v1alpha1',
+      plural: 'wagglenodes',
+      name: nodeName,
+    })
+    .catch(() => undefined);
   await rm(stateDir, { recursive: true, force: true });
 });
 

@@ -15,8 +15,8 @@ function elector(name: string, identity: string, state: Record<string, boolean>)
     namespace: 'default',
     name,
     identity,
-    leaseDurationMs: 3_000,
-    renewDeadlineMs: 2_000,
+    leaseDurationMs: 4_000,
+    renewDeadlineMs: 3_000,
     retryPeriodMs: 250,
     onStartedLeading: () => {
       state[identity] = true;
@@ -76,8 +76,8 @@ describe('leader election on a real Lease', () => {
       expect(state.b).toBeUndefined(); // the live leader keeps the lease
       leader.kill('SIGKILL'); // no release: b must wait for the lease to expire
       const ms = await until(() => state.b === true, 'b to take over', 10_000);
-      expect(ms).toBeGreaterThanOrEqual(2_000); // waited for expiry…
-      expect(ms).toBeLessThan(3_000 + 1_500); // …but not much longer than one lease duration
+      expect(ms).toBeGreaterThanOrEqual(2_500); // waited for expiry…
+      expect(ms).toBeLessThan(4_000 + 2_500); // …but not much longer than one lease duration
       await b.stop();
     } finally {
       leader.kill('SIGKILL');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { WaggleEnvironment } from '@waggle/crds';
 import { createNodeAgentClient } from '@waggle/node-agent/client';
-import { type AgentProcess, applyCRDs, freePorts, startAgentProcess } from '@waggle/test';
+import { type AgentProcess, applyCRDs, freePorts, startAgentProcess, waitFor } from '@waggle/test';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type RunningOperator, startOperator } from '../src/operator.ts';
@@ -17,6 +17,7 @@ const core = kc.makeApiClient(CoreV1Api);
 const G = { group: 'waggle.dev', version: 'v1alpha1', plural: 'waggleenvironments' };
 const namespace = `real-agent-${process.pid}`;
 let stateDir = '';
+const nodeName = `real-node-${process.pid}`;
 let agent: AgentProcess;
 let operator: RunningOperator;
 
@@ -26,22 +27,8 @@ const get = (name: string) =>
     () => undefined,
   );
 
-async function until<T>(
-  probe: () => Promise<T>,
-  ok: (v: T) => boolean,
-  what: string,
-  timeoutMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let v = await probe();
-  while (!ok(v)) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(v).slice(0, 600)}`);
-    await new Promise((r) => setTimeout(r, 250));
-    v = await probe();
-  }
-  return v;
-}
+const until = <T>(probe: () => Promise<T>, ok: (v: T) => boolean, what: string, timeoutMs: number) =>
+  waitFor(probe, ok, what, { timeoutMs, intervalMs: 250 });
 
 beforeAll(async () => {
   await applyCRDs(kubeconfigPath);
@@ -53,7 +40,7 @@ beforeAll(async () => {
     opsPort,
     env: {
       KUBECONFIG: kubeconfigPath,
-      WAGGLE_NODE_NAME: `real-node-${process.pid}`,
+      WAGGLE_NODE_NAME: nodeName,
       WAGGLE_STATE_DIR: stateDir,
       WAGGLE_GUEST_RUNTIMES: 'python',
       WAGGLE_HEARTBEAT_INTERVAL: '1s',
@@ -80,6 +67,15 @@ beforeAll(async () => {
 afterAll(async () => {
   await operator?.stop();
   await agent?.kill('SIGTERM');
+  // Cluster-scoped: delete it after the agent is gone (it would re-register), see agent-api.test.
+  await custom
+    .deleteClusterCustomObject({
+      group: 'waggle.dev',
+      version: 'v1alpha1',
+      plural: 'wagglenodes',
+      name: nodeName,
+    })
+    .catch(() => undefined);
   await rm(stateDir, { recursive: true, force: true });
 });
 

@@ -2,11 +2,12 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { WaggleEnvironment } from '@waggle/crds';
-import { applyCRDs, ensureKubeBinaries } from '@waggle/test';
+import { applyCRDs, ensureKubeBinaries, waitFor } from '@waggle/test';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { LAST_ACTIVITY_ANNOTATION } from '../src/environment/expiry.ts';
 import { type RunningOperator, startOperator } from '../src/operator.ts';
+import { registerFakeNode } from './fake-node.ts';
 import { type FakeNodeAgent, startFakeNodeAgent } from './fake-node-agent.ts';
 
 const run = promisify(execFile);
@@ -22,50 +23,11 @@ const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
 let agent: FakeNodeAgent;
 let operator: RunningOperator;
-const heartbeats = new Map<string, NodeJS.Timeout>();
+const nodesToStop = new Map<string, { stopHeartbeat(): void; remove(): Promise<void> }>();
 
 async function registerNode(name: string, endpoint: string, vms: number): Promise<void> {
-  const body = { apiVersion: 'waggle.dev/v1alpha1', kind: 'WaggleNode', metadata: { name } };
-  const node = (await custom.createClusterCustomObject({ ...G, plural: 'wagglenodes', body })) as Record<
-    string,
-    unknown
-  >;
-  const beat = async () => {
-    const current = (await custom.getClusterCustomObject({ ...G, plural: 'wagglenodes', name })) as Record<
-      string,
-      unknown
-    >;
-    await custom.replaceClusterCustomObjectStatus({
-      ...G,
-      plural: 'wagglenodes',
-      name,
-      body: {
-        ...current,
-        status: {
-          endpoint,
-          accelerator: 'tcg',
-          capacity: { vms, cpus: 1000, memoryMiB: 1_000_000 },
-          runtimes: ['python', 'node', 'shell'],
-          lastHeartbeatTime: now(),
-          conditions: [
-            {
-              type: 'Ready',
-              status: 'True',
-              reason: 'AgentReady',
-              message: 'fake',
-              lastTransitionTime: now(),
-            },
-          ],
-        },
-      },
-    });
-  };
-  void node;
-  await beat();
-  heartbeats.set(
-    name,
-    setInterval(() => void beat().catch(() => undefined), 1_000),
-  );
+  const node = await registerFakeNode(custom, { name, endpoint, vms });
+  nodesToStop.set(name, node);
 }
 
 const envs = async () =>
@@ -93,22 +55,21 @@ async function createEnv(
   });
 }
 
-async function until<T>(
-  probe: () => Promise<T>,
-  ok: (v: T) => boolean,
+/** Waits on the environment list; a timeout reports phase counts and distinct messages. */
+const until = (
+  probe: () => Promise<WaggleEnvironment[]>,
+  ok: (v: WaggleEnvironment[]) => boolean,
   what: string,
   timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await probe();
-  while (!ok(last)) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last).slice(0, 800)}`);
-    await new Promise((r) => setTimeout(r, 250));
-    last = await probe();
-  }
-  return last;
-}
+) =>
+  waitFor(probe, ok, what, {
+    timeoutMs,
+    intervalMs: 250,
+    describe: (items) => ({
+      counts: count(items),
+      messages: [...new Set(items.map((e) => e.status?.message))],
+    }),
+  });
 
 const count = (items: WaggleEnvironment[]) => {
   const c: Record<string, number> = {};
@@ -133,7 +94,7 @@ beforeAll(async () => {
       workers: 4,
       resyncMs: 30_000,
       nodeCheckEveryMs: 500,
-      nodeStaleAfterMs: 4_000,
+      nodeStaleAfterMs: 10_000, // generous: heartbeats every 1 s can lag on a loaded 2-core machine
       unschedulableRetryMs: 1_000,
       destroyTimeoutMs: 3_000,
       verifyEveryMs: 2_000,
@@ -142,7 +103,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const t of heartbeats.values()) clearInterval(t);
+  for (const n of nodesToStop.values()) await n.remove();
   await operator?.stop();
   await agent?.stop();
 });
@@ -262,12 +223,12 @@ describe('WaggleEnvironment reconciler (real apiserver, fake node-agent)', () =>
         (items) => items.find((e) => e.metadata.name === 'pinned')?.status?.phase === 'Running',
         'pinned to run',
       );
-      clearInterval(heartbeats.get(nodeName));
+      nodesToStop.get(nodeName)?.stopHeartbeat();
       const lost = await until(
         envs,
         (items) => items.find((e) => e.metadata.name === 'pinned')?.status?.phase === 'Failed',
         'NodeLost',
-        20_000,
+        40_000,
       );
       const ready = lost
         .find((e) => e.metadata.name === 'pinned')

@@ -8,3 +8,4 @@ export * from './node-agent-process.ts';
 export * from './pki.ts';
 export * from './ports.ts';
 export * from './processes.ts';
+export * from './wait.ts';

@@ -1,0 +1,50 @@
+import type { CustomObjectsApi } from '@kubernetes/client-node';
+
+const G = { group: 'waggle.dev', version: 'v1alpha1', plural: 'wagglenodes' };
+const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+
+/** Registers a WaggleNode and heartbeats its status every second, as a node-agent would. */
+export async function registerFakeNode(
+  custom: CustomObjectsApi,
+  opts: { name: string; endpoint: string; vms: number; runtimes?: string[] },
+): Promise<{ stopHeartbeat(): void; remove(): Promise<void> }> {
+  await custom.createClusterCustomObject({
+    ...G,
+    body: { apiVersion: 'waggle.dev/v1alpha1', kind: 'WaggleNode', metadata: { name: opts.name } },
+  });
+  const beat = async () => {
+    const current = (await custom.getClusterCustomObject({ ...G, name: opts.name })) as object;
+    await custom.replaceClusterCustomObjectStatus({
+      ...G,
+      name: opts.name,
+      body: {
+        ...current,
+        status: {
+          endpoint: opts.endpoint,
+          accelerator: 'tcg',
+          capacity: { vms: opts.vms, cpus: 1000, memoryMiB: 1_000_000 },
+          runtimes: opts.runtimes ?? ['python', 'node', 'shell'],
+          lastHeartbeatTime: now(),
+          conditions: [
+            {
+              type: 'Ready',
+              status: 'True',
+              reason: 'AgentReady',
+              message: 'fake',
+              lastTransitionTime: now(),
+            },
+          ],
+        },
+      },
+    });
+  };
+  await beat();
+  const timer = setInterval(() => void beat().catch(() => undefined), 1_000);
+  return {
+    stopHeartbeat: () => clearInterval(timer),
+    async remove() {
+      clearInterval(timer);
+      await custom.deleteClusterCustomObject({ ...G, name: opts.name }).catch(() => undefined);
+    },
+  };
+}
