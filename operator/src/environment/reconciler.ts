@@ -43,6 +43,9 @@ export interface ReconcilerDeps {
   now?: () => Date;
 }
 
+/** How long a written node assignment counts before the informer must have confirmed it. */
+const ASSUME_TTL_MS = 5_000;
+
 const RUNTIME = { python: Runtime.PYTHON, node: Runtime.NODE, shell: Runtime.SHELL } as const;
 const keyOf = (e: WaggleEnvironment) => `${e.metadata.namespace}/${e.metadata.name}`;
 
@@ -52,7 +55,7 @@ type Creation = { done: boolean; error?: unknown };
 export class EnvironmentReconciler {
   readonly #d: ReconcilerDeps;
   /** Node assignments written but not yet visible in the cache (kube-scheduler's "assume"). */
-  readonly #assumed = new Map<string, { node: string; cpus: number; memoryMiB: number }>();
+  readonly #assumed = new Map<string, { node: string; cpus: number; memoryMiB: number; at: number }>();
   /** CreateVM calls in flight, by environment UID; they run outside the worker. */
   readonly #creating = new Map<string, Creation>();
   /** When the finalizer first failed to reach a node, by UID. */
@@ -101,9 +104,12 @@ export class EnvironmentReconciler {
       seen.add(keyOf(e));
       add(node, e.spec.resources.cpus, e.spec.resources.memoryMiB);
     }
+    const now = Date.now();
     for (const [key, a] of this.#assumed) {
-      if (seen.has(key))
-        this.#assumed.delete(key); // the cache caught up
+      // Drop an assumption once the cache shows the assignment, or when the cache has not
+      // confirmed it within ASSUME_TTL_MS (kube-scheduler's rule): under a lagging informer a
+      // conflicting retry can otherwise leave a phantom reservation that blocks a slot forever.
+      if (seen.has(key) || now - a.at > ASSUME_TTL_MS) this.#assumed.delete(key);
       else add(a.node, a.cpus, a.memoryMiB);
     }
     return out;
@@ -283,6 +289,7 @@ export class EnvironmentReconciler {
           node: result.node,
           cpus: env.spec.resources.cpus,
           memoryMiB: env.spec.resources.memoryMiB,
+          at: Date.now(),
         });
       }
       return result;
