@@ -7,6 +7,7 @@ import {
   type WaggleEnvironment,
   type WaggleNode,
 } from '@waggle/crds';
+import { keyOf, startInformer } from '@waggle/crds/informer';
 import type { NodeAgentClient } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 import { AgentClients } from './environment/agent-clients.ts';
@@ -15,7 +16,6 @@ import { EnvironmentReconciler, type ReconcilerConfig } from './environment/reco
 import { EnvironmentStore } from './environment/store.ts';
 import { NodeLifecycle } from './node/node-lifecycle.ts';
 import { Controller } from './runtime/controller.ts';
-import { keyOf, startInformer } from './runtime/informer.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 
 export interface OperatorOptions {
@@ -64,13 +64,22 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const envs = startInformer<KubernetesObject>({
     name: 'waggleenvironments',
     kc: o.kc,
-    path: `/apis/${GROUP}/${VERSION}/${ENVIRONMENT_PLURAL}`,
+    path: o.namespace
+      ? `/apis/${GROUP}/${VERSION}/namespaces/${o.namespace}/${ENVIRONMENT_PLURAL}`
+      : `/apis/${GROUP}/${VERSION}/${ENVIRONMENT_PLURAL}`,
     list: () =>
-      api.listCustomObjectForAllNamespaces({
-        group: GROUP,
-        version: VERSION,
-        resourcePlural: ENVIRONMENT_PLURAL,
-      }) as never,
+      (o.namespace
+        ? api.listNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            namespace: o.namespace,
+            plural: ENVIRONMENT_PLURAL,
+          })
+        : api.listCustomObjectForAllNamespaces({
+            group: GROUP,
+            version: VERSION,
+            resourcePlural: ENVIRONMENT_PLURAL,
+          })) as never,
     onEvent: (_type, obj) => enqueue(keyOf(obj)),
     resyncMs: o.config.resyncMs,
     log,

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { WaggleEnvironment } from '@waggle/crds';
-import { applyCRDs, freePorts, waitFor } from '@waggle/test';
+import { applyCRDs, deleteTestNamespace, freePorts, waitFor } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { registerFakeNode } from './fake-node.ts';
 import { type FakeNodeAgent, startFakeNodeAgent } from './fake-node-agent.ts';
@@ -101,6 +101,7 @@ afterAll(async () => {
   for (const r of replicas) r.proc.kill('SIGKILL');
   await fakeNode?.remove();
   await agent?.stop();
+  await deleteTestNamespace(kc, namespace);
 });
 
 describe('two operator replicas (real processes, leader election on a Lease)', () => {

@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { WaggleEnvironment } from '@waggle/crds';
 import { createNodeAgentClient } from '@waggle/node-agent/client';
-import { type AgentProcess, applyCRDs, freePorts, startAgentProcess, waitFor } from '@waggle/test';
+import {
+  type AgentProcess,
+  applyCRDs,
+  deleteTestNamespace,
+  freePorts,
+  startAgentProcess,
+  waitFor,
+} from '@waggle/test';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type RunningOperator, startOperator } from '../src/operator.ts';
@@ -76,6 +83,7 @@ afterAll(async () => {
       name: nodeName,
     })
     .catch(() => undefined);
+  await deleteTestNamespace(kc, namespace);
   await rm(stateDir, { recursive: true, force: true });
 });
 

@@ -1,11 +1,10 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import type { WaggleEnvironment } from '@waggle/crds';
-import { applyCRDs, ensureKubeBinaries, waitFor } from '@waggle/test';
+import { LAST_ACTIVITY_ANNOTATION, type WaggleEnvironment } from '@waggle/crds';
+import { applyCRDs, deleteTestNamespace, ensureKubeBinaries, waitFor } from '@waggle/test';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { LAST_ACTIVITY_ANNOTATION } from '../src/environment/expiry.ts';
 import { type RunningOperator, startOperator } from '../src/operator.ts';
 import { registerFakeNode } from './fake-node.ts';
 import { type FakeNodeAgent, startFakeNodeAgent } from './fake-node-agent.ts';
@@ -106,6 +105,7 @@ afterAll(async () => {
   for (const n of nodesToStop.values()) await n.remove();
   await operator?.stop();
   await agent?.stop();
+  await deleteTestNamespace(kc, namespace);
 });
 
 describe('WaggleEnvironment reconciler (real apiserver, fake node-agent)', () => {
@@ -234,9 +234,20 @@ describe('WaggleEnvironment reconciler (real apiserver, fake node-agent)', () =>
         .find((e) => e.metadata.name === 'pinned')
         ?.status?.conditions?.find((c) => c.type === 'Ready');
       expect(ready?.reason).toBe('NodeLost');
-      const node = (await custom.getClusterCustomObject({ ...G, plural: 'wagglenodes', name: nodeName })) as {
-        status: { conditions: Array<{ type: string; status: string; reason: string }> };
-      };
+      // The environment can fail (its reconcile sees the stale heartbeat) a moment before the
+      // node lifecycle loop writes the node's condition: wait for that write too.
+      type NodeStatus = { status: { conditions: Array<{ type: string; status: string; reason: string }> } };
+      const node = await waitFor(
+        () =>
+          custom.getClusterCustomObject({
+            ...G,
+            plural: 'wagglenodes',
+            name: nodeName,
+          }) as Promise<NodeStatus>,
+        (n) => n.status.conditions.some((c) => c.type === 'Ready' && c.status === 'False'),
+        'node marked not Ready',
+        { timeoutMs: 10_000, intervalMs: 200 },
+      );
       expect(node.status.conditions.find((c) => c.type === 'Ready')).toMatchObject({
         status: 'False',
         reason: 'HeartbeatStale',
@@ -254,6 +265,45 @@ describe('WaggleEnvironment reconciler (real apiserver, fake node-agent)', () =>
       await custom.deleteCollectionNamespacedCustomObject({ ...G, namespace, plural: 'waggleenvironments' });
       await until(envs, (items) => items.length === 0, 'cleanup', 30_000); // finalizer gives up on the lost node
       await other.stop();
+    }
+  });
+
+  it('leaves environments in namespaces it does not watch alone', { timeout: 30_000 }, async () => {
+    const elsewhere = `${namespace}-other`;
+    await core.createNamespace({ body: { metadata: { name: elsewhere } } });
+    try {
+      await custom.createNamespacedCustomObject({
+        ...G,
+        namespace: elsewhere,
+        plural: 'waggleenvironments',
+        body: {
+          apiVersion: 'waggle.dev/v1alpha1',
+          kind: 'WaggleEnvironment',
+          metadata: { name: 'not-mine' },
+          spec: { runtime: 'python' },
+        },
+      });
+      // A watched environment created after it is handled, so the operator is not just idle.
+      await createEnv('mine', { runtime: 'python' });
+      await until(
+        envs,
+        (items) => items.find((e) => e.metadata.name === 'mine')?.status?.phase === 'Running',
+        'mine to run',
+      );
+      const other = (await custom.getNamespacedCustomObject({
+        ...G,
+        namespace: elsewhere,
+        plural: 'waggleenvironments',
+        name: 'not-mine',
+      })) as WaggleEnvironment;
+      expect(other.status).toBeUndefined();
+      expect(other.metadata.finalizers ?? []).toEqual([]);
+    } finally {
+      await deleteTestNamespace(kc, elsewhere);
+      await custom
+        .deleteNamespacedCustomObject({ ...G, namespace, plural: 'waggleenvironments', name: 'mine' })
+        .catch(() => undefined);
+      await until(envs, (items) => items.length === 0, 'cleanup', 20_000);
     }
   });
 

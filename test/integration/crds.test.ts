@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { ensureKubeBinaries } from '../src/index.ts';
+import { deleteTestNamespace, ensureKubeBinaries } from '../src/index.ts';
 
 const run = promisify(execFile);
 const REPO = join(import.meta.dirname, '..', '..');
@@ -77,7 +77,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await core.deleteNamespace({ name: namespace }).catch(() => undefined);
+  await deleteTestNamespace(kc, namespace);
 });
 
 describe('the control plane under test', () => {

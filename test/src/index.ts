@@ -4,6 +4,7 @@ export * from './crds-apply.ts';
 export * from './guest-images.ts';
 export * from './kube-binaries.ts';
 export * from './kubeconfig.ts';
+export * from './namespaces.ts';
 export * from './node-agent-process.ts';
 export * from './pki.ts';
 export * from './ports.ts';

@@ -1,6 +1,7 @@
 import type { WaggleEnvironment } from '@waggle/crds';
+import { LAST_ACTIVITY_ANNOTATION } from '@waggle/crds';
 import { describe, expect, it } from 'vitest';
-import { deadlines, k8sTime, LAST_ACTIVITY_ANNOTATION } from './expiry.ts';
+import { deadlines, k8sTime } from './expiry.ts';
 
 const env = (
   over: {

@@ -1,15 +1,4 @@
-import { parseDuration, type WaggleEnvironment } from '@waggle/crds';
-
-/**
- * Activity recording (design): the MCP gateway records use of an environment by writing the
- * annotation `waggle.dev/last-activity` (RFC 3339) at most once per `ACTIVITY_WRITE_INTERVAL_MS`
- * per environment, not once per call. Annotations do not bump `metadata.generation` and need no
- * status permission; the operator owns status and mirrors the time into
- * `status.lastActivityTime` / `status.expiresAt`. With the throttle, the idle timeout can fire
- * up to one interval early for an environment used continuously — a bounded, documented slack.
- */
-export const LAST_ACTIVITY_ANNOTATION = 'waggle.dev/last-activity';
-export const ACTIVITY_WRITE_INTERVAL_MS = 30_000;
+import { LAST_ACTIVITY_ANNOTATION, parseDuration, type WaggleEnvironment } from '@waggle/crds';
 
 export interface Deadlines {
   /** When the environment was last used (or started/created if never). */

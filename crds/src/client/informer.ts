@@ -5,7 +5,11 @@ import {
   type ListPromise,
   makeInformer,
 } from '@kubernetes/client-node';
-import type { Logger } from 'pino';
+
+/** The slice of a pino logger the informer uses. */
+export interface InformerLogger {
+  warn(fields: Record<string, unknown>, msg: string): void;
+}
 
 export type InformerEvent = 'add' | 'update' | 'delete';
 
@@ -18,7 +22,7 @@ export interface InformerOptions<T extends KubernetesObject> {
   onEvent: (type: InformerEvent, obj: T) => void;
   /** Re-deliver every cached object this often (level-based safety net). */
   resyncMs?: number;
-  log: Logger;
+  log: InformerLogger;
 }
 
 export interface Informer<T extends KubernetesObject> {

@@ -1,8 +1,8 @@
 import { CoreV1Api, CustomObjectsApi, KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
-import { applyCRDs } from '@waggle/test';
+import { type Informer, type InformerEvent, keyOf, startInformer } from '@waggle/crds/informer';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type Informer, type InformerEvent, keyOf, startInformer } from '../src/runtime/informer.ts';
+import { applyCRDs, deleteTestNamespace } from '../src/index.ts';
 
 const kubeconfigPath = inject('kubeconfigPath');
 const kc = new KubeConfig();
@@ -45,7 +45,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await informer?.stop();
-  await core.deleteNamespace({ name: namespace }).catch(() => undefined);
+  await deleteTestNamespace(kc, namespace);
 });
 
 describe('informer on a real apiserver', () => {
