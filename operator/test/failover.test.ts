@@ -2,10 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { WaggleEnvironment } from '@waggle/crds';
-import { applyCRDs, deleteTestNamespace, freePorts, waitFor } from '@waggle/test';
+import { type FakeNodeAgent, startFakeNodeAgent } from '@waggle/node-agent/testing';
+import { applyCRDs, deleteTestNamespace, freePorts, registerFakeNode, waitFor } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { registerFakeNode } from './fake-node.ts';
-import { type FakeNodeAgent, startFakeNodeAgent } from './fake-node-agent.ts';
 
 const MAIN = join(import.meta.dirname, '..', 'src', 'main.ts');
 const kubeconfigPath = inject('kubeconfigPath');

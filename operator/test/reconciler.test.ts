@@ -2,12 +2,11 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { LAST_ACTIVITY_ANNOTATION, type WaggleEnvironment } from '@waggle/crds';
-import { applyCRDs, deleteTestNamespace, ensureKubeBinaries, waitFor } from '@waggle/test';
+import { type FakeNodeAgent, startFakeNodeAgent } from '@waggle/node-agent/testing';
+import { applyCRDs, deleteTestNamespace, ensureKubeBinaries, registerFakeNode, waitFor } from '@waggle/test';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type RunningOperator, startOperator } from '../src/operator.ts';
-import { registerFakeNode } from './fake-node.ts';
-import { type FakeNodeAgent, startFakeNodeAgent } from './fake-node-agent.ts';
 
 const run = promisify(execFile);
 const kubeconfigPath = inject('kubeconfigPath');

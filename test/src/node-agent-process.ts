@@ -1,13 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { type ComponentProcess, startComponentProcess } from './component-process.ts';
 
-const MAIN = join(import.meta.dirname, '..', '..', 'node-agent', 'src', 'main.ts');
-
-export interface AgentProcess {
+export interface AgentProcess extends ComponentProcess {
   apiUrl: string;
-  child: ChildProcess;
-  /** Sends a signal and waits for the process to exit. */
-  kill(signal: NodeJS.Signals): Promise<void>;
 }
 
 /** Starts `node node-agent/src/main.ts` with the given environment and waits for /readyz. */
@@ -17,38 +11,15 @@ export async function startAgentProcess(opts: {
   env: NodeJS.ProcessEnv;
   readyTimeoutMs?: number;
 }): Promise<AgentProcess> {
-  const child = spawn(process.execPath, [MAIN], {
+  const p = await startComponentProcess({
+    component: 'node-agent',
     env: {
-      ...process.env,
       WAGGLE_AGENT_LISTEN: `127.0.0.1:${opts.apiPort}`,
       WAGGLE_AGENT_OPS_LISTEN: `127.0.0.1:${opts.opsPort}`,
-      LOG_LEVEL: 'warn',
       ...opts.env,
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    readyUrl: `http://127.0.0.1:${opts.opsPort}/readyz`,
+    ...(opts.readyTimeoutMs ? { readyTimeoutMs: opts.readyTimeoutMs } : {}),
   });
-  const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null)
-      throw new Error(`node-agent exited with code ${child.exitCode} during start-up`);
-    const ok = await fetch(`http://127.0.0.1:${opts.opsPort}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) {
-      return {
-        apiUrl: `http://127.0.0.1:${opts.apiPort}`,
-        child,
-        async kill(signal) {
-          if (child.exitCode !== null || child.signalCode !== null) return;
-          const exited = new Promise((r) => child.once('exit', r));
-          child.kill(signal);
-          await exited;
-        },
-      };
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  child.kill('SIGKILL');
-  throw new Error('node-agent did not become ready in time');
+  return { ...p, apiUrl: `http://127.0.0.1:${opts.apiPort}` };
 }

@@ -1,0 +1,82 @@
+import { durationMsSchema } from '@waggle/crds';
+import { z } from 'zod';
+
+const hostPort = z.string().regex(/^[^\s]+:\d{1,5}$/, { error: 'use host:port, e.g. 127.0.0.1:8080' });
+const positiveInt = z.coerce.number().int().positive();
+const list = z.string().transform((v) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
+
+/**
+ * mcp-gateway configuration, parsed once from the environment. Every variable, its default and
+ * its meaning are listed in mcp-gateway/README.md (and the original Waggle's names are kept).
+ */
+export const gatewayConfigSchema = z.object({
+  WAGGLE_LISTEN_ADDR: hostPort.default('127.0.0.1:8080'),
+  /** kubernetes: ServiceAccount tokens (TokenReview + SubjectAccessReview) and API keys. */
+  WAGGLE_AUTH_MODE: z.enum(['kubernetes', 'insecure']).default('kubernetes'),
+  WAGGLE_API_KEYS_FILE: z.string().min(1).optional(),
+  WAGGLE_TOKEN_AUDIENCES: list.optional(),
+  WAGGLE_AUTH_CACHE_TTL: durationMsSchema.default(60_000),
+  WAGGLE_INSECURE_NAMESPACE: z.string().min(1).default('default'),
+  WAGGLE_ALLOWED_HOSTS: list.optional(),
+  WAGGLE_ALLOWED_ORIGINS: list.optional(),
+  WAGGLE_WATCH_NAMESPACE: z.string().min(1).optional(),
+  WAGGLE_MAX_ENVIRONMENTS: positiveInt.default(10),
+  WAGGLE_DEFAULT_CPUS: positiveInt.default(1),
+  WAGGLE_DEFAULT_MEMORY_MB: positiveInt.default(512),
+  WAGGLE_DEFAULT_TIMEOUT_MIN: positiveInt.default(30),
+  WAGGLE_DEFAULT_EXEC_TIMEOUT: durationMsSchema.default(30_000),
+  WAGGLE_MAX_EXEC_TIMEOUT: durationMsSchema.default(300_000),
+  WAGGLE_INSTALL_TIMEOUT: durationMsSchema.default(600_000),
+  WAGGLE_CREATE_TIMEOUT: durationMsSchema.default(180_000),
+  WAGGLE_UNSCHEDULABLE_GRACE: durationMsSchema.default(5_000),
+  WAGGLE_ACTIVITY_INTERVAL: durationMsSchema.default(30_000),
+  WAGGLE_SESSION_IDLE_TIMEOUT: durationMsSchema.default(1_800_000),
+  WAGGLE_MAX_FILE_BYTES: positiveInt.default(10 * 1024 * 1024),
+  WAGGLE_MAX_OUTPUT_BYTES: positiveInt.default(1024 * 1024),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses the environment; throws one error listing every bad variable and how to fix it. */
+export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const clean = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const r = gatewayConfigSchema.safeParse(clean);
+  if (!r.success) {
+    const lines = r.error.issues.map(
+      (i) => `  ${i.path.join('.')}=${JSON.stringify(clean[String(i.path[0])])}: ${i.message}`,
+    );
+    throw new ConfigError(`invalid mcp-gateway configuration:\n${lines.join('\n')}`);
+  }
+  const c = r.data;
+  if (c.WAGGLE_DEFAULT_EXEC_TIMEOUT > c.WAGGLE_MAX_EXEC_TIMEOUT) {
+    throw new ConfigError(
+      'invalid mcp-gateway configuration:\n  WAGGLE_DEFAULT_EXEC_TIMEOUT must not exceed WAGGLE_MAX_EXEC_TIMEOUT',
+    );
+  }
+  if (c.WAGGLE_AUTH_MODE === 'insecure' && !isLoopbackListen(c.WAGGLE_LISTEN_ADDR)) {
+    throw new ConfigError(
+      `invalid mcp-gateway configuration:\n  WAGGLE_AUTH_MODE=insecure is allowed only on a loopback address; ` +
+        `WAGGLE_LISTEN_ADDR is ${c.WAGGLE_LISTEN_ADDR}. Use 127.0.0.1:<port>, or configure authentication.`,
+    );
+  }
+  return c;
+}
+
+export function splitHostPort(addr: string): { host: string; port: number } {
+  const i = addr.lastIndexOf(':');
+  return { host: addr.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(addr.slice(i + 1)) };
+}
+
+export function isLoopbackListen(addr: string): boolean {
+  const { host } = splitHostPort(addr);
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

@@ -1,0 +1,70 @@
+/**
+ * Domain errors of the gateway. A `UserError` is a mistake or a state the caller can act on; the
+ * MCP edge turns it into a tool result with `isError: true` and this message. Anything else is
+ * an internal fault and becomes a JSON-RPC error.
+ */
+export class UserError extends Error {
+  override name = 'UserError';
+  /** Stable machine-readable code, also put into the result's structured error. */
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export class EnvironmentNotFoundError extends UserError {
+  constructor(id: string) {
+    super(
+      'environment_not_found',
+      `environment "${id}" does not exist (or belongs to someone else). ` +
+        'Call list_environments to see yours, or create_environment to make a new one.',
+    );
+  }
+}
+
+export class EnvironmentNotRunningError extends UserError {
+  constructor(id: string, phase: string, detail?: string) {
+    super(
+      'environment_not_running',
+      `environment "${id}" is ${phase}, not Running${detail ? ` (${detail})` : ''}; ` +
+        (phase === 'Failed' || phase === 'Terminating'
+          ? 'destroy it and create a new one.'
+          : 'wait a few seconds and try again.'),
+    );
+  }
+}
+
+export class LimitReachedError extends UserError {
+  constructor(limit: number) {
+    super(
+      'environment_limit',
+      `you already have ${limit} environments, the most allowed at once; destroy one you no longer ` +
+        'need (list_environments shows them) and try again.',
+    );
+  }
+}
+
+export class CreateFailedError extends UserError {
+  constructor(message: string) {
+    super('create_failed', message);
+  }
+}
+
+export class InvalidRequestError extends UserError {
+  constructor(message: string) {
+    super('invalid_argument', message);
+  }
+}
+
+export class FileError extends UserError {}
+
+/** A caller could not be authenticated or is not allowed; the HTTP edge answers 401/403. */
+export class AuthError extends Error {
+  override name = 'AuthError';
+  readonly status: 401 | 403;
+  constructor(status: 401 | 403, message: string) {
+    super(message);
+    this.status = status;
+  }
+}

@@ -1,0 +1,141 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { NodeAgentClient } from '@waggle/node-agent/client';
+import type { Logger } from 'pino';
+import { ApiKeyAuthenticator } from './auth/api-keys.ts';
+import { type Authenticator, chainAuthenticators } from './auth/caller.ts';
+import { KubernetesTokenAuthenticator } from './auth/kubernetes-tokens.ts';
+import { type GatewayConfig, isLoopbackListen, splitHostPort } from './config.ts';
+import { buildApp } from './http/app.ts';
+import { makeOriginPolicy } from './http/origin-guard.ts';
+import { bearerAuth, insecureAuth } from './http/request-auth.ts';
+import { createMcpServer } from './mcp/server-factory.ts';
+import { SessionRegistry } from './mcp/sessions.ts';
+import { createGatewayMetrics } from './metrics.ts';
+import { ActivityRecorder } from './services/activity.ts';
+import { EnvironmentCache } from './services/environment-cache.ts';
+import { EnvironmentService } from './services/environments.ts';
+import { SandboxService } from './services/sandbox.ts';
+import { buildTools } from './tools/index.ts';
+
+export interface RunningGateway {
+  /** e.g. http://127.0.0.1:8080/mcp */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Wires caches → services → tools → sessions → HTTP, and listens. */
+export async function startGateway(opts: {
+  config: GatewayConfig;
+  kc: KubeConfig;
+  log: Logger;
+  agentFactory?: (endpoint: string) => NodeAgentClient;
+}): Promise<RunningGateway> {
+  const { config: c, kc, log } = opts;
+  const loopback = isLoopbackListen(c.WAGGLE_LISTEN_ADDR);
+
+  let authenticate: ReturnType<typeof bearerAuth>;
+  if (c.WAGGLE_AUTH_MODE === 'insecure') {
+    log.warn(
+      { namespace: c.WAGGLE_INSECURE_NAMESPACE, listen: c.WAGGLE_LISTEN_ADDR },
+      'INSECURE MODE: no authentication; every caller shares one namespace. Loopback only; never use it in a cluster.',
+    );
+    authenticate = insecureAuth(c.WAGGLE_INSECURE_NAMESPACE);
+  } else {
+    const authenticators: Authenticator[] = [];
+    if (c.WAGGLE_API_KEYS_FILE) {
+      const keys = new ApiKeyAuthenticator(c.WAGGLE_API_KEYS_FILE);
+      await keys.load();
+      authenticators.push(keys);
+    }
+    authenticators.push(
+      new KubernetesTokenAuthenticator(kc, {
+        ttlMs: c.WAGGLE_AUTH_CACHE_TTL,
+        ...(c.WAGGLE_TOKEN_AUDIENCES ? { audiences: c.WAGGLE_TOKEN_AUDIENCES } : {}),
+      }),
+    );
+    authenticate = bearerAuth(chainAuthenticators(authenticators));
+  }
+
+  const cache = new EnvironmentCache(
+    kc,
+    log,
+    c.WAGGLE_WATCH_NAMESPACE ? { namespace: c.WAGGLE_WATCH_NAMESPACE } : {},
+  );
+  let synced = false;
+  void cache.synced.then(() => {
+    synced = true;
+  });
+  const activity = new ActivityRecorder(kc, { intervalMs: c.WAGGLE_ACTIVITY_INTERVAL, log });
+  const environments = new EnvironmentService(
+    kc,
+    cache,
+    {
+      cpus: c.WAGGLE_DEFAULT_CPUS,
+      memoryMiB: c.WAGGLE_DEFAULT_MEMORY_MB,
+      idleTimeoutMinutes: c.WAGGLE_DEFAULT_TIMEOUT_MIN,
+      maxPerCaller: c.WAGGLE_MAX_ENVIRONMENTS,
+      createTimeoutMs: c.WAGGLE_CREATE_TIMEOUT,
+      unschedulableGraceMs: c.WAGGLE_UNSCHEDULABLE_GRACE,
+    },
+    log,
+  );
+  const sandbox = new SandboxService(cache, activity, opts.agentFactory);
+  const tools = buildTools({
+    environments,
+    sandbox,
+    limits: {
+      defaultExecTimeoutMs: c.WAGGLE_DEFAULT_EXEC_TIMEOUT,
+      maxExecTimeoutMs: c.WAGGLE_MAX_EXEC_TIMEOUT,
+      installTimeoutMs: c.WAGGLE_INSTALL_TIMEOUT,
+      maxFileBytes: c.WAGGLE_MAX_FILE_BYTES,
+      maxOutputBytes: c.WAGGLE_MAX_OUTPUT_BYTES,
+      defaultIdleTimeoutMinutes: c.WAGGLE_DEFAULT_TIMEOUT_MIN,
+    },
+  });
+
+  let sessions: SessionRegistry | undefined;
+  const metrics = createGatewayMetrics({ sessions: () => sessions?.size ?? 0 });
+  sessions = new SessionRegistry({
+    newServer: (caller) =>
+      createMcpServer(
+        caller,
+        tools,
+        log.child({ caller: caller.principal, namespace: caller.namespace }),
+        metrics.observeTool,
+      ),
+    idleTimeoutMs: c.WAGGLE_SESSION_IDLE_TIMEOUT,
+    maxSessions: 10_000,
+    log,
+  });
+
+  const app = buildApp({
+    sessions,
+    authenticate,
+    origin: makeOriginPolicy({
+      allowedHosts: c.WAGGLE_ALLOWED_HOSTS,
+      allowedOrigins: c.WAGGLE_ALLOWED_ORIGINS,
+      loopback,
+    }),
+    metrics,
+    ready: () => synced,
+    // base64 inflates a file by 4/3; leave room for the JSON-RPC envelope.
+    bodyLimitBytes: Math.ceil((c.WAGGLE_MAX_FILE_BYTES * 4) / 3) + 1024 * 1024,
+    log,
+  });
+  const { host, port } = splitHostPort(c.WAGGLE_LISTEN_ADDR);
+  await app.listen({ host, port });
+  const addr = app.server.address();
+  const boundPort = typeof addr === 'object' && addr ? addr.port : port;
+  const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  await cache.synced;
+  log.info({ url: `http://${urlHost}:${boundPort}/mcp`, auth: c.WAGGLE_AUTH_MODE }, 'mcp-gateway listening');
+
+  return {
+    url: `http://${urlHost}:${boundPort}/mcp`,
+    async close() {
+      await sessions?.closeAll();
+      await Promise.race([app.close(), new Promise((r) => setTimeout(r, 3_000).unref())]);
+      await cache.stop();
+    },
+  };
+}

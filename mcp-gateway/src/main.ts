@@ -1,0 +1,25 @@
+// mcp-gateway entry point: all wiring lives in startGateway; this parses config and handles signals.
+import { KubeConfig } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { loadGatewayConfig } from './config.ts';
+import { startGateway } from './gateway.ts';
+
+async function main(): Promise<void> {
+  const config = loadGatewayConfig();
+  const log = pino({ name: 'mcp-gateway', level: config.LOG_LEVEL });
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  const gateway = await startGateway({ config, kc, log });
+  const shutdown = async (signal: string) => {
+    log.info({ signal }, 'mcp-gateway stopping');
+    await Promise.race([gateway.close(), new Promise((r) => setTimeout(r, 5_000).unref())]);
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`mcp-gateway: ${err.message}\n`);
+  process.exit(1);
+});

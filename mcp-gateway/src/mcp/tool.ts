@@ -1,0 +1,52 @@
+import type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import type { Caller } from '../auth/caller.ts';
+
+/** What a tool handler gets besides its arguments. */
+export interface ToolContext {
+  caller: Caller;
+  signal: AbortSignal;
+  log: Logger;
+  /** Sends notifications/progress when the client asked for it (a progressToken); else a no-op. */
+  progress: (progress: number, message: string, total?: number) => void;
+}
+
+/** One MCP tool: schemas, hints and a handler that returns the structured result. */
+export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z.ZodObject = z.ZodObject> {
+  name: string;
+  title: string;
+  description: string;
+  input: I;
+  output: O;
+  annotations: ToolAnnotations;
+  run: (args: z.output<I>, ctx: ToolContext) => Promise<z.output<O>>;
+}
+
+/** Keeps the argument/result types of each tool while collecting them in one list. */
+export const defineTool = <I extends z.ZodObject, O extends z.ZodObject>(
+  t: ToolDefinition<I, O>,
+): ToolDefinition => t as unknown as ToolDefinition;
+
+/** A successful result: the structured object, and the same JSON as text for older clients. */
+export function structuredResult(value: Record<string, unknown>): CallToolResult {
+  return { content: [{ type: 'text', text: JSON.stringify(value) }], structuredContent: value };
+}
+
+/** A user-facing failure: `isError` with a message that says what happened and what to do. */
+export function errorResult(message: string, code: string): CallToolResult {
+  return {
+    content: [{ type: 'text', text: message }],
+    isError: true,
+    _meta: { 'waggle.dev/error': code },
+  };
+}
+
+/** Turns zod issues into "parameter: problem" lines a model can act on. */
+export function describeInputIssues(tool: string, error: z.ZodError): string {
+  const lines = error.issues.map((i) => {
+    const where = i.path.length ? i.path.join('.') : '(arguments)';
+    return `- ${where}: ${i.message}`;
+  });
+  return `invalid arguments for ${tool}:\n${lines.join('\n')}`;
+}

@@ -1,0 +1,42 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export function createGatewayMetrics(opts: { sessions: () => number }) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const toolCalls = new Counter({
+    name: 'waggle_gateway_tool_calls_total',
+    help: 'MCP tool calls by tool and outcome (ok, user_error, internal_error).',
+    labelNames: ['tool', 'outcome'],
+    registers: [registry],
+  });
+  const toolSeconds = new Histogram({
+    name: 'waggle_gateway_tool_duration_seconds',
+    help: 'MCP tool call duration by tool.',
+    labelNames: ['tool'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    registers: [registry],
+  });
+  const authFailures = new Counter({
+    name: 'waggle_gateway_auth_failures_total',
+    help: 'Requests refused by authentication (401) or authorization (403).',
+    labelNames: ['status'],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'waggle_gateway_sessions',
+    help: 'Open MCP sessions.',
+    registers: [registry],
+    collect() {
+      this.set(opts.sessions());
+    },
+  });
+  return {
+    registry,
+    authFailures,
+    observeTool: (tool: string, outcome: string, ms: number) => {
+      toolCalls.inc({ tool, outcome });
+      toolSeconds.observe({ tool }, ms / 1000);
+    },
+  };
+}
+export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;

@@ -1,0 +1,52 @@
+import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { ENVIRONMENT_PLURAL, GROUP, LAST_ACTIVITY_ANNOTATION, VERSION } from '@waggle/crds';
+import type { Logger } from 'pino';
+
+/**
+ * Records that an environment was used, for idle expiry: a merge patch of the
+ * `waggle.dev/last-activity` annotation, at most once per `intervalMs` per environment (so an
+ * agent running hundreds of commands costs one write per interval, not one per call). The
+ * operator reads the annotation; see docs/adr/0006.
+ */
+export class ActivityRecorder {
+  readonly #api: CustomObjectsApi;
+  readonly #intervalMs: number;
+  readonly #log: Logger;
+  readonly #lastWrite = new Map<string, number>();
+
+  constructor(kc: KubeConfig, opts: { intervalMs: number; log: Logger }) {
+    this.#api = kc.makeApiClient(CustomObjectsApi);
+    this.#intervalMs = opts.intervalMs;
+    this.#log = opts.log;
+  }
+
+  /** Fire and forget: a failed write is logged and retried on the next use. */
+  touch(namespace: string, name: string, now = Date.now()): void {
+    const key = `${namespace}/${name}`;
+    const last = this.#lastWrite.get(key);
+    if (last !== undefined && now - last < this.#intervalMs) return;
+    this.#lastWrite.set(key, now);
+    if (this.#lastWrite.size > 50_000) this.#lastWrite.clear();
+    const at = new Date(now).toISOString().replace(/\.\d+Z$/, 'Z');
+    this.#api
+      .patchNamespacedCustomObject(
+        {
+          group: GROUP,
+          version: VERSION,
+          plural: ENVIRONMENT_PLURAL,
+          namespace,
+          name,
+          body: { metadata: { annotations: { [LAST_ACTIVITY_ANNOTATION]: at } } },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      )
+      .catch((err: Error) => {
+        this.#lastWrite.delete(key);
+        this.#log.warn({ envId: name, namespace, err: err.message }, 'recording activity failed');
+      });
+  }
+
+  forget(namespace: string, name: string): void {
+    this.#lastWrite.delete(`${namespace}/${name}`);
+  }
+}

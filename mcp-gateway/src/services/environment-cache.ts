@@ -1,0 +1,98 @@
+import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import {
+  ENVIRONMENT_PLURAL,
+  GROUP,
+  NODE_PLURAL,
+  VERSION,
+  type WaggleEnvironment,
+  type WaggleNode,
+} from '@waggle/crds';
+import { type Informer, type InformerEvent, startInformer } from '@waggle/crds/informer';
+import type { Logger } from 'pino';
+
+type Listener = (type: InformerEvent, env: WaggleEnvironment) => void;
+
+/**
+ * Watch-fed caches of WaggleEnvironments and WaggleNodes. The data path (execute, files) reads
+ * routing from here instead of asking the apiserver on every call; waiters get every change of
+ * one environment (create_environment waits for Ready this way).
+ */
+export class EnvironmentCache {
+  readonly #envs: Informer<KubernetesObject>;
+  readonly #nodes: Informer<KubernetesObject>;
+  readonly #listeners = new Map<string, Set<Listener>>();
+
+  constructor(kc: KubeConfig, log: Logger, opts: { namespace?: string } = {}) {
+    const api = kc.makeApiClient(CustomObjectsApi);
+    const ns = opts.namespace;
+    this.#envs = startInformer<KubernetesObject>({
+      name: 'waggleenvironments',
+      kc,
+      path: ns
+        ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${ENVIRONMENT_PLURAL}`
+        : `/apis/${GROUP}/${VERSION}/${ENVIRONMENT_PLURAL}`,
+      list: () =>
+        (ns
+          ? api.listNamespacedCustomObject({
+              group: GROUP,
+              version: VERSION,
+              namespace: ns,
+              plural: ENVIRONMENT_PLURAL,
+            })
+          : api.listCustomObjectForAllNamespaces({
+              group: GROUP,
+              version: VERSION,
+              resourcePlural: ENVIRONMENT_PLURAL,
+            })) as never,
+      onEvent: (type, obj) => {
+        const key = `${obj.metadata?.namespace}/${obj.metadata?.name}`;
+        for (const l of this.#listeners.get(key) ?? []) l(type, obj as unknown as WaggleEnvironment);
+      },
+      log,
+    });
+    this.#nodes = startInformer<KubernetesObject>({
+      name: 'wagglenodes',
+      kc,
+      path: `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`,
+      list: () =>
+        api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL }) as never,
+      onEvent: () => undefined,
+      log,
+    });
+  }
+
+  /** Resolves once both caches hold a full list. */
+  get synced(): Promise<void> {
+    return Promise.all([this.#envs.synced, this.#nodes.synced]).then(() => undefined);
+  }
+
+  get(namespace: string, name: string): WaggleEnvironment | undefined {
+    return this.#envs.get(`${namespace}/${name}`) as unknown as WaggleEnvironment | undefined;
+  }
+
+  list(namespace: string): WaggleEnvironment[] {
+    return (this.#envs.list() as unknown as WaggleEnvironment[]).filter(
+      (e) => e.metadata.namespace === namespace,
+    );
+  }
+
+  node(name: string): WaggleNode | undefined {
+    return this.#nodes.get(name) as unknown as WaggleNode | undefined;
+  }
+
+  /** Calls `listener` on every change of one environment until the returned function is called. */
+  subscribe(namespace: string, name: string, listener: Listener): () => void {
+    const key = `${namespace}/${name}`;
+    const set = this.#listeners.get(key) ?? new Set();
+    set.add(listener);
+    this.#listeners.set(key, set);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.#listeners.delete(key);
+    };
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.#envs.stop(), this.#nodes.stop()]);
+  }
+}

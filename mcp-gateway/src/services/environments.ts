@@ -1,0 +1,254 @@
+import { randomBytes } from 'node:crypto';
+import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import {
+  API_VERSION,
+  CALLER_ANNOTATION,
+  CALLER_LABEL,
+  ENVIRONMENT_KIND,
+  ENVIRONMENT_PLURAL,
+  EnvironmentConditionType,
+  EnvironmentReason,
+  GROUP,
+  type Runtime,
+  VERSION,
+  type WaggleEnvironment,
+} from '@waggle/crds';
+import type { Logger } from 'pino';
+import type { Caller } from '../auth/caller.ts';
+import {
+  CreateFailedError,
+  EnvironmentNotFoundError,
+  EnvironmentNotRunningError,
+  LimitReachedError,
+} from '../errors.ts';
+import type { EnvironmentCache } from './environment-cache.ts';
+
+export interface EnvironmentDefaults {
+  cpus: number;
+  memoryMiB: number;
+  idleTimeoutMinutes: number;
+  maxPerCaller: number;
+  createTimeoutMs: number;
+  /** How long an environment may sit Unschedulable before create_environment gives up. */
+  unschedulableGraceMs: number;
+}
+
+export interface CreateRequest {
+  runtime: Runtime;
+  name?: string;
+  timeoutMinutes?: number;
+}
+
+/** Phase changes while an environment starts, for progress notifications. */
+export type CreateProgress = (phase: string, message: string) => void;
+
+const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+export const newEnvironmentId = (): string =>
+  `env-${[...randomBytes(10)].map((b) => ID_ALPHABET[b % ID_ALPHABET.length]).join('')}`;
+
+const readyCondition = (e: WaggleEnvironment) =>
+  e.status?.conditions?.find((c) => c.type === EnvironmentConditionType.Ready);
+const scheduledCondition = (e: WaggleEnvironment) =>
+  e.status?.conditions?.find((c) => c.type === EnvironmentConditionType.Scheduled);
+
+/**
+ * Environments as a caller sees them: WaggleEnvironments in the caller's namespace. Nothing here
+ * accepts a namespace from the caller — it always comes from the authenticated `Caller`.
+ */
+export class EnvironmentService {
+  readonly #api: CustomObjectsApi;
+  readonly #cache: EnvironmentCache;
+  readonly #defaults: EnvironmentDefaults;
+  readonly #log: Logger;
+  /** Per-caller chain so two concurrent creates cannot both pass the limit check. */
+  readonly #createLocks = new Map<string, Promise<unknown>>();
+
+  constructor(kc: KubeConfig, cache: EnvironmentCache, defaults: EnvironmentDefaults, log: Logger) {
+    this.#api = kc.makeApiClient(CustomObjectsApi);
+    this.#cache = cache;
+    this.#defaults = defaults;
+    this.#log = log;
+  }
+
+  #coords(namespace: string) {
+    return { group: GROUP, version: VERSION, plural: ENVIRONMENT_PLURAL, namespace };
+  }
+
+  /** The caller's environment, or EnvironmentNotFoundError (also for other namespaces' IDs). */
+  get(caller: Caller, id: string): WaggleEnvironment {
+    const env = this.#cache.get(caller.namespace, id);
+    if (!env || env.metadata.deletionTimestamp) throw new EnvironmentNotFoundError(id);
+    return env;
+  }
+
+  /** The caller's environment, which must be Running. */
+  getRunning(caller: Caller, id: string): WaggleEnvironment {
+    const env = this.get(caller, id);
+    const phase = env.status?.phase ?? 'Pending';
+    if (phase !== 'Running' || !env.status?.nodeName || !env.status.vmId) {
+      throw new EnvironmentNotRunningError(id, phase, env.status?.message);
+    }
+    return env;
+  }
+
+  list(caller: Caller): WaggleEnvironment[] {
+    return this.#cache
+      .list(caller.namespace)
+      .filter((e) => !e.metadata.deletionTimestamp)
+      .sort(
+        (a, b) =>
+          (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') ||
+          (a.metadata.name ?? '').localeCompare(b.metadata.name ?? ''),
+      );
+  }
+
+  async create(
+    caller: Caller,
+    req: CreateRequest,
+    opts: { signal?: AbortSignal; onProgress?: CreateProgress } = {},
+  ): Promise<WaggleEnvironment> {
+    const prev = this.#createLocks.get(caller.id) ?? Promise.resolve();
+    const made = prev.then(() => this.#createObject(caller, req));
+    const tail = made.catch(() => undefined);
+    this.#createLocks.set(caller.id, tail);
+    void tail.then(() => {
+      if (this.#createLocks.get(caller.id) === tail) this.#createLocks.delete(caller.id);
+    });
+    const name = await made;
+    try {
+      return await this.#waitRunning(caller, name, opts);
+    } catch (err) {
+      // Never leave a half-made environment behind for an error the caller was told about.
+      await this.#delete(caller.namespace, name).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async #createObject(caller: Caller, req: CreateRequest): Promise<string> {
+    const mine = this.#cache
+      .list(caller.namespace)
+      .filter((e) => e.metadata.labels?.[CALLER_LABEL] === caller.id && !e.metadata.deletionTimestamp);
+    if (mine.length >= this.#defaults.maxPerCaller) throw new LimitReachedError(this.#defaults.maxPerCaller);
+    const name = newEnvironmentId();
+    const body: WaggleEnvironment = {
+      apiVersion: API_VERSION,
+      kind: ENVIRONMENT_KIND,
+      metadata: {
+        name,
+        namespace: caller.namespace,
+        labels: { [CALLER_LABEL]: caller.id, 'app.kubernetes.io/managed-by': 'waggle-mcp-gateway' },
+        annotations: { [CALLER_ANNOTATION]: caller.principal },
+      },
+      spec: {
+        runtime: req.runtime,
+        ...(req.name ? { displayName: req.name } : {}),
+        resources: { cpus: this.#defaults.cpus, memoryMiB: this.#defaults.memoryMiB, diskMiB: 2048 },
+        idleTimeout: `${req.timeoutMinutes ?? this.#defaults.idleTimeoutMinutes}m`,
+        network: { egress: 'all' },
+      },
+    } as WaggleEnvironment;
+    await this.#api.createNamespacedCustomObject({ ...this.#coords(caller.namespace), body });
+    this.#log.info(
+      { envId: name, namespace: caller.namespace, caller: caller.principal },
+      'environment created',
+    );
+    return name;
+  }
+
+  #waitRunning(
+    caller: Caller,
+    name: string,
+    opts: { signal?: AbortSignal; onProgress?: CreateProgress },
+  ): Promise<WaggleEnvironment> {
+    const { createTimeoutMs, unschedulableGraceMs } = this.#defaults;
+    return new Promise<WaggleEnvironment>((resolve, reject) => {
+      let seen = false;
+      let lastPhase = '';
+      let unschedulableSince: number | undefined;
+      const cleanups: Array<() => void> = [];
+      const finish = (err: Error | undefined, env?: WaggleEnvironment) => {
+        for (const c of cleanups) c();
+        if (err) reject(err);
+        else resolve(env as WaggleEnvironment);
+      };
+      const check = (env: WaggleEnvironment | undefined, deleted = false) => {
+        if (!env || deleted) {
+          if (seen || deleted)
+            finish(new CreateFailedError(`environment "${name}" was deleted while it was starting`));
+          return;
+        }
+        seen = true;
+        const phase = env.status?.phase ?? 'Pending';
+        if (phase !== lastPhase) {
+          lastPhase = phase;
+          opts.onProgress?.(phase, env.status?.message ?? phase);
+        }
+        if (phase === 'Running') return finish(undefined, env);
+        if (phase === 'Failed') {
+          const ready = readyCondition(env);
+          return finish(
+            new CreateFailedError(
+              `environment "${name}" failed to start (${ready?.reason ?? 'Failed'}): ${env.status?.message ?? 'no detail'}. ` +
+                'It has been removed; try again, and if it keeps failing ask the platform team to check the node-agent.',
+            ),
+          );
+        }
+        const sched = scheduledCondition(env);
+        if (phase === 'Pending' && sched?.reason === EnvironmentReason.Unschedulable) {
+          unschedulableSince ??= Date.now();
+          if (Date.now() - unschedulableSince >= unschedulableGraceMs) {
+            return finish(
+              new CreateFailedError(
+                `no node can run the environment right now: ${sched.message ?? 'no capacity'}. ` +
+                  'Destroy environments you no longer need or try again later.',
+              ),
+            );
+          }
+          const t = setTimeout(() => check(this.#cache.get(caller.namespace, name)), unschedulableGraceMs);
+          cleanups.push(() => clearTimeout(t));
+        } else {
+          unschedulableSince = undefined;
+        }
+      };
+      cleanups.push(
+        this.#cache.subscribe(caller.namespace, name, (type, env) => check(env, type === 'delete')),
+      );
+      const timer = setTimeout(
+        () =>
+          finish(
+            new CreateFailedError(
+              `environment "${name}" was not ready after ${Math.round(createTimeoutMs / 1000)} s ` +
+                `(last phase: ${lastPhase || 'Pending'}); it has been removed. Try again later.`,
+            ),
+          ),
+        createTimeoutMs,
+      );
+      cleanups.push(() => clearTimeout(timer));
+      if (opts.signal) {
+        const onAbort = () =>
+          finish(new CreateFailedError('create_environment was cancelled; nothing was kept'));
+        if (opts.signal.aborted) return onAbort();
+        opts.signal.addEventListener('abort', onAbort, { once: true });
+        cleanups.push(() => opts.signal?.removeEventListener('abort', onAbort));
+      }
+      check(this.#cache.get(caller.namespace, name));
+    });
+  }
+
+  async destroy(caller: Caller, id: string): Promise<void> {
+    this.get(caller, id); // not found (or someone else's) → a clear error, not a silent success
+    await this.#delete(caller.namespace, id);
+    this.#log.info(
+      { envId: id, namespace: caller.namespace, caller: caller.principal },
+      'environment deleted',
+    );
+  }
+
+  async #delete(namespace: string, name: string): Promise<void> {
+    try {
+      await this.#api.deleteNamespacedCustomObject({ ...this.#coords(namespace), name });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404) throw err;
+    }
+  }
+}

@@ -1,0 +1,16 @@
+import type { EnvironmentService } from '../services/environments.ts';
+import type { SandboxService } from '../services/sandbox.ts';
+
+/** What the tools need; built once in main.ts and shared by every session. */
+export interface ToolDeps {
+  environments: EnvironmentService;
+  sandbox: SandboxService;
+  limits: {
+    defaultExecTimeoutMs: number;
+    maxExecTimeoutMs: number;
+    installTimeoutMs: number;
+    maxFileBytes: number;
+    maxOutputBytes: number;
+    defaultIdleTimeoutMinutes: number;
+  };
+}

@@ -1,0 +1,24 @@
+import type { ToolDefinition } from '../mcp/tool.ts';
+import { createEnvironmentTool } from './create-environment.ts';
+import type { ToolDeps } from './deps.ts';
+import { destroyEnvironmentTool } from './destroy-environment.ts';
+import { executeTool } from './execute.ts';
+import { installPackagesTool } from './install-packages.ts';
+import { listEnvironmentsTool } from './list-environments.ts';
+import { listFilesTool } from './list-files.ts';
+import { readFileTool } from './read-file.ts';
+import { writeFileTool } from './write-file.ts';
+
+export type { ToolDeps } from './deps.ts';
+
+/** The eight tools, with the original Waggle's names and parameters. */
+export const buildTools = (d: ToolDeps): ToolDefinition[] => [
+  createEnvironmentTool(d),
+  destroyEnvironmentTool(d),
+  listEnvironmentsTool(d),
+  executeTool(d),
+  installPackagesTool(d),
+  writeFileTool(d),
+  readFileTool(d),
+  listFilesTool(d),
+];

@@ -1,0 +1,73 @@
+import { RUNTIMES, type WaggleEnvironment } from '@waggle/crds';
+import { z } from 'zod';
+import type { ExecOutcome } from '../services/sandbox.ts';
+
+export const environmentId = z
+  .string({
+    error: 'environment_id is required: the id create_environment returned (e.g. "env-k3x9q2m7p1a0b5c8d4e6")',
+  })
+  .min(1, { error: 'environment_id is empty; list_environments shows your environments' })
+  .max(63, { error: 'environment_id is too long; ids look like "env-k3x9q2m7p1a0b5c8d4e6"' })
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, {
+    error: 'environment_id has characters no id has; ids look like "env-k3x9q2m7p1a0b5c8d4e6"',
+  })
+  .describe('The id returned by create_environment.');
+
+export const guestPath = z
+  .string({ error: 'path is required' })
+  .min(1, { error: 'path is empty; give a file path such as "data.csv" or "/home/sandbox/data.csv"' })
+  .max(4096, { error: 'path is longer than 4096 characters' })
+  .refine((p) => !p.includes('\0'), { error: 'path contains a NUL byte' });
+
+export const runtime = z.enum(RUNTIMES, {
+  error: `runtime must be one of ${RUNTIMES.join(', ')}`,
+});
+
+export const environmentSummary = z.object({
+  environment_id: z.string(),
+  name: z.string(),
+  runtime: z.string(),
+  status: z.string().describe('pending, scheduled, booting, running, terminating or failed'),
+  created_at: z.string(),
+  expires_at: z.string().optional(),
+  node: z.string().optional(),
+  message: z.string().optional(),
+});
+
+export function summarize(env: WaggleEnvironment): z.output<typeof environmentSummary> {
+  return {
+    environment_id: env.metadata.name as string,
+    name: env.spec.displayName ?? (env.metadata.name as string),
+    runtime: env.spec.runtime,
+    status: (env.status?.phase ?? 'Pending').toLowerCase(),
+    created_at: env.metadata.creationTimestamp ?? '',
+    ...(env.status?.expiresAt ? { expires_at: env.status.expiresAt } : {}),
+    ...(env.status?.nodeName ? { node: env.status.nodeName } : {}),
+    ...(env.status?.message ? { message: env.status.message } : {}),
+  };
+}
+
+/** execute / install_packages result, with the original Waggle's field names first. */
+export const execOutput = z.object({
+  stdout: z.string(),
+  stderr: z.string(),
+  exit_code: z.number().int().nullable().describe('null when the process did not exit on its own (timeout)'),
+  duration_ms: z.number().int(),
+  timed_out: z.boolean(),
+  stdout_bytes: z.number().int().describe('total bytes written, including any not returned'),
+  stderr_bytes: z.number().int(),
+  stdout_truncated: z.boolean(),
+  stderr_truncated: z.boolean(),
+});
+
+export const toExecOutput = (r: ExecOutcome): z.output<typeof execOutput> => ({
+  stdout: r.stdout,
+  stderr: r.stderr,
+  exit_code: r.exitCode ?? null,
+  duration_ms: r.durationMs,
+  timed_out: r.timedOut,
+  stdout_bytes: r.stdoutBytes,
+  stderr_bytes: r.stderrBytes,
+  stdout_truncated: r.stdoutTruncated,
+  stderr_truncated: r.stderrTruncated,
+});

@@ -1,0 +1,46 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+
+/** The SDK's own Client over Streamable HTTP with a bearer token, as an agent would connect. */
+export async function connectClient(
+  url: string,
+  token: string | undefined,
+  name = 'waggle-test',
+): Promise<Client> {
+  const client = new Client({ name, version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(new URL(url), {
+    requestInit: { headers: token ? { Authorization: `Bearer ${token}` } : {} },
+  });
+  await client.connect(transport);
+  return client;
+}
+
+export type ToolResult = CallToolResult & { structuredContent?: Record<string, unknown> };
+
+/** Calls a tool; returns the result (isError results included — they are answers, not faults). */
+export async function call(
+  client: Client,
+  name: string,
+  args: Record<string, unknown>,
+  opts: Parameters<Client['callTool']>[2] = {},
+): Promise<ToolResult> {
+  return (await client.callTool({ name, arguments: args }, undefined, {
+    timeout: 300_000,
+    ...opts,
+  })) as ToolResult;
+}
+
+/** Calls a tool that must succeed; returns its structured content. */
+export async function ok<T = Record<string, unknown>>(
+  client: Client,
+  name: string,
+  args: Record<string, unknown>,
+): Promise<T> {
+  const r = await call(client, name, args);
+  if (r.isError) throw new Error(`${name} failed: ${JSON.stringify(r.content)}`);
+  return r.structuredContent as T;
+}
+
+export const errorText = (r: ToolResult): string =>
+  r.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n');

@@ -1,0 +1,159 @@
+// A fake node-agent: a real ConnectRPC server over HTTP/2 with in-memory VMs and files, for fast
+// operator and gateway tests. Exported as `@waggle/node-agent/testing`; never used in production.
+import { createServer, type Http2Server, type Http2Session } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { Code, ConnectError, NodeAgentService, VMState } from '../client.ts';
+
+export interface FakeNodeAgent {
+  url: string;
+  vms: Set<string>;
+  createCalls: string[];
+  destroyCalls: string[];
+  /** Exec requests as received (vmId, language, code). */
+  execCalls: Array<{ vmId: string; language: string; code: string }>;
+  /** VM ids whose exec was cancelled by the caller. */
+  cancelledExecs: string[];
+  /** Files by `${vmId}:${path}`. */
+  files: Map<string, Uint8Array>;
+  stop(): Promise<void>;
+}
+
+const notFound = (what: string, fileCode?: string) => {
+  const e = new ConnectError(what, Code.NotFound);
+  if (fileCode) e.metadata.set('waggle-file-error', fileCode);
+  return e;
+};
+
+/**
+ * Exec echoes: stdout is the code it was given, so a test can see which VM ran what. Code that
+ * starts with `sleep:<ms>` waits that long first (or until cancelled) — for progress and
+ * cancellation tests.
+ */
+export async function startFakeNodeAgent(opts: { createDelayMs?: number } = {}): Promise<FakeNodeAgent> {
+  const vms = new Set<string>();
+  const createCalls: string[] = [];
+  const destroyCalls: string[] = [];
+  const execCalls: FakeNodeAgent['execCalls'] = [];
+  const cancelledExecs: string[] = [];
+  const files = new Map<string, Uint8Array>();
+  const requireVM = (vmId: string) => {
+    if (!vms.has(vmId)) throw notFound(`no VM "${vmId}" on this node`);
+  };
+  const handler = connectNodeAdapter({
+    routes: (router) =>
+      router.service(NodeAgentService, {
+        async createVM(req) {
+          const id = req.spec?.vmId ?? '';
+          createCalls.push(id);
+          await new Promise((r) => setTimeout(r, opts.createDelayMs ?? 50));
+          vms.add(id);
+          return {
+            vm: { spec: req.spec, state: VMState.VM_STATE_RUNNING, bootMs: opts.createDelayMs ?? 50 },
+          };
+        },
+        async getVM(req) {
+          requireVM(req.vmId);
+          return { vm: { spec: { vmId: req.vmId }, state: VMState.VM_STATE_RUNNING } };
+        },
+        async destroyVM(req) {
+          destroyCalls.push(req.vmId);
+          return { existed: vms.delete(req.vmId) };
+        },
+        async listVMs() {
+          return { vms: [...vms].map((vmId) => ({ spec: { vmId }, state: VMState.VM_STATE_RUNNING })) };
+        },
+        async *exec(req, ctx) {
+          requireVM(req.vmId);
+          execCalls.push({ vmId: req.vmId, language: req.language, code: req.code });
+          const started = Date.now();
+          const sleep = /^sleep:(\d+)/.exec(req.code);
+          let cancelled = false;
+          if (sleep) {
+            cancelled = await new Promise<boolean>((resolve) => {
+              const t = setTimeout(() => resolve(false), Number(sleep[1]));
+              ctx.signal.addEventListener('abort', () => {
+                clearTimeout(t);
+                resolve(true);
+              });
+            });
+          }
+          if (cancelled) cancelledExecs.push(req.vmId);
+          const out = new TextEncoder().encode(req.code);
+          yield { event: { case: 'stdout', value: out } };
+          yield {
+            event: {
+              case: 'result',
+              value: {
+                stdout: req.code,
+                stderr: '',
+                exitCode: 0,
+                cancelled,
+                durationMs: Date.now() - started,
+                stdoutBytes: BigInt(out.length),
+                stderrBytes: 0n,
+              },
+            },
+          };
+        },
+        async writeFile(req) {
+          requireVM(req.vmId);
+          files.set(`${req.vmId}:${req.path}`, req.content);
+          return { path: req.path, bytesWritten: BigInt(req.content.length) };
+        },
+        async readFile(req) {
+          requireVM(req.vmId);
+          const content = files.get(`${req.vmId}:${req.path}`);
+          if (!content) throw notFound(`${req.path} does not exist`, 'not_found');
+          return { path: req.path, content, size: BigInt(content.length) };
+        },
+        async listFiles(req) {
+          requireVM(req.vmId);
+          const prefix = `${req.vmId}:`;
+          const entries = [...files.entries()]
+            .filter(([k]) => k.startsWith(prefix))
+            .map(([k, v]) => {
+              const path = k.slice(prefix.length);
+              return {
+                name: path.split('/').pop() ?? path,
+                path,
+                type: 'file',
+                size: BigInt(v.length),
+                mode: '0644',
+                modified: new Date().toISOString(),
+              };
+            });
+          return { path: req.path, entries, truncated: false };
+        },
+        async installPackages(req) {
+          requireVM(req.vmId);
+          return {
+            manager: 'pip',
+            result: { stdout: `installed ${req.packages.join(' ')}`, stderr: '', exitCode: 0, durationMs: 1 },
+          };
+        },
+      }),
+  });
+  const server: Http2Server = createServer(handler);
+  const sessions = new Set<Http2Session>();
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.once('close', () => sessions.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    vms,
+    createCalls,
+    destroyCalls,
+    execCalls,
+    cancelledExecs,
+    files,
+    stop: () =>
+      new Promise((r) => {
+        server.close(() => r());
+        for (const s of sessions) s.destroy(); // clients keep sessions open; close would wait forever
+      }),
+  };
+}
