@@ -1,0 +1,182 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { createNodeAgentClient } from '@waggle/node-agent/client';
+import {
+  type AgentProcess,
+  applyCRDs,
+  type ComponentProcess,
+  deleteTestNamespace,
+  freePorts,
+  startAgentProcess,
+  startOperatorProcess,
+  waitFor,
+} from '@waggle/test';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { loadGatewayConfig } from '../src/config.ts';
+import { type RunningGateway, startGateway } from '../src/gateway.ts';
+import { connectClient, ok } from './mcp-client.ts';
+
+const kubeconfigPath = inject('kubeconfigPath');
+const kc = new KubeConfig();
+kc.loadFromFile(kubeconfigPath);
+const core = kc.makeApiClient(CoreV1Api);
+const custom = kc.makeApiClient(CustomObjectsApi);
+const suffix = randomBytes(3).toString('hex');
+const namespace = `session-${suffix}`;
+const nodeName = `session-node-${suffix}`;
+const KEY = `session-key-${randomBytes(16).toString('hex')}`;
+
+let agent: AgentProcess;
+let operator: ComponentProcess;
+let gateway: RunningGateway;
+let client: Client;
+let dir: string;
+
+beforeAll(async () => {
+  await applyCRDs(kubeconfigPath);
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  dir = await mkdtemp(join(tmpdir(), 'waggle-session-'));
+  const [apiPort, agentOps, operatorOps] = (await freePorts(3)) as [number, number, number];
+  agent = await startAgentProcess({
+    apiPort,
+    opsPort: agentOps,
+    env: {
+      KUBECONFIG: kubeconfigPath,
+      WAGGLE_NODE_NAME: nodeName,
+      WAGGLE_STATE_DIR: join(dir, 'state'),
+      WAGGLE_GUEST_RUNTIMES: 'python',
+      WAGGLE_HEARTBEAT_INTERVAL: '2s',
+      WAGGLE_SSH_PORT_RANGE: '42800-42899',
+    },
+  });
+  operator = await startOperatorProcess({ kubeconfigPath, opsPort: operatorOps });
+  await writeFile(
+    join(dir, 'keys.yaml'),
+    `keys:\n  - {name: analyst, namespace: ${namespace}, key: ${KEY}}\n`,
+  );
+  gateway = await startGateway({
+    config: loadGatewayConfig({
+      WAGGLE_LISTEN_ADDR: '127.0.0.1:0',
+      WAGGLE_API_KEYS_FILE: join(dir, 'keys.yaml'),
+    }),
+    kc,
+    log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+  });
+  client = await connectClient(gateway.url, KEY, 'analyst');
+}, 900_000);
+
+afterAll(async () => {
+  await client?.close();
+  await gateway?.close();
+  await deleteTestNamespace(kc, namespace);
+  await operator?.kill('SIGTERM');
+  await agent?.kill('SIGTERM');
+  await custom
+    .deleteClusterCustomObject({
+      group: 'waggle.dev',
+      version: 'v1alpha1',
+      plural: 'wagglenodes',
+      name: nodeName,
+    })
+    .catch(() => undefined);
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('the original Waggle session through MCP (real operator, node-agent and TCG microVM)', () => {
+  it('creates a python environment, writes a CSV, installs a package, analyses, reads, lists, destroys', {
+    timeout: 600_000,
+  }, async () => {
+    const t0 = Date.now();
+    const env = await ok<{ environment_id: string; status: string; node: string }>(
+      client,
+      'create_environment',
+      {
+        runtime: 'python',
+        name: 'sales-analysis',
+      },
+    );
+    process.stderr.write(`session.test: create_environment ${Date.now() - t0} ms (tcg)\n`);
+    expect(env).toMatchObject({ status: 'running', node: nodeName });
+    const id = env.environment_id;
+
+    const csv = 'region,units,price\nnorth,12,2.5\nsouth,7,3.0\nnorth,5,2.5\neast,9,4.0\n';
+    await ok(client, 'write_file', { environment_id: id, path: 'sales.csv', content: csv });
+    const install = await ok<{ exit_code: number; stdout: string; stderr: string }>(
+      client,
+      'install_packages',
+      {
+        environment_id: id,
+        packages: ['six==1.16.0'],
+      },
+    );
+    expect(install.exit_code, install.stderr).toBe(0);
+    const analysis = [
+      'import csv, json, six',
+      'totals = {}',
+      "with open('sales.csv') as f:",
+      '    for row in csv.DictReader(f):',
+      "        totals[row['region']] = totals.get(row['region'], 0) + int(row['units']) * float(row['price'])",
+      "json.dump({'totals': totals, 'six': six.__version__}, open('result.json', 'w'), sort_keys=True)",
+      "print('regions:', len(totals))",
+    ].join('\n');
+    const exec = await ok<{ stdout: string; stderr: string; exit_code: number }>(client, 'execute', {
+      environment_id: id,
+      code: analysis,
+    });
+    expect(exec, exec.stderr).toMatchObject({ stdout: 'regions: 3\n', exit_code: 0 });
+    const result = await ok<{ content: string }>(client, 'read_file', {
+      environment_id: id,
+      path: 'result.json',
+    });
+    expect(JSON.parse(result.content)).toEqual({
+      six: '1.16.0',
+      totals: { east: 36, north: 42.5, south: 21 },
+    });
+    const files = await ok<{ files: Array<{ name: string }> }>(client, 'list_files', { environment_id: id });
+    expect(files.files.map((f) => f.name)).toEqual(expect.arrayContaining(['sales.csv', 'result.json']));
+    const failing = await ok<{ exit_code: number; stderr: string }>(client, 'execute', {
+      environment_id: id,
+      code: 'import sys\nsys.exit(3)',
+    });
+    expect(failing.exit_code).toBe(3);
+
+    await ok(client, 'destroy_environment', { environment_id: id });
+    await waitFor(
+      async () => (await ok<{ count: number }>(client, 'list_environments', {})).count,
+      (n) => n === 0,
+      'the environment to disappear',
+      { timeoutMs: 60_000 },
+    );
+    // The finalizer destroys the VM after the object is marked for deletion.
+    const nodeAgent = createNodeAgentClient(agent.apiUrl);
+    await waitFor(
+      async () => (await nodeAgent.listVMs({})).vms.length,
+      (n) => n === 0,
+      'the VM to be destroyed on the node',
+      { timeoutMs: 60_000 },
+    );
+    await waitFor(
+      () =>
+        custom
+          .getNamespacedCustomObject({
+            group: 'waggle.dev',
+            version: 'v1alpha1',
+            plural: 'waggleenvironments',
+            namespace,
+            name: id,
+          })
+          .then(
+            () => true,
+            () => false,
+          ),
+      (exists) => !exists,
+      'the WaggleEnvironment to be gone',
+      { timeoutMs: 30_000 },
+    );
+  });
+});
