@@ -296,6 +296,13 @@ describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake no
       ],
       ['read_file', { environment_id: 'env-missing' }, /path is required/],
       ['read_file', { environment_id: 'env-missing', path: 'a\u0000b' }, /NUL byte/],
+      [
+        'read_file',
+        { environment_id: 'env-missing', path: 'a', encoding: 'latin1' },
+        /encoding must be "auto"/,
+      ],
+      ['list_files', { environment_id: 42 }, /environment_id/],
+      ['install_packages', { packages: ['six'] }, /environment_id is required/],
       ['list_files', { environment_id: 'env-missing', path: 'x'.repeat(5000) }, /longer than 4096/],
     ];
     for (const [tool, args, expected] of cases) {

@@ -144,6 +144,17 @@ describe('the original Waggle session through MCP (real operator, node-agent and
       code: 'import sys\nsys.exit(3)',
     });
     expect(failing.exit_code).toBe(3);
+    // A timeout kills the guest process and keeps the output produced so far.
+    const slow = await ok<{ stdout: string; timed_out: boolean; exit_code: number | null }>(
+      client,
+      'execute',
+      {
+        environment_id: id,
+        code: "import time\nprint('started', flush=True)\ntime.sleep(60)",
+        timeout_seconds: 3,
+      },
+    );
+    expect(slow).toMatchObject({ stdout: 'started\n', timed_out: true, exit_code: null });
 
     await ok(client, 'destroy_environment', { environment_id: id });
     await waitFor(
