@@ -53,6 +53,16 @@ export const configSchema = z.object({
   WAGGLE_RUNTIME_PYTHON_EXEC_COMMAND: absolutePath.optional(),
   WAGGLE_RUNTIME_NODE_EXEC_COMMAND: absolutePath.optional(),
   WAGGLE_RUNTIME_SHELL_EXEC_COMMAND: absolutePath.optional(),
+  WAGGLE_GUEST_BUILD_SCRIPT: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
+  /** Move each QEMU out of the agent container's cgroups (into <root>/<hierarchy>/<name>). */
+  WAGGLE_VM_CGROUP_ROOT: z
+    .string()
+    .regex(/^\//, { error: 'use an absolute path, e.g. /sys/fs/cgroup' })
+    .optional(),
+  WAGGLE_VM_CGROUP_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/, { error: 'use a plain directory name, e.g. waggle-vms' })
+    .default('waggle-vms'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 export type AgentConfig = z.output<typeof configSchema>;

@@ -6,7 +6,9 @@ import type { GuestImages } from './vm/vm-manager.ts';
 import type { VMSpec } from './vm/vm-record.ts';
 
 const run = promisify(execFile);
-export const GUEST_BUILD_SCRIPT = join(import.meta.dirname, '..', '..', 'images', 'guest', 'build.sh');
+export const GUEST_BUILD_SCRIPT =
+  process.env.WAGGLE_GUEST_BUILD_SCRIPT ??
+  join(import.meta.dirname, '..', '..', 'images', 'guest', 'build.sh');
 
 /**
  * Finds the guest images, building missing ones with images/guest/build.sh (cached by recipe
@@ -16,10 +18,14 @@ export async function resolveGuestImages(opts: {
   runtimes: VMSpec['runtime'][];
   overrides: Partial<Record<VMSpec['runtime'], string>>;
   log: (msg: string) => void;
+  /** images/guest/build.sh (default: the one beside this source tree). */
+  buildScript?: string;
 }): Promise<GuestImages> {
   const build = async (args: string[]) => {
     opts.log(`resolving guest image: ${args.join(' ')}`);
-    const { stdout } = await run('bash', [GUEST_BUILD_SCRIPT, ...args], { maxBuffer: 16 << 20 });
+    const { stdout } = await run('bash', [opts.buildScript ?? GUEST_BUILD_SCRIPT, ...args], {
+      maxBuffer: 16 << 20,
+    });
     return stdout.trim().split('\n').pop() ?? '';
   };
   const kernelDir = await build(['kernel']);

@@ -35,6 +35,7 @@ async function main(): Promise<void> {
 
   const images = await resolveGuestImages({
     runtimes: config.WAGGLE_GUEST_RUNTIMES,
+    ...(config.WAGGLE_GUEST_BUILD_SCRIPT ? { buildScript: config.WAGGLE_GUEST_BUILD_SCRIPT } : {}),
     overrides: {
       ...(config.WAGGLE_IMAGE_PYTHON ? { python: config.WAGGLE_IMAGE_PYTHON } : {}),
       ...(config.WAGGLE_IMAGE_NODE ? { node: config.WAGGLE_IMAGE_NODE } : {}),
@@ -59,6 +60,9 @@ async function main(): Promise<void> {
     ...(config.WAGGLE_TRUSTED_CA_BUNDLE ? { caBundlePath: config.WAGGLE_TRUSTED_CA_BUNDLE } : {}),
     bootTimeoutMs: config.WAGGLE_BOOT_TIMEOUT,
     maxVMs: config.WAGGLE_MAX_VMS,
+    ...(config.WAGGLE_VM_CGROUP_ROOT
+      ? { vmCgroup: { root: config.WAGGLE_VM_CGROUP_ROOT, name: config.WAGGLE_VM_CGROUP_NAME } }
+      : {}),
     log,
   });
   const adoption = await vms.adopt();

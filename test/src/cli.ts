@@ -1,5 +1,6 @@
 // Waggle's developer CLI: `pnpm cluster <command>` (or `node test/src/cli.ts <command>`).
 import { parseArgs } from 'node:util';
+import { clusterDown, clusterStatus, clusterUp } from './cluster/local-cluster.ts';
 import { startControlPlane } from './control-plane.ts';
 import { ensureKubeBinaries, KUBE_COMPONENTS, KUBE_VERSION, type KubeComponent } from './kube-binaries.ts';
 
@@ -11,6 +12,9 @@ commands:
   build-kube [component…]  build and cache Kubernetes binaries from Go modules
                            (default: etcd kube-apiserver kubectl; "all" for every component)
   which <component>        print the cached path of a Kubernetes binary (building it if needed)
+  up                       bring up the local single-node cluster (idempotent; needs root)
+  down                     stop it and remove everything it created on this machine
+  status                   which cluster components run
 
 components: ${KUBE_COMPONENTS.join(' ')}
 `;
@@ -68,6 +72,21 @@ async function main(): Promise<number> {
       const paths = await ensureKubeBinaries(components(rest), { log: say });
       console.log(Object.values(paths)[0]);
       return 0;
+    }
+    case 'up': {
+      const c = await clusterUp({ log: say });
+      console.log(`export KUBECONFIG=${c.kubeconfigPath}`);
+      return 0;
+    }
+    case 'down':
+      await clusterDown({ log: say });
+      return 0;
+    case 'status': {
+      const st = await clusterStatus();
+      if (st.components.length === 0) console.log('no local cluster');
+      for (const c of st.components)
+        console.log(`${c.running ? '●' : '○'} ${c.name}${c.pid ? ` (pid ${c.pid})` : ''}`);
+      return st.components.length > 0 && st.components.every((c) => c.running) ? 0 : 1;
     }
     default:
       process.stderr.write(`unknown command "${command}"\n\n${USAGE}`);

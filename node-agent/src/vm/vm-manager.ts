@@ -10,6 +10,7 @@ import {
   VMConflictError,
   VMNotFoundError,
 } from '../errors.ts';
+import { moveToCgroup } from './cgroup-escape.ts';
 import { CleanupStack } from './cleanup-stack.ts';
 import { generateEcdsaKeyPair } from './keys.ts';
 import type { PortAllocator } from './port-allocator.ts';
@@ -39,6 +40,8 @@ export interface VMManagerOptions {
   caBundlePath?: string;
   bootTimeoutMs?: number;
   maxVMs?: number;
+  /** Move each QEMU into `<root>/<hierarchy>/<name>` so it survives the agent's container. */
+  vmCgroup?: { root: string; name: string };
   log: Logger;
 }
 
@@ -199,6 +202,11 @@ export class VMManager {
       const pid = Number((await readFile(p.pidFile, 'utf8')).trim());
       const marker = this.#marker(spec.vmId);
       cleanup.push('qemu process', () => terminate(pid, marker, 1_000));
+      if (this.#o.vmCgroup) {
+        await moveToCgroup(pid, this.#o.vmCgroup.root, this.#o.vmCgroup.name).catch((err: Error) => {
+          throw new VMBootError(`could not move QEMU out of the agent's cgroup: ${err.message}`);
+        });
+      }
 
       const record: VMRecord = {
         ...spec,

@@ -1,0 +1,3 @@
+module waggle.dev/pause
+
+go 1.25

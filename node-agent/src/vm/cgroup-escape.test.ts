@@ -1,0 +1,39 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { moveToCgroup } from './cgroup-escape.ts';
+
+let dir: string;
+afterEach(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('moveToCgroup (on a fake cgroup tree)', () => {
+  it('moves the pid into every v1 hierarchy and seeds a new cpuset from its parent', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cg-'));
+    for (const h of ['memory', 'pids', 'cpuset']) {
+      await mkdir(join(dir, h), { recursive: true });
+      await writeFile(join(dir, h, 'cgroup.procs'), '');
+    }
+    await writeFile(join(dir, 'cpuset', 'cpuset.cpus'), '0-1\n');
+    await writeFile(join(dir, 'cpuset', 'cpuset.mems'), '0\n');
+    await mkdir(join(dir, 'cpuset', 'waggle-vms'));
+    await writeFile(join(dir, 'cpuset', 'waggle-vms', 'cpuset.cpus'), '');
+    await writeFile(join(dir, 'cpuset', 'waggle-vms', 'cpuset.mems'), '');
+    await writeFile(join(dir, 'not-a-hierarchy'), 'x');
+    const moved = await moveToCgroup(4242, dir, 'waggle-vms');
+    expect(moved.map((m) => m.slice(dir.length + 1)).sort()).toEqual(['cpuset', 'memory', 'pids']);
+    expect(await readFile(join(dir, 'memory', 'waggle-vms', 'cgroup.procs'), 'utf8')).toBe('4242\n');
+    expect(await readFile(join(dir, 'cpuset', 'waggle-vms', 'cpuset.cpus'), 'utf8')).toBe('0-1\n');
+  });
+
+  it('uses the root itself on a pure cgroup v2 host, and fails clearly without cgroups', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cg-'));
+    await writeFile(join(dir, 'cgroup.procs'), '');
+    expect(await moveToCgroup(7, dir, 'waggle-vms')).toEqual([dir]);
+    await rm(join(dir, 'cgroup.procs'));
+    await rm(join(dir, 'waggle-vms'), { recursive: true });
+    await expect(moveToCgroup(7, dir, 'x')).rejects.toThrow(/no cgroup hierarchy found/);
+  });
+});
