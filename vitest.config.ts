@@ -1,9 +1,11 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects:
+// Three projects:
 //  - unit: fast tests beside the code (`<pkg>/src/**/*.test.ts`), no external processes.
 //  - integration: tests under `test/integration` and `<pkg>/test/`, run against a real
 //    etcd + kube-apiserver started once by the global setup (see test/src/control-plane.ts).
+//  - node: tests under `test/node/` on the real single-node cluster (kubelet, containerd,
+//    the Helm chart installed); run on its own after the others (`pnpm test:node`).
 export default defineConfig({
   test: {
     reporters: ['default', './test/src/summary-reporter.ts'],
@@ -26,6 +28,17 @@ export default defineConfig({
           globalSetup: ['./test/src/vitest-global-setup.ts'],
           testTimeout: 60_000,
           hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'node',
+          include: ['test/node/**/*.test.ts'],
+          globalSetup: ['./test/node/global-setup.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 1_800_000,
           fileParallelism: false,
         },
       },

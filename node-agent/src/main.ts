@@ -140,9 +140,19 @@ async function main(): Promise<void> {
   ready = true;
 
   const shutdown = async (signal: string) => {
-    log.info({ node, signal }, 'node-agent stopping; VMs keep running');
+    const running = vms.list().length;
+    log.info({ node, signal, vms: running }, 'node-agent stopping; VMs keep running');
     ready = false;
     registrar?.stop();
+    // With VMs, keep the WaggleNode (a restart adopts them); without, leave nothing behind.
+    if (registrar && running === 0) {
+      await Promise.race([
+        registrar
+          .deregister()
+          .catch((err: Error) => log.warn({ node, err: err.message }, 'deregistering failed')),
+        new Promise((r) => setTimeout(r, 3_000).unref()),
+      ]);
+    }
     agent.close();
     // fastify's close waits for open HTTP/2 sessions, which clients keep; bound the wait.
     await Promise.race([servers.close(), new Promise((r) => setTimeout(r, 3_000).unref())]);

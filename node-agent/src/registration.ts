@@ -98,4 +98,22 @@ export class NodeRegistrar {
   stop(): void {
     if (this.#timer) clearInterval(this.#timer);
   }
+
+  /**
+   * Removes this node's WaggleNode (at shutdown with no VMs left, e.g. `helm uninstall`): a node
+   * without VMs has nothing to lose, and a restarting agent registers again at once.
+   */
+  async deregister(): Promise<void> {
+    this.stop();
+    try {
+      await this.#api.deleteClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: NODE_PLURAL,
+        name: this.#o.nodeName,
+      });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404) throw err;
+    }
+  }
 }

@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { DaemonSpec } from './daemons.ts';
@@ -8,6 +8,11 @@ type Bins = Record<
   'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kubelet' | 'kube-proxy',
   string
 >;
+
+/** Writes a config file only when its content changes: kube-proxy exits when its config file is touched. */
+async function writeIfChanged(path: string, content: string): Promise<void> {
+  if ((await readFile(path, 'utf8').catch(() => undefined)) !== content) await writeFile(path, content);
+}
 
 const daemon = (p: ClusterPaths, name: string, command: string, args: string[]): DaemonSpec => ({
   name,
@@ -108,7 +113,7 @@ export async function kubeletDaemon(p: ClusterPaths, b: Bins): Promise<DaemonSpe
     serializeImagePulls: false,
   };
   const configPath = join(p.config, 'kubelet.yaml');
-  await writeFile(configPath, stringify(config));
+  await writeIfChanged(configPath, stringify(config));
   return daemon(p, 'kubelet', b.kubelet, [
     `--config=${configPath}`,
     `--kubeconfig=${p.pki}/kubelet.kubeconfig`,
@@ -136,6 +141,6 @@ export async function kubeProxyDaemon(p: ClusterPaths, b: Bins): Promise<DaemonS
     oomScoreAdj: 0,
   };
   const configPath = join(p.config, 'kube-proxy.yaml');
-  await writeFile(configPath, stringify(config));
+  await writeIfChanged(configPath, stringify(config));
   return daemon(p, 'kube-proxy', b['kube-proxy'], [`--config=${configPath}`]);
 }

@@ -1,0 +1,51 @@
+// `node operator/src/drain.ts`: deletes every WaggleEnvironment and waits until the running
+// operator has finalized them all (VMs destroyed). The chart runs it as a pre-delete hook so
+// `helm uninstall` leaves no VM behind.
+import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { durationMsSchema, ENVIRONMENT_PLURAL, GROUP, VERSION } from '@waggle/crds';
+import { pino } from 'pino';
+import { z } from 'zod';
+
+const config = z
+  .object({
+    WAGGLE_DRAIN_TIMEOUT: durationMsSchema.default(180_000),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .parse(Object.fromEntries(Object.entries(process.env).filter(([, v]) => v)));
+const log = pino({ name: 'operator-drain', level: config.LOG_LEVEL });
+const kc = new KubeConfig();
+kc.loadFromDefault();
+const api = kc.makeApiClient(CustomObjectsApi);
+const coords = { group: GROUP, version: VERSION, resourcePlural: ENVIRONMENT_PLURAL };
+
+type Env = { metadata: { name: string; namespace: string } };
+const list = async () => ((await api.listCustomObjectForAllNamespaces(coords)) as { items: Env[] }).items;
+
+const deadline = Date.now() + config.WAGGLE_DRAIN_TIMEOUT;
+let items = await list();
+log.info({ environments: items.length }, 'deleting all environments');
+for (const e of items) {
+  await api
+    .deleteNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: ENVIRONMENT_PLURAL,
+      namespace: e.metadata.namespace,
+      name: e.metadata.name,
+    })
+    .catch((err: { code?: number }) => {
+      if (err.code !== 404) throw err;
+    });
+}
+while (items.length > 0 && Date.now() < deadline) {
+  await new Promise((r) => setTimeout(r, 1_000));
+  items = await list();
+}
+if (items.length > 0) {
+  log.error(
+    { left: items.map((e) => `${e.metadata.namespace}/${e.metadata.name}`) },
+    'environments still finalizing',
+  );
+  process.exit(1);
+}
+log.info('all environments are gone');

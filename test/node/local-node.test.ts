@@ -1,0 +1,312 @@
+import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clusterDown, clusterStatus, hostLeftovers } from '../src/cluster/local-cluster.ts';
+import { pidsMentioning } from '../src/control-plane.ts';
+import {
+  CHART,
+  helmRun,
+  installWaggle,
+  type LocalStack,
+  prepareLocalStack,
+  RELEASE,
+  RELEASE_NAMESPACE,
+} from '../src/stack.ts';
+import { waitFor } from '../src/wait.ts';
+
+const run = promisify(execFile);
+const REPO = join(import.meta.dirname, '..', '..');
+const NS = RELEASE_NAMESPACE;
+const AGENTS = 'agents-a';
+
+let stack: LocalStack;
+const k = (args: string[], input?: string) => stack.cluster.k(args, input);
+
+beforeAll(async () => {
+  stack = await prepareLocalStack();
+  // Start from a node without Waggle (a developer's `pnpm waggle up` may have left one).
+  if ((await helmRun(stack, ['list', '-n', NS, '-q'])).includes(RELEASE)) {
+    await helmRun(stack, ['uninstall', RELEASE, '--namespace', NS, '--wait', '--timeout', '5m']);
+  }
+  await k(['delete', 'namespace', AGENTS, '--ignore-not-found', '--wait=true']);
+});
+
+afterAll(async () => {
+  // Leave the machine clean even when a test failed half-way (the last test checks it).
+  await clusterDown().catch(() => undefined);
+});
+
+type ToolOut = { structuredContent?: Record<string, unknown>; isError?: boolean; content: unknown };
+
+async function mcpClient(token: string): Promise<Client> {
+  const ip = (await k(['get', 'svc', '-n', NS, `${RELEASE}-mcp`, '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+  const client = new Client({ name: 'node-test', version: '1.0.0' });
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`http://${ip}:8080/mcp`), {
+      requestInit: { headers: { Authorization: `Bearer ${token}` } },
+    }),
+  );
+  return client;
+}
+
+async function tool<T = Record<string, unknown>>(
+  c: Client,
+  name: string,
+  args: Record<string, unknown>,
+): Promise<T> {
+  const r = (await c.callTool({ name, arguments: args }, undefined, { timeout: 300_000 })) as ToolOut;
+  if (r.isError) throw new Error(`${name}: ${JSON.stringify(r.content)}`);
+  return r.structuredContent as T;
+}
+
+const qemuPids = async (): Promise<number[]> =>
+  run('pgrep', ['-f', '^qemu-system-x86_64 ']).then(
+    (r) => r.stdout.split('\n').filter(Boolean).map(Number),
+    () => [],
+  );
+
+const podsReady = async () => {
+  const pods = JSON.parse(await k(['get', 'pods', '-n', NS, '-o', 'json'])) as {
+    items: Array<{
+      metadata: { name: string; deletionTimestamp?: string };
+      status: { conditions?: Array<{ type: string; status: string }> };
+    }>;
+  };
+  return pods.items;
+};
+const allReady = (items: Awaited<ReturnType<typeof podsReady>>) =>
+  items.length > 0 &&
+  items.every(
+    (p) =>
+      !p.metadata.deletionTimestamp &&
+      p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+  );
+
+describe('the local single-node cluster', () => {
+  it('is idempotent: a second up keeps every running component', async () => {
+    const before = await clusterStatus();
+    expect(before.components.map((c) => c.name)).toEqual([
+      'containerd',
+      'etcd',
+      'kube-apiserver',
+      'kube-controller-manager',
+      'kube-scheduler',
+      'kubelet',
+      'kube-proxy',
+    ]);
+    expect(before.components.every((c) => c.running)).toBe(true);
+    const t = Date.now();
+    await prepareLocalStack();
+    expect(Date.now() - t).toBeLessThan(60_000);
+    expect((await clusterStatus()).components).toEqual(before.components);
+    expect(await k(['get', 'nodes', '--no-headers'])).toMatch(/^waggle-node\s+Ready\s/);
+  });
+});
+
+describe('the Helm chart on the real node', () => {
+  it('passes helm lint and ships the generated CRDs unchanged', async () => {
+    expect(await helmRun(stack, ['lint', CHART])).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+    for (const f of ['waggle.dev_waggleenvironments.yaml', 'waggle.dev_wagglenodes.yaml']) {
+      expect(
+        await readFile(join(CHART, 'crds', f), 'utf8'),
+        `charts/waggle/crds/${f} is stale: cp crds/${f} charts/waggle/crds/`,
+      ).toBe(await readFile(join(REPO, 'crds', f), 'utf8'));
+    }
+  });
+
+  it('rejects bad values with messages that name the field', async () => {
+    const bad: Array<[string[], RegExp]> = [
+      [['--set', 'operator.replicas=0'], /operator\.replicas.*minimum.*1|operator\/replicas.*1/s],
+      [['--set', 'nodeAgent.runtimes={ruby}'], /nodeAgent\.runtimes\.0|nodeAgent\/runtimes\/0/],
+      [
+        ['--set', 'gateway.defaultExecTimeout=soon'],
+        /gateway\.defaultExecTimeout|gateway\/defaultExecTimeout/,
+      ],
+      [
+        [
+          '--set',
+          'gateway.apiKeys.keys[0].name=x',
+          '--set',
+          'gateway.apiKeys.keys[0].namespace=Bad_NS',
+          '--set',
+          'gateway.apiKeys.keys[0].key=k',
+        ],
+        /namespace/,
+      ],
+      [['--set', 'nodeAgent.accelerator=fast'], /nodeAgent\.accelerator|nodeAgent\/accelerator/],
+      [['--set', 'operator.replicaz=2'], /replicaz/],
+    ];
+    for (const [args, expected] of bad) {
+      const err = await helmRun(stack, ['template', RELEASE, CHART, ...args]).then(
+        () => 'accepted',
+        (e: Error) => e.message,
+      );
+      expect(err, args.join(' ')).toMatch(/values don't meet the specifications of the schema/);
+      expect(err, args.join(' ')).toMatch(expected);
+    }
+  });
+
+  it('installs: two operator replicas, the gateway and the node-agent become Ready', async () => {
+    await installWaggle(stack);
+    const pods = await waitFor(podsReady, allReady, 'every pod Ready', {
+      timeoutMs: 120_000,
+      intervalMs: 1_000,
+    });
+    const names = pods.map((p) => p.metadata.name);
+    expect(names.filter((n) => n.startsWith(`${RELEASE}-operator-`))).toHaveLength(2);
+    expect(names.filter((n) => n.startsWith(`${RELEASE}-gateway-`))).toHaveLength(1);
+    expect(names.filter((n) => n.startsWith(`${RELEASE}-node-agent-`))).toHaveLength(1);
+    const lease = await k([
+      'get',
+      'lease',
+      '-n',
+      NS,
+      `${RELEASE}-operator`,
+      '-o',
+      'jsonpath={.spec.holderIdentity}',
+    ]);
+    expect(names).toContain(lease.trim());
+    const nodes = await waitFor(
+      () => k(['get', 'wagglenodes']),
+      (out) => /waggle-node\s+True\s+tcg\s+0\/8/.test(out),
+      'the WaggleNode to be Ready',
+      { timeoutMs: 60_000 },
+    );
+    expect(nodes.split('\n')[0]).toMatch(/^NAME\s+READY\s+ACCEL\s+VMS\s+AGE$/);
+  });
+
+  let token = '';
+  let envId = '';
+  let vmPid = 0;
+
+  it('runs code in an environment created through the gateway Service', async () => {
+    await k(['create', 'namespace', AGENTS]);
+    await k(['create', 'serviceaccount', 'agent', '-n', AGENTS]);
+    await k([
+      'create',
+      'rolebinding',
+      'waggle-agent',
+      '-n',
+      AGENTS,
+      `--clusterrole=${RELEASE}-agent`,
+      `--serviceaccount=${AGENTS}:agent`,
+    ]);
+    token = (await k(['create', 'token', 'agent', '-n', AGENTS, '--duration=1h'])).trim();
+    const c = await mcpClient(token);
+    try {
+      const env = await tool<{ environment_id: string; status: string }>(c, 'create_environment', {
+        runtime: 'python',
+      });
+      expect(env.status).toBe('running');
+      envId = env.environment_id;
+      const out = await tool<{ stdout: string; exit_code: number }>(c, 'execute', {
+        environment_id: envId,
+        code: 'import os\nprint(os.uname().sysname, os.getuid())',
+      });
+      expect(out).toMatchObject({ stdout: 'Linux 1000\n', exit_code: 0 });
+    } finally {
+      await c.close();
+    }
+    const wenv = await k(['get', 'wenv', '-n', AGENTS]);
+    expect(wenv.split('\n')[0]).toMatch(/^NAME\s+RUNTIME\s+PHASE\s+NODE\s+EXPIRES\s+AGE$/);
+    expect(wenv).toMatch(new RegExp(`${envId}\\s+python\\s+Running\\s+waggle-node\\s+\\d{4}-\\d\\d-\\d\\dT`));
+    expect(await k(['get', 'wagglenodes', '--no-headers'])).toMatch(/waggle-node\s+True\s+tcg\s+1\/8/);
+    const pids = await qemuPids();
+    expect(pids).toHaveLength(1);
+    vmPid = pids[0] as number;
+  });
+
+  it('keeps environments usable when the node-agent pod is deleted', async () => {
+    await k(['delete', 'pod', '-n', NS, '-l', 'app.kubernetes.io/component=node-agent', '--wait=true']);
+    await waitFor(podsReady, allReady, 'the node-agent to be recreated and Ready', {
+      timeoutMs: 120_000,
+      intervalMs: 1_000,
+    });
+    expect(await qemuPids()).toEqual([vmPid]); // the same QEMU process, adopted by the new agent
+    const c = await mcpClient(token);
+    try {
+      const out = await tool<{ stdout: string }>(c, 'execute', {
+        environment_id: envId,
+        code: 'print("still here")',
+      });
+      expect(out.stdout).toBe('still here\n');
+    } finally {
+      await c.close();
+    }
+    expect(await k(['get', 'wenv', '-n', AGENTS, envId, '--no-headers'])).toMatch(/Running/);
+  });
+
+  it('rolls out a helm upgrade with a changed value without losing the running environment', async () => {
+    const before = (await podsReady()).map((p) => p.metadata.name);
+    await installWaggle(stack, ['--set', 'gateway.maxEnvironments=20', '--set', 'operator.logLevel=debug']);
+    const after = await waitFor(
+      podsReady,
+      (items) =>
+        allReady(items) &&
+        items.filter((p) => p.metadata.name.startsWith(`${RELEASE}-operator-`)).length === 2,
+      'the rollout to finish',
+      { timeoutMs: 180_000, intervalMs: 1_000 },
+    );
+    const changed = after.map((p) => p.metadata.name).filter((n) => !before.includes(n));
+    expect(
+      changed.filter((n) => n.includes('-gateway-') || n.includes('-operator-')).length,
+    ).toBeGreaterThanOrEqual(3);
+    const env = JSON.parse(await k(['get', 'deploy', '-n', NS, `${RELEASE}-gateway`, '-o', 'json'])) as {
+      spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } };
+    };
+    expect(
+      env.spec.template.spec.containers[0]?.env.find((e) => e.name === 'WAGGLE_MAX_ENVIRONMENTS')?.value,
+    ).toBe('20');
+    expect(await qemuPids()).toEqual([vmPid]);
+    const c = await mcpClient(token);
+    try {
+      const out = await tool<{ stdout: string }>(c, 'execute', { environment_id: envId, code: 'print(6*7)' });
+      expect(out.stdout).toBe('42\n');
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('uninstalls leaving no pod, no QEMU process, no overlay and no VM state; the CRDs stay', async () => {
+    await helmRun(stack, ['uninstall', RELEASE, '--namespace', NS, '--wait', '--timeout', '5m']);
+    await waitFor(podsReady, (items) => items.length === 0, 'every pod gone', {
+      timeoutMs: 120_000,
+      intervalMs: 1_000,
+    });
+    expect(await qemuPids()).toEqual([]);
+    const stateDir = join(stack.cluster.paths.base, 'node-agent');
+    const vmsLeft = await readdir(join(stateDir, 'vms')).catch(() => [] as string[]);
+    expect(vmsLeft).toEqual([]);
+    const overlays = (
+      await run('find', [stateDir, '-name', '*.qcow2']).catch(() => ({ stdout: '' }))
+    ).stdout.trim();
+    expect(overlays).toBe('');
+    expect(await k(['get', 'wenv', '-A', '--no-headers'])).toBe('');
+    expect(await k(['get', 'wagglenodes', '--no-headers'])).toBe('');
+    expect(await k(['get', 'crd', 'waggleenvironments.waggle.dev', '-o', 'name'])).toMatch(
+      /waggleenvironments\.waggle\.dev/,
+    );
+  });
+});
+
+describe('cluster down', () => {
+  it('removes everything the cluster created on this machine', async () => {
+    await clusterDown();
+    const paths = stack.cluster.paths;
+    expect(await hostLeftovers(paths)).toEqual({
+      mounts: [],
+      netns: [],
+      bridge: false,
+      nodeAddress: false,
+      iptables: [],
+    });
+    expect(await pidsMentioning(paths.base)).toEqual([]);
+    expect(await readdir(paths.base).catch(() => 'gone')).toBe('gone');
+    expect(await readdir(paths.run).catch(() => 'gone')).toBe('gone');
+    expect((await clusterStatus()).components).toEqual([]);
+  });
+});

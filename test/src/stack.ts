@@ -1,0 +1,84 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { cacheRoot } from './cache.ts';
+import { importImage, nodeImages } from './cluster/containerd.ts';
+import { clusterUp, type LocalCluster } from './cluster/local-cluster.ts';
+import { ensureComponentImages, type ImageRefs } from './container-images.ts';
+import { ensureHelm } from './helm.ts';
+
+const run = promisify(execFile);
+export const CHART = join(import.meta.dirname, '..', '..', 'charts', 'waggle');
+export const RELEASE = 'waggle';
+export const RELEASE_NAMESPACE = 'waggle-system';
+
+export interface LocalStack {
+  cluster: LocalCluster;
+  images: ImageRefs;
+  helm: string;
+}
+
+/** The local cluster up, the component images built and imported into its node, helm ready. */
+export async function prepareLocalStack(opts: { log?: (l: string) => void } = {}): Promise<LocalStack> {
+  const log = opts.log ?? (() => undefined);
+  const cluster = await clusterUp({ log });
+  const t = Date.now();
+  const images = await ensureComponentImages({ log });
+  const present = await nodeImages(cluster.paths);
+  for (const ref of Object.values(images)) {
+    if (!present.includes(ref)) {
+      log(`importing ${ref} into the node`);
+      await importImage(cluster.paths, ref);
+    }
+  }
+  log(`✓ images (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+  const helm = await ensureHelm({ log });
+  return { cluster, images, helm };
+}
+
+const tagOf = (ref: string) => ref.slice(ref.lastIndexOf(':') + 1);
+
+/** Chart values for the local node: its images, the host's guest-image cache, state under the cluster dir. */
+export function localChartValues(stack: LocalStack): string[] {
+  const v: Record<string, string> = {
+    'images.operator.tag': tagOf(stack.images.operator),
+    'images.gateway.tag': tagOf(stack.images['mcp-gateway']),
+    'images.nodeAgent.tag': tagOf(stack.images['node-agent']),
+    'images.pullPolicy': 'Never',
+    'nodeAgent.imageCacheDir': cacheRoot(),
+    'nodeAgent.stateDir': join(stack.cluster.paths.base, 'node-agent'),
+  };
+  return Object.entries(v).flatMap(([k, val]) => ['--set', `${k}=${val}`]);
+}
+
+/** Runs helm against the cluster; returns stdout, throws with stderr. */
+export async function helmRun(stack: LocalStack, args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run(stack.helm, args, {
+      env: { ...process.env, KUBECONFIG: stack.cluster.kubeconfigPath },
+      maxBuffer: 32 << 20,
+    });
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`helm ${args[0]} failed: ${(e.stderr || e.message).trim()}`);
+  }
+}
+
+/** `helm upgrade --install` of charts/waggle with the local values plus `extra` (`--set …`). */
+export function installWaggle(stack: LocalStack, extra: string[] = [], timeout = '5m'): Promise<string> {
+  return helmRun(stack, [
+    'upgrade',
+    '--install',
+    RELEASE,
+    CHART,
+    '--namespace',
+    RELEASE_NAMESPACE,
+    '--create-namespace',
+    '--wait',
+    '--timeout',
+    timeout,
+    ...localChartValues(stack),
+    ...extra,
+  ]);
+}
