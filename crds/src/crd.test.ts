@@ -15,6 +15,8 @@ describe('generated CRD YAML', () => {
     async (file, crd) => {
       const committed = await readFile(join(crdsDir, file), 'utf8');
       expect(committed).toBe(renderCRD(crd));
+      const inChart = await readFile(join(crdsDir, '..', 'charts', 'waggle', 'crds', file), 'utf8');
+      expect(inChart, `charts/waggle/crds/${file} is stale; run pnpm gen:crds`).toBe(renderCRD(crd));
     },
   );
 });

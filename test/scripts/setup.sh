@@ -3,8 +3,10 @@
 #   1. Debian packages the harness needs
 #   2. Node.js 26 and pnpm from the npm registry (the machine's Node 20 is end-of-life)
 #   3. the workspace's npm dependencies (pnpm install)
-#   4. Kubernetes v1.36.3 binaries (etcd, kube-apiserver, kubectl) built from their Go modules
+#   4. Kubernetes v1.36.3 binaries (all seven components) and helm v4.3.1, built from Go modules
 #   5. guest images: kernel + initramfs and the python, node and shell root filesystems
+#   6. the local node's container tooling: containerd, runc, CNI plugins, iptables, podman
+#      (with rlimits this VM allows); images themselves are built on first use, cached by hash
 # Expensive artifacts are cached outside the repository in $WAGGLE_CACHE_DIR (default
 # ~/.cache/waggle), keyed by version, so a second run takes seconds.
 set -euo pipefail
@@ -14,7 +16,9 @@ PNPM_VERSION=10.34.8
 MIN_GO_MINOR=25
 APT_PACKAGES=(ca-certificates git procps iproute2
   # guest images and microVMs (node-agent)
-  mmdebstrap qemu-system-x86 qemu-utils e2fsprogs busybox-static cpio kmod)
+  mmdebstrap qemu-system-x86 qemu-utils e2fsprogs busybox-static cpio kmod
+  # the local single-node cluster and its images
+  containerd runc containernetworking-plugins iptables conntrack podman curl)
 GUEST_RUNTIMES=(python node shell)
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -118,7 +122,30 @@ workspace_deps() {
 
 kube_binaries() {
   cd "$REPO"
-  node test/src/cli.ts build-kube
+  node test/src/cli.ts build-kube all
+  bash test/scripts/build-helm.sh "$CACHE/tools/helm-v4.3.1"
+}
+
+# podman's default rlimits exceed this VM's hard limits (no CAP_SYS_RESOURCE): every container
+# would fail with "error setting rlimit". Set defaults below the hard limits.
+podman_config() {
+  local conf=/etc/containers/containers.conf
+  if grep -q 'default_ulimits' "$conf" 2>/dev/null; then
+    echo "$conf already sets default_ulimits" >&2
+    return 0
+  fi
+  local nofile nproc
+  nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
+  [ "$nofile" = unlimited ] || [ "$nofile" -gt 16384 ] && nofile=16384
+  [ "$nproc" = unlimited ] || [ "$nproc" -gt 8192 ] && nproc=8192
+  $SUDO mkdir -p /etc/containers
+  local line="default_ulimits = [\"nofile=$nofile:$nofile\", \"nproc=$nproc:$nproc\"]"
+  if grep -q '^\[containers\]' "$conf" 2>/dev/null; then
+    $SUDO sed -i "/^\[containers\]/a $line" "$conf"
+  else
+    printf '[containers]\n%s\n' "$line" | $SUDO tee -a "$conf" >/dev/null
+  fi
+  echo "wrote default_ulimits to $conf" >&2
 }
 
 guest_images() {
@@ -134,6 +161,7 @@ phase "node $NODE_VERSION + pnpm" node_toolchain
 phase "pnpm install" workspace_deps
 phase "kubernetes binaries" kube_binaries
 phase "guest images" guest_images
+phase "container tooling" podman_config
 
 echo "==> setup: done" >&2
 printf '    %s\n' "${PHASES[@]}" >&2

@@ -1,6 +1,7 @@
 // Waggle's developer CLI: `pnpm cluster <command>` (or `node test/src/cli.ts <command>`).
 import { parseArgs } from 'node:util';
 import { clusterDown, clusterStatus, clusterUp } from './cluster/local-cluster.ts';
+import { ensureComponentImages } from './container-images.ts';
 import { startControlPlane } from './control-plane.ts';
 import { ensureKubeBinaries, KUBE_COMPONENTS, KUBE_VERSION, type KubeComponent } from './kube-binaries.ts';
 
@@ -15,6 +16,8 @@ commands:
   up                       bring up the local single-node cluster (idempotent; needs root)
   down                     stop it and remove everything it created on this machine
   status                   which cluster components run
+  images                   build the operator, gateway and node-agent images with podman
+                           (contexts in ~/.cache/waggle/build/<component>)
 
 components: ${KUBE_COMPONENTS.join(' ')}
 `;
@@ -76,6 +79,11 @@ async function main(): Promise<number> {
     case 'up': {
       const c = await clusterUp({ log: say });
       console.log(`export KUBECONFIG=${c.kubeconfigPath}`);
+      return 0;
+    }
+    case 'images': {
+      const refs = await ensureComponentImages({ log: say });
+      for (const [c, ref] of Object.entries(refs)) console.log(`${c}: ${ref}`);
       return 0;
     }
     case 'down':
