@@ -1,9 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
-// Three projects:
+// Four projects:
 //  - unit: fast tests beside the code (`<pkg>/src/**/*.test.ts`), no external processes.
 //  - integration: tests under `test/integration` and `<pkg>/test/`, run against a real
 //    etcd + kube-apiserver started once by the global setup (see test/src/control-plane.ts).
+//  - e2e: agents through the Helm-installed stack on the real single-node cluster (`test/e2e/`).
 //  - node: tests under `test/node/` on the real single-node cluster (kubelet, containerd,
 //    the Helm chart installed); run on its own after the others (`pnpm test:node`).
 export default defineConfig({
@@ -28,6 +29,17 @@ export default defineConfig({
           globalSetup: ['./test/src/vitest-global-setup.ts'],
           testTimeout: 60_000,
           hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          globalSetup: ['./test/e2e/global-setup.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 1_800_000,
           fileParallelism: false,
         },
       },

@@ -2,14 +2,12 @@
 // images. Not a test: prints JSON (and a markdown table with --markdown). Usage:
 //   pnpm bench [--boots N] [--execs N] [--markdown]
 
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import { startAgentProcess } from '@waggle/test';
-import ssh2, { type Client } from 'ssh2';
 import { createNodeAgentClient, Egress, Runtime } from '../src/client.ts';
 import { execScript } from '../src/guest/exec.ts';
 import { shellQuote } from '../src/guest/shell-quote.ts';
@@ -17,13 +15,8 @@ import { runCommand } from '../src/guest/ssh-connections.ts';
 import { resolveGuestImages } from '../src/guest-images.ts';
 import { detectAccelerator } from '../src/vm/accelerator.ts';
 import { readHostTscKHz } from '../src/vm/host-tsc.ts';
-import { generateEcdsaKeyPair, publicKeyBlob } from '../src/vm/keys.ts';
-import { canBind } from '../src/vm/port-allocator.ts';
-import { terminate } from '../src/vm/proc.ts';
-import { buildQemuArgs } from '../src/vm/qemu-args.ts';
-import { waitForGuestReady } from '../src/vm/readiness.ts';
+import { freeLoopbackPort, now, rawBoot, type Stats, stats } from './raw-baseline.ts';
 
-const run = promisify(execFile);
 const { values } = parseArgs({
   options: {
     boots: { type: 'string', default: '5' },
@@ -33,107 +26,11 @@ const { values } = parseArgs({
 });
 const BOOTS = Number(values.boots);
 const EXECS = Number(values.execs);
-
-type Stats = { p50: number; p95: number; min: number; max: number; n: number };
-function stats(samples: number[]): Stats {
-  const s = [...samples].sort((a, b) => a - b);
-  const rank = (p: number) =>
-    s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
-  const r = (x: number) => Math.round(x * 10) / 10;
-  return {
-    p50: r(rank(50)),
-    p95: r(rank(95)),
-    min: r(s[0] ?? NaN),
-    max: r(s[s.length - 1] ?? NaN),
-    n: s.length,
-  };
-}
-const now = () => performance.now();
 const log = (m: string) => process.stderr.write(`bench: ${m}\n`);
 
 const images = await resolveGuestImages({ runtimes: ['python'], overrides: {}, log: () => undefined });
 const accel = await detectAccelerator({ requested: 'auto', kernel: images.kernel, initrd: images.initrd });
 const tscKHz = accel.accelerator === 'tcg' ? await readHostTscKHz() : undefined;
-
-function connect(port: number, privateKey: string, hostPublicKey: string): Promise<Client> {
-  const expected = publicKeyBlob(hostPublicKey);
-  return new Promise((resolve, reject) => {
-    const c = new ssh2.Client();
-    c.once('ready', () => resolve(c));
-    c.once('error', reject);
-    c.connect({
-      host: '127.0.0.1',
-      port,
-      username: 'root',
-      privateKey,
-      readyTimeout: 15_000,
-      hostVerifier: (k: Buffer) => k.equals(expected),
-    });
-  });
-}
-
-/** Raw baseline: qemu-img overlay + bare QEMU (same command line) + wait for the guest's line + ssh2 + `true`. */
-async function rawBoot(port: number): Promise<{ ms: number; client: Client; stop: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'waggle-bench-raw-'));
-  const t0 = now();
-  const client = generateEcdsaKeyPair('bench');
-  const host = generateEcdsaKeyPair('bench-host');
-  await writeFile(join(dir, 'ak'), `${client.publicKey}\n`, { mode: 0o600 });
-  await writeFile(join(dir, 'hk'), host.privateKey, { mode: 0o600 });
-  await run('qemu-img', [
-    'create',
-    '-q',
-    '-f',
-    'qcow2',
-    '-F',
-    'raw',
-    '-b',
-    images.rootfs.python as string,
-    join(dir, 'o.qcow2'),
-    '1G',
-  ]);
-  const args = buildQemuArgs({
-    name: 'waggle-bench-raw',
-    accelerator: accel.accelerator,
-    cpus: 1,
-    memoryMiB: 512,
-    kernelPath: images.kernel,
-    initrdPath: images.initrd,
-    overlayPath: join(dir, 'o.qcow2'),
-    sshPort: port,
-    egress: 'all',
-    fwCfgFiles: { authorized_keys: join(dir, 'ak'), ssh_host_key: join(dir, 'hk') },
-    serialLogPath: join(dir, 'serial.log'),
-    qmpSocketPath: join(dir, 'qmp.sock'),
-    pidFilePath: join(dir, 'qemu.pid'),
-    ...(tscKHz ? { tscKHz } : {}),
-  });
-  await run('qemu-system-x86_64', args);
-  const pid = Number((await readFile(join(dir, 'qemu.pid'), 'utf8')).trim());
-  const ready = await waitForGuestReady({
-    serialLogPath: join(dir, 'serial.log'),
-    timeoutMs: 120_000,
-    isAlive: () => true,
-  });
-  if (!ready.ready) throw new Error(`raw boot failed: ${ready.reason}`);
-  const ssh = await connect(port, client.privateKey, host.publicKey);
-  await runCommand(ssh, 'true');
-  const ms = now() - t0;
-  return {
-    ms,
-    client: ssh,
-    stop: async () => {
-      ssh.end();
-      await terminate(pid, dir);
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-async function freeLoopbackPort(from: number): Promise<number> {
-  for (let p = from; p < from + 100; p++) if (await canBind(p)) return p;
-  throw new Error('no free port');
-}
 
 const results: Record<string, Stats> = {};
 const samples: Record<string, number[]> = {};
@@ -174,7 +71,12 @@ log(`${BOOTS} boots each, alternating raw QEMU+SSH and node-agent CreateVM (${ac
 let rawVm: Awaited<ReturnType<typeof rawBoot>> | undefined;
 const lastVm = `bench-${BOOTS - 1}`;
 for (let i = 0; i < BOOTS; i++) {
-  const vm = await rawBoot(await freeLoopbackPort(43100));
+  const vm = await rawBoot({
+    port: await freeLoopbackPort(43100),
+    images,
+    accelerator: accel.accelerator,
+    tscKHz,
+  });
   record('raw_boot_to_ssh_ms', vm.ms);
   if (i < BOOTS - 1) await vm.stop();
   else rawVm = vm;

@@ -47,6 +47,8 @@ export function localChartValues(stack: LocalStack): string[] {
     'images.pullPolicy': 'Never',
     'nodeAgent.imageCacheDir': cacheRoot(),
     'nodeAgent.stateDir': join(stack.cluster.paths.base, 'node-agent'),
+    // TCG guests mostly wait; let 8 one-vCPU VMs share this small machine.
+    'nodeAgent.capacity.cpus': '16',
   };
   return Object.entries(v).flatMap(([k, val]) => ['--set', `${k}=${val}`]);
 }

@@ -18,12 +18,13 @@ export interface AppOptions {
 
 /** The HTTP edge: `/mcp` (Streamable HTTP), `/healthz`, `/readyz`, `/metrics`. */
 export function buildApp(o: AppOptions) {
-  const app = fastify({ loggerInstance: o.log, disableRequestLogging: true, bodyLimit: o.bodyLimitBytes });
+  // Requests are logged by the MCP layer (per tool call), not per HTTP request.
+  const app = fastify({ logger: false, bodyLimit: o.bodyLimitBytes });
 
   const mcp = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const refused = checkOrigin(o.origin, { host: req.headers.host, origin: req.headers.origin });
     if (refused) {
-      req.log.warn({ host: req.headers.host, origin: req.headers.origin }, 'request refused by origin check');
+      o.log.warn({ host: req.headers.host, origin: req.headers.origin }, 'request refused by origin check');
       return reply
         .code(403)
         .send({ jsonrpc: '2.0', error: { code: -32000, message: `Forbidden: ${refused}` }, id: null });
@@ -39,7 +40,7 @@ export function buildApp(o: AppOptions) {
           .code(err.status)
           .send({ jsonrpc: '2.0', error: { code: -32001, message: err.message }, id: null });
       }
-      req.log.error({ err }, 'authentication failed');
+      o.log.error({ err }, 'authentication failed');
       return reply.code(503).send({
         jsonrpc: '2.0',
         error: { code: -32603, message: 'authentication is unavailable; try again' },

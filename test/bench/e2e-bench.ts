@@ -1,0 +1,182 @@
+// End-to-end benchmark (not a test): through the Helm-installed stack on the local node, MCP
+// create_environment → first execute result and the execute round trip, next to the node-agent
+// direct path (ConnectRPC to the same agent) and the raw QEMU + SSH baseline, on the same images,
+// interleaved in one run. Prints JSON; --markdown adds a table for docs/benchmarks.md.
+//   pnpm bench:e2e [--boots N] [--execs N] [--markdown]
+import { randomBytes } from 'node:crypto';
+import { cpus } from 'node:os';
+import { parseArgs } from 'node:util';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { freeLoopbackPort, type RawVM, rawBoot, sampler } from '../../node-agent/bench/raw-baseline.ts';
+import { createNodeAgentClient, Egress, Runtime } from '../../node-agent/src/client.ts';
+import { execScript } from '../../node-agent/src/guest/exec.ts';
+import { shellQuote } from '../../node-agent/src/guest/shell-quote.ts';
+import { runCommand } from '../../node-agent/src/guest/ssh-connections.ts';
+import { resolveGuestImages } from '../../node-agent/src/guest-images.ts';
+import { detectAccelerator } from '../../node-agent/src/vm/accelerator.ts';
+import { readHostTscKHz } from '../../node-agent/src/vm/host-tsc.ts';
+import { CLUSTER } from '../src/cluster/layout.ts';
+import { installWaggle, prepareLocalStack, RELEASE, RELEASE_NAMESPACE } from '../src/stack.ts';
+
+const { values } = parseArgs({
+  options: {
+    boots: { type: 'string', default: '3' },
+    execs: { type: 'string', default: '30' },
+    markdown: { type: 'boolean', default: false },
+  },
+});
+const BOOTS = Number(values.boots);
+const EXECS = Number(values.execs);
+const log = (m: string) => process.stderr.write(`bench:e2e: ${m}\n`);
+
+log('preparing the local stack (cluster, images, chart)');
+const stack = await prepareLocalStack({ log });
+await installWaggle(stack);
+const k = stack.cluster.k;
+const ns = `bench-${randomBytes(2).toString('hex')}`;
+await k(['create', 'namespace', ns]);
+await k(['create', 'serviceaccount', 'agent', '-n', ns]);
+await k([
+  'create',
+  'rolebinding',
+  'waggle-agent',
+  '-n',
+  ns,
+  `--clusterrole=${RELEASE}-agent`,
+  `--serviceaccount=${ns}:agent`,
+]);
+const token = (await k(['create', 'token', 'agent', '-n', ns, '--duration=2h'])).trim();
+const ip = (
+  await k(['get', 'svc', '-n', RELEASE_NAMESPACE, `${RELEASE}-mcp`, '-o', 'jsonpath={.spec.clusterIP}'])
+).trim();
+const mcp = new Client({ name: 'bench-e2e', version: '1.0.0' });
+await mcp.connect(
+  new StreamableHTTPClientTransport(new URL(`http://${ip}:8080/mcp`), {
+    requestInit: { headers: { Authorization: `Bearer ${token}` } },
+  }),
+);
+type Out = { structuredContent?: Record<string, unknown>; isError?: boolean; content: unknown };
+const tool = async (name: string, args: Record<string, unknown>) => {
+  const r = (await mcp.callTool({ name, arguments: args }, undefined, { timeout: 300_000 })) as Out;
+  if (r.isError) throw new Error(`${name}: ${JSON.stringify(r.content)}`);
+  return r.structuredContent as Record<string, unknown>;
+};
+
+const agent = createNodeAgentClient(`http://${CLUSTER.nodeIP}:7443`);
+const agentExec = async (vmId: string, code: string, language: string) => {
+  for await (const m of agent.exec({ vmId, code, language, timeoutMs: 30_000 }))
+    if (m.event.case === 'result') return m.event.value;
+  throw new Error('no result');
+};
+const images = await resolveGuestImages({ runtimes: ['python'], overrides: {}, log: () => undefined });
+const accel = await detectAccelerator({ requested: 'auto', kernel: images.kernel, initrd: images.initrd });
+const tscKHz = accel.accelerator === 'tcg' ? await readHostTscKHz() : undefined;
+const s = sampler();
+
+log(
+  `${BOOTS} boots each, interleaved: raw QEMU+SSH, node-agent CreateVM, MCP create_environment (${accel.accelerator})`,
+);
+let raw: RawVM | undefined;
+let agentVm = '';
+let envId = '';
+for (let i = 0; i < BOOTS; i++) {
+  const last = i === BOOTS - 1;
+  const vm = await rawBoot({
+    port: await freeLoopbackPort(43600),
+    images,
+    accelerator: accel.accelerator,
+    tscKHz,
+  });
+  s.record('raw_boot_to_ssh_ms', vm.ms);
+  if (last) raw = vm;
+  else await vm.stop();
+
+  const vmId = `bench-e2e-${randomBytes(3).toString('hex')}`;
+  const t0 = performance.now();
+  await agent.createVM({
+    spec: { vmId, runtime: Runtime.PYTHON, cpus: 1, memoryMib: 512, diskMib: 2048, egress: Egress.ALL },
+  });
+  s.record('agent_create_rpc_ms', performance.now() - t0);
+  await agentExec(vmId, 'true', 'shell');
+  s.record('agent_create_to_first_exec_ms', performance.now() - t0);
+  if (last) agentVm = vmId;
+  else await agent.destroyVM({ vmId });
+
+  const t1 = performance.now();
+  const env = await tool('create_environment', { runtime: 'python' });
+  s.record('mcp_create_ms', performance.now() - t1);
+  await tool('execute', { environment_id: env.environment_id, code: 'true', language: 'shell' });
+  s.record('mcp_create_to_first_exec_ms', performance.now() - t1);
+  if (last) envId = env.environment_id as string;
+  else await tool('destroy_environment', { environment_id: env.environment_id });
+}
+
+const rawVm = raw as RawVM;
+const script = `sh -c ${shellQuote(execScript({ id: 'bench', ext: 'sh', bytes: 4, interpreter: 'bash' }))}`;
+log(`${EXECS} execute rounds, interleaved`);
+for (let i = 0; i <= EXECS; i++) {
+  const key = (k: string) => (i === 0 ? '_warmup' : k); // the first round warms connections and caches
+  await s.timed(key('raw_exec_true_same_script_ms'), () =>
+    runCommand(rawVm.client, script, Buffer.from('true')),
+  );
+  await s.timed(key('agent_exec_true_ms'), () => agentExec(agentVm, 'true', 'shell'));
+  await s.timed(key('mcp_execute_true_ms'), () =>
+    tool('execute', { environment_id: envId, code: 'true', language: 'shell' }),
+  );
+}
+
+await rawVm.stop();
+await agent.destroyVM({ vmId: agentVm });
+await tool('destroy_environment', { environment_id: envId });
+await mcp.close();
+await k(['delete', 'namespace', ns, '--wait=false']);
+
+const r = s.summary();
+const p50 = (key: string) => r[key]?.p50 ?? Number.NaN;
+const out = {
+  benchmark: 'end-to-end',
+  date: new Date().toISOString(),
+  machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', accelerator: accel.accelerator },
+  path: 'MCP SDK client → gateway Service (ClusterIP) → gateway pod → node-agent (node IP) → guest SSH',
+  runs: { boots: BOOTS, execs: EXECS },
+  results: r,
+  targets: {
+    mcp_execute_overhead_p50_ms: {
+      value: Math.round((p50('mcp_execute_true_ms') - p50('agent_exec_true_ms')) * 10) / 10,
+      limit: 15,
+      pass: p50('mcp_execute_true_ms') - p50('agent_exec_true_ms') <= 15,
+    },
+    mcp_create_overhead_p50_ms: {
+      value: Math.round((p50('mcp_create_ms') - p50('agent_create_rpc_ms')) * 10) / 10,
+      limit: 300,
+      pass: p50('mcp_create_ms') - p50('agent_create_rpc_ms') <= 300,
+    },
+  },
+};
+console.log(JSON.stringify(out, null, 2));
+if (values.markdown) {
+  const row = (label: string, key: string) =>
+    `| ${label} | ${r[key]?.p50 ?? '–'} | ${r[key]?.p95 ?? '–'} | ${r[key]?.n ?? 0} |`;
+  console.log(
+    [
+      '',
+      `End to end, ${out.machine.cpus} × ${out.machine.model}, accelerator ${out.machine.accelerator}, ${out.date.slice(0, 10)}:`,
+      '',
+      '| measurement (ms) | p50 | p95 | n |',
+      '| --- | --- | --- | --- |',
+      row('raw QEMU + SSH: boot → first `true`', 'raw_boot_to_ssh_ms'),
+      row('node-agent CreateVM (RPC)', 'agent_create_rpc_ms'),
+      row('node-agent CreateVM → first Exec', 'agent_create_to_first_exec_ms'),
+      row('MCP create_environment', 'mcp_create_ms'),
+      row('MCP create_environment → first execute', 'mcp_create_to_first_exec_ms'),
+      row('raw SSH, same exec script', 'raw_exec_true_same_script_ms'),
+      row('node-agent Exec `true`', 'agent_exec_true_ms'),
+      row('MCP execute `true`', 'mcp_execute_true_ms'),
+      '',
+      `MCP execute overhead over the node-agent path (p50): ${out.targets.mcp_execute_overhead_p50_ms.value} ms (target ≤ 15 ms: ${out.targets.mcp_execute_overhead_p50_ms.pass ? 'met' : 'missed'}); ` +
+        `create_environment over CreateVM (p50): ${out.targets.mcp_create_overhead_p50_ms.value} ms (target ≤ 300 ms: ${out.targets.mcp_create_overhead_p50_ms.pass ? 'met' : 'missed'}).`,
+    ].join('\n'),
+  );
+}
+process.exit(0);

@@ -1,0 +1,300 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { RELEASE, RELEASE_NAMESPACE } from '../src/stack.ts';
+import { waitFor } from '../src/wait.ts';
+import { type Agent, kubectlFor, newAgent, text } from './agents.ts';
+
+const kubeconfig = inject('e2eKubeconfig');
+const k = kubectlFor(kubeconfig);
+const run = randomBytes(2).toString('hex');
+const agents: Agent[] = [];
+let analyst: Agent;
+
+const agent = async (name: string) => {
+  const a = await newAgent(kubeconfig, `e2e-${name}-${run}`);
+  agents.push(a);
+  return a;
+};
+/** Command lines of the QEMU processes on this node (each names its VM's state directory). */
+const qemuCommandLines = async () =>
+  (await promisify(execFile)('pgrep', ['-af', '^qemu-system-x86_64 ']).catch(() => ({ stdout: '' }))).stdout
+    .split('\n')
+    .filter(Boolean);
+
+beforeAll(async () => {
+  analyst = await agent('analyst');
+});
+
+// A failed test must not leave environments that use up the node for the next one.
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state !== 'fail') return;
+  for (const a of agents)
+    await k(['delete', 'wenv', '--all', '-n', a.namespace, '--wait=true', '--timeout=120s']).catch(
+      () => undefined,
+    );
+});
+
+afterAll(async () => {
+  for (const a of agents) await a.close().catch(() => undefined);
+  for (const a of agents)
+    await k(['delete', 'namespace', a.namespace, '--wait=false']).catch(() => undefined);
+});
+
+describe('agents through the Helm-installed stack and its Service (MCP SDK client, real microVMs)', () => {
+  it('runs the original Waggle session: pandas from the package index, analysis, results', {
+    timeout: 900_000,
+  }, async () => {
+    const t0 = Date.now();
+    const env = await analyst.ok<{ environment_id: string }>('create_environment', {
+      runtime: 'python',
+      name: 'sales',
+    });
+    process.stderr.write(`e2e: create_environment ${Date.now() - t0} ms\n`);
+    const id = env.environment_id;
+    const csv = [
+      'region,product,units,price',
+      'north,apple,12,2.5',
+      'south,apple,7,3.0',
+      'north,pear,5,4.0',
+      'east,pear,9,4.0',
+      'south,pear,3,4.5',
+    ].join('\n');
+    await analyst.ok('write_file', { environment_id: id, path: 'data/sales.csv', content: `${csv}\n` });
+    const t1 = Date.now();
+    const install = await analyst.ok<{ exit_code: number; stderr: string; stdout: string }>(
+      'install_packages',
+      {
+        environment_id: id,
+        packages: ['pandas'],
+      },
+    );
+    process.stderr.write(`e2e: pip install pandas ${Date.now() - t1} ms\n`);
+    expect(install.exit_code, install.stderr.slice(-2000)).toBe(0);
+    const analysis = await analyst.ok<{ stdout: string; stderr: string; exit_code: number }>('execute', {
+      environment_id: id,
+      code: [
+        'import pandas as pd',
+        "df = pd.read_csv('data/sales.csv')",
+        "df['revenue'] = df['units'] * df['price']",
+        "by_region = df.groupby('region')['revenue'].sum().sort_index()",
+        "by_region.to_json('data/revenue.json')",
+        'print(by_region.to_string())',
+        "print('total', df['revenue'].sum())",
+      ].join('\n'),
+      timeout_seconds: 120,
+    });
+    expect(analysis.exit_code, analysis.stderr).toBe(0);
+    expect(analysis.stdout).toMatch(/east\s+36\.0\nnorth\s+50\.0\nsouth\s+34\.5/);
+    expect(analysis.stdout).toMatch(/total 120\.5/);
+    const result = await analyst.ok<{ content: string }>('read_file', {
+      environment_id: id,
+      path: 'data/revenue.json',
+    });
+    expect(JSON.parse(result.content)).toEqual({ east: 36, north: 50, south: 34.5 });
+    const files = await analyst.ok<{ files: Array<{ name: string }> }>('list_files', {
+      environment_id: id,
+      path: 'data',
+    });
+    expect(files.files.map((f) => f.name).sort()).toEqual(['revenue.json', 'sales.csv']);
+    expect(await k(['get', 'wenv', '-n', analyst.namespace, id, '--no-headers'])).toMatch(
+      /python\s+Running\s+waggle-node/,
+    );
+    // Kept for the isolation test below; destroyed there.
+  });
+
+  it('lets nobody in another namespace list, use or destroy an environment', {
+    timeout: 300_000,
+  }, async () => {
+    const mine = await analyst.ok<{ environments: Array<{ environment_id: string }> }>(
+      'list_environments',
+      {},
+    );
+    const id = mine.environments[0]?.environment_id as string;
+    expect(id).toBeDefined();
+    const intruder = await agent('intruder');
+    expect((await intruder.ok<{ count: number }>('list_environments', {})).count).toBe(0);
+    for (const [tool, args] of [
+      ['execute', { environment_id: id, code: 'print(open("data/sales.csv").read())' }],
+      ['read_file', { environment_id: id, path: 'data/sales.csv' }],
+      ['write_file', { environment_id: id, path: 'x.txt', content: 'x' }],
+      ['list_files', { environment_id: id }],
+      ['install_packages', { environment_id: id, packages: ['six'] }],
+      ['destroy_environment', { environment_id: id }],
+    ] as const) {
+      const r = await intruder.call(tool, args);
+      expect(r.isError, tool).toBe(true);
+      expect(text(r), tool).toMatch(/does not exist/);
+    }
+    expect(await k(['get', 'wenv', '-n', analyst.namespace, id, '--no-headers'])).toMatch(/Running/);
+    await analyst.ok('destroy_environment', { environment_id: id });
+  });
+
+  it('serves five agents at once, each in its own environment, none seeing another', {
+    timeout: 600_000,
+  }, async () => {
+    const five = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((n) => agent(`five-${n}`)));
+    const runtimes = ['python', 'node', 'shell', 'python', 'node'] as const;
+    const envs = await Promise.all(
+      five.map(async (a, i) => {
+        const env = await a.ok<{ environment_id: string }>('create_environment', { runtime: runtimes[i] });
+        await a.ok('write_file', {
+          environment_id: env.environment_id,
+          path: 'me.txt',
+          content: a.namespace,
+        });
+        const code =
+          runtimes[i] === 'python'
+            ? "print(open('me.txt').read())"
+            : runtimes[i] === 'node'
+              ? "console.log(require('fs').readFileSync('me.txt', 'utf8'))"
+              : 'cat me.txt; echo';
+        const out = await a.ok<{ stdout: string }>('execute', { environment_id: env.environment_id, code });
+        expect(out.stdout.trim()).toBe(a.namespace);
+        return env.environment_id;
+      }),
+    );
+    expect(new Set(envs).size).toBe(5);
+    for (const [i, a] of five.entries()) {
+      const listed = await a.ok<{ environments: Array<{ environment_id: string }> }>('list_environments', {});
+      expect(listed.environments.map((e) => e.environment_id)).toEqual([envs[i]]);
+      const other = envs[(i + 1) % 5] as string;
+      const r = await a.call('read_file', { environment_id: other, path: 'me.txt' });
+      expect(r.isError).toBe(true);
+    }
+    await Promise.all(five.map((a, i) => a.ok('destroy_environment', { environment_id: envs[i] })));
+  });
+
+  it('keeps working when the operator leader is deleted mid-run: no environment lost or duplicated', {
+    timeout: 600_000,
+  }, async () => {
+    const a = await agent('failover');
+    const first = await a.ok<{ environment_id: string }>('create_environment', { runtime: 'shell' });
+    const leader = (
+      await k([
+        'get',
+        'lease',
+        '-n',
+        RELEASE_NAMESPACE,
+        `${RELEASE}-operator`,
+        '-o',
+        'jsonpath={.spec.holderIdentity}',
+      ])
+    ).trim();
+    expect(leader).toMatch(new RegExp(`^${RELEASE}-operator-`));
+    // Start a create, then kill the leader while it is being reconciled.
+    const second = a.ok<{ environment_id: string }>('create_environment', { runtime: 'shell' });
+    await new Promise((r) => setTimeout(r, 300));
+    await k(['delete', 'pod', '-n', RELEASE_NAMESPACE, leader, '--wait=false']);
+    const created = await second;
+    const newLeader = await waitFor(
+      async () =>
+        (
+          await k([
+            'get',
+            'lease',
+            '-n',
+            RELEASE_NAMESPACE,
+            `${RELEASE}-operator`,
+            '-o',
+            'jsonpath={.spec.holderIdentity}',
+          ])
+        ).trim(),
+      (h) => h !== '' && h !== leader,
+      'another replica to hold the lease',
+      { timeoutMs: 60_000, intervalMs: 500 },
+    );
+    expect(newLeader).not.toBe(leader);
+    const third = await a.ok<{ environment_id: string }>('create_environment', { runtime: 'shell' });
+    const ids = [first.environment_id, created.environment_id, third.environment_id];
+    for (const id of ids) {
+      const out = await a.ok<{ stdout: string }>('execute', { environment_id: id, code: 'echo ok' });
+      expect(out.stdout).toBe('ok\n');
+    }
+    const wenv = JSON.parse(await k(['get', 'wenv', '-n', a.namespace, '-o', 'json'])) as {
+      items: Array<{ metadata: { name: string; uid: string }; status: { vmId: string; phase: string } }>;
+    };
+    expect(wenv.items.map((e) => e.metadata.name).sort()).toEqual([...ids].sort());
+    expect(wenv.items.every((e) => e.status.phase === 'Running' && e.status.vmId === e.metadata.uid)).toBe(
+      true,
+    );
+    const qemu = await qemuCommandLines();
+    for (const e of wenv.items)
+      expect(qemu.filter((l) => l.includes(`/vms/${e.metadata.uid}/`))).toHaveLength(1);
+    for (const id of ids) await a.ok('destroy_environment', { environment_id: id });
+  });
+
+  it('keeps environments usable when the node-agent pod is deleted', { timeout: 300_000 }, async () => {
+    const a = await agent('agentpod');
+    const env = await a.ok<{ environment_id: string }>('create_environment', { runtime: 'python' });
+    await a.ok('write_file', { environment_id: env.environment_id, path: 'keep.txt', content: 'kept' });
+    await k([
+      'delete',
+      'pod',
+      '-n',
+      RELEASE_NAMESPACE,
+      '-l',
+      'app.kubernetes.io/component=node-agent',
+      '--wait=true',
+    ]);
+    await waitFor(
+      () =>
+        k([
+          'get',
+          'pods',
+          '-n',
+          RELEASE_NAMESPACE,
+          '-l',
+          'app.kubernetes.io/component=node-agent',
+          '--no-headers',
+        ]),
+      (out) => /\s1\/1\s+Running\s/.test(out) && out.trim().split('\n').length === 1,
+      'the node-agent to be back',
+      { timeoutMs: 120_000, intervalMs: 1_000 },
+    );
+    const out = await a.ok<{ content: string }>('read_file', {
+      environment_id: env.environment_id,
+      path: 'keep.txt',
+    });
+    expect(out.content).toBe('kept');
+    await a.ok('destroy_environment', { environment_id: env.environment_id });
+  });
+
+  it('deletes an environment after its idle timeout and keeps an active one', {
+    timeout: 300_000,
+  }, async () => {
+    const a = await agent('idle');
+    const idle = await a.ok<{ environment_id: string }>('create_environment', {
+      runtime: 'shell',
+      timeout_minutes: 1,
+    });
+    const active = await a.ok<{ environment_id: string }>('create_environment', {
+      runtime: 'shell',
+      timeout_minutes: 1,
+    });
+    const started = Date.now();
+    while (Date.now() - started < 100_000) {
+      await a.ok('execute', { environment_id: active.environment_id, code: 'true' });
+      const listed = await a.ok<{ environments: Array<{ environment_id: string }> }>('list_environments', {});
+      if (!listed.environments.some((e) => e.environment_id === idle.environment_id)) break;
+      await new Promise((r) => setTimeout(r, 10_000));
+    }
+    const gone = Date.now() - started;
+    const listed = await a.ok<{ environments: Array<{ environment_id: string }> }>('list_environments', {});
+    expect(listed.environments.map((e) => e.environment_id)).toEqual([active.environment_id]);
+    expect(gone).toBeGreaterThan(50_000); // not before its minute was up (allowing for clock granularity)
+    const events = await k([
+      'get',
+      'events',
+      '-n',
+      a.namespace,
+      '--field-selector',
+      'reason=Expired',
+      '-o',
+      'name',
+    ]);
+    expect(events.trim()).not.toBe('');
+    await a.ok('destroy_environment', { environment_id: active.environment_id });
+  });
+});
