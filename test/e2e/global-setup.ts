@@ -1,18 +1,39 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
-import { installWaggle, prepareLocalStack } from '../src/stack.ts';
+import { clusterPaths } from '../src/cluster/layout.ts';
+
+const run = promisify(execFile);
 
 declare module 'vitest' {
   export interface ProvidedContext {
     e2eKubeconfig: string;
+    /** What `pnpm waggle up` printed. */
+    upUrl: string;
+    upToken: string;
   }
 }
 
-/** The Helm-installed stack on the real local node, for the end-to-end suite. */
+/**
+ * Runs `pnpm waggle up` as a user would (the local cluster, images, the Helm chart, the
+ * loopback forward, a demo token) and hands its printed URL and token to the suite.
+ */
 export default async function setup(project: TestProject): Promise<void> {
   const t0 = Date.now();
-  const log = (l: string) => process.stderr.write(`e2e: ${l}\n`);
-  const stack = await prepareLocalStack({ log });
-  await installWaggle(stack);
-  log(`stack installed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  project.provide('e2eKubeconfig', stack.cluster.kubeconfigPath);
+  const cli = join(import.meta.dirname, '..', 'src', 'waggle-cli.ts');
+  const { stdout, stderr } = await run(process.execPath, [cli, 'up'], {
+    maxBuffer: 16 << 20,
+    timeout: 1_800_000,
+  }).catch((e: { stdout?: string; stderr?: string; message: string }) => {
+    throw new Error(`pnpm waggle up failed: ${e.message}\n${e.stderr ?? ''}`);
+  });
+  process.stderr.write(stderr.replace(/^/gm, 'e2e: '));
+  const url = /^MCP URL:\s+(\S+)$/m.exec(stdout)?.[1];
+  const token = /^Token:\s+(\S+)$/m.exec(stdout)?.[1];
+  if (!url || !token) throw new Error(`pnpm waggle up did not print an MCP URL and token:\n${stdout}`);
+  process.stderr.write(`e2e: pnpm waggle up took ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  project.provide('e2eKubeconfig', clusterPaths().adminKubeconfig);
+  project.provide('upUrl', url);
+  project.provide('upToken', token);
 }
