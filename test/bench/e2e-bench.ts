@@ -16,6 +16,7 @@ import { runCommand } from '../../node-agent/src/guest/ssh-connections.ts';
 import { resolveGuestImages } from '../../node-agent/src/guest-images.ts';
 import { detectAccelerator } from '../../node-agent/src/vm/accelerator.ts';
 import { readHostTscKHz } from '../../node-agent/src/vm/host-tsc.ts';
+import { grantAgent } from '../src/agent-identity.ts';
 import { CLUSTER } from '../src/cluster/layout.ts';
 import { installWaggle, prepareLocalStack, RELEASE, RELEASE_NAMESPACE } from '../src/stack.ts';
 
@@ -35,18 +36,7 @@ const stack = await prepareLocalStack({ log });
 await installWaggle(stack);
 const k = stack.cluster.k;
 const ns = `bench-${randomBytes(2).toString('hex')}`;
-await k(['create', 'namespace', ns]);
-await k(['create', 'serviceaccount', 'agent', '-n', ns]);
-await k([
-  'create',
-  'rolebinding',
-  'waggle-agent',
-  '-n',
-  ns,
-  `--clusterrole=${RELEASE}-agent`,
-  `--serviceaccount=${ns}:agent`,
-]);
-const token = (await k(['create', 'token', 'agent', '-n', ns, '--duration=2h'])).trim();
+const token = await grantAgent(k, { namespace: ns, duration: '2h' });
 const ip = (
   await k(['get', 'svc', '-n', RELEASE_NAMESPACE, `${RELEASE}-mcp`, '-o', 'jsonpath={.spec.clusterIP}'])
 ).trim();

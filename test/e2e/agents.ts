@@ -1,28 +1,14 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { grantAgent, type Kubectl } from '../src/agent-identity.ts';
+import { kubectlFor as localKubectl } from '../src/cluster/local-cluster.ts';
 import { ensureKubeBinaries } from '../src/kube-binaries.ts';
 import { RELEASE, RELEASE_NAMESPACE } from '../src/stack.ts';
 
-const run = promisify(execFile);
-
 /** kubectl against the e2e cluster; throws with stderr. */
-export function kubectlFor(kubeconfig: string) {
-  return async (args: string[], input?: string): Promise<string> => {
-    const { kubectl } = await ensureKubeBinaries(['kubectl']);
-    const child = run(kubectl, args, {
-      env: { ...process.env, KUBECONFIG: kubeconfig },
-      maxBuffer: 32 << 20,
-    });
-    if (input !== undefined) child.child.stdin?.end(input);
-    try {
-      return (await child).stdout;
-    } catch (err) {
-      const e = err as { stderr?: string; message: string };
-      throw new Error(`kubectl ${args.join(' ')}: ${(e.stderr || e.message).trim()}`);
-    }
-  };
+export function kubectlFor(kubeconfig: string): Kubectl {
+  return async (args, input) =>
+    localKubectl((await ensureKubeBinaries(['kubectl'])).kubectl, kubeconfig)(args, input);
 }
 
 export type Result = {
@@ -42,25 +28,7 @@ export interface Agent {
 
 export async function newAgent(kubeconfig: string, namespace: string): Promise<Agent> {
   const k = kubectlFor(kubeconfig);
-  await k(['create', 'namespace', namespace, '--dry-run=client', '-o', 'yaml']).then((y) =>
-    k(['apply', '-f', '-'], y),
-  );
-  await k(['create', 'serviceaccount', 'agent', '-n', namespace, '--dry-run=client', '-o', 'yaml']).then(
-    (y) => k(['apply', '-f', '-'], y),
-  );
-  await k([
-    'create',
-    'rolebinding',
-    'waggle-agent',
-    '-n',
-    namespace,
-    `--clusterrole=${RELEASE}-agent`,
-    `--serviceaccount=${namespace}:agent`,
-    '--dry-run=client',
-    '-o',
-    'yaml',
-  ]).then((y) => k(['apply', '-f', '-'], y));
-  const token = (await k(['create', 'token', 'agent', '-n', namespace, '--duration=1h'])).trim();
+  const token = await grantAgent(k, { namespace });
   const ip = (
     await k(['get', 'svc', '-n', RELEASE_NAMESPACE, `${RELEASE}-mcp`, '-o', 'jsonpath={.spec.clusterIP}'])
   ).trim();

@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { grantAgent } from '../src/agent-identity.ts';
 import { clusterDown, clusterStatus, hostLeftovers } from '../src/cluster/local-cluster.ts';
 import { pidsMentioning } from '../src/control-plane.ts';
 import {
@@ -184,18 +185,7 @@ describe('the Helm chart on the real node', () => {
   let vmPid = 0;
 
   it('runs code in an environment created through the gateway Service', async () => {
-    await k(['create', 'namespace', AGENTS]);
-    await k(['create', 'serviceaccount', 'agent', '-n', AGENTS]);
-    await k([
-      'create',
-      'rolebinding',
-      'waggle-agent',
-      '-n',
-      AGENTS,
-      `--clusterrole=${RELEASE}-agent`,
-      `--serviceaccount=${AGENTS}:agent`,
-    ]);
-    token = (await k(['create', 'token', 'agent', '-n', AGENTS, '--duration=1h'])).trim();
+    token = await grantAgent(k, { namespace: AGENTS });
     const c = await mcpClient(token);
     try {
       const env = await tool<{ environment_id: string; status: string }>(c, 'create_environment', {

@@ -1,3 +1,4 @@
+export * from './agent-identity.ts';
 export * from './cache.ts';
 export * from './cluster/containerd.ts';
 export * from './cluster/layout.ts';

@@ -3,6 +3,7 @@ import { access, readFile, statfs } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { grantAgent } from './agent-identity.ts';
 import { cacheRoot } from './cache.ts';
 import { type DaemonSpec, daemonPid, ensureDaemon, stopDaemon } from './cluster/daemons.ts';
 import { sh } from './cluster/host.ts';
@@ -75,35 +76,9 @@ async function up(): Promise<void> {
     prepareLocalStack({ log: (l) => say(`      ${l}`) }),
   );
   await step('helm upgrade --install waggle charts/waggle', () => installWaggle(stack));
-  const token = await step(`demo ServiceAccount ${DEMO_NAMESPACE}/${DEMO_SA}`, async () => {
-    const k = stack.cluster.k;
-    await k(['create', 'namespace', DEMO_NAMESPACE, '--dry-run=client', '-o', 'yaml']).then((y) =>
-      k(['apply', '-f', '-'], y),
-    );
-    await k([
-      'create',
-      'serviceaccount',
-      DEMO_SA,
-      '-n',
-      DEMO_NAMESPACE,
-      '--dry-run=client',
-      '-o',
-      'yaml',
-    ]).then((y) => k(['apply', '-f', '-'], y));
-    await k([
-      'create',
-      'rolebinding',
-      'waggle-agent',
-      '-n',
-      DEMO_NAMESPACE,
-      `--clusterrole=${RELEASE}-agent`,
-      `--serviceaccount=${DEMO_NAMESPACE}:${DEMO_SA}`,
-      '--dry-run=client',
-      '-o',
-      'yaml',
-    ]).then((y) => k(['apply', '-f', '-'], y));
-    return (await k(['create', 'token', DEMO_SA, '-n', DEMO_NAMESPACE, '--duration=24h'])).trim();
-  });
+  const token = await step(`demo ServiceAccount ${DEMO_NAMESPACE}/${DEMO_SA}`, () =>
+    grantAgent(stack.cluster.k, { namespace: DEMO_NAMESPACE, serviceAccount: DEMO_SA, duration: '24h' }),
+  );
   await step(`gateway on ${MCP_URL}`, async () => {
     const ip = (
       await stack.cluster.k([

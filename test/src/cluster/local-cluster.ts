@@ -3,7 +3,7 @@ import { access, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pidsMentioning } from '../control-plane.ts';
-import { ensureKubeBinaries } from '../kube-binaries.ts';
+import { ensureKubeBinaries, KUBE_COMPONENTS } from '../kube-binaries.ts';
 import { tailLog } from '../processes.ts';
 import {
   apiserverDaemon,
@@ -65,7 +65,8 @@ async function preflight(): Promise<void> {
   }
 }
 
-const kubectlFor = (bin: string, kubeconfig: string) => async (args: string[], input?: string) => {
+/** A kubectl runner for one kubeconfig; throws with stderr on failure. */
+export const kubectlFor = (bin: string, kubeconfig: string) => async (args: string[], input?: string) => {
   const child = run(bin, args, { env: { ...process.env, KUBECONFIG: kubeconfig }, maxBuffer: 64 << 20 });
   if (input !== undefined) child.child.stdin?.end(input);
   try {
@@ -112,20 +113,7 @@ export async function clusterUp(opts: { log?: (line: string) => void } = {}): Pr
   };
 
   await step('preflight', preflight);
-  const bins = await step('kubernetes binaries', () =>
-    ensureKubeBinaries(
-      [
-        'etcd',
-        'kube-apiserver',
-        'kubectl',
-        'kube-controller-manager',
-        'kube-scheduler',
-        'kubelet',
-        'kube-proxy',
-      ],
-      { log },
-    ),
-  );
+  const bins = await step('kubernetes binaries', () => ensureKubeBinaries(KUBE_COMPONENTS, { log }));
   for (const d of [p.base, p.run, p.logs, p.pids, p.config, p.kubelet, p.kubeletPods])
     await mkdir(d, { recursive: true });
   await step('certificates', () => ensureClusterPki(p));
@@ -221,15 +209,7 @@ export async function clusterUp(opts: { log?: (line: string) => void } = {}): Pr
 
 /** Every daemon, in stop order (reverse of start). */
 async function allDaemons(p: ClusterPaths): Promise<DaemonSpec[]> {
-  const bins = await ensureKubeBinaries([
-    'etcd',
-    'kube-apiserver',
-    'kubectl',
-    'kube-controller-manager',
-    'kube-scheduler',
-    'kubelet',
-    'kube-proxy',
-  ]);
+  const bins = await ensureKubeBinaries(KUBE_COMPONENTS);
   return [
     await kubeProxyDaemon(p, bins),
     await kubeletDaemon(p, bins),
