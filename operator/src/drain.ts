@@ -1,8 +1,9 @@
-// `node operator/src/drain.ts`: deletes every WaggleEnvironment and waits until the running
-// operator has finalized them all (VMs destroyed). The chart runs it as a pre-delete hook so
-// `helm uninstall` leaves no VM behind.
+// `node operator/src/drain.ts [environments|nodes]`, the chart's uninstall hooks:
+// - environments (pre-delete): deletes every WaggleEnvironment and waits until the running
+//   operator has finalized them all (VMs destroyed), so `helm uninstall` leaves no VM behind;
+// - nodes (post-delete): deletes the WaggleNodes the node-agents registered, once they are gone.
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import { durationMsSchema, ENVIRONMENT_PLURAL, GROUP, VERSION } from '@waggle/crds';
+import { durationMsSchema, ENVIRONMENT_PLURAL, GROUP, NODE_PLURAL, VERSION } from '@waggle/crds';
 import { pino } from 'pino';
 import { z } from 'zod';
 
@@ -17,6 +18,30 @@ const kc = new KubeConfig();
 kc.loadFromDefault();
 const api = kc.makeApiClient(CustomObjectsApi);
 const coords = { group: GROUP, version: VERSION, resourcePlural: ENVIRONMENT_PLURAL };
+
+if (process.argv[2] === 'nodes') {
+  const nodes = (await api.listClusterCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: NODE_PLURAL,
+  })) as {
+    items: Array<{ metadata: { name: string } }>;
+  };
+  for (const n of nodes.items) {
+    await api
+      .deleteClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: NODE_PLURAL,
+        name: n.metadata.name,
+      })
+      .catch((err: { code?: number }) => {
+        if (err.code !== 404) throw err;
+      });
+  }
+  log.info({ nodes: nodes.items.length }, 'deleted the WaggleNodes');
+  process.exit(0);
+}
 
 type Env = { metadata: { name: string; namespace: string } };
 const list = async () => ((await api.listCustomObjectForAllNamespaces(coords)) as { items: Env[] }).items;

@@ -161,16 +161,18 @@ describe('the Helm chart on the real node', () => {
     expect(names.filter((n) => n.startsWith(`${RELEASE}-operator-`))).toHaveLength(2);
     expect(names.filter((n) => n.startsWith(`${RELEASE}-gateway-`))).toHaveLength(1);
     expect(names.filter((n) => n.startsWith(`${RELEASE}-node-agent-`))).toHaveLength(1);
-    const lease = await k([
-      'get',
-      'lease',
-      '-n',
-      NS,
-      `${RELEASE}-operator`,
-      '-o',
-      'jsonpath={.spec.holderIdentity}',
-    ]);
-    expect(names).toContain(lease.trim());
+    // A previous release's leader may still hold the Lease until it expires (its RBAC can be
+    // gone before it gets to release it); one of these replicas takes it within the duration.
+    const holder = await waitFor(
+      async () =>
+        (
+          await k(['get', 'lease', '-n', NS, `${RELEASE}-operator`, '-o', 'jsonpath={.spec.holderIdentity}'])
+        ).trim(),
+      (h) => names.includes(h),
+      'one of the new operator replicas to lead',
+      { timeoutMs: 60_000, intervalMs: 1_000 },
+    );
+    expect(names).toContain(holder);
     const nodes = await waitFor(
       () => k(['get', 'wagglenodes']),
       (out) => /waggle-node\s+True\s+tcg\s+0\/8/.test(out),
