@@ -38,6 +38,8 @@ export const gatewayConfigSchema = z.object({
   WAGGLE_SESSION_IDLE_TIMEOUT: durationMsSchema.default(1_800_000),
   WAGGLE_MAX_FILE_BYTES: positiveInt.default(10 * 1024 * 1024),
   WAGGLE_MAX_OUTPUT_BYTES: positiveInt.default(1024 * 1024),
+  /** Directory with ca.crt, tls.crt, tls.key: talk mutual TLS to node-agents. */
+  WAGGLE_AGENT_TLS_DIR: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;

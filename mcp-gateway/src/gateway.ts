@@ -1,5 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { NodeAgentClient } from '@waggle/node-agent/client';
+import { createNodeAgentClient, loadAgentTls, type NodeAgentClient } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 import { ApiKeyAuthenticator } from './auth/api-keys.ts';
 import { type Authenticator, chainAuthenticators } from './auth/caller.ts';
@@ -79,7 +79,12 @@ export async function startGateway(opts: {
     },
     log,
   );
-  const sandbox = new SandboxService(cache, activity, opts.agentFactory);
+  const agentTls = c.WAGGLE_AGENT_TLS_DIR ? loadAgentTls(c.WAGGLE_AGENT_TLS_DIR) : undefined;
+  const sandbox = new SandboxService(
+    cache,
+    activity,
+    opts.agentFactory ?? ((endpoint) => createNodeAgentClient(endpoint, agentTls)),
+  );
   const tools = buildTools({
     environments,
     sandbox,

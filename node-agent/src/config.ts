@@ -53,6 +53,8 @@ export const configSchema = z.object({
   WAGGLE_RUNTIME_PYTHON_EXEC_COMMAND: absolutePath.optional(),
   WAGGLE_RUNTIME_NODE_EXEC_COMMAND: absolutePath.optional(),
   WAGGLE_RUNTIME_SHELL_EXEC_COMMAND: absolutePath.optional(),
+  /** Directory with tls.crt, tls.key (serving) and ca.crt (clients' CA): serve mutual TLS. */
+  WAGGLE_AGENT_TLS_DIR: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
   WAGGLE_GUEST_BUILD_SCRIPT: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
   /** Move each QEMU out of the agent container's cgroups (into <root>/<hierarchy>/<name>). */
   WAGGLE_VM_CGROUP_ROOT: z

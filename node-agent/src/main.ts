@@ -1,6 +1,7 @@
 // node-agent entry point: all wiring lives here.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Agent } from './agent.ts';
 import { ConfigError, loadConfig } from './config.ts';
@@ -116,6 +117,15 @@ async function main(): Promise<void> {
     listen: config.WAGGLE_AGENT_LISTEN,
     opsListen: config.WAGGLE_AGENT_OPS_LISTEN,
     isReady: () => ready,
+    ...(config.WAGGLE_AGENT_TLS_DIR
+      ? {
+          tls: {
+            cert: await readFile(join(config.WAGGLE_AGENT_TLS_DIR, 'tls.crt'), 'utf8'),
+            key: await readFile(join(config.WAGGLE_AGENT_TLS_DIR, 'tls.key'), 'utf8'),
+            clientCA: await readFile(join(config.WAGGLE_AGENT_TLS_DIR, 'ca.crt'), 'utf8'),
+          },
+        }
+      : {}),
   });
   const endpoint = config.WAGGLE_AGENT_ENDPOINT ?? servers.apiUrl;
   log.info({ node, api: servers.apiUrl, ops: servers.opsUrl, endpoint }, 'node-agent listening');

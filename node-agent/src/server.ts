@@ -10,9 +10,10 @@ const split = (hp: string) => {
 };
 
 /**
- * Two listeners: the ConnectRPC API over HTTP/2 (cleartext h2c for now; mTLS comes with the
- * operator's CA) and an HTTP/1.1 ops listener for probes and Prometheus (kubelet probes speak
- * HTTP/1.1, which an h2c-only server cannot answer).
+ * Two listeners: the ConnectRPC API over HTTP/2 — with `tls`, mutual TLS that admits only
+ * clients whose certificate the given CA signed (operator and gateway); without, cleartext h2c
+ * for local development — and an HTTP/1.1 ops listener for probes and Prometheus (kubelet
+ * probes speak HTTP/1.1, which an HTTP/2-only server cannot answer).
  */
 export async function startServers(opts: {
   agent: Agent;
@@ -20,8 +21,25 @@ export async function startServers(opts: {
   listen: string;
   opsListen: string;
   isReady: () => boolean;
+  tls?: { cert: string; key: string; clientCA: string };
 }): Promise<{ apiUrl: string; opsUrl: string; close(): Promise<void> }> {
-  const api = fastify({ http2: true, logger: false });
+  // With `https`, fastify creates an HTTP/2 secure server; the routes are the same either way.
+  const api = fastify({
+    http2: true,
+    logger: false,
+    ...(opts.tls
+      ? {
+          https: {
+            cert: opts.tls.cert,
+            key: opts.tls.key,
+            ca: opts.tls.clientCA,
+            requestCert: true,
+            rejectUnauthorized: true,
+            minVersion: 'TLSv1.3',
+          },
+        }
+      : {}),
+  } as { http2: true; logger: false });
   await api.register(fastifyConnectPlugin, {
     routes: nodeAgentRoutes(opts.agent),
     interceptors: [

@@ -1,5 +1,6 @@
 // operator entry point: all wiring lives here.
 import { KubeConfig } from '@kubernetes/client-node';
+import { createNodeAgentClient, loadAgentTls } from '@waggle/node-agent/client';
 import { fastify } from 'fastify';
 import { pino } from 'pino';
 import { loadOperatorConfig } from './config.ts';
@@ -11,6 +12,7 @@ async function main(): Promise<void> {
   const log = pino({ name: 'operator', level: config.LOG_LEVEL });
   const kc = new KubeConfig();
   kc.loadFromDefault();
+  const agentTls = config.WAGGLE_AGENT_TLS_DIR ? loadAgentTls(config.WAGGLE_AGENT_TLS_DIR) : undefined;
 
   let operator: RunningOperator | undefined;
   const metrics = createOperatorMetrics({
@@ -37,6 +39,7 @@ async function main(): Promise<void> {
     kc,
     log,
     identity: config.POD_NAME,
+    ...(agentTls ? { agentFactory: (endpoint: string) => createNodeAgentClient(endpoint, agentTls) } : {}),
     ...(config.WAGGLE_WATCH_NAMESPACE ? { namespace: config.WAGGLE_WATCH_NAMESPACE } : {}),
     config: {
       workers: config.WAGGLE_RECONCILE_WORKERS,

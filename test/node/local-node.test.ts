@@ -180,6 +180,10 @@ describe('the Helm chart on the real node', () => {
       { timeoutMs: 60_000 },
     );
     expect(nodes.split('\n')[0]).toMatch(/^NAME\s+READY\s+ACCEL\s+VMS\s+AGE$/);
+    // Operator and gateway reach the agent over mutual TLS with the chart's certificates.
+    expect(await k(['get', 'wagglenode', 'waggle-node', '-o', 'jsonpath={.status.endpoint}'])).toBe(
+      'https://10.250.255.1:7443',
+    );
   });
 
   let token = '';
@@ -297,6 +301,7 @@ describe('cluster down', () => {
       iptables: [],
     });
     expect(await pidsMentioning(paths.base)).toEqual([]);
+    expect(await pidsMentioning('loopback-proxy.ts')).toEqual([]); // pnpm waggle up's forwarder
     expect(await readdir(paths.base).catch(() => 'gone')).toBe('gone');
     expect(await readdir(paths.run).catch(() => 'gone')).toBe('gone');
     expect((await clusterStatus()).components).toEqual([]);

@@ -268,6 +268,11 @@ export async function clusterDown(opts: { log?: (line: string) => void } = {}): 
     }
     await killContainerProcesses(p);
     for (const d of daemons.slice(2)) if (await stopDaemon(d)) log(`stopped ${d.name}`);
+    // Helpers started beside the cluster with a pid file here (pnpm waggle up's MCP forwarder).
+    for (const f of (await readdir(p.pids).catch(() => [] as string[])).filter((f) => f.endsWith('.pid'))) {
+      if (await stopDaemon({ pidPath: join(p.pids, f), command: process.execPath }))
+        log(`stopped ${f.slice(0, -4)}`);
+    }
   }
   await cleanHost(p, log);
   await rm(p.run, { recursive: true, force: true });
