@@ -13,6 +13,7 @@ import {
   helmRun,
   installWaggle,
   type LocalStack,
+  localChartValues,
   prepareLocalStack,
   RELEASE,
   RELEASE_NAMESPACE,
@@ -149,6 +150,17 @@ describe('the Helm chart on the real node', () => {
       expect(err, args.join(' ')).toMatch(/values don't meet the specifications of the schema/);
       expect(err, args.join(' ')).toMatch(expected);
     }
+  });
+
+  it('renders the local values even when a content-hash tag is all digits', async () => {
+    // A 12-hex-digit hash is all decimal digits about once in 280 builds; `--set` would make it a
+    // number and the schema would refuse the install (this broke CI once).
+    const digits = {
+      ...stack,
+      images: { ...stack.images, 'node-agent': 'localhost/waggle/node-agent:176362492599' },
+    };
+    const out = await helmRun(stack, ['template', RELEASE, CHART, ...localChartValues(digits)]);
+    expect(out).toContain('image: localhost/waggle/node-agent:176362492599');
   });
 
   it('installs: two operator replicas, the gateway and the node-agent become Ready', async () => {

@@ -38,19 +38,28 @@ export async function prepareLocalStack(opts: { log?: (l: string) => void } = {}
 
 const tagOf = (ref: string) => ref.slice(ref.lastIndexOf(':') + 1);
 
-/** Chart values for the local node: its images, the host's guest-image cache, state under the cluster dir. */
+/**
+ * Chart values for the local node: its images, the host's guest-image cache, state under the cluster dir.
+ * Strings go through `--set-string`: a content-hash tag can be all digits (`176362492599`), which
+ * `--set` would turn into a number that the chart's schema rightly refuses.
+ */
 export function localChartValues(stack: LocalStack): string[] {
-  const v: Record<string, string> = {
+  const strings: Record<string, string> = {
     'images.operator.tag': tagOf(stack.images.operator),
     'images.gateway.tag': tagOf(stack.images['mcp-gateway']),
     'images.nodeAgent.tag': tagOf(stack.images['node-agent']),
     'images.pullPolicy': 'Never',
     'nodeAgent.imageCacheDir': cacheRoot(),
     'nodeAgent.stateDir': join(stack.cluster.paths.base, 'node-agent'),
-    // TCG guests mostly wait; let 8 one-vCPU VMs share this small machine.
-    'nodeAgent.capacity.cpus': '16',
   };
-  return Object.entries(v).flatMap(([k, val]) => ['--set', `${k}=${val}`]);
+  const numbers: Record<string, number> = {
+    // TCG guests mostly wait; let 8 one-vCPU VMs share this small machine.
+    'nodeAgent.capacity.cpus': 16,
+  };
+  return [
+    ...Object.entries(strings).flatMap(([k, val]) => ['--set-string', `${k}=${val}`]),
+    ...Object.entries(numbers).flatMap(([k, val]) => ['--set', `${k}=${val}`]),
+  ];
 }
 
 /** Runs helm against the cluster; returns stdout, throws with stderr. */
