@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { httpsGet, waitForHttpsOk } from './https-probe.ts';
 import { ensureKubeBinaries } from './kube-binaries.ts';
 import { writeKubeconfig } from './kubeconfig.ts';
-import { createCA, serviceAccountKeyPair, writeCertPair } from './pki.ts';
+import { apiserverServingRequest, createCA, serviceAccountKeyPair, writeCertPair } from './pki.ts';
 import { freePorts } from './ports.ts';
 import { type Component, startComponent, tailLog } from './processes.ts';
 
@@ -117,18 +117,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const serving = await writeCertPair(
       pki,
       'apiserver',
-      await ca.issue({
-        cn: 'kube-apiserver',
-        usage: 'server',
-        dnsNames: [
-          'localhost',
-          'kubernetes',
-          'kubernetes.default',
-          'kubernetes.default.svc',
-          'kubernetes.default.svc.cluster.local',
-        ],
-        ips: ['127.0.0.1', '10.96.0.1'],
-      }),
+      await ca.issue(apiserverServingRequest(['127.0.0.1', '10.96.0.1'])),
     );
     const admin = await ca.issue({ cn: 'waggle-admin', orgs: ['system:masters'], usage: 'client' });
     const sa = serviceAccountKeyPair();

@@ -25,6 +25,23 @@ export interface CertRequest {
   validDays?: number;
 }
 
+/** The names a kube-apiserver serving certificate must carry (in-cluster DNS names + `ips`). */
+export function apiserverServingRequest(ips: string[], validDays?: number): CertRequest {
+  return {
+    cn: 'kube-apiserver',
+    usage: 'server',
+    dnsNames: [
+      'localhost',
+      'kubernetes',
+      'kubernetes.default',
+      'kubernetes.default.svc',
+      'kubernetes.default.svc.cluster.local',
+    ],
+    ips,
+    ...(validDays === undefined ? {} : { validDays }),
+  };
+}
+
 /** A certificate authority that issues ECDSA P-256 certificates (in memory; write what you need). */
 export interface CertificateAuthority {
   certPem: string;

@@ -1,7 +1,7 @@
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeKubeconfig } from '../kubeconfig.ts';
-import { createCA, serviceAccountKeyPair, writeCertPair } from '../pki.ts';
+import { apiserverServingRequest, createCA, serviceAccountKeyPair, writeCertPair } from '../pki.ts';
 import { CLUSTER, type ClusterPaths } from './layout.ts';
 
 const exists = (p: string) =>
@@ -34,19 +34,7 @@ export async function ensureClusterPki(p: ClusterPaths): Promise<{ created: bool
   await writeCertPair(
     p.pki,
     'apiserver',
-    await ca.issue({
-      cn: 'kube-apiserver',
-      usage: 'server',
-      dnsNames: [
-        'localhost',
-        'kubernetes',
-        'kubernetes.default',
-        'kubernetes.default.svc',
-        'kubernetes.default.svc.cluster.local',
-      ],
-      ips: ['127.0.0.1', CLUSTER.nodeIP, CLUSTER.apiserverServiceIP],
-      validDays: 3650,
-    }),
+    await ca.issue(apiserverServingRequest(['127.0.0.1', CLUSTER.nodeIP, CLUSTER.apiserverServiceIP], 3650)),
   );
   await writeCertPair(
     p.pki,
