@@ -23,6 +23,9 @@ export const operatorConfigSchema = z.object({
   WAGGLE_UNSCHEDULABLE_RETRY: durationMs.default(15_000),
   WAGGLE_DESTROY_TIMEOUT: durationMs.default(120_000),
   WAGGLE_VERIFY_INTERVAL: durationMs.default(30_000),
+  /** How often Ready nodes are checked for VMs whose environment is gone; "0s" turns it off. */
+  WAGGLE_ORPHAN_VM_CHECK_INTERVAL: durationMs.default(60_000),
+  WAGGLE_ORPHAN_VM_GRACE: durationMs.default(120_000),
   /** Directory with ca.crt, tls.crt, tls.key: talk mutual TLS to node-agents. */
   WAGGLE_AGENT_TLS_DIR: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -49,6 +49,8 @@ async function main(): Promise<void> {
       unschedulableRetryMs: config.WAGGLE_UNSCHEDULABLE_RETRY,
       destroyTimeoutMs: config.WAGGLE_DESTROY_TIMEOUT,
       verifyEveryMs: config.WAGGLE_VERIFY_INTERVAL,
+      orphanVMCheckEveryMs: config.WAGGLE_ORPHAN_VM_CHECK_INTERVAL,
+      orphanVMGraceMs: config.WAGGLE_ORPHAN_VM_GRACE,
     },
     ...(config.WAGGLE_LEADER_ELECTION === 'true'
       ? {
@@ -64,6 +66,7 @@ async function main(): Promise<void> {
     observe: {
       reconciled: (outcome, ms) => metrics.reconcileSeconds.observe({ outcome }, ms / 1000),
       schedulingFailure: () => metrics.schedulingFailures.inc(),
+      orphanVMDestroyed: () => metrics.orphanVMsDestroyed.inc(),
     },
     // Like controller-runtime: a replica that loses the lease exits and is restarted clean.
     onLeadershipLost: () => {

@@ -20,6 +20,11 @@ export function createOperatorMetrics(collect: {
     help: 'Scheduling attempts that found no node',
     registers: [registry],
   });
+  const orphanVMsDestroyed = new Counter({
+    name: 'waggle_operator_orphaned_vms_destroyed_total',
+    help: 'VMs destroyed because their WaggleEnvironment no longer exists',
+    registers: [registry],
+  });
   new Gauge({
     name: 'waggle_operator_queue_depth',
     help: 'Keys waiting in the work queue',
@@ -46,6 +51,6 @@ export function createOperatorMetrics(collect: {
       this.set(collect.isLeader() ? 1 : 0);
     },
   });
-  return { registry, reconcileSeconds, schedulingFailures };
+  return { registry, reconcileSeconds, schedulingFailures, orphanVMsDestroyed };
 }
 export type OperatorMetrics = ReturnType<typeof createOperatorMetrics>;

@@ -15,6 +15,7 @@ import { EventRecorder } from './environment/events.ts';
 import { EnvironmentReconciler, type ReconcilerConfig } from './environment/reconciler.ts';
 import { EnvironmentStore } from './environment/store.ts';
 import { NodeLifecycle } from './node/node-lifecycle.ts';
+import { OrphanVMCollector } from './node/orphan-vms.ts';
 import { Controller } from './runtime/controller.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 
@@ -22,7 +23,14 @@ export interface OperatorOptions {
   kc: KubeConfig;
   log: Logger;
   identity: string;
-  config: ReconcilerConfig & { workers: number; resyncMs: number; nodeCheckEveryMs: number };
+  config: ReconcilerConfig & {
+    workers: number;
+    resyncMs: number;
+    nodeCheckEveryMs: number;
+    /** Orphaned-VM collection interval; 0 or unset: off. */
+    orphanVMCheckEveryMs?: number;
+    orphanVMGraceMs?: number;
+  };
   /** Lease for leader election; without it this instance always leads. */
   leaderElection?: {
     namespace: string;
@@ -40,6 +48,7 @@ export interface OperatorOptions {
   observe?: {
     reconciled: (outcome: 'success' | 'error' | 'terminal', durationMs: number) => void;
     schedulingFailure: () => void;
+    orphanVMDestroyed?: () => void;
   };
 }
 
@@ -100,14 +109,16 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   });
   await Promise.all([envs.synced, nodes.synced]);
 
+  const agents = new AgentClients(o.agentFactory);
+  const events = new EventRecorder(o.kc, { component: 'waggle-operator', instance: o.identity, log });
   const reconciler = new EnvironmentReconciler({
     getEnv: (key) => envs.get(key) as unknown as WaggleEnvironment | undefined,
     listEnvs: () => envs.list() as unknown as WaggleEnvironment[],
     getNode: (name) => nodes.get(name) as unknown as WaggleNode | undefined,
     listNodes: () => nodes.list() as unknown as WaggleNode[],
     store: new EnvironmentStore(o.kc),
-    agents: new AgentClients(o.agentFactory),
-    events: new EventRecorder(o.kc, { component: 'waggle-operator', instance: o.identity, log }),
+    agents,
+    events,
     log,
     config: o.config,
     enqueue,
@@ -120,6 +131,33 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     onNodeLost: envsOnNode,
   });
 
+  const orphans = o.config.orphanVMCheckEveryMs
+    ? new OrphanVMCollector({
+        listNodes: () => nodes.list() as unknown as WaggleNode[],
+        agentFor: (endpoint) => agents.for(endpoint),
+        cachedUids: () => new Set(envs.list().map((e) => e.metadata?.uid as string)),
+        liveUids: async () => {
+          const all = (await api.listCustomObjectForAllNamespaces({
+            group: GROUP,
+            version: VERSION,
+            resourcePlural: ENVIRONMENT_PLURAL,
+          })) as { items: KubernetesObject[] };
+          return new Set(all.items.map((e) => e.metadata?.uid as string));
+        },
+        graceMs: o.config.orphanVMGraceMs ?? 120_000,
+        log,
+        onCollected: (node, vmId) => {
+          o.observe?.orphanVMDestroyed?.();
+          void events.record(
+            node,
+            'Warning',
+            'OrphanedVMDestroyed',
+            `destroyed VM ${vmId}: no WaggleEnvironment has this UID any more`,
+          );
+        },
+      })
+    : undefined;
+
   const startLeading = () => {
     controller = new Controller({
       name: 'waggleenvironment',
@@ -131,10 +169,12 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     controller.start();
     for (const e of envs.list()) controller.enqueue(keyOf(e));
     lifecycle.start(o.config.nodeCheckEveryMs);
+    if (orphans && o.config.orphanVMCheckEveryMs) orphans.start(o.config.orphanVMCheckEveryMs);
     log.info('leading: reconciling');
   };
   const stopLeading = async () => {
     lifecycle.stop();
+    orphans?.stop();
     const c = controller;
     controller = undefined;
     await c?.stop();

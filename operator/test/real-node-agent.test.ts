@@ -24,6 +24,8 @@ const core = kc.makeApiClient(CoreV1Api);
 const G = { group: 'waggle.dev', version: 'v1alpha1', plural: 'waggleenvironments' };
 const namespace = `real-agent-${process.pid}`;
 let stateDir = '';
+let apiPort = 0;
+let opsPort = 0;
 const nodeName = `real-node-${process.pid}`;
 let agent: AgentProcess;
 let operator: RunningOperator;
@@ -41,7 +43,28 @@ beforeAll(async () => {
   await applyCRDs(kubeconfigPath);
   await core.createNamespace({ body: { metadata: { name: namespace } } });
   stateDir = await mkdtemp(join(tmpdir(), 'waggle-op-agent-'));
-  const [apiPort, opsPort] = (await freePorts(2)) as [number, number];
+  [apiPort, opsPort] = (await freePorts(2)) as [number, number];
+  await startAgent();
+  operator = await startOperator({
+    kc,
+    log: pino({ level: 'silent' }),
+    identity: 'real-agent-test',
+    namespace,
+    config: {
+      workers: 2,
+      resyncMs: 60_000,
+      nodeCheckEveryMs: 1_000,
+      nodeStaleAfterMs: 15_000,
+      unschedulableRetryMs: 1_000,
+      destroyTimeoutMs: 5_000,
+      verifyEveryMs: 5_000,
+      orphanVMCheckEveryMs: 1_000,
+      orphanVMGraceMs: 0,
+    },
+  });
+}, 900_000);
+
+async function startAgent(): Promise<void> {
   agent = await startAgentProcess({
     apiPort,
     opsPort,
@@ -54,25 +77,14 @@ beforeAll(async () => {
       WAGGLE_SSH_PORT_RANGE: '42700-42799',
     },
   });
-  operator = await startOperator({
-    kc,
-    log: pino({ level: 'silent' }),
-    identity: 'real-agent-test',
-    namespace,
-    config: {
-      workers: 2,
-      resyncMs: 60_000,
-      nodeCheckEveryMs: 1_000,
-      nodeStaleAfterMs: 15_000,
-      unschedulableRetryMs: 1_000,
-      destroyTimeoutMs: 30_000,
-      verifyEveryMs: 5_000,
-    },
-  });
-}, 900_000);
+}
 
 afterAll(async () => {
   await operator?.stop();
+  // A failed test may leave a VM behind; it would outlive the agent process.
+  const client = agent ? createNodeAgentClient(agent.apiUrl) : undefined;
+  for (const vm of (await client?.listVMs({}).catch(() => undefined))?.vms ?? [])
+    await client?.destroyVM({ vmId: vm.spec?.vmId ?? '' }).catch(() => undefined);
   await agent?.kill('SIGTERM');
   // Cluster-scoped: delete it after the agent is gone (it would re-register), see agent-api.test.
   await custom
@@ -134,5 +146,64 @@ describe('operator with a real node-agent (real TCG VM)', () => {
       60_000,
     );
     expect((await client.listVMs({})).vms).toEqual([]);
+  });
+
+  it('releases an environment whose node is unreachable, then destroys the orphaned VM when the node returns', {
+    timeout: 300_000,
+  }, async () => {
+    await custom.createNamespacedCustomObject({
+      ...G,
+      namespace,
+      body: {
+        apiVersion: 'waggle.dev/v1alpha1',
+        kind: 'WaggleEnvironment',
+        metadata: { name: 'stranded' },
+        spec: { runtime: 'python' },
+      },
+    });
+    const running = await until(
+      () => get('stranded'),
+      (e) => e?.status?.phase === 'Running',
+      'Running',
+      180_000,
+    );
+    const vmId = running?.status?.vmId as string;
+
+    // The agent dies (its VM keeps running); the finalizer gives up after destroyTimeout.
+    await agent.kill('SIGKILL');
+    await custom.deleteNamespacedCustomObject({ ...G, namespace, name: 'stranded' });
+    await until(
+      () => get('stranded'),
+      (e) => e === undefined,
+      'the environment to be released',
+      60_000,
+    );
+    const released = await core.listNamespacedEvent({
+      namespace,
+      fieldSelector: 'involvedObject.name=stranded,reason=VMNotDestroyed',
+    });
+    expect(released.items[0]?.message).toMatch(/releasing the environment.*destroys the orphaned VM/);
+
+    // The agent comes back and re-adopts the VM; the operator finds it has no environment.
+    await startAgent();
+    const client = createNodeAgentClient(agent.apiUrl);
+    await until(
+      () => client.listVMs({}),
+      (r) => r.vms.length === 0,
+      `the orphaned VM ${vmId} to be destroyed`,
+      60_000,
+    );
+    const collected = await until(
+      () =>
+        core.listNamespacedEvent({
+          namespace: 'default',
+          fieldSelector: `involvedObject.name=${nodeName},reason=OrphanedVMDestroyed`,
+        }),
+      (r) => r.items.length > 0,
+      'an OrphanedVMDestroyed event on the WaggleNode',
+      10_000,
+    );
+    expect(collected.items[0]?.message).toContain(vmId);
+    expect(collected.items[0]?.involvedObject.kind).toBe('WaggleNode');
   });
 });

@@ -32,6 +32,8 @@ const notFound = (what: string, fileCode?: string) => {
  */
 export async function startFakeNodeAgent(opts: { createDelayMs?: number } = {}): Promise<FakeNodeAgent> {
   const vms = new Set<string>();
+  // VMs added to `vms` directly by a test have no creation time (they look old).
+  const createdAt = new Map<string, string>();
   const createCalls: string[] = [];
   const destroyCalls: string[] = [];
   const execCalls: FakeNodeAgent['execCalls'] = [];
@@ -48,6 +50,7 @@ export async function startFakeNodeAgent(opts: { createDelayMs?: number } = {}):
           createCalls.push(id);
           await new Promise((r) => setTimeout(r, opts.createDelayMs ?? 50));
           vms.add(id);
+          createdAt.set(id, new Date().toISOString());
           return {
             vm: { spec: req.spec, state: VMState.VM_STATE_RUNNING, bootMs: opts.createDelayMs ?? 50 },
           };
@@ -61,7 +64,13 @@ export async function startFakeNodeAgent(opts: { createDelayMs?: number } = {}):
           return { existed: vms.delete(req.vmId) };
         },
         async listVMs() {
-          return { vms: [...vms].map((vmId) => ({ spec: { vmId }, state: VMState.VM_STATE_RUNNING })) };
+          return {
+            vms: [...vms].map((vmId) => ({
+              spec: { vmId },
+              state: VMState.VM_STATE_RUNNING,
+              createdAt: createdAt.get(vmId) ?? '',
+            })),
+          };
         },
         async *exec(req, ctx) {
           requireVM(req.vmId);

@@ -28,6 +28,7 @@ export class EventRecorder {
     reason: string,
     message: string,
   ): Promise<void> {
+    // Events about cluster-scoped objects (WaggleNodes) live in "default", as for Nodes.
     const namespace = obj.metadata.namespace ?? 'default';
     const now = new Date();
     try {
@@ -39,7 +40,7 @@ export class EventRecorder {
             apiVersion: obj.apiVersion,
             kind: obj.kind,
             name: obj.metadata.name,
-            namespace,
+            ...(obj.metadata.namespace ? { namespace: obj.metadata.namespace } : {}),
             uid: obj.metadata.uid,
             resourceVersion: obj.metadata.resourceVersion,
           },

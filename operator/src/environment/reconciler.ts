@@ -382,7 +382,7 @@ export class EnvironmentReconciler {
           'Warning',
           'VMNotDestroyed',
           `could not destroy the VM on ${nodeName} for ${Math.round(this.#d.config.destroyTimeoutMs / 1000)} s ` +
-            `(${ConnectError.from(e).rawMessage}); releasing the environment. If the node comes back, its VM (id = this environment's UID) must be destroyed there by hand.`,
+            `(${ConnectError.from(e).rawMessage}); releasing the environment. If the node comes back, the operator destroys the orphaned VM (id = this environment's UID) there.`,
         );
       }
     }

@@ -1,0 +1,106 @@
+import { NodeConditionType, type WaggleNode } from '@waggle/crds';
+import type { NodeAgentClient } from '@waggle/node-agent/client';
+import { ConnectError } from '@waggle/node-agent/client';
+import type { Logger } from 'pino';
+
+export interface OrphanVMCollectorOptions {
+  listNodes: () => readonly WaggleNode[];
+  agentFor: (endpoint: string) => NodeAgentClient;
+  /** UIDs of the environments in the informer cache: a cheap first filter. */
+  cachedUids: () => ReadonlySet<string>;
+  /**
+   * UIDs of every WaggleEnvironment in the cluster, read from the apiserver. Asked only when the
+   * cache suggests an orphan, so a lagging or namespace-scoped cache never destroys a live VM.
+   */
+  liveUids: () => Promise<ReadonlySet<string>>;
+  /** A VM younger than this is never collected. */
+  graceMs: number;
+  log: Logger;
+  onCollected?: (node: WaggleNode, vmId: string) => void;
+  now?: () => number;
+}
+
+/** Kubernetes UIDs are RFC 4122 UUIDs; the operator names every VM it creates after one. */
+const KUBERNETES_UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Destroys VMs whose WaggleEnvironment no longer exists — left behind when the finalizer gave up
+ * on an unreachable node (`VMNotDestroyed`) and the node came back. Only VMs the operator could
+ * have created (id = a Kubernetes UID) on Ready nodes are considered, and only after a grace
+ * period; every candidate is confirmed against the apiserver before it is destroyed.
+ */
+export class OrphanVMCollector {
+  readonly #o: OrphanVMCollectorOptions;
+  #timer: NodeJS.Timeout | undefined;
+  #running = false;
+
+  constructor(opts: OrphanVMCollectorOptions) {
+    this.#o = opts;
+  }
+
+  /** One pass over every Ready node; returns the VM ids it destroyed. */
+  async collect(): Promise<string[]> {
+    const now = (this.#o.now ?? Date.now)();
+    const cached = this.#o.cachedUids();
+    const candidates: Array<{ node: WaggleNode; vmId: string }> = [];
+    for (const node of this.#o.listNodes()) {
+      const ready = node.status?.conditions?.find((c) => c.type === NodeConditionType.Ready);
+      const endpoint = node.status?.endpoint;
+      if (ready?.status !== 'True' || !endpoint) continue;
+      const name = node.metadata.name as string;
+      try {
+        const { vms } = await this.#o.agentFor(endpoint).listVMs({}, { timeoutMs: 10_000 });
+        for (const vm of vms) {
+          const vmId = vm.spec?.vmId ?? '';
+          if (!KUBERNETES_UID.test(vmId) || cached.has(vmId)) continue;
+          const created = Date.parse(vm.createdAt);
+          if (Number.isFinite(created) && now - created < this.#o.graceMs) continue;
+          candidates.push({ node, vmId });
+        }
+      } catch (err) {
+        this.#o.log.debug({ node: name, err: ConnectError.from(err).rawMessage }, 'could not list VMs');
+      }
+    }
+    if (candidates.length === 0) return [];
+
+    const live = await this.#o.liveUids();
+    const collected: string[] = [];
+    for (const { node, vmId } of candidates) {
+      if (live.has(vmId)) continue;
+      const name = node.metadata.name as string;
+      try {
+        const { existed } = await this.#o
+          .agentFor(node.status?.endpoint as string)
+          .destroyVM({ vmId }, { timeoutMs: 30_000 });
+        if (!existed) continue; // its finalizer got there first
+        collected.push(vmId);
+        this.#o.log.warn({ node: name, vmId }, 'destroyed orphaned VM');
+        this.#o.onCollected?.(node, vmId);
+      } catch (err) {
+        this.#o.log.warn(
+          { node: name, vmId, err: ConnectError.from(err).rawMessage },
+          'could not destroy orphaned VM',
+        );
+      }
+    }
+    return collected;
+  }
+
+  start(intervalMs: number): void {
+    this.#timer = setInterval(() => {
+      if (this.#running) return;
+      this.#running = true;
+      this.collect()
+        .catch((err: Error) => this.#o.log.warn({ err: err.message }, 'orphaned VM collection failed'))
+        .finally(() => {
+          this.#running = false;
+        });
+    }, intervalMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}
