@@ -5,9 +5,11 @@ import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
 import { grantAgent } from '../src/agent-identity.ts';
 import { clusterDown, clusterStatus, hostLeftovers } from '../src/cluster/local-cluster.ts';
 import { pidsMentioning } from '../src/control-plane.ts';
+import { ensureHelm, HELM3_VERSION } from '../src/helm.ts';
 import {
   CHART,
   helmRun,
@@ -150,6 +152,50 @@ describe('the Helm chart on the real node', () => {
       expect(err, args.join(' ')).toMatch(/values don't meet the specifications of the schema/);
       expect(err, args.join(' ')).toMatch(expected);
     }
+  });
+
+  it('works with Helm 3 as well: lint, the same objects, schema errors, a server dry-run', async () => {
+    const helm3 = await ensureHelm({ version: HELM3_VERSION });
+    const h3 = (args: string[]) =>
+      run(helm3, args, {
+        env: { ...process.env, KUBECONFIG: stack.cluster.kubeconfigPath },
+        maxBuffer: 32 << 20,
+      }).then(
+        (r) => r.stdout,
+        (e: { stderr?: string; message: string }) => {
+          throw new Error(`helm ${HELM3_VERSION} ${args[0]} failed: ${e.stderr || e.message}`);
+        },
+      );
+    expect(await h3(['version', '--short'])).toMatch(/^v3\./);
+    expect(await h3(['lint', CHART])).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+
+    const objects = (manifest: string) =>
+      parseAllDocuments(manifest)
+        .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string } } | null)
+        .filter((o) => o?.kind)
+        .map((o) => `${o?.kind}/${o?.metadata?.name}`)
+        .sort();
+    const values = localChartValues(stack);
+    const rendered3 = objects(await h3(['template', RELEASE, CHART, '-n', NS, ...values]));
+    const rendered4 = objects(await helmRun(stack, ['template', RELEASE, CHART, '-n', NS, ...values]));
+    expect(rendered3).toEqual(rendered4);
+    expect(rendered3).toEqual(
+      expect.arrayContaining([`Deployment/${RELEASE}-operator`, `DaemonSet/${RELEASE}-node-agent`]),
+    );
+
+    // Helm 3 validates values.schema.json with another JSON Schema library (draft 7).
+    const refused = await h3(['template', RELEASE, CHART, '--set', 'operator.replicas=0']).then(
+      () => 'accepted',
+      (e: Error) => e.message,
+    );
+    expect(refused).toMatch(/values don't meet the specifications of the schema/);
+    expect(refused).toMatch(/operator.*replicas/s);
+
+    // Against the live apiserver (capabilities, lookup) without changing anything.
+    expect(await h3(['install', `${RELEASE}-helm3`, CHART, '-n', NS, '--dry-run=server', ...values])).toMatch(
+      /STATUS: pending-install/,
+    );
+    expect(await h3(['list', '-A', '-q'])).not.toMatch(/helm3/);
   });
 
   it('renders the local values even when a content-hash tag is all digits', async () => {

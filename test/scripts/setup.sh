@@ -3,7 +3,7 @@
 #   1. Debian packages the harness needs
 #   2. Node.js 26 and pnpm from the npm registry (the machine's Node 20 is end-of-life)
 #   3. the workspace's npm dependencies (pnpm install)
-#   4. Kubernetes v1.36.3 binaries (all seven components) and helm v4.3.1, built from Go modules
+#   4. Kubernetes v1.36.3 binaries (all seven components) and helm v4 + v3, built from Go modules
 #   5. guest images: kernel + initramfs and the python, node and shell root filesystems
 #   6. the local node's container tooling: containerd, runc, CNI plugins, iptables, podman
 #      (with rlimits this VM allows); images themselves are built on first use, cached by hash
@@ -123,7 +123,7 @@ workspace_deps() {
 kube_binaries() {
   cd "$REPO"
   node test/src/cli.ts build-kube all
-  bash test/scripts/build-helm.sh "$CACHE/tools/helm-v4.3.1"
+  node test/src/cli.ts build-helm
 }
 
 # podman's default rlimits exceed this VM's hard limits (no CAP_SYS_RESOURCE): every container

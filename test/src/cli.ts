@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { clusterDown, clusterStatus, clusterUp } from './cluster/local-cluster.ts';
 import { ensureComponentImages } from './container-images.ts';
 import { startControlPlane } from './control-plane.ts';
+import { ensureHelm, HELM_VERSION, HELM3_VERSION } from './helm.ts';
 import { ensureKubeBinaries, KUBE_COMPONENTS, KUBE_VERSION, type KubeComponent } from './kube-binaries.ts';
 
 const USAGE = `usage: pnpm cluster <command>
@@ -13,6 +14,7 @@ commands:
   build-kube [component…]  build and cache Kubernetes binaries from Go modules
                            (default: etcd kube-apiserver kubectl; "all" for every component)
   which <component>        print the cached path of a Kubernetes binary (building it if needed)
+  build-helm               build and cache helm ${HELM_VERSION} and ${HELM3_VERSION} from Go modules
   up                       bring up the local single-node cluster (idempotent; needs root)
   down                     stop it and remove everything it created on this machine
   status                   which cluster components run
@@ -74,6 +76,11 @@ async function main(): Promise<number> {
       if (rest.length !== 1) throw new Error('usage: which <component>');
       const paths = await ensureKubeBinaries(components(rest), { log: say });
       console.log(Object.values(paths)[0]);
+      return 0;
+    }
+    case 'build-helm': {
+      for (const version of [HELM_VERSION, HELM3_VERSION])
+        say(`helm ${version}: ${await ensureHelm({ version, log: say })}`);
       return 0;
     }
     case 'up': {

@@ -9,7 +9,7 @@ import { type DaemonSpec, daemonPid, ensureDaemon, stopDaemon } from './cluster/
 import { sh } from './cluster/host.ts';
 import { clusterPaths } from './cluster/layout.ts';
 import { clusterDown, clusterStatus } from './cluster/local-cluster.ts';
-import { HELM_VERSION } from './helm.ts';
+import { helmPath } from './helm.ts';
 import { kubeBinDir } from './kube-binaries.ts';
 import { installWaggle, type LocalStack, prepareLocalStack, RELEASE, RELEASE_NAMESPACE } from './stack.ts';
 
@@ -218,11 +218,7 @@ async function doctor(): Promise<number> {
         ? `not built yet; ${go} will build them (~12 min, once)`
         : 'not built, and Go ≥ 1.25 is missing to build them',
   );
-  add(
-    (await exists(join(cacheRoot(), 'tools', `helm-${HELM_VERSION}`, 'helm'))) ? true : 'warn',
-    'helm',
-    'built once from its Go module by setup.sh',
-  );
+  add((await exists(helmPath())) ? true : 'warn', 'helm', 'built once from its Go module by setup.sh');
   const tools: Array<[string, string]> = [
     ['/usr/bin/containerd', 'containerd'],
     ['/usr/sbin/runc', 'runc'],
