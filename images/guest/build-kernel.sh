@@ -20,8 +20,17 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
-pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-[ -n "$pkg" ] || { echo "build-kernel: cannot resolve linux-image-cloud-amd64 (run apt-get update)" >&2; exit 1; }
+resolve_kernel_package() {
+  { apt-cache depends linux-image-cloud-amd64 2>/dev/null || true; } | awk '/Depends: linux-image-[0-9]/{print $2; exit}'
+}
+pkg=$(resolve_kernel_package)
+if [ -z "$pkg" ]; then
+  # Container images ship without package lists (the node-agent image among them).
+  echo "build-kernel: no package lists for linux-image-cloud-amd64; running apt-get update" >&2
+  apt-get update -q >&2 || { echo "build-kernel: apt-get update failed: is a Debian mirror reachable?" >&2; exit 1; }
+  pkg=$(resolve_kernel_package)
+fi
+[ -n "$pkg" ] || { echo "build-kernel: cannot resolve linux-image-cloud-amd64 from the apt sources" >&2; exit 1; }
 apt-get download -q "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
 dpkg-deb -x ./*.deb x
 version=$(ls x/lib/modules)
