@@ -1,6 +1,7 @@
 import { fastifyConnectPlugin } from '@connectrpc/connect-fastify';
 import { fastify } from 'fastify';
 import type { Agent } from './agent.ts';
+import { authorizeClients, clientIdentityValues } from './api/client-authz.ts';
 import { nodeAgentRoutes } from './api/routes.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -11,7 +12,8 @@ const split = (hp: string) => {
 
 /**
  * Two listeners: the ConnectRPC API over HTTP/2 — with `tls`, mutual TLS that admits only
- * clients whose certificate the given CA signed (operator and gateway); without, cleartext h2c
+ * clients whose certificate the given CA signed, each allowed only its RPCs by the certificate's
+ * CN (operator: VM lifecycle; gateway: exec and files; see api/client-authz.ts); without, cleartext h2c
  * for local development — and an HTTP/1.1 ops listener for probes and Prometheus (kubelet
  * probes speak HTTP/1.1, which an HTTP/2-only server cannot answer).
  */
@@ -42,6 +44,7 @@ export async function startServers(opts: {
   } as { http2: true; logger: false });
   await api.register(fastifyConnectPlugin, {
     routes: nodeAgentRoutes(opts.agent),
+    contextValues: clientIdentityValues,
     interceptors: [
       (next) => async (req) => {
         try {
@@ -56,6 +59,7 @@ export async function startServers(opts: {
           throw err;
         }
       },
+      authorizeClients,
     ],
   });
   const ops = fastify({ logger: false });

@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AgentProcess, createCA, freePorts, startAgentProcess } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_TLS_SERVER_NAME, createNodeAgentClient, loadAgentTls } from '../src/client.ts';
+import {
+  AGENT_TLS_SERVER_NAME,
+  Code,
+  ConnectError,
+  createNodeAgentClient,
+  loadAgentTls,
+} from '../src/client.ts';
 
 let dir: string;
 let agent: AgentProcess;
@@ -30,6 +36,17 @@ beforeAll(async () => {
     join(dir, 'client'),
     ca.certPem,
     await ca.issue({ cn: 'waggle-operator', usage: 'client' }),
+  );
+  await writeTlsDir(
+    join(dir, 'gateway'),
+    ca.certPem,
+    await ca.issue({ cn: 'waggle-gateway', usage: 'client' }),
+  );
+  // Signed by the right CA, but not a client identity the agent knows (a node's own certificate).
+  await writeTlsDir(
+    join(dir, 'node'),
+    ca.certPem,
+    await ca.issue({ cn: 'waggle-node-agent', usage: 'both', dnsNames: [AGENT_TLS_SERVER_NAME] }),
   );
   // Trusts the agents' CA but presents a certificate from another CA.
   await writeTlsDir(join(dir, 'rogue'), ca.certPem, await rogue.issue({ cn: 'intruder', usage: 'client' }));
@@ -73,5 +90,31 @@ describe('node-agent API over mutual TLS', () => {
     });
     await expect(wrongName.getNodeInfo({}, { timeoutMs: 5_000 })).rejects.toThrow();
     expect(() => createNodeAgentClient(httpsUrl)).toThrow(/uses TLS: configure the client certificate/);
+  });
+
+  it('lets each client identity call only its RPCs (operator: lifecycle; gateway: exec and files)', async () => {
+    const code = (p: Promise<unknown>) =>
+      p.then(
+        () => 'ok',
+        (e: unknown) => ConnectError.from(e).code,
+      );
+    const operator = createNodeAgentClient(httpsUrl, loadAgentTls(join(dir, 'client')));
+    const gateway = createNodeAgentClient(httpsUrl, loadAgentTls(join(dir, 'gateway')));
+    const node = createNodeAgentClient(httpsUrl, loadAgentTls(join(dir, 'node')));
+
+    expect(await code(operator.listVMs({}))).toBe('ok');
+    expect(await code(operator.destroyVM({ vmId: 'none' }))).toBe('ok');
+    expect(await code(operator.readFile({ vmId: 'none', path: 'x' }))).toBe(Code.PermissionDenied);
+    expect(await code(gateway.getNodeInfo({}))).toBe('ok');
+    // Allowed, so it reaches the handler: the VM does not exist.
+    expect(await code(gateway.readFile({ vmId: 'none', path: 'x' }))).toBe(Code.NotFound);
+    expect(await code(gateway.listVMs({}))).toBe(Code.PermissionDenied);
+    expect(await code(gateway.destroyVM({ vmId: 'none' }))).toBe(Code.PermissionDenied);
+    const denied = await node.getNodeInfo({}).catch((e: unknown) => ConnectError.from(e));
+    expect(denied).toBeInstanceOf(ConnectError);
+    expect((denied as ConnectError).code).toBe(Code.PermissionDenied);
+    expect((denied as ConnectError).rawMessage).toMatch(
+      /client "waggle-node-agent" may not call GetNodeInfo/,
+    );
   });
 });

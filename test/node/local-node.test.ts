@@ -325,6 +325,37 @@ describe('the Helm chart on the real node', () => {
     }
   });
 
+  it('rotates the node-agent certificates when the CA Secret is deleted; the environment stays usable', async () => {
+    const caOf = () =>
+      k(['get', 'secret', '-n', NS, `${RELEASE}-agent-ca`, '-o', 'jsonpath={.data.ca\\.crt}']);
+    const caBefore = await caOf();
+    expect(caBefore).not.toBe('');
+    const before = (await podsReady()).map((p) => p.metadata.name);
+    await k(['delete', 'secret', '-n', NS, `${RELEASE}-agent-ca`]);
+    await installWaggle(stack);
+    const caAfter = await caOf();
+    expect(caAfter).not.toBe('');
+    expect(caAfter).not.toBe(caBefore);
+    // Every workload rolls (checksum/agent-ca): old pods would hold certificates of the old CA.
+    await waitFor(
+      podsReady,
+      (items) =>
+        allReady(items) &&
+        items.every((p) => !before.includes(p.metadata.name)) &&
+        items.filter((p) => p.metadata.name.startsWith(`${RELEASE}-operator-`)).length === 2,
+      'every pod replaced',
+      { timeoutMs: 180_000, intervalMs: 1_000 },
+    );
+    expect(await qemuPids()).toEqual([vmPid]);
+    const c = await mcpClient(token);
+    try {
+      const out = await tool<{ stdout: string }>(c, 'execute', { environment_id: envId, code: 'print(7*6)' });
+      expect(out.stdout).toBe('42\n');
+    } finally {
+      await c.close();
+    }
+  });
+
   it('uninstalls leaving no pod, no QEMU process, no overlay and no VM state; the CRDs stay', async () => {
     await helmRun(stack, ['uninstall', RELEASE, '--namespace', NS, '--wait', '--timeout', '5m']);
     await waitFor(podsReady, (items) => items.length === 0, 'every pod gone', {
