@@ -1,6 +1,7 @@
 export * from './condition.ts';
 export * from './crd.ts';
 export * from './duration.ts';
+export * from './env-config.ts';
 export * from './environment.ts';
 export * from './group.ts';
 export * from './node.ts';

@@ -1,4 +1,4 @@
-import { durationMsSchema } from '@waggle/crds';
+import { durationMsSchema, parseEnvConfig } from '@waggle/crds';
 import { z } from 'zod';
 
 const hostPort = z.string().regex(/^[^\s]+:\d{1,5}$/, { error: 'use host:port, e.g. 127.0.0.1:8080' });
@@ -50,15 +50,7 @@ export class ConfigError extends Error {
 
 /** Parses the environment; throws one error listing every bad variable and how to fix it. */
 export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const clean = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-  const r = gatewayConfigSchema.safeParse(clean);
-  if (!r.success) {
-    const lines = r.error.issues.map(
-      (i) => `  ${i.path.join('.')}=${JSON.stringify(clean[String(i.path[0])])}: ${i.message}`,
-    );
-    throw new ConfigError(`invalid mcp-gateway configuration:\n${lines.join('\n')}`);
-  }
-  const c = r.data;
+  const c = parseEnvConfig(gatewayConfigSchema, env, 'mcp-gateway', (m) => new ConfigError(m));
   if (c.WAGGLE_DEFAULT_EXEC_TIMEOUT > c.WAGGLE_MAX_EXEC_TIMEOUT) {
     throw new ConfigError(
       'invalid mcp-gateway configuration:\n  WAGGLE_DEFAULT_EXEC_TIMEOUT must not exceed WAGGLE_MAX_EXEC_TIMEOUT',

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism, hostname, totalmem } from 'node:os';
-import { durationMsSchema } from '@waggle/crds';
+import { durationMsSchema, parseEnvConfig } from '@waggle/crds';
 import { z } from 'zod';
 
 const durationMs = durationMsSchema;
@@ -75,11 +75,5 @@ export class ConfigError extends Error {
 
 /** Parses the environment; throws one error listing every bad variable and how to fix it. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  const clean = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-  const r = configSchema.safeParse(clean);
-  if (r.success) return r.data;
-  const lines = r.error.issues.map(
-    (i) => `  ${i.path.join('.')}=${JSON.stringify(clean[String(i.path[0])])}: ${i.message}`,
-  );
-  throw new ConfigError(`invalid node-agent configuration:\n${lines.join('\n')}`);
+  return parseEnvConfig(configSchema, env, 'node-agent', (m) => new ConfigError(m));
 }

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { durationMsSchema } from '@waggle/crds';
+import { durationMsSchema, parseEnvConfig } from '@waggle/crds';
 import { z } from 'zod';
 
 const durationMs = durationMsSchema;
@@ -33,11 +33,5 @@ export const operatorConfigSchema = z.object({
 export type OperatorConfig = z.output<typeof operatorConfigSchema>;
 
 export function loadOperatorConfig(env: NodeJS.ProcessEnv = process.env): OperatorConfig {
-  const clean = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-  const r = operatorConfigSchema.safeParse(clean);
-  if (r.success) return r.data;
-  const lines = r.error.issues.map(
-    (i) => `  ${i.path.join('.')}=${JSON.stringify(clean[String(i.path[0])])}: ${i.message}`,
-  );
-  throw new Error(`invalid operator configuration:\n${lines.join('\n')}`);
+  return parseEnvConfig(operatorConfigSchema, env, 'operator');
 }
