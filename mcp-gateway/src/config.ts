@@ -40,6 +40,7 @@ export const gatewayConfigSchema = z.object({
   WAGGLE_MAX_OUTPUT_BYTES: positiveInt.default(1024 * 1024),
   /** Directory with ca.crt, tls.crt, tls.key: talk mutual TLS to node-agents. */
   WAGGLE_AGENT_TLS_DIR: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
+  WAGGLE_AGENT_TLS_RELOAD_INTERVAL: durationMsSchema.default(30_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;

@@ -1,5 +1,10 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import { createNodeAgentClient, loadAgentTls, type NodeAgentClient } from '@waggle/node-agent/client';
+import {
+  createNodeAgentClient,
+  createRotatingNodeAgentClient,
+  type NodeAgentClient,
+  watchAgentTls,
+} from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 import { ApiKeyAuthenticator } from './auth/api-keys.ts';
 import { type Authenticator, chainAuthenticators } from './auth/caller.ts';
@@ -79,11 +84,15 @@ export async function startGateway(opts: {
     },
     log,
   );
-  const agentTls = c.WAGGLE_AGENT_TLS_DIR ? loadAgentTls(c.WAGGLE_AGENT_TLS_DIR) : undefined;
+  const agentTls = c.WAGGLE_AGENT_TLS_DIR
+    ? watchAgentTls(c.WAGGLE_AGENT_TLS_DIR, { intervalMs: c.WAGGLE_AGENT_TLS_RELOAD_INTERVAL })
+    : undefined;
   const sandbox = new SandboxService(
     cache,
     activity,
-    opts.agentFactory ?? ((endpoint) => createNodeAgentClient(endpoint, agentTls)),
+    opts.agentFactory ??
+      ((endpoint) =>
+        agentTls ? createRotatingNodeAgentClient(endpoint, agentTls) : createNodeAgentClient(endpoint)),
   );
   const tools = buildTools({
     environments,
@@ -141,6 +150,7 @@ export async function startGateway(opts: {
       await sessions?.closeAll();
       await Promise.race([app.close(), new Promise((r) => setTimeout(r, 3_000).unref())]);
       await cache.stop();
+      agentTls?.close();
     },
   };
 }

@@ -2,6 +2,7 @@
 // module (`@waggle/node-agent/client`), never the VM runtime.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { type Client, createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { NodeAgentService } from './gen/waggle/nodeagent/v1/node_agent_pb.js';
@@ -30,6 +31,65 @@ export const AGENT_TLS_SERVER_NAME = 'waggle-node-agent';
 export function loadAgentTls(dir: string, serverName = AGENT_TLS_SERVER_NAME): AgentTls {
   const read = (f: string) => readFileSync(join(dir, f), 'utf8');
   return { ca: read('ca.crt'), cert: read('tls.crt'), key: read('tls.key'), serverName };
+}
+
+/**
+ * TLS material that follows its files: certificates are short-lived and the operator renews
+ * them in their Secrets; the kubelet updates the mounted files, and this source re-reads them.
+ */
+export interface AgentTlsSource {
+  current(): AgentTls;
+  /** Increases whenever the material changed. */
+  version(): number;
+  close(): void;
+}
+
+/**
+ * Watches a mounted Secret directory (by polling: Secret volumes are updated through symlink
+ * swaps that file watchers miss). A half-updated or unreadable directory keeps the last good
+ * material; `onChange` hears about each new version.
+ */
+export function watchAgentTls(
+  dir: string,
+  opts: { intervalMs?: number; serverName?: string; onChange?: (tls: AgentTls) => void } = {},
+): AgentTlsSource {
+  let tls = loadAgentTls(dir, opts.serverName);
+  let version = 0;
+  const timer = setInterval(() => {
+    let next: AgentTls;
+    try {
+      next = loadAgentTls(dir, opts.serverName);
+      if (next.ca === tls.ca && next.cert === tls.cert && next.key === tls.key) return;
+      // Throws for a key that does not match the certificate (files caught mid-write).
+      createSecureContext({ ca: next.ca, cert: next.cert, key: next.key });
+    } catch {
+      return; // keep the last good material; the next poll tries again
+    }
+    tls = next;
+    version++;
+    opts.onChange?.(tls);
+  }, opts.intervalMs ?? 30_000);
+  timer.unref();
+  return { current: () => tls, version: () => version, close: () => clearInterval(timer) };
+}
+
+/**
+ * A node-agent client that presents the source's current certificate: when the material
+ * changes, the next call goes through a new transport (new connections, new certificate).
+ */
+export function createRotatingNodeAgentClient(baseUrl: string, source: AgentTlsSource): NodeAgentClient {
+  let version = -1;
+  let client: NodeAgentClient | undefined;
+  const current = (): NodeAgentClient => {
+    if (!client || source.version() !== version) {
+      version = source.version();
+      client = createNodeAgentClient(baseUrl, source.current());
+    }
+    return client;
+  };
+  return new Proxy({} as NodeAgentClient, {
+    get: (_target, method) => current()[method as keyof NodeAgentClient],
+  });
 }
 
 /**

@@ -55,6 +55,8 @@ export const configSchema = z.object({
   WAGGLE_RUNTIME_SHELL_EXEC_COMMAND: absolutePath.optional(),
   /** Directory with tls.crt, tls.key (serving) and ca.crt (clients' CA): serve mutual TLS. */
   WAGGLE_AGENT_TLS_DIR: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
+  /** How often the TLS directory is re-read (the operator renews short-lived certificates). */
+  WAGGLE_AGENT_TLS_RELOAD_INTERVAL: durationMs.default(30_000),
   WAGGLE_GUEST_BUILD_SCRIPT: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
   /** Move each QEMU out of the agent container's cgroups (into <root>/<hierarchy>/<name>). */
   WAGGLE_VM_CGROUP_ROOT: z

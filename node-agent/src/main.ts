@@ -1,9 +1,9 @@
 // node-agent entry point: all wiring lives here.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Agent } from './agent.ts';
+import { watchAgentTls } from './client.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { resolveGuestImages } from './guest-images.ts';
 import { createLogger } from './logger.ts';
@@ -111,21 +111,28 @@ async function main(): Promise<void> {
   });
 
   let ready = false;
-  const servers = await startServers({
+  // Assigned below; a renewal seen before the servers start is in tls.current() already.
+  let servers: Awaited<ReturnType<typeof startServers>> | undefined;
+  const tls = config.WAGGLE_AGENT_TLS_DIR
+    ? watchAgentTls(config.WAGGLE_AGENT_TLS_DIR, {
+        intervalMs: config.WAGGLE_AGENT_TLS_RELOAD_INTERVAL,
+        onChange: (next) => {
+          try {
+            servers?.reloadTls({ cert: next.cert, key: next.key, clientCA: next.ca });
+            log.info({ node }, 'serving certificate reloaded');
+          } catch (err) {
+            log.error({ node, err: (err as Error).message }, 'could not load the renewed certificate');
+          }
+        },
+      })
+    : undefined;
+  servers = await startServers({
     agent,
     metrics,
     listen: config.WAGGLE_AGENT_LISTEN,
     opsListen: config.WAGGLE_AGENT_OPS_LISTEN,
     isReady: () => ready,
-    ...(config.WAGGLE_AGENT_TLS_DIR
-      ? {
-          tls: {
-            cert: await readFile(join(config.WAGGLE_AGENT_TLS_DIR, 'tls.crt'), 'utf8'),
-            key: await readFile(join(config.WAGGLE_AGENT_TLS_DIR, 'tls.key'), 'utf8'),
-            clientCA: await readFile(join(config.WAGGLE_AGENT_TLS_DIR, 'ca.crt'), 'utf8'),
-          },
-        }
-      : {}),
+    ...(tls ? { tls: { cert: tls.current().cert, key: tls.current().key, clientCA: tls.current().ca } } : {}),
   });
   const endpoint = config.WAGGLE_AGENT_ENDPOINT ?? servers.apiUrl;
   log.info({ node, api: servers.apiUrl, ops: servers.opsUrl, endpoint }, 'node-agent listening');
@@ -164,6 +171,7 @@ async function main(): Promise<void> {
       ]);
     }
     agent.close();
+    tls?.close();
     // fastify's close waits for open HTTP/2 sessions, which clients keep; bound the wait.
     await Promise.race([servers.close(), new Promise((r) => setTimeout(r, 3_000).unref())]);
     process.exit(0);

@@ -1,9 +1,12 @@
+import type { Http2SecureServer } from 'node:http2';
 import { fastifyConnectPlugin } from '@connectrpc/connect-fastify';
 import { fastify } from 'fastify';
 import type { Agent } from './agent.ts';
 import { authorizeClients, clientIdentityValues } from './api/client-authz.ts';
 import { nodeAgentRoutes } from './api/routes.ts';
 import type { Metrics } from './metrics.ts';
+
+const TLS_MIN_VERSION = 'TLSv1.3';
 
 const split = (hp: string) => {
   const i = hp.lastIndexOf(':');
@@ -24,7 +27,13 @@ export async function startServers(opts: {
   opsListen: string;
   isReady: () => boolean;
   tls?: { cert: string; key: string; clientCA: string };
-}): Promise<{ apiUrl: string; opsUrl: string; close(): Promise<void> }> {
+}): Promise<{
+  apiUrl: string;
+  opsUrl: string;
+  /** Serves a renewed certificate to new connections (mutual TLS only). */
+  reloadTls(tls: { cert: string; key: string; clientCA: string }): void;
+  close(): Promise<void>;
+}> {
   // With `https`, fastify creates an HTTP/2 secure server; the routes are the same either way.
   const api = fastify({
     http2: true,
@@ -37,7 +46,7 @@ export async function startServers(opts: {
             ca: opts.tls.clientCA,
             requestCert: true,
             rejectUnauthorized: true,
-            minVersion: 'TLSv1.3',
+            minVersion: TLS_MIN_VERSION,
           },
         }
       : {}),
@@ -79,6 +88,15 @@ export async function startServers(opts: {
   return {
     apiUrl,
     opsUrl,
+    reloadTls(tls) {
+      if (!opts.tls) return;
+      (api.server as unknown as Http2SecureServer).setSecureContext({
+        cert: tls.cert,
+        key: tls.key,
+        ca: tls.clientCA,
+        minVersion: TLS_MIN_VERSION,
+      });
+    },
     async close() {
       await Promise.all([api.close(), ops.close()]);
     },

@@ -1,7 +1,9 @@
+import { X509Certificate } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type AgentProcess, createCA, freePorts, startAgentProcess } from '@waggle/test';
+import { connect as tlsConnect } from 'node:tls';
+import { type AgentProcess, createCA, freePorts, startAgentProcess, waitFor } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AGENT_TLS_SERVER_NAME,
@@ -14,6 +16,7 @@ import {
 let dir: string;
 let agent: AgentProcess;
 let httpsUrl: string;
+let ca: Awaited<ReturnType<typeof createCA>>;
 
 /** Writes ca.crt, tls.crt, tls.key as the chart's Secrets mount them. */
 async function writeTlsDir(path: string, ca: string, pair: { certPem: string; keyPem: string }) {
@@ -25,7 +28,7 @@ async function writeTlsDir(path: string, ca: string, pair: { certPem: string; ke
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'waggle-agent-tls-'));
-  const ca = await createCA('waggle-agent-ca');
+  ca = await createCA('waggle-agent-ca');
   const rogue = await createCA('someone-else');
   await writeTlsDir(
     join(dir, 'server'),
@@ -59,6 +62,7 @@ beforeAll(async () => {
       WAGGLE_REGISTER: 'false',
       WAGGLE_GUEST_RUNTIMES: 'shell',
       WAGGLE_AGENT_TLS_DIR: join(dir, 'server'),
+      WAGGLE_AGENT_TLS_RELOAD_INTERVAL: '300ms',
     },
   });
   httpsUrl = agent.apiUrl.replace(/^http:/, 'https:');
@@ -116,5 +120,48 @@ describe('node-agent API over mutual TLS', () => {
     expect((denied as ConnectError).rawMessage).toMatch(
       /client "waggle-node-agent" may not call GetNodeInfo/,
     );
+  });
+
+  it('serves a renewed certificate without restarting, and ignores a half-written one', async () => {
+    const client = loadAgentTls(join(dir, 'client'));
+    const port = Number(new URL(httpsUrl).port);
+    const served = () =>
+      new Promise<string>((resolve, reject) => {
+        const s = tlsConnect({
+          host: '127.0.0.1',
+          port,
+          servername: AGENT_TLS_SERVER_NAME,
+          ca: client.ca,
+          cert: client.cert,
+          key: client.key,
+          ALPNProtocols: ['h2'],
+        });
+        s.once('secureConnect', () => {
+          resolve(s.getPeerCertificate().serialNumber);
+          s.destroy();
+        });
+        s.once('error', reject);
+      });
+    const before = await served();
+    const next = await ca.issue({ cn: 'node-agent', usage: 'server', dnsNames: [AGENT_TLS_SERVER_NAME] });
+    const other = await ca.issue({ cn: 'node-agent', usage: 'server', dnsNames: [AGENT_TLS_SERVER_NAME] });
+    const serverDir = join(dir, 'server');
+
+    // A certificate with the wrong key (files caught mid-update) is not loaded; the agent lives on.
+    await writeFile(join(serverDir, 'tls.crt'), next.certPem);
+    await writeFile(join(serverDir, 'tls.key'), other.keyPem);
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(await served()).toBe(before);
+
+    await writeFile(join(serverDir, 'tls.key'), next.keyPem);
+    const expected = new X509Certificate(next.certPem).serialNumber;
+    await waitFor(served, (serial) => serial === expected, 'the renewed certificate', {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
+    // The API keeps answering over the new certificate, in the same agent process.
+    const info = await createNodeAgentClient(httpsUrl, loadAgentTls(join(dir, 'client'))).getNodeInfo({});
+    expect(info.runtimes).toEqual(['shell']);
+    expect(agent.child.exitCode).toBeNull();
   });
 });

@@ -5,6 +5,23 @@ import { z } from 'zod';
 const durationMs = durationMsSchema;
 const hostPort = z.string().regex(/^[^:\s]+:\d{1,5}$/, { error: 'use host:port, e.g. 0.0.0.0:8081' });
 
+const NAME = '[a-z0-9]([-a-z0-9.]*[a-z0-9])?';
+const LEAF = new RegExp(`^${NAME}:${NAME}(:${NAME})?$`);
+
+/** `secret:cn[:dnsName]`, comma-separated: the leaf Secrets the operator keeps renewed. */
+const agentCertSecrets = z
+  .string()
+  .refine((v) => v.split(',').every((item) => LEAF.test(item.trim())), {
+    error:
+      'use secret:commonName[:dnsName] items separated by commas, e.g. waggle-node-agent-tls:waggle-node-agent:waggle-node-agent',
+  })
+  .transform((v) =>
+    v.split(',').map((item) => {
+      const [secret, cn, dnsName] = item.trim().split(':') as [string, string, string | undefined];
+      return { secret, spec: { cn, ...(dnsName ? { dnsNames: [dnsName] } : {}) } };
+    }),
+  );
+
 /** Operator configuration from the environment; every variable is listed in operator/README.md. */
 export const operatorConfigSchema = z.object({
   POD_NAME: z.string().min(1).default(`${hostname()}-${process.pid}`),
@@ -28,10 +45,27 @@ export const operatorConfigSchema = z.object({
   WAGGLE_ORPHAN_VM_GRACE: durationMs.default(120_000),
   /** Directory with ca.crt, tls.crt, tls.key: talk mutual TLS to node-agents. */
   WAGGLE_AGENT_TLS_DIR: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
+  WAGGLE_AGENT_TLS_RELOAD_INTERVAL: durationMs.default(30_000),
+  /** Secret with the node-agent CA (`ca.crt`, `ca.key`); with WAGGLE_AGENT_CERT_SECRETS, turns rotation on. */
+  WAGGLE_AGENT_CA_SECRET: z
+    .string()
+    .regex(new RegExp(`^${NAME}$`))
+    .optional(),
+  WAGGLE_AGENT_CERT_SECRETS: agentCertSecrets.optional(),
+  WAGGLE_AGENT_CERT_VALIDITY: durationMs
+    .refine((ms) => ms >= 600_000, { error: 'must be at least 10m' })
+    .default(86_400_000),
+  WAGGLE_AGENT_CERT_CHECK_INTERVAL: durationMs.default(600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 export type OperatorConfig = z.output<typeof operatorConfigSchema>;
 
 export function loadOperatorConfig(env: NodeJS.ProcessEnv = process.env): OperatorConfig {
-  return parseEnvConfig(operatorConfigSchema, env, 'operator');
+  const c = parseEnvConfig(operatorConfigSchema, env, 'operator');
+  if (!c.WAGGLE_AGENT_CA_SECRET !== !c.WAGGLE_AGENT_CERT_SECRETS) {
+    throw new Error(
+      'invalid operator configuration:\n  WAGGLE_AGENT_CA_SECRET and WAGGLE_AGENT_CERT_SECRETS go together (certificate rotation needs both)',
+    );
+  }
+  return c;
 }

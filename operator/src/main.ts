@@ -1,18 +1,21 @@
 // operator entry point: all wiring lives here.
 import { KubeConfig } from '@kubernetes/client-node';
-import { createNodeAgentClient, loadAgentTls } from '@waggle/node-agent/client';
+import { createRotatingNodeAgentClient, watchAgentTls } from '@waggle/node-agent/client';
 import { fastify } from 'fastify';
 import { pino } from 'pino';
 import { loadOperatorConfig } from './config.ts';
 import { createOperatorMetrics } from './metrics.ts';
 import { type RunningOperator, startOperator } from './operator.ts';
+import { AgentCertificateRotator } from './pki/agent-certificate-rotator.ts';
 
 async function main(): Promise<void> {
   const config = loadOperatorConfig();
   const log = pino({ name: 'operator', level: config.LOG_LEVEL });
   const kc = new KubeConfig();
   kc.loadFromDefault();
-  const agentTls = config.WAGGLE_AGENT_TLS_DIR ? loadAgentTls(config.WAGGLE_AGENT_TLS_DIR) : undefined;
+  const agentTls = config.WAGGLE_AGENT_TLS_DIR
+    ? watchAgentTls(config.WAGGLE_AGENT_TLS_DIR, { intervalMs: config.WAGGLE_AGENT_TLS_RELOAD_INTERVAL })
+    : undefined;
 
   let operator: RunningOperator | undefined;
   const metrics = createOperatorMetrics({
@@ -35,11 +38,31 @@ async function main(): Promise<void> {
   ];
   await ops.listen({ host, port });
 
+  const rotator =
+    config.WAGGLE_AGENT_CA_SECRET && config.WAGGLE_AGENT_CERT_SECRETS
+      ? new AgentCertificateRotator({
+          kc,
+          namespace: config.POD_NAMESPACE,
+          caSecret: config.WAGGLE_AGENT_CA_SECRET,
+          leaves: config.WAGGLE_AGENT_CERT_SECRETS,
+          validityMs: config.WAGGLE_AGENT_CERT_VALIDITY,
+          log,
+          onRenewed: (secret) => metrics.agentCertificatesRenewed.inc({ secret }),
+        })
+      : undefined;
+  const certificateTask = rotator && {
+    start: () => rotator.start(config.WAGGLE_AGENT_CERT_CHECK_INTERVAL),
+    stop: () => rotator.stop(),
+  };
+
   operator = await startOperator({
+    ...(certificateTask ? { leaderTasks: [certificateTask] } : {}),
     kc,
     log,
     identity: config.POD_NAME,
-    ...(agentTls ? { agentFactory: (endpoint: string) => createNodeAgentClient(endpoint, agentTls) } : {}),
+    ...(agentTls
+      ? { agentFactory: (endpoint: string) => createRotatingNodeAgentClient(endpoint, agentTls) }
+      : {}),
     ...(config.WAGGLE_WATCH_NAMESPACE ? { namespace: config.WAGGLE_WATCH_NAMESPACE } : {}),
     config: {
       workers: config.WAGGLE_RECONCILE_WORKERS,

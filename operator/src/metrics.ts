@@ -25,6 +25,12 @@ export function createOperatorMetrics(collect: {
     help: 'VMs destroyed because their WaggleEnvironment no longer exists',
     registers: [registry],
   });
+  const agentCertificatesRenewed = new Counter({
+    name: 'waggle_operator_agent_certificates_renewed_total',
+    help: 'Node-agent mTLS certificates reissued, by Secret',
+    labelNames: ['secret'],
+    registers: [registry],
+  });
   new Gauge({
     name: 'waggle_operator_queue_depth',
     help: 'Keys waiting in the work queue',
@@ -51,6 +57,6 @@ export function createOperatorMetrics(collect: {
       this.set(collect.isLeader() ? 1 : 0);
     },
   });
-  return { registry, reconcileSeconds, schedulingFailures, orphanVMsDestroyed };
+  return { registry, reconcileSeconds, schedulingFailures, orphanVMsDestroyed, agentCertificatesRenewed };
 }
 export type OperatorMetrics = ReturnType<typeof createOperatorMetrics>;

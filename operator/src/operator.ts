@@ -44,6 +44,8 @@ export interface OperatorOptions {
   /** For tests: how node-agent clients are made. */
   agentFactory?: (endpoint: string) => NodeAgentClient;
   onLeadershipLost?: () => void;
+  /** Started when this replica starts leading, stopped when it stops (e.g. certificate rotation). */
+  leaderTasks?: ReadonlyArray<{ start(): void; stop(): void }>;
   /** Reconcile outcomes and scheduling failures (metrics). */
   observe?: {
     reconciled: (outcome: 'success' | 'error' | 'terminal', durationMs: number) => void;
@@ -170,11 +172,13 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     for (const e of envs.list()) controller.enqueue(keyOf(e));
     lifecycle.start(o.config.nodeCheckEveryMs);
     if (orphans && o.config.orphanVMCheckEveryMs) orphans.start(o.config.orphanVMCheckEveryMs);
+    for (const t of o.leaderTasks ?? []) t.start();
     log.info('leading: reconciling');
   };
   const stopLeading = async () => {
     lifecycle.stop();
     orphans?.stop();
+    for (const t of o.leaderTasks ?? []) t.stop();
     const c = controller;
     controller = undefined;
     await c?.stop();

@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -274,6 +276,73 @@ describe('the Helm chart on the real node', () => {
     vmPid = pids[0] as number;
   });
 
+  it('renews the chart’s long-lived mTLS certificates; the node-agent serves the new one without restarting', async () => {
+    const secret = async (name: string) => {
+      const s = JSON.parse(await k(['get', 'secret', '-n', NS, name, '-o', 'json'])) as {
+        data: Record<string, string>;
+      };
+      return (key: string) => Buffer.from(s.data[key] ?? '', 'base64').toString('utf8');
+    };
+    const lifetime = (pem: string) => {
+      const c = new X509Certificate(pem);
+      return c.validToDate.getTime() - c.validFromDate.getTime();
+    };
+    // The operator's leader reissues every leaf at startup: the chart's are valid for 10 years.
+    for (const name of ['node-agent-tls', 'operator-agent-client-tls', 'gateway-agent-client-tls']) {
+      const pem = await waitFor(
+        async () => (await secret(`${RELEASE}-${name}`))('tls.crt'),
+        (p) => p !== '' && lifetime(p) <= 24 * 3_600_000 + 120_000,
+        `${name} renewed with a 24h certificate`,
+        { timeoutMs: 60_000, intervalMs: 1_000 },
+      );
+      const ca = new X509Certificate((await secret(`${RELEASE}-agent-ca`))('ca.crt'));
+      expect(new X509Certificate(pem).verify(ca.publicKey)).toBe(true);
+    }
+    const renewed = new X509Certificate((await secret(`${RELEASE}-node-agent-tls`))('tls.crt'));
+    const agentPod = (await podsReady()).find((p) => p.metadata.name.startsWith(`${RELEASE}-node-agent-`));
+
+    // The kubelet refreshes the mounted Secret (about a minute) and the agent re-reads it.
+    const client = await secret(`${RELEASE}-operator-agent-client-tls`);
+    const servedSerial = () =>
+      new Promise<string>((resolve, reject) => {
+        const s = tlsConnect({
+          host: '10.250.255.1',
+          port: 7443,
+          servername: 'waggle-node-agent',
+          ca: client('ca.crt'), // verified as the operator and gateway verify it
+          cert: client('tls.crt'),
+          key: client('tls.key'),
+          ALPNProtocols: ['h2'],
+        });
+        s.once('secureConnect', () => {
+          resolve(s.getPeerCertificate().serialNumber);
+          s.destroy();
+        });
+        s.once('error', reject);
+      });
+    await waitFor(
+      servedSerial,
+      (serial) => serial === renewed.serialNumber,
+      'the agent to serve the renewed certificate',
+      {
+        timeoutMs: 180_000,
+        intervalMs: 2_000,
+      },
+    );
+    const agentPodNow = (await podsReady()).find((p) => p.metadata.name.startsWith(`${RELEASE}-node-agent-`));
+    expect(agentPodNow?.metadata.name).toBe(agentPod?.metadata.name);
+    const c = await mcpClient(token);
+    try {
+      const out = await tool<{ stdout: string }>(c, 'execute', {
+        environment_id: envId,
+        code: 'print(2*21)',
+      });
+      expect(out.stdout).toBe('42\n');
+    } finally {
+      await c.close();
+    }
+  });
+
   it('keeps environments usable when the node-agent pod is deleted', async () => {
     await k(['delete', 'pod', '-n', NS, '-l', 'app.kubernetes.io/component=node-agent', '--wait=true']);
     await waitFor(podsReady, allReady, 'the node-agent to be recreated and Ready', {
@@ -325,13 +394,14 @@ describe('the Helm chart on the real node', () => {
     }
   });
 
-  it('rotates the node-agent certificates when the CA Secret is deleted; the environment stays usable', async () => {
+  it('replaces the node-agent CA when its Secrets are deleted; the environment stays usable', async () => {
     const caOf = () =>
       k(['get', 'secret', '-n', NS, `${RELEASE}-agent-ca`, '-o', 'jsonpath={.data.ca\\.crt}']);
     const caBefore = await caOf();
     expect(caBefore).not.toBe('');
     const before = (await podsReady()).map((p) => p.metadata.name);
-    await k(['delete', 'secret', '-n', NS, `${RELEASE}-agent-ca`]);
+    // The leaf Secrets go too: the operator now owns their data, and Helm would not overwrite it.
+    await k(['delete', 'secret', '-n', NS, '-l', 'app.kubernetes.io/component=agent-tls']);
     await installWaggle(stack);
     const caAfter = await caOf();
     expect(caAfter).not.toBe('');

@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { loadOperatorConfig } from './config.ts';
+
+describe('operator configuration', () => {
+  it('has working defaults', () => {
+    const c = loadOperatorConfig({});
+    expect(c.WAGGLE_ORPHAN_VM_CHECK_INTERVAL).toBe(60_000);
+    expect(c.WAGGLE_AGENT_CERT_VALIDITY).toBe(86_400_000);
+    expect(c.WAGGLE_AGENT_CERT_SECRETS).toBeUndefined();
+  });
+
+  it('parses the certificate Secrets to keep renewed', () => {
+    const c = loadOperatorConfig({
+      WAGGLE_AGENT_CA_SECRET: 'waggle-agent-ca',
+      WAGGLE_AGENT_CERT_SECRETS:
+        'waggle-node-agent-tls:waggle-node-agent:waggle-node-agent, waggle-gateway-agent-client-tls:waggle-gateway',
+      WAGGLE_AGENT_CERT_VALIDITY: '12h',
+    });
+    expect(c.WAGGLE_AGENT_CERT_SECRETS).toEqual([
+      { secret: 'waggle-node-agent-tls', spec: { cn: 'waggle-node-agent', dnsNames: ['waggle-node-agent'] } },
+      { secret: 'waggle-gateway-agent-client-tls', spec: { cn: 'waggle-gateway' } },
+    ]);
+    expect(c.WAGGLE_AGENT_CERT_VALIDITY).toBe(12 * 3_600_000);
+  });
+
+  it('says what is wrong with bad rotation settings', () => {
+    expect(() =>
+      loadOperatorConfig({
+        WAGGLE_AGENT_CERT_SECRETS: 'a:b',
+        WAGGLE_AGENT_CA_SECRET: 'ca',
+        WAGGLE_AGENT_CERT_VALIDITY: '1m',
+      }),
+    ).toThrow(/WAGGLE_AGENT_CERT_VALIDITY="1m": must be at least 10m/);
+    expect(() =>
+      loadOperatorConfig({ WAGGLE_AGENT_CERT_SECRETS: 'no-colon', WAGGLE_AGENT_CA_SECRET: 'ca' }),
+    ).toThrow(/WAGGLE_AGENT_CERT_SECRETS="no-colon": use secret:commonName\[:dnsName\]/);
+    expect(() => loadOperatorConfig({ WAGGLE_AGENT_CERT_SECRETS: 'a:b' })).toThrow(/go together/);
+  });
+});

@@ -1,0 +1,122 @@
+import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { issueLeaf, type LeafSpec, renewalReason } from './leaf-certificates.ts';
+
+/** A Secret (`ca.crt`, `tls.crt`, `tls.key`) holding one node-agent mTLS identity. */
+export interface ManagedLeaf {
+  secret: string;
+  spec: LeafSpec;
+}
+
+export interface AgentCertificateRotatorOptions {
+  kc: KubeConfig;
+  namespace: string;
+  /** Secret with `ca.crt` and `ca.key` (made by the chart; mounted by no pod). */
+  caSecret: string;
+  leaves: readonly ManagedLeaf[];
+  validityMs: number;
+  log: Logger;
+  onRenewed?: (secret: string, reason: string) => void;
+  now?: () => Date;
+}
+
+const decode = (v: string | undefined) => (v ? Buffer.from(v, 'base64').toString('utf8') : undefined);
+const encode = (v: string) => Buffer.from(v, 'utf8').toString('base64');
+
+/**
+ * Keeps the node-agent mTLS certificates short-lived, as KubeVirt does: the leader checks each
+ * leaf Secret and reissues it from the CA when it is in the last third of its life (or longer-
+ * lived than the policy, as the chart's initial ones are). The kubelet refreshes the mounted
+ * files and every component re-reads them (`watchAgentTls`), so nothing restarts.
+ */
+export class AgentCertificateRotator {
+  readonly #o: AgentCertificateRotatorOptions;
+  readonly #api: CoreV1Api;
+  #timer: NodeJS.Timeout | undefined;
+  #running = false;
+
+  constructor(opts: AgentCertificateRotatorOptions) {
+    this.#o = opts;
+    this.#api = opts.kc.makeApiClient(CoreV1Api);
+  }
+
+  /** One pass; returns the Secrets it renewed, with the reason. */
+  async check(): Promise<Array<{ secret: string; reason: string }>> {
+    const { namespace, caSecret } = this.#o;
+    const ca = await this.#api.readNamespacedSecret({ name: caSecret, namespace });
+    const caCertPem = decode(ca.data?.['ca.crt']);
+    const caKeyPem = decode(ca.data?.['ca.key']);
+    if (!caCertPem || !caKeyPem) {
+      throw new Error(`Secret ${namespace}/${caSecret} lacks ca.crt or ca.key`);
+    }
+    const now = (this.#o.now ?? (() => new Date()))();
+    const renewed: Array<{ secret: string; reason: string }> = [];
+    for (const leaf of this.#o.leaves) {
+      const current: V1Secret | undefined = await this.#api
+        .readNamespacedSecret({ name: leaf.secret, namespace })
+        .catch((err: { code?: number }) => {
+          if (err.code === 404) return undefined;
+          throw err;
+        });
+      const reason = renewalReason(
+        decode(current?.data?.['tls.crt']),
+        caCertPem,
+        leaf.spec,
+        this.#o.validityMs,
+        now,
+      );
+      if (!reason) continue;
+      const issued = await issueLeaf(
+        { certPem: caCertPem, keyPem: caKeyPem },
+        leaf.spec,
+        this.#o.validityMs,
+        now,
+      );
+      const data = {
+        'ca.crt': encode(caCertPem),
+        'tls.crt': encode(issued.certPem),
+        'tls.key': encode(issued.keyPem),
+      };
+      if (current) {
+        // resourceVersion makes a concurrent change fail (409) instead of being overwritten.
+        await this.#api.replaceNamespacedSecret({
+          name: leaf.secret,
+          namespace,
+          body: { ...current, data },
+        });
+      } else {
+        await this.#api.createNamespacedSecret({
+          namespace,
+          body: { metadata: { name: leaf.secret, namespace }, type: 'Opaque', data },
+        });
+      }
+      renewed.push({ secret: leaf.secret, reason });
+      this.#o.log.info({ secret: leaf.secret, cn: leaf.spec.cn, reason }, 'agent certificate renewed');
+      this.#o.onRenewed?.(leaf.secret, reason);
+    }
+    return renewed;
+  }
+
+  /** Checks now and then every `intervalMs` (a pass never overlaps the previous one). */
+  start(intervalMs: number): void {
+    const tick = () => {
+      if (this.#running) return;
+      this.#running = true;
+      this.check()
+        .catch((err: Error) =>
+          this.#o.log.warn({ err: err.message }, 'agent certificate check failed; retrying later'),
+        )
+        .finally(() => {
+          this.#running = false;
+        });
+    };
+    tick();
+    this.#timer = setInterval(tick, intervalMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}
