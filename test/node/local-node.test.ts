@@ -111,6 +111,18 @@ describe('the local single-node cluster', () => {
     expect((await clusterStatus()).components).toEqual(before.components);
     expect(await k(['get', 'nodes', '--no-headers'])).toMatch(/^waggle-node\s+Ready\s/);
   });
+
+  it('keeps at most two builds of each component image in podman', async () => {
+    for (const c of ['operator', 'mcp-gateway', 'node-agent']) {
+      const tags = (
+        await run('podman', ['images', '--format', '{{.Tag}}', '--filter', `reference=localhost/waggle/${c}`])
+      ).stdout
+        .split('\n')
+        .filter(Boolean);
+      expect(tags, c).toContain(stack.images[c as keyof typeof stack.images].split(':').pop());
+      expect(tags.length, `${c}: ${tags.join(' ')}`).toBeLessThanOrEqual(2);
+    }
+  });
 });
 
 describe('the Helm chart on the real node', () => {

@@ -125,6 +125,42 @@ async function bundle(component: ImageComponent, outDir: string): Promise<void> 
   await copyFile(join(REPO, component, 'package.json'), join(outDir, 'package.json'));
 }
 
+/** How many builds of each component image podman keeps (the current one and the one before). */
+const KEEP_BUILDS = 2;
+
+/**
+ * Removes older builds of a component image from podman's store: every source change makes a
+ * new content-hash tag, and without this they pile up (a few hundred MB each, minus shared
+ * layers), with the untagged build stages they leave. Images still in use by a container are
+ * left alone. Returns the tags removed.
+ */
+export async function pruneComponentImages(component: string, current: string): Promise<string[]> {
+  const listed = await sh(
+    'podman',
+    ['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=localhost/waggle/${component}`],
+    true,
+  ).catch(() => '');
+  // podman lists newest first.
+  const refs = listed
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.endsWith(':<none>'));
+  const keep = new Set([current, ...refs.filter((r) => r !== current).slice(0, KEEP_BUILDS - 1)]);
+  const removed: string[] = [];
+  for (const ref of refs.filter((r) => !keep.has(r))) {
+    if (
+      await sh('podman', ['rmi', ref]).then(
+        () => true,
+        () => false,
+      )
+    )
+      removed.push(ref);
+  }
+  // Multi-stage builds leave each build's untagged `app` stage behind; drop them with their image.
+  if (removed.length) await sh('podman', ['image', 'prune', '-f']).catch(() => undefined);
+  return removed;
+}
+
 /**
  * Builds the operator, gateway and node-agent images with podman (tag = hash of the build
  * context and base), reusing existing ones. The Dockerfiles in images/<component>/ are the
@@ -155,6 +191,8 @@ export async function ensureComponentImages(opts: { log?: (l: string) => void } 
       log(`building image ${ref}`);
       await sh('podman', ['build', '-q', '--build-arg', `BASE=${baseRef}`, '-t', ref, ctx]);
     }
+    const pruned = await pruneComponentImages(c, ref);
+    if (pruned.length) log(`removed ${pruned.length} older ${c} image(s) from podman`);
     refs[c] = ref;
   }
   return refs;
