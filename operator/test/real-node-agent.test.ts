@@ -36,6 +36,18 @@ const get = (name: string) =>
     () => undefined,
   );
 
+const createPythonEnvironment = (name: string) =>
+  custom.createNamespacedCustomObject({
+    ...G,
+    namespace,
+    body: {
+      apiVersion: 'waggle.dev/v1alpha1',
+      kind: 'WaggleEnvironment',
+      metadata: { name },
+      spec: { runtime: 'python' },
+    },
+  });
+
 const until = <T>(probe: () => Promise<T>, ok: (v: T) => boolean, what: string, timeoutMs: number) =>
   waitFor(probe, ok, what, { timeoutMs, intervalMs: 250 });
 
@@ -103,16 +115,7 @@ describe('operator with a real node-agent (real TCG VM)', () => {
   it('takes an environment from Pending to Running, runs code in it, and destroys the VM on delete', {
     timeout: 240_000,
   }, async () => {
-    await custom.createNamespacedCustomObject({
-      ...G,
-      namespace,
-      body: {
-        apiVersion: 'waggle.dev/v1alpha1',
-        kind: 'WaggleEnvironment',
-        metadata: { name: 'real' },
-        spec: { runtime: 'python' },
-      },
-    });
+    await createPythonEnvironment('real');
     const phases = new Set<string>();
     const running = await until(
       async () => {
@@ -151,16 +154,7 @@ describe('operator with a real node-agent (real TCG VM)', () => {
   it('releases an environment whose node is unreachable, then destroys the orphaned VM when the node returns', {
     timeout: 300_000,
   }, async () => {
-    await custom.createNamespacedCustomObject({
-      ...G,
-      namespace,
-      body: {
-        apiVersion: 'waggle.dev/v1alpha1',
-        kind: 'WaggleEnvironment',
-        metadata: { name: 'stranded' },
-        spec: { runtime: 'python' },
-      },
-    });
+    await createPythonEnvironment('stranded');
     const running = await until(
       () => get('stranded'),
       (e) => e?.status?.phase === 'Running',

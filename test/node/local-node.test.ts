@@ -458,6 +458,55 @@ describe('the Helm chart on the real node', () => {
       /waggleenvironments\.waggle\.dev/,
     );
   });
+
+  it('installs with Helm 3 as well: pods Ready, code runs over its mTLS certificates; its uninstall leaves nothing', async () => {
+    const helm3 = { ...stack, helm: await ensureHelm({ version: HELM3_VERSION }) };
+    await installWaggle(helm3);
+    expect(await helmRun(helm3, ['list', '-n', NS, '-o', 'json'])).toMatch(/"app_version"/);
+    const pods = await waitFor(podsReady, allReady, 'every pod Ready', {
+      timeoutMs: 120_000,
+      intervalMs: 1_000,
+    });
+    expect(pods.filter((p) => p.metadata.name.startsWith(`${RELEASE}-operator-`))).toHaveLength(2);
+    // The CA and the three leaves come from the chart's lookup-or-generate helper under Helm 3 too.
+    expect(
+      (await k(['get', 'secret', '-n', NS, '-l', 'app.kubernetes.io/component=agent-tls', '-o', 'name']))
+        .split('\n')
+        .filter(Boolean)
+        .sort(),
+    ).toEqual(
+      ['agent-ca', 'gateway-agent-client-tls', 'node-agent-tls', 'operator-agent-client-tls'].map(
+        (n) => `secret/${RELEASE}-${n}`,
+      ),
+    );
+    await waitFor(
+      () => k(['get', 'wagglenodes']),
+      (out) => /waggle-node\s+True\s+tcg\s+0\/8/.test(out),
+      'the WaggleNode to be Ready',
+      { timeoutMs: 60_000 },
+    );
+    const c = await mcpClient(await grantAgent(k, { namespace: AGENTS }));
+    try {
+      const env = await tool<{ environment_id: string }>(c, 'create_environment', { runtime: 'python' });
+      const out = await tool<{ stdout: string }>(c, 'execute', {
+        environment_id: env.environment_id,
+        code: 'print("helm 3")',
+      });
+      expect(out.stdout).toBe('helm 3\n');
+    } finally {
+      await c.close();
+    }
+    await helmRun(helm3, ['uninstall', RELEASE, '--namespace', NS, '--wait', '--timeout', '5m']);
+    await waitFor(podsReady, (items) => items.length === 0, 'every pod gone', {
+      timeoutMs: 120_000,
+      intervalMs: 1_000,
+    });
+    expect(await qemuPids()).toEqual([]);
+    expect(await k(['get', 'wenv', '-A', '--no-headers'])).toBe('');
+    expect(
+      await k(['get', 'secret', '-n', NS, '-l', 'app.kubernetes.io/component=agent-tls', '-o', 'name']),
+    ).toBe('');
+  });
 });
 
 describe('cluster down', () => {
