@@ -13,17 +13,40 @@ export interface LeaderElectionOptions {
   onStartedLeading: () => void;
   onStoppedLeading: () => void;
   log: Logger;
+  /** For tests: the Lease API (default: made from `kc`). */
+  api?: LeaseApi;
+}
+
+/** The Lease calls the elector makes. */
+export type LeaseApi = Pick<
+  CoordinationV1Api,
+  'readNamespacedLease' | 'createNamespacedLease' | 'replaceNamespacedLease'
+>;
+
+class AttemptTimedOutError extends Error {
+  override name = 'AttemptTimedOutError';
+}
+
+/** Rejects when `p` has not settled within `ms` (the request itself is left to finish). */
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new AttemptTimedOutError(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**
  * Leader election on a coordination.k8s.io/v1 Lease, following client-go: a candidate takes the
  * lease only when the holder's record has not changed for a whole lease duration *as observed
  * locally* (robust to clock skew); writes carry the resourceVersion, so two candidates cannot
- * both win; a leader that cannot renew within the renew deadline stops leading.
+ * both win; a leader that cannot renew within the renew deadline stops leading. Each attempt is
+ * bounded (as client-go bounds it by the renew deadline): a hung apiserver call must not keep a
+ * leader reconciling after a follower may already have taken the lease.
  */
 export class LeaderElector {
-  readonly #api: CoordinationV1Api;
-  readonly #o: Required<Omit<LeaderElectionOptions, 'kc'>>;
+  readonly #api: LeaseApi;
+  readonly #o: Required<Omit<LeaderElectionOptions, 'kc' | 'api'>>;
   #observed: { holder: string; renewTime: string; resourceVersion: string } | undefined;
   #observedAt = 0;
   #leading = false;
@@ -32,8 +55,9 @@ export class LeaderElector {
   #lastRenew = 0;
 
   constructor(opts: LeaderElectionOptions) {
-    this.#api = opts.kc.makeApiClient(CoordinationV1Api);
-    this.#o = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, ...opts };
+    this.#api = opts.api ?? opts.kc.makeApiClient(CoordinationV1Api);
+    const { api: _api, kc: _kc, ...rest } = opts;
+    this.#o = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, ...rest };
   }
 
   get isLeader(): boolean {
@@ -43,7 +67,11 @@ export class LeaderElector {
   start(): void {
     const loop = async () => {
       if (this.#stopped) return;
-      const ok = await this.#tryAcquireOrRenew().catch((err: Error) => {
+      // A leader may wait only for what is left of its renew deadline; a candidate for one deadline.
+      const budgetMs = this.#leading
+        ? Math.max(1, this.#lastRenew + this.#o.renewDeadlineMs - Date.now())
+        : this.#o.renewDeadlineMs;
+      const ok = await within(this.#tryAcquireOrRenew(), budgetMs).catch((err: Error) => {
         this.#o.log.warn({ lease: this.#o.name, err: err.message }, 'lease update failed');
         return false;
       });
