@@ -3,6 +3,7 @@ import {
   ENVIRONMENT_PLURAL,
   GROUP,
   NODE_PLURAL,
+  NodeConditionType,
   VERSION,
   type WaggleEnvironment,
   type WaggleNode,
@@ -62,6 +63,18 @@ export interface RunningOperator {
   stop(): Promise<void>;
 }
 
+/** What of a WaggleNode the reconciler's decisions depend on (not its heartbeat time). */
+export function schedulingSignature(n: WaggleNode): string {
+  const ready = n.status?.conditions?.find((c) => c.type === NodeConditionType.Ready)?.status;
+  return JSON.stringify([
+    ready,
+    n.spec?.unschedulable ?? false,
+    n.status?.endpoint,
+    n.status?.capacity,
+    n.status?.runtimes,
+  ]);
+}
+
 /**
  * Wires informers → work queue → reconciler, the node heartbeat watcher and (optionally) leader
  * election. Only the leader reconciles; followers keep warm caches.
@@ -101,12 +114,22 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
         enqueue(keyOf(e as unknown as KubernetesObject));
     }
   };
+  const nodeSignatures = new Map<string, string>();
   const nodes = startInformer<KubernetesObject>({
     name: 'wagglenodes',
     kc: o.kc,
     path: `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`,
     list: () => api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL }) as never,
-    onEvent: (_type, obj) => envsOnNode(obj.metadata?.name ?? ''),
+    onEvent: (type, obj) => {
+      // A heartbeat rewrites the node's status every few seconds; only a change that can alter
+      // a decision (readiness, capacity, runtimes, endpoint, cordon) re-queues its environments.
+      const name = obj.metadata?.name ?? '';
+      const signature = type === 'delete' ? undefined : schedulingSignature(obj as unknown as WaggleNode);
+      if (type !== 'add' && signature !== undefined && nodeSignatures.get(name) === signature) return;
+      if (signature === undefined) nodeSignatures.delete(name);
+      else nodeSignatures.set(name, signature);
+      envsOnNode(name);
+    },
     log,
   });
   await Promise.all([envs.synced, nodes.synced]);

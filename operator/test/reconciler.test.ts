@@ -334,3 +334,45 @@ describe('WaggleEnvironment reconciler (real apiserver, fake node-agent)', () =>
     await until(envs, (items) => items.length === 0, 'cleanup', 20_000);
   });
 });
+
+describe('finalizer when the node object is gone', () => {
+  it('waits (bounded) for the WaggleNode to return, then releases with a VMNotDestroyed Event', {
+    timeout: 60_000,
+  }, async () => {
+    const gone = await startFakeNodeAgent({ createDelayMs: 50 });
+    const nodeName = `fake-gone-${process.pid}`;
+    const node = await registerFakeNode(custom, { name: nodeName, endpoint: gone.url, vms: 2 });
+    try {
+      await createEnv('orphaned', { runtime: 'python', nodeName });
+      await until(
+        envs,
+        (items) => items.find((e) => e.metadata.name === 'orphaned')?.status?.phase === 'Running',
+        'Running on the pinned node',
+      );
+      await node.remove(); // the WaggleNode object disappears (agent uninstalled, node deleted)
+      await custom.deleteNamespacedCustomObject({
+        ...G,
+        namespace,
+        plural: 'waggleenvironments',
+        name: 'orphaned',
+      });
+      const t0 = Date.now();
+      // Still held by the finalizer while the node may come back (destroyTimeoutMs = 3 s)…
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect((await envs()).map((e) => e.metadata.name)).toContain('orphaned');
+      // …then released.
+      await until(envs, (items) => !items.some((e) => e.metadata.name === 'orphaned'), 'release', 20_000);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(2_500);
+      const events = await core.listNamespacedEvent({
+        namespace,
+        fieldSelector: 'involvedObject.name=orphaned',
+      });
+      const warning = events.items.find((e) => e.reason === 'VMNotDestroyed');
+      expect(warning?.message).toMatch(new RegExp(`node ${nodeName} has not been registered for 3 s`));
+      expect(events.items.map((e) => e.reason)).toContain('Terminating');
+    } finally {
+      await node.remove().catch(() => undefined);
+      await gone.stop();
+    }
+  });
+});

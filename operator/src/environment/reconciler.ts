@@ -25,6 +25,8 @@ export interface ReconcilerConfig {
   destroyTimeoutMs: number;
   /** How often a Running environment's VM is checked on its node. */
   verifyEveryMs: number;
+  /** Deadline of one CreateVM call (boot included); default 5 min. */
+  createTimeoutMs?: number;
 }
 
 export interface ReconcilerDeps {
@@ -188,16 +190,19 @@ export class EnvironmentReconciler {
         const c: Creation = { done: false };
         this.#creating.set(uid, c);
         agent
-          .createVM({
-            spec: {
-              vmId: uid,
-              runtime: RUNTIME[env.spec.runtime],
-              cpus: env.spec.resources.cpus,
-              memoryMib: env.spec.resources.memoryMiB,
-              diskMib: env.spec.resources.diskMiB,
-              egress: env.spec.network.egress === 'none' ? Egress.NONE : Egress.ALL,
+          .createVM(
+            {
+              spec: {
+                vmId: uid,
+                runtime: RUNTIME[env.spec.runtime],
+                cpus: env.spec.resources.cpus,
+                memoryMib: env.spec.resources.memoryMiB,
+                diskMib: env.spec.resources.diskMiB,
+                egress: env.spec.network.egress === 'none' ? Egress.NONE : Egress.ALL,
+              },
             },
-          })
+            { timeoutMs: this.#d.config.createTimeoutMs ?? 300_000 },
+          )
           .then(
             () => {
               c.done = true;
@@ -353,6 +358,50 @@ export class EnvironmentReconciler {
     await this.#d.events.record(env, 'Warning', reason, message);
   }
 
+  /**
+   * Destroys the environment's VM on its node. Returns true when the finalizer may be released:
+   * the VM is gone, or the node could not be reached (or was not registered) for
+   * destroyTimeoutMs, which is recorded as an Event. Otherwise returns when to try again.
+   */
+  async #destroyOnNode(env: WaggleEnvironment, nodeName: string): Promise<true | ReconcileResult> {
+    const uid = env.metadata.uid as string;
+    const since = this.#destroyFailingSince.get(uid) ?? Date.now();
+    const waitedMs = Date.now() - since;
+    const limitS = Math.round(this.#d.config.destroyTimeoutMs / 1000);
+    const orphanHint =
+      "If the node comes back, the operator destroys the orphaned VM (id = this environment's UID) there.";
+    const endpoint = this.#d.getNode(nodeName)?.status?.endpoint;
+    if (!endpoint) {
+      // The WaggleNode is gone (deleted, or its agent not re-registered yet): wait for it, bounded.
+      if (waitedMs < this.#d.config.destroyTimeoutMs) {
+        this.#destroyFailingSince.set(uid, since);
+        return { requeueAfterMs: Math.min(5_000, this.#d.config.destroyTimeoutMs - waitedMs) };
+      }
+      await this.#d.events.record(
+        env,
+        'Warning',
+        'VMNotDestroyed',
+        `node ${nodeName} has not been registered for ${limitS} s; releasing the environment. ${orphanHint}`,
+      );
+      return true;
+    }
+    try {
+      await this.#d.agents.for(endpoint).destroyVM({ vmId: uid }, { timeoutMs: 30_000 });
+      return true;
+    } catch (e) {
+      this.#destroyFailingSince.set(uid, since);
+      if (waitedMs < this.#d.config.destroyTimeoutMs) throw e; // retry with backoff
+      await this.#d.events.record(
+        env,
+        'Warning',
+        'VMNotDestroyed',
+        `could not destroy the VM on ${nodeName} for ${limitS} s ` +
+          `(${ConnectError.from(e).rawMessage}); releasing the environment. ${orphanHint}`,
+      );
+      return true;
+    }
+  }
+
   async #finalize(env: WaggleEnvironment): Promise<ReconcileResult | undefined> {
     const uid = env.metadata.uid as string;
     if (!env.metadata.finalizers?.includes(FINALIZER)) return undefined;
@@ -368,23 +417,20 @@ export class EnvironmentReconciler {
           message: 'deletion in progress',
         }),
       }).catch(() => undefined);
+      await this.#d.events.record(
+        env,
+        'Normal',
+        EnvironmentReason.Terminating,
+        nodeName ? `Destroying the VM on ${nodeName}` : 'Deleting (no VM was started)',
+      );
     }
-    const endpoint = nodeName ? this.#d.getNode(nodeName)?.status?.endpoint : undefined;
-    if (nodeName && endpoint) {
-      try {
-        await this.#d.agents.for(endpoint).destroyVM({ vmId: uid }, { timeoutMs: 30_000 });
-      } catch (e) {
-        const since = this.#destroyFailingSince.get(uid) ?? Date.now();
-        this.#destroyFailingSince.set(uid, since);
-        if (Date.now() - since < this.#d.config.destroyTimeoutMs) throw e; // retry with backoff
-        await this.#d.events.record(
-          env,
-          'Warning',
-          'VMNotDestroyed',
-          `could not destroy the VM on ${nodeName} for ${Math.round(this.#d.config.destroyTimeoutMs / 1000)} s ` +
-            `(${ConnectError.from(e).rawMessage}); releasing the environment. If the node comes back, the operator destroys the orphaned VM (id = this environment's UID) there.`,
-        );
-      }
+    // A CreateVM still in flight would race the destroy and could leave a VM behind; its
+    // completion (bounded by createTimeoutMs) enqueues this key again.
+    const creation = this.#creating.get(uid);
+    if (creation && !creation.done) return { requeueAfterMs: 5_000 };
+    if (nodeName) {
+      const released = await this.#destroyOnNode(env, nodeName);
+      if (released !== true) return released;
     }
     this.#destroyFailingSince.delete(uid);
     this.#creating.delete(uid);
