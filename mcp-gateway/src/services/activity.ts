@@ -20,11 +20,17 @@ export class ActivityRecorder {
     this.#log = opts.log;
   }
 
-  /** Fire and forget: a failed write is logged and retried on the next use. */
-  touch(namespace: string, name: string, now = Date.now()): void {
+  /**
+   * Fire and forget: a failed write is logged and retried on the next use. With the
+   * environment's idle timeout, writes come at least four times per timeout, so a short
+   * timeout (set on the object directly) cannot expire an environment that is in use.
+   */
+  touch(namespace: string, name: string, idleTimeoutMs?: number, now = Date.now()): void {
     const key = `${namespace}/${name}`;
     const last = this.#lastWrite.get(key);
-    if (last !== undefined && now - last < this.#intervalMs) return;
+    const interval =
+      idleTimeoutMs && idleTimeoutMs > 0 ? Math.min(this.#intervalMs, idleTimeoutMs / 4) : this.#intervalMs;
+    if (last !== undefined && now - last < interval) return;
     this.#lastWrite.set(key, now);
     if (this.#lastWrite.size > 50_000) this.#lastWrite.clear();
     const at = new Date(now).toISOString().replace(/\.\d+Z$/, 'Z');

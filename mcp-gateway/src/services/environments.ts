@@ -52,6 +52,29 @@ const scheduledCondition = (e: WaggleEnvironment) =>
   e.status?.conditions?.find((c) => c.type === EnvironmentConditionType.Scheduled);
 
 /**
+ * The apiserver refused the object for a reason the caller can act on (a ResourceQuota, an
+ * admission policy, validation): a user error with the apiserver's own words. Other failures
+ * (unreachable apiserver, the gateway's own RBAC) stay internal faults.
+ */
+function refusedCreate(err: unknown): CreateFailedError | undefined {
+  const e = err as { code?: number; body?: unknown };
+  if (e.code !== 403 && e.code !== 422 && e.code !== 409) return undefined;
+  let message = '';
+  try {
+    const body = typeof e.body === 'string' ? JSON.parse(e.body) : e.body;
+    message = (body as { message?: string })?.message ?? '';
+  } catch {
+    message = String(e.body ?? '');
+  }
+  // The gateway's own ServiceAccount lacking RBAC is an operator mistake, not the caller's.
+  if (e.code === 403 && !/quota|denied the request|admission|policy/i.test(message)) return undefined;
+  return new CreateFailedError(
+    `the cluster refused the new environment: ${message || `HTTP ${e.code}`}. ` +
+      'Destroy environments you no longer need, or ask the cluster administrator about the limit.',
+  );
+}
+
+/**
  * Environments as a caller sees them: WaggleEnvironments in the caller's namespace. Nothing here
  * accepts a namespace from the caller — it always comes from the authenticated `Caller`.
  */
@@ -62,6 +85,8 @@ export class EnvironmentService {
   readonly #log: Logger;
   /** Per-caller chain so two concurrent creates cannot both pass the limit check. */
   readonly #createLocks = new Map<string, Promise<unknown>>();
+  /** Environments a caller created that the watch cache may not show yet, by caller id. */
+  readonly #justCreated = new Map<string, Set<string>>();
 
   constructor(kc: KubeConfig, cache: EnvironmentCache, defaults: EnvironmentDefaults, log: Logger) {
     this.#api = kc.makeApiClient(CustomObjectsApi);
@@ -121,14 +146,25 @@ export class EnvironmentService {
       // Never leave a half-made environment behind for an error the caller was told about.
       await this.#delete(caller.namespace, name).catch(() => undefined);
       throw err;
+    } finally {
+      // By now the watch cache has shown it (or it is being deleted): it counts from there.
+      const pending = this.#justCreated.get(caller.id);
+      pending?.delete(name);
+      if (pending?.size === 0) this.#justCreated.delete(caller.id);
     }
   }
 
   async #createObject(caller: Caller, req: CreateRequest): Promise<string> {
-    const mine = this.#cache
-      .list(caller.namespace)
-      .filter((e) => e.metadata.labels?.[CALLER_LABEL] === caller.id && !e.metadata.deletionTimestamp);
-    if (mine.length >= this.#defaults.maxPerCaller) throw new LimitReachedError(this.#defaults.maxPerCaller);
+    // Count what the cache shows plus what this gateway created that the watch has not shown
+    // yet: two creates in a row must not both pass the check.
+    const mine = new Set(
+      this.#cache
+        .list(caller.namespace)
+        .filter((e) => e.metadata.labels?.[CALLER_LABEL] === caller.id && !e.metadata.deletionTimestamp)
+        .map((e) => e.metadata.name as string),
+    );
+    for (const n of this.#justCreated.get(caller.id) ?? []) mine.add(n);
+    if (mine.size >= this.#defaults.maxPerCaller) throw new LimitReachedError(this.#defaults.maxPerCaller);
     const name = newEnvironmentId();
     const body: WaggleEnvironment = {
       apiVersion: API_VERSION,
@@ -147,7 +183,14 @@ export class EnvironmentService {
         network: { egress: 'all' },
       },
     } as WaggleEnvironment;
-    await this.#api.createNamespacedCustomObject({ ...this.#coords(caller.namespace), body });
+    try {
+      await this.#api.createNamespacedCustomObject({ ...this.#coords(caller.namespace), body });
+    } catch (err) {
+      throw refusedCreate(err) ?? err;
+    }
+    const pending = this.#justCreated.get(caller.id) ?? new Set<string>();
+    pending.add(name);
+    this.#justCreated.set(caller.id, pending);
     this.#log.info(
       { envId: name, namespace: caller.namespace, caller: caller.principal },
       'environment created',

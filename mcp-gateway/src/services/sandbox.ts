@@ -1,4 +1,4 @@
-import type { WaggleEnvironment } from '@waggle/crds';
+import { parseDuration, type WaggleEnvironment } from '@waggle/crds';
 import {
   Code,
   ConnectError,
@@ -45,6 +45,15 @@ const toOutcome = (r: ExecResult | undefined): ExecOutcome => ({
   stderrTruncated: r?.stderrTruncated ?? false,
 });
 
+/** The environment's idle timeout in ms, or undefined when it is not a valid duration. */
+function idleTimeoutMs(env: WaggleEnvironment): number | undefined {
+  try {
+    return env.spec.idleTimeout ? parseDuration(env.spec.idleTimeout) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The data path: calls the node-agent that runs the environment's VM directly (never through the
  * apiserver), records activity, and turns the agent's errors into errors the caller can act on.
@@ -76,7 +85,7 @@ export class SandboxService {
       agent = this.#clientFactory(endpoint);
       this.#clients.set(endpoint, agent);
     }
-    this.#activity.touch(env.metadata.namespace as string, id);
+    this.#activity.touch(env.metadata.namespace as string, id, idleTimeoutMs(env));
     return { agent, vmId: env.status?.vmId as string, id };
   }
 
@@ -96,8 +105,12 @@ export class SandboxService {
     if (e.code === Code.NotFound)
       throw new EnvironmentNotRunningError(id, 'Failed', 'its VM is gone from the node');
     if (e.code === Code.InvalidArgument) throw new InvalidRequestError(e.rawMessage);
-    if (e.code === Code.Unavailable && !path)
-      throw new EnvironmentNotRunningError(id, 'unreachable', `the node did not answer: ${e.rawMessage}`);
+    if (e.code === Code.Unavailable)
+      throw new EnvironmentNotRunningError(
+        id,
+        'unreachable',
+        `the node did not answer${path ? ` while accessing ${path}` : ''}: ${e.rawMessage}`,
+      );
     throw e;
   }
 

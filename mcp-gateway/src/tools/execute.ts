@@ -34,7 +34,8 @@ export const executeTool = (d: ToolDeps) =>
       language: z
         .string()
         .transform((v, ctx) => {
-          const l = LANGUAGE_ALIASES[v.trim().toLowerCase()];
+          const key = v.trim().toLowerCase();
+          const l = Object.hasOwn(LANGUAGE_ALIASES, key) ? LANGUAGE_ALIASES[key] : undefined;
           if (!l) {
             ctx.addIssue({
               code: 'custom',
