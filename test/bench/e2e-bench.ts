@@ -9,7 +9,13 @@ import { parseArgs } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { freeLoopbackPort, type RawVM, rawBoot, sampler } from '../../node-agent/bench/raw-baseline.ts';
-import { createNodeAgentClient, Egress, Runtime } from '../../node-agent/src/client.ts';
+import {
+  AGENT_TLS_SERVER_NAME,
+  type AgentTls,
+  createNodeAgentClient,
+  Egress,
+  Runtime,
+} from '../../node-agent/src/client.ts';
 import { execScript } from '../../node-agent/src/guest/exec.ts';
 import { shellQuote } from '../../node-agent/src/guest/shell-quote.ts';
 import { runCommand } from '../../node-agent/src/guest/ssh-connections.ts';
@@ -53,9 +59,25 @@ const tool = async (name: string, args: Record<string, unknown>) => {
   return r.structuredContent as Record<string, unknown>;
 };
 
-const agent = createNodeAgentClient(`http://${CLUSTER.nodeIP}:7443`);
+// The agent serves mutual TLS and authorizes per identity, as in production: lifecycle calls
+// with the operator's client certificate, exec with the gateway's (both from the chart's Secrets).
+const clientTls = async (secret: string): Promise<AgentTls> => {
+  const data = JSON.parse(
+    await k(['get', 'secret', '-n', RELEASE_NAMESPACE, `${RELEASE}-${secret}`, '-o', 'jsonpath={.data}']),
+  ) as Record<string, string>;
+  const field = (f: string) => Buffer.from(data[f] ?? '', 'base64').toString('utf8');
+  return {
+    ca: field('ca.crt'),
+    cert: field('tls.crt'),
+    key: field('tls.key'),
+    serverName: AGENT_TLS_SERVER_NAME,
+  };
+};
+const agentUrl = `https://${CLUSTER.nodeIP}:7443`;
+const agent = createNodeAgentClient(agentUrl, await clientTls('operator-agent-client-tls'));
+const agentData = createNodeAgentClient(agentUrl, await clientTls('gateway-agent-client-tls'));
 const agentExec = async (vmId: string, code: string, language: string) => {
-  for await (const m of agent.exec({ vmId, code, language, timeoutMs: 30_000 }))
+  for await (const m of agentData.exec({ vmId, code, language, timeoutMs: 30_000 }))
     if (m.event.case === 'result') return m.event.value;
   throw new Error('no result');
 };

@@ -8,7 +8,7 @@ import { cacheRoot } from './cache.ts';
 import { type DaemonSpec, daemonPid, ensureDaemon, stopDaemon } from './cluster/daemons.ts';
 import { sh } from './cluster/host.ts';
 import { clusterPaths } from './cluster/layout.ts';
-import { clusterDown, clusterStatus } from './cluster/local-cluster.ts';
+import { clusterDown, clusterStatus, REQUIRED_TOOLS } from './cluster/local-cluster.ts';
 import { helmPath } from './helm.ts';
 import { kubeBinDir } from './kube-binaries.ts';
 import { installWaggle, type LocalStack, prepareLocalStack, RELEASE, RELEASE_NAMESPACE } from './stack.ts';
@@ -219,23 +219,19 @@ async function doctor(): Promise<number> {
         : 'not built, and Go ≥ 1.25 is missing to build them',
   );
   add((await exists(helmPath())) ? true : 'warn', 'helm', 'built once from its Go module by setup.sh');
-  const tools: Array<[string, string]> = [
-    ['/usr/bin/containerd', 'containerd'],
-    ['/usr/sbin/runc', 'runc'],
-    ['/usr/lib/cni/bridge', 'containernetworking-plugins'],
-    ['/usr/sbin/iptables', 'iptables'],
-    ['/usr/bin/podman', 'podman'],
+  const tools: Array<readonly [string, string]> = [
+    ...REQUIRED_TOOLS,
     ['/usr/bin/qemu-system-x86_64', 'qemu-system-x86'],
     ['/usr/bin/mmdebstrap', 'mmdebstrap'],
   ];
   const missing: string[] = [];
-  for (const [path, pkg] of tools) if (!(await exists(path))) missing.push(pkg);
+  for (const [path, pkg] of tools) if (!(await exists(path)) && !missing.includes(pkg)) missing.push(pkg);
   add(
     missing.length === 0,
     'host packages',
     missing.length
       ? `missing: ${missing.join(', ')} — bash test/scripts/setup.sh installs them`
-      : 'containerd, runc, CNI plugins, iptables, podman, QEMU, mmdebstrap',
+      : 'containerd (+ ctr), runc, CNI plugins, iptables, conntrack, podman, QEMU, mmdebstrap',
   );
   const ulimits = (await readFile('/etc/containers/containers.conf', 'utf8').catch(() => '')).includes(
     'default_ulimits',
@@ -266,7 +262,9 @@ async function doctor(): Promise<number> {
     guest ? `cached in ${cacheRoot()}/images` : 'not built yet; setup.sh builds them (~3 min, once)',
   );
   const clusterUp = (await clusterStatus()).components.some((c) => c.running);
-  for (const port of [PORT, 6443, 10250, 12379]) {
+  // The MCP forward, apiserver, etcd, kubelet, kube-proxy health, controller-manager, scheduler,
+  // and the node-agent's API and ops ports (host network).
+  for (const port of [PORT, 6443, 12379, 12380, 10250, 10256, 10257, 10259, 7443, 7444]) {
     const free = await portFree(port);
     add(
       free || clusterUp,

@@ -35,7 +35,8 @@ export class ClusterStepError extends Error {
   override name = 'ClusterStepError';
 }
 
-const REQUIRED_TOOLS = [
+/** Host programs the local cluster needs, with the Debian package that brings each. */
+export const REQUIRED_TOOLS = [
   ['/usr/bin/containerd', 'containerd'],
   ['/usr/sbin/runc', 'runc'],
   ['/usr/bin/ctr', 'containerd'],
