@@ -459,7 +459,7 @@ describe('the Helm chart on the real node', () => {
     );
   });
 
-  it('installs with Helm 3 as well: pods Ready, code runs over its mTLS certificates; its uninstall leaves nothing', async () => {
+  it('installs with Helm 3 as well: pods Ready, code runs over its mTLS certificates', async () => {
     const helm3 = { ...stack, helm: await ensureHelm({ version: HELM3_VERSION }) };
     await installWaggle(helm3);
     expect(await helmRun(helm3, ['list', '-n', NS, '-o', 'json'])).toMatch(/"app_version"/);
@@ -496,34 +496,34 @@ describe('the Helm chart on the real node', () => {
     } finally {
       await c.close();
     }
-    await helmRun(helm3, ['uninstall', RELEASE, '--namespace', NS, '--wait', '--timeout', '5m']);
-    await waitFor(podsReady, (items) => items.length === 0, 'every pod gone', {
-      timeoutMs: 120_000,
-      intervalMs: 1_000,
-    });
-    expect(await qemuPids()).toEqual([]);
-    expect(await k(['get', 'wenv', '-A', '--no-headers'])).toBe('');
-    expect(
-      await k(['get', 'secret', '-n', NS, '-l', 'app.kubernetes.io/component=agent-tls', '-o', 'name']),
-    ).toBe('');
+    // The release and its running VM stay: `pnpm waggle down` (next) must remove both.
+    expect(await qemuPids()).toHaveLength(1);
   });
 });
 
 describe('cluster down', () => {
-  it('removes everything the cluster created on this machine', async () => {
-    await clusterDown();
+  it('pnpm waggle down removes everything the cluster created on this machine, running VMs included', async () => {
     const paths = stack.cluster.paths;
+    expect(await qemuPids()).toHaveLength(1); // the Helm 3 install's environment, still running
+    const cli = join(REPO, 'test', 'src', 'waggle-cli.ts');
+    await run(process.execPath, [cli, 'down'], { maxBuffer: 16 << 20, timeout: 300_000 });
+    expect(await qemuPids()).toEqual([]);
     expect(await hostLeftovers(paths)).toEqual({
       mounts: [],
       netns: [],
       bridge: false,
       nodeAddress: false,
       iptables: [],
+      cgroups: [],
+      processes: [],
+      cniState: [],
     });
     expect(await pidsMentioning(paths.base)).toEqual([]);
     expect(await pidsMentioning('loopback-proxy.ts')).toEqual([]); // pnpm waggle up's forwarder
     expect(await readdir(paths.base).catch(() => 'gone')).toBe('gone');
     expect(await readdir(paths.run).catch(() => 'gone')).toBe('gone');
     expect((await clusterStatus()).components).toEqual([]);
+    // A second down has nothing left to do and still succeeds.
+    await clusterDown();
   });
 });

@@ -15,6 +15,8 @@ export const CLUSTER = {
   etcdPeerPort: 12380,
   bridge: 'waggle0',
   cniNetwork: 'waggle',
+  /** Cgroup the chart's node-agent moves each QEMU into (WAGGLE_VM_CGROUP_NAME's default). */
+  vmCgroup: 'waggle-vms',
   pauseImage: 'localhost/waggle/pause:1',
 } as const;
 

@@ -15,7 +15,7 @@ import {
 } from './components.ts';
 import { containerdDaemon, ensurePauseImage, writeContainerdFiles } from './containerd.ts';
 import { assertAlive, type DaemonSpec, daemonPid, ensureDaemon, stopDaemon } from './daemons.ts';
-import { cleanHost, ensureNodeNetwork, hostLeftovers, sh } from './host.ts';
+import { cleanHost, clusterCgroupPids, ensureNodeNetwork, hostLeftovers, killPids, sh } from './host.ts';
 import { CLUSTER, type ClusterPaths, clusterPaths } from './layout.ts';
 import { apiserverURL, ensureClusterPki } from './pki.ts';
 
@@ -118,7 +118,7 @@ export async function clusterUp(opts: { log?: (line: string) => void } = {}): Pr
   for (const d of [p.base, p.run, p.logs, p.pids, p.config, p.kubelet, p.kubeletPods])
     await mkdir(d, { recursive: true });
   await step('certificates', () => ensureClusterPki(p));
-  await step('node network', ensureNodeNetwork);
+  await step('node network', () => ensureNodeNetwork(p.base));
   const containerd = containerdDaemon(p);
   await step('containerd', async () => {
     await writeContainerdFiles(p);
@@ -267,7 +267,8 @@ export async function clusterDown(opts: { log?: (line: string) => void } = {}): 
         // gone
       }
     }
-    await killContainerProcesses(p);
+    const killed = await killContainerProcesses();
+    if (killed) log(`killed ${killed} processes left in pod and VM cgroups`);
     for (const d of daemons.slice(2)) if (await stopDaemon(d)) log(`stopped ${d.name}`);
     // Helpers started beside the cluster with a pid file here (pnpm waggle up's MCP forwarder).
     for (const f of (await readdir(p.pids).catch(() => [] as string[])).filter((f) => f.endsWith('.pid'))) {
@@ -281,25 +282,15 @@ export async function clusterDown(opts: { log?: (line: string) => void } = {}): 
   log(`removed ${p.base} and ${p.run}`);
 }
 
-/** Kills processes still in pod cgroups (kubepods) — containers whose shim is already gone. */
-async function killContainerProcesses(p: ClusterPaths): Promise<void> {
-  const pids = new Set<number>();
-  for (const ctrl of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
-    const root = join('/sys/fs/cgroup', ctrl, 'kubepods');
-    const procs = await sh('find', [root, '-name', 'cgroup.procs'], true);
-    for (const f of procs.split('\n').filter(Boolean)) {
-      for (const pid of (await sh('cat', [f], true)).split('\n').filter(Boolean)) pids.add(Number(pid));
-    }
-  }
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  if (pids.size) await new Promise((r) => setTimeout(r, 500));
-  void p;
+/**
+ * Kills what still runs in the cluster's cgroups: containers whose shim is already gone, and the
+ * QEMU processes the node-agent moved into its VM cgroup (they outlive the agent's pod by design,
+ * docs/adr/0008, so nothing else stops them).
+ */
+async function killContainerProcesses(): Promise<number> {
+  const pids = await clusterCgroupPids();
+  await killPids(pids);
+  return pids.length;
 }
 
 export { hostLeftovers };
