@@ -71,6 +71,7 @@ async function main(): Promise<void> {
       nodeStaleAfterMs: config.WAGGLE_NODE_STALE_AFTER,
       unschedulableRetryMs: config.WAGGLE_UNSCHEDULABLE_RETRY,
       destroyTimeoutMs: config.WAGGLE_DESTROY_TIMEOUT,
+      createTimeoutMs: config.WAGGLE_CREATE_TIMEOUT,
       verifyEveryMs: config.WAGGLE_VERIFY_INTERVAL,
       orphanVMCheckEveryMs: config.WAGGLE_ORPHAN_VM_CHECK_INTERVAL,
       orphanVMGraceMs: config.WAGGLE_ORPHAN_VM_GRACE,
