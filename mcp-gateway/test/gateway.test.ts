@@ -543,6 +543,31 @@ describe('mcp-gateway HTTP edge', () => {
     const denied = await post({ authorization: `Bearer ${await token('no-rbac')}` });
     expect(denied.status).toBe(403);
     expect(await denied.text()).toMatch(/may not use waggleenvironments in namespace/);
+    // Allowed to create only: the gateway must not lend it its own list/delete permissions.
+    await core.createNamespacedServiceAccount({
+      namespace: nsB,
+      body: { metadata: { name: 'create-only' } },
+    });
+    await rbac.createNamespacedRole({
+      namespace: nsB,
+      body: {
+        metadata: { name: 'create-only' },
+        rules: [{ apiGroups: ['waggle.dev'], resources: ['waggleenvironments'], verbs: ['create'] }],
+      },
+    });
+    await rbac.createNamespacedRoleBinding({
+      namespace: nsB,
+      body: {
+        metadata: { name: 'create-only' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'create-only' },
+        subjects: [{ kind: 'ServiceAccount', name: 'create-only', namespace: nsB }],
+      },
+    });
+    const partial = await post({ authorization: `Bearer ${await token('create-only')}` });
+    expect(partial.status).toBe(403);
+    expect(((await partial.json()) as { error: { message: string } }).error.message).toMatch(
+      /lacks "get", "list", "delete" on waggleenvironments/,
+    );
     const otherNs = await post({ authorization: `Bearer ${await token(sa)}`, 'x-waggle-namespace': nsA });
     expect(otherNs.status).toBe(403);
   });

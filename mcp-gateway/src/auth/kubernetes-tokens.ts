@@ -4,6 +4,9 @@ import { ENVIRONMENT_PLURAL, GROUP } from '@waggle/crds';
 import { AuthError } from '../errors.ts';
 import { type Authenticator, type Caller, makeCaller } from './caller.ts';
 
+/** What a caller must be allowed on waggleenvironments in its namespace to use the tools. */
+const AGENT_VERBS = ['create', 'get', 'list', 'delete'] as const;
+
 const SA_PREFIX = 'system:serviceaccount:';
 
 interface Cached {
@@ -73,24 +76,34 @@ export class KubernetesTokenAuthenticator implements Authenticator {
         `${username} is not a ServiceAccount; say which namespace to use with the X-Waggle-Namespace header`,
       );
     }
-    const sar = await this.#authz.createSubjectAccessReview({
-      body: {
-        apiVersion: 'authorization.k8s.io/v1',
-        kind: 'SubjectAccessReview',
-        spec: {
-          user: username,
-          ...(user.groups ? { groups: user.groups } : {}),
-          ...(user.uid ? { uid: user.uid } : {}),
-          ...(user.extra ? { extra: user.extra } : {}),
-          resourceAttributes: { namespace, verb: 'create', group: GROUP, resource: ENVIRONMENT_PLURAL },
-        },
-      },
-    });
-    if (!sar.status?.allowed) {
+    // The tools create, read, list and delete environments: the caller needs each of those verbs
+    // itself (the gateway's own, broader permissions must never stand in for the caller's).
+    const denied: string[] = [];
+    await Promise.all(
+      AGENT_VERBS.map(async (verb) => {
+        const sar = await this.#authz.createSubjectAccessReview({
+          body: {
+            apiVersion: 'authorization.k8s.io/v1',
+            kind: 'SubjectAccessReview',
+            spec: {
+              user: username,
+              ...(user.groups ? { groups: user.groups } : {}),
+              ...(user.uid ? { uid: user.uid } : {}),
+              ...(user.extra ? { extra: user.extra } : {}),
+              resourceAttributes: { namespace, verb, group: GROUP, resource: ENVIRONMENT_PLURAL },
+            },
+          },
+        });
+        if (!sar.status?.allowed) denied.push(verb);
+      }),
+    );
+    if (denied.length) {
+      const missing = AGENT_VERBS.filter((v) => denied.includes(v));
       throw new AuthError(
         403,
-        `${username} may not use waggleenvironments in namespace "${namespace}": grant it "create" on ` +
-          `waggleenvironments.${GROUP} there (a RoleBinding to the waggle-agent ClusterRole)`,
+        `${username} may not use waggleenvironments in namespace "${namespace}": it lacks ` +
+          `${missing.map((v) => `"${v}"`).join(', ')} on waggleenvironments.${GROUP} there ` +
+          `(grant ${AGENT_VERBS.join(', ')} — a RoleBinding to the waggle-agent ClusterRole does)`,
       );
     }
     return makeCaller(username, namespace);
