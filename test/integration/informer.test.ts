@@ -94,3 +94,45 @@ describe('informer on a real apiserver', () => {
     await until(() => events.filter(([t, k]) => t === 'update' && k === key).length >= 2, 'two resyncs');
   });
 });
+
+describe('informer start-up', () => {
+  it('is synced only after a list succeeded, retrying failed lists with backoff', async () => {
+    await custom.createNamespacedCustomObject({
+      ...coords,
+      namespace,
+      body: {
+        apiVersion: 'waggle.dev/v1alpha1',
+        kind: 'WaggleEnvironment',
+        metadata: { name: 'inf-3' },
+        spec: { runtime: 'node' },
+      },
+    });
+    let calls = 0;
+    let syncedAt: number | undefined;
+    const flaky = startInformer<KubernetesObject>({
+      name: 'flaky',
+      kc,
+      path: `/apis/waggle.dev/v1alpha1/namespaces/${namespace}/waggleenvironments`,
+      list: async () => {
+        calls++;
+        if (calls <= 2) throw new Error('apiserver not ready'); // as during a control-plane restart
+        return custom.listNamespacedCustomObject({ ...coords, namespace }) as never;
+      },
+      onEvent: () => undefined,
+      log: pino({ level: 'silent' }),
+    });
+    try {
+      void flaky.synced.then(() => {
+        syncedAt = calls;
+      });
+      await Promise.race([
+        flaky.synced,
+        new Promise((_, reject) => setTimeout(() => reject(new Error('never synced')), 10_000)),
+      ]);
+      expect(syncedAt).toBe(3); // not after the failed first or second list
+      expect(flaky.get(`${namespace}/inf-3`)?.metadata?.name).toBe('inf-3');
+    } finally {
+      await flaky.stop();
+    }
+  });
+});

@@ -42,9 +42,17 @@ export function keyOf(obj: KubernetesObject): string {
 /**
  * A list+watch cache built on client-node's ListWatch, which relists on 410 Gone and reconnects
  * after watch timeouts; other watch errors stop it, so this restarts it with capped backoff.
+ * ListWatch reports a failed list as an error event and still resolves `start()`, so `synced`
+ * waits for a list that really succeeded (a leader must never reconcile from an empty cache).
  */
 export function startInformer<T extends KubernetesObject>(opts: InformerOptions<T>): Informer<T> {
-  const informer = makeInformer<T>(opts.kc, opts.path, opts.list as ListPromise<T>);
+  let listed = false;
+  const list = async () => {
+    const result = await opts.list();
+    listed = true;
+    return result;
+  };
+  const informer = makeInformer<T>(opts.kc, opts.path, list as ListPromise<T>);
   let stopped = false;
   let backoffMs = 200;
   let restartTimer: NodeJS.Timeout | undefined;
@@ -63,37 +71,32 @@ export function startInformer<T extends KubernetesObject>(opts: InformerOptions<
   informer.on('connect', () => {
     backoffMs = 200;
   });
-  informer.on('error', (err: unknown) => {
+
+  /** (Re)starts list+watch once; failures come back through `retry`. */
+  const start = async (): Promise<void> => {
+    restartTimer = undefined;
     if (stopped) return;
+    try {
+      await informer.start();
+    } catch (err) {
+      retry(err, 'start failed; retrying');
+      return;
+    }
+    if (listed) resolveSynced();
+  };
+  const retry = (err: unknown, msg: string) => {
+    if (stopped || restartTimer) return; // one restart pending at a time
     opts.log.warn(
       { informer: opts.name, err: (err as Error)?.message ?? String(err), retryInMs: backoffMs },
-      'watch failed; restarting',
+      msg,
     );
-    restartTimer = setTimeout(() => {
-      if (!stopped) void informer.start().catch(() => undefined);
-    }, backoffMs);
+    restartTimer = setTimeout(() => void start(), backoffMs);
     backoffMs = Math.min(backoffMs * 2, 30_000);
-  });
-
-  // The first start lists then watches; retry it with backoff until it succeeds.
-  const firstStart = async () => {
-    let delay = 200;
-    while (!stopped) {
-      try {
-        await informer.start();
-        resolveSynced();
-        return;
-      } catch (err) {
-        opts.log.warn(
-          { informer: opts.name, err: (err as Error).message, retryInMs: delay },
-          'initial list failed',
-        );
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 30_000);
-      }
-    }
   };
-  void firstStart();
+  informer.on('error', (err: unknown) =>
+    retry(err, listed ? 'watch failed; restarting' : 'list failed; retrying'),
+  );
+  void start();
 
   const resync = opts.resyncMs
     ? setInterval(() => {
