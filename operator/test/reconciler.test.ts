@@ -254,8 +254,15 @@ describe('WaggleEnvironment reconciler (real apiserver, fake node-agent)', () =>
       await createEnv('after-loss', { runtime: 'python', nodeName });
       const pending = await until(
         envs,
-        (items) => items.find((e) => e.metadata.name === 'after-loss')?.status?.phase === 'Pending',
-        'pending',
+        (items) => {
+          const e = items.find((x) => x.metadata.name === 'after-loss');
+          // Pending from the start; wait for the scheduler's verdict.
+          return (
+            e?.status?.phase === 'Pending' &&
+            e.status.conditions?.some((c) => c.type === 'Scheduled' && c.reason === 'Unschedulable') === true
+          );
+        },
+        'pending (Unschedulable)',
       );
       expect(pending.find((e) => e.metadata.name === 'after-loss')?.status?.message).toMatch(
         /heartbeat is stale|not ready/,

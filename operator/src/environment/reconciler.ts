@@ -135,9 +135,14 @@ export class EnvironmentReconciler {
     }
     const uid = env.metadata.uid as string;
     if (env.metadata.deletionTimestamp) return this.#finalize(env);
+    if (!env.status?.phase) {
+      // Seen for the first time: say so (kubectl shows Pending, as for a new Pod).
+      await this.#setStatus(env, { phase: 'Pending', message: 'waiting to be scheduled' });
+      return undefined; // the update brings the object back through the queue
+    }
     if (!env.metadata.finalizers?.includes(FINALIZER)) {
       await this.#d.store.setFinalizer(env, true);
-      return undefined; // the update brings the object back through the queue
+      return undefined;
     }
 
     const now = this.#now();
