@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { Controller, TerminalError } from './controller.ts';
+import { Controller, describeError, TerminalError } from './controller.ts';
 
 const log = pino({ level: 'silent' });
 const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
@@ -91,5 +91,15 @@ describe('Controller', () => {
     await tick(5);
     await c.stop();
     expect(sawAbort).toBe(true);
+  });
+});
+
+describe('describeError', () => {
+  it("gives an ApiException's code and the apiserver's message, not its body and headers", async () => {
+    const { ApiException } = await import('@kubernetes/client-node');
+    const body = JSON.stringify({ kind: 'Status', message: 'the object has been modified', code: 409 });
+    const e = new ApiException(409, 'Unknown API Status Code!', body, { 'audit-id': 'x' });
+    expect(describeError(e)).toEqual({ code: 409, message: 'HTTP 409: the object has been modified' });
+    expect(describeError(new Error('boom'))).toEqual({ message: 'boom' });
   });
 });

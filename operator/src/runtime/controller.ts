@@ -66,7 +66,11 @@ export class Controller {
         } else {
           const delayMs = this.queue.addRateLimited(key);
           this.#o.onReconciled?.('error', performance.now() - t0);
-          log.warn({ err: (err as Error).message, retryInMs: delayMs }, 'reconcile failed; retrying');
+          const e = describeError(err);
+          // A write from a stale view (409) is the normal optimistic-concurrency retry, not news.
+          if (e.code === 409)
+            log.debug({ err: e.message, retryInMs: delayMs }, 'reconcile conflicted; retrying');
+          else log.warn({ err: e.message, retryInMs: delayMs }, 'reconcile failed; retrying');
         }
       } finally {
         this.queue.done(key);
@@ -80,4 +84,22 @@ export class Controller {
     this.#abort.abort();
     await Promise.all(this.#workers);
   }
+}
+
+/**
+ * A short description of an error for logs: the apiserver's own message and code for a
+ * client-node ApiException (instead of its whole body and response headers).
+ */
+export function describeError(err: unknown): { code?: number; message: string } {
+  const e = err as { code?: unknown; body?: unknown; message?: string };
+  if (typeof e?.code === 'number' && e.body !== undefined) {
+    try {
+      const body = (typeof e.body === 'string' ? JSON.parse(e.body) : e.body) as { message?: string };
+      if (body?.message) return { code: e.code, message: `HTTP ${e.code}: ${body.message}` };
+    } catch {
+      // not JSON: fall through
+    }
+    return { code: e.code, message: `HTTP ${e.code}: ${String(e.message ?? '').split('\n')[0]}` };
+  }
+  return { message: (err as Error)?.message ?? String(err) };
 }
