@@ -375,6 +375,45 @@ describe('the Helm chart on the real node', () => {
     expect(await k(['get', 'wenv', '-n', AGENTS, envId, '--no-headers'])).toMatch(/Running/);
   });
 
+  it('keeps environments usable when the node-agent container crashes and the kubelet restarts it', async () => {
+    const restarts = async () =>
+      Number(
+        await k([
+          'get',
+          'pods',
+          '-n',
+          NS,
+          '-l',
+          'app.kubernetes.io/component=node-agent',
+          '-o',
+          'jsonpath={.items[0].status.containerStatuses[0].restartCount}',
+        ]),
+      );
+    const before = await restarts();
+    const agentPids = await pidsMentioning('/opt/waggle/node-agent/dist/main.js');
+    expect(agentPids).toHaveLength(1);
+    process.kill(agentPids[0] as number, 'SIGKILL'); // a crash: the runtime kills the container's cgroup
+    await waitFor(restarts, (n) => n === before + 1, 'the kubelet to restart the agent container', {
+      timeoutMs: 120_000,
+      intervalMs: 1_000,
+    });
+    await waitFor(podsReady, allReady, 'the restarted node-agent to be Ready', {
+      timeoutMs: 120_000,
+      intervalMs: 1_000,
+    });
+    expect(await qemuPids()).toEqual([vmPid]); // outside the container's cgroup: untouched
+    const c = await mcpClient(token);
+    try {
+      const out = await tool<{ stdout: string }>(c, 'execute', {
+        environment_id: envId,
+        code: 'print("survived a crash")',
+      });
+      expect(out.stdout).toBe('survived a crash\n');
+    } finally {
+      await c.close();
+    }
+  });
+
   it('rolls out a helm upgrade with a changed value without losing the running environment', async () => {
     const before = (await podsReady()).map((p) => p.metadata.name);
     await installWaggle(stack, ['--set', 'gateway.maxEnvironments=20', '--set', 'operator.logLevel=debug']);
