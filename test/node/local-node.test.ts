@@ -112,6 +112,31 @@ describe('the local single-node cluster', () => {
     expect(await k(['get', 'nodes', '--no-headers'])).toMatch(/^waggle-node\s+Ready\s/);
   });
 
+  it('survives a crash: components killed with SIGKILL (stale pid files) come back with the next up', async () => {
+    const before = await clusterStatus();
+    const victims = before.components.filter((c) => c.name === 'kube-scheduler' || c.name === 'kubelet');
+    expect(victims).toHaveLength(2);
+    for (const v of victims) process.kill(v.pid as number, 'SIGKILL');
+    await waitFor(
+      clusterStatus,
+      (s) => s.components.filter((c) => !c.running).length === 2,
+      'the killed components to be seen as stopped',
+      { timeoutMs: 10_000, intervalMs: 200 },
+    );
+    await prepareLocalStack();
+    const after = await clusterStatus();
+    expect(after.components.every((c) => c.running)).toBe(true);
+    for (const v of victims) {
+      expect(after.components.find((c) => c.name === v.name)?.pid, v.name).not.toBe(v.pid);
+    }
+    await waitFor(
+      () => k(['get', 'nodes', '--no-headers']),
+      (out) => /^waggle-node\s+Ready\s/.test(out),
+      'the node Ready again',
+      { timeoutMs: 60_000 },
+    );
+  });
+
   it('keeps at most two builds of each component image in podman', async () => {
     for (const c of ['operator', 'mcp-gateway', 'node-agent']) {
       const tags = (
