@@ -383,3 +383,54 @@ describe('finalizer when the node object is gone', () => {
     }
   });
 });
+
+describe('a node that refuses a VM for lack of room', () => {
+  it('sends the environment back to Pending (not Failed) and runs it once room frees', {
+    timeout: 60_000,
+  }, async () => {
+    const small = await startFakeNodeAgent({ createDelayMs: 50, maxVMs: 1 });
+    const nodeName = `fake-small-${process.pid}`;
+    // The WaggleNode claims 3 slots; the agent has room for 1 (e.g. a VM the operator does not count).
+    const node = await registerFakeNode(custom, { name: nodeName, endpoint: small.url, vms: 3 });
+    const mine = (items: WaggleEnvironment[]) => items.filter((e) => e.metadata.name?.startsWith('tight-'));
+    try {
+      await createEnv('tight-1', { runtime: 'python', nodeName });
+      await until(
+        envs,
+        (items) => mine(items).find((e) => e.metadata.name === 'tight-1')?.status?.phase === 'Running',
+        'tight-1 Running',
+      );
+      await createEnv('tight-2', { runtime: 'python', nodeName });
+      const refused = await until(
+        envs,
+        (items) =>
+          /refused the VM/.test(
+            mine(items).find((e) => e.metadata.name === 'tight-2')?.status?.message ?? '',
+          ),
+        'tight-2 refused by the node',
+      );
+      const second = refused.find((e) => e.metadata.name === 'tight-2');
+      expect(second?.status?.phase).toBe('Pending');
+      expect(second?.status?.conditions?.find((c) => c.type === 'Scheduled')?.reason).toBe('Unschedulable');
+      await custom.deleteNamespacedCustomObject({
+        ...G,
+        namespace,
+        plural: 'waggleenvironments',
+        name: 'tight-1',
+      });
+      await until(
+        envs,
+        (items) => mine(items).length === 1 && mine(items)[0]?.status?.phase === 'Running',
+        'tight-2 Running once tight-1 is gone',
+      );
+      expect(mine(await envs()).some((e) => e.status?.phase === 'Failed')).toBe(false);
+    } finally {
+      await custom
+        .deleteCollectionNamespacedCustomObject({ ...G, namespace, plural: 'waggleenvironments' })
+        .catch(() => undefined);
+      await until(envs, (items) => items.length === 0, 'cleanup', 20_000);
+      await node.remove();
+      await small.stop();
+    }
+  });
+});

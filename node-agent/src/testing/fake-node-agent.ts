@@ -30,7 +30,13 @@ const notFound = (what: string, fileCode?: string) => {
  * starts with `sleep:<ms>` waits that long first (or until cancelled) — for progress and
  * cancellation tests.
  */
-export async function startFakeNodeAgent(opts: { createDelayMs?: number } = {}): Promise<FakeNodeAgent> {
+export async function startFakeNodeAgent(
+  opts: {
+    createDelayMs?: number;
+    /** The most VMs it will run; CreateVM beyond that fails with ResourceExhausted, as the agent's does. */
+    maxVMs?: number;
+  } = {},
+): Promise<FakeNodeAgent> {
   const vms = new Set<string>();
   // VMs added to `vms` directly by a test have no creation time (they look old).
   const createdAt = new Map<string, string>();
@@ -48,6 +54,8 @@ export async function startFakeNodeAgent(opts: { createDelayMs?: number } = {}):
         async createVM(req) {
           const id = req.spec?.vmId ?? '';
           createCalls.push(id);
+          if (opts.maxVMs !== undefined && !vms.has(id) && vms.size >= opts.maxVMs)
+            throw new ConnectError(`all ${opts.maxVMs} VM slots are in use`, Code.ResourceExhausted);
           await new Promise((r) => setTimeout(r, opts.createDelayMs ?? 50));
           vms.add(id);
           createdAt.set(id, new Date().toISOString());

@@ -236,6 +236,34 @@ export class EnvironmentReconciler {
       if (creation.error) {
         const err = ConnectError.from(creation.error);
         if (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded) throw err; // retry with backoff
+        if (err.code === Code.ResourceExhausted) {
+          // The node is fuller than its WaggleNode said (a VM the operator does not count, a
+          // capacity change): not the environment's fault. Give the slot back and schedule again.
+          this.#assumed.delete(key);
+          const message = `node ${nodeName} refused the VM (${err.rawMessage}); scheduling again`;
+          await this.#setStatus(env, {
+            phase: 'Pending',
+            nodeName: undefined,
+            expiresAt,
+            message,
+            conditions: setCondition(
+              setCondition(env.status?.conditions, {
+                type: EnvironmentConditionType.Scheduled,
+                status: 'False',
+                reason: EnvironmentReason.Unschedulable,
+                message,
+              }),
+              {
+                type: EnvironmentConditionType.Ready,
+                status: 'False',
+                reason: EnvironmentReason.Unschedulable,
+                message,
+              },
+            ),
+          });
+          await this.#d.events.record(env, 'Warning', EnvironmentReason.Unschedulable, message);
+          return { requeueAfterMs: Math.min(this.#d.config.unschedulableRetryMs, untilExpiry) };
+        }
         await this.#fail(
           env,
           EnvironmentReason.VMFailed,
