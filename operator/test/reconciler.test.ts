@@ -21,7 +21,10 @@ const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
 let agent: FakeNodeAgent;
 let operator: RunningOperator;
-const nodesToStop = new Map<string, { stopHeartbeat(): void; remove(): Promise<void> }>();
+const nodesToStop = new Map<
+  string,
+  { stopHeartbeat(): void; resumeHeartbeat(): void; remove(): Promise<void> }
+>();
 
 async function registerNode(name: string, endpoint: string, vms: number): Promise<void> {
   const node = await registerFakeNode(custom, { name, endpoint, vms });
@@ -267,6 +270,18 @@ describe('WaggleEnvironment reconciler (real apiserver, fake node-agent)', () =>
       expect(pending.find((e) => e.metadata.name === 'after-loss')?.status?.message).toMatch(
         /heartbeat is stale|not ready/,
       );
+      // The node comes back with the lost VM still running: the environment stays Failed (its
+      // state is gone for the agent that used it), and its VM is destroyed so it frees the slot.
+      const pinnedUid = lost.find((e) => e.metadata.name === 'pinned')?.metadata.uid as string;
+      expect(other.vms.has(pinnedUid)).toBe(true);
+      nodesToStop.get(nodeName)?.resumeHeartbeat();
+      await waitFor(
+        async () => other.vms.has(pinnedUid),
+        (present) => !present,
+        'the failed environment’s VM destroyed once its node is back',
+        { timeoutMs: 20_000, intervalMs: 200 },
+      );
+      expect((await envs()).find((e) => e.metadata.name === 'pinned')?.status?.phase).toBe('Failed');
     } finally {
       await custom.deleteCollectionNamespacedCustomObject({ ...G, namespace, plural: 'waggleenvironments' });
       await until(envs, (items) => items.length === 0, 'cleanup', 30_000); // finalizer gives up on the lost node

@@ -7,7 +7,7 @@ const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 export async function registerFakeNode(
   custom: CustomObjectsApi,
   opts: { name: string; endpoint: string; vms: number; runtimes?: string[] },
-): Promise<{ stopHeartbeat(): void; remove(): Promise<void> }> {
+): Promise<{ stopHeartbeat(): void; resumeHeartbeat(): void; remove(): Promise<void> }> {
   await custom.createClusterCustomObject({
     ...G,
     body: { apiVersion: 'waggle.dev/v1alpha1', kind: 'WaggleNode', metadata: { name: opts.name } },
@@ -39,9 +39,14 @@ export async function registerFakeNode(
     });
   };
   await beat();
-  const timer = setInterval(() => void beat().catch(() => undefined), 1_000);
+  const start = () => setInterval(() => void beat().catch(() => undefined), 1_000);
+  let timer = start();
   return {
     stopHeartbeat: () => clearInterval(timer),
+    resumeHeartbeat: () => {
+      clearInterval(timer);
+      timer = start();
+    },
     async remove() {
       clearInterval(timer);
       await custom.deleteClusterCustomObject({ ...G, name: opts.name }).catch(() => undefined);

@@ -63,6 +63,8 @@ export class EnvironmentReconciler {
   /** When the finalizer first failed to reach a node, by UID. */
   readonly #destroyFailingSince = new Map<string, number>();
   #scheduling: Promise<unknown> = Promise.resolve();
+  /** Failed environments whose VM this operator has destroyed (or found gone), by UID. */
+  readonly #failedReleased = new Set<string>();
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
@@ -169,6 +171,7 @@ export class EnvironmentReconciler {
 
     if (env.status?.phase === 'Failed') {
       if (env.status.expiresAt !== expiresAt) await this.#setStatus(env, { expiresAt });
+      await this.#releaseFailedVM(env);
       return { requeueAfterMs: untilExpiry };
     }
 
@@ -305,6 +308,35 @@ export class EnvironmentReconciler {
       await this.#setStatus(env, { expiresAt, lastActivityTime });
     }
     return { requeueAfterMs: Math.min(untilExpiry, this.#d.config.verifyEveryMs) };
+  }
+
+  /**
+   * A Failed environment is terminal: nobody can use its VM, and a Failed environment does not
+   * count against its node's capacity. So once its node answers again (a NodeLost node that came
+   * back re-adopts the VM), destroy the VM there; the object stays for the user to read.
+   */
+  async #releaseFailedVM(env: WaggleEnvironment): Promise<void> {
+    const uid = env.metadata.uid as string;
+    const nodeName = env.status?.nodeName;
+    if (!nodeName || this.#failedReleased.has(uid) || !this.#nodeAlive(nodeName)) return;
+    const endpoint = this.#d.getNode(nodeName)?.status?.endpoint;
+    if (!endpoint) return;
+    try {
+      const { existed } = await this.#d.agents.for(endpoint).destroyVM({ vmId: uid }, { timeoutMs: 30_000 });
+      this.#failedReleased.add(uid);
+      if (existed)
+        await this.#d.events.record(
+          env,
+          'Normal',
+          'VMDestroyed',
+          `destroyed the failed environment's VM on ${nodeName}`,
+        );
+    } catch (err) {
+      this.#d.log.warn(
+        { envId: env.metadata.name, node: nodeName, err: ConnectError.from(err).rawMessage },
+        'could not destroy a failed environment’s VM; trying again on the next reconcile',
+      );
+    }
   }
 
   async #schedule(env: WaggleEnvironment, expiresAt: string, untilExpiry: number): Promise<ReconcileResult> {
@@ -467,6 +499,7 @@ export class EnvironmentReconciler {
     }
     this.#destroyFailingSince.delete(uid);
     this.#creating.delete(uid);
+    this.#failedReleased.delete(uid);
     this.#assumed.delete(keyOf(env));
     await this.#d.store.setFinalizer(env, false);
     // Capacity freed: let pending environments try again.
