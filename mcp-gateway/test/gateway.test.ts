@@ -334,6 +334,62 @@ describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake no
     await ok(a, 'destroy_environment', { environment_id: id });
   });
 
+  it('answers calls to an environment whose node stopped answering with isError, not a protocol error', {
+    timeout: 60_000,
+  }, async () => {
+    // A second node, the only one with the shell runtime, whose agent then goes away while its
+    // WaggleNode keeps heartbeating (a hung or partitioned agent).
+    const shellAgent = await startFakeNodeAgent({ createDelayMs: 50 });
+    const shellNode = `gw-shell-${suffix}`;
+    let registration = await registerFakeNode(custom, {
+      name: shellNode,
+      endpoint: shellAgent.url,
+      vms: 2,
+      runtimes: ['shell'],
+    });
+    let replacement: FakeNodeAgent | undefined;
+    try {
+      const { environment_id: id } = await ok<{ environment_id: string }>(a, 'create_environment', {
+        runtime: 'shell',
+      });
+      await shellAgent.stop();
+      const calls: Array<[string, Record<string, unknown>]> = [
+        ['execute', { environment_id: id, code: 'true' }],
+        ['write_file', { environment_id: id, path: 'a.txt', content: 'x' }],
+        ['read_file', { environment_id: id, path: 'a.txt' }],
+        ['list_files', { environment_id: id }],
+      ];
+      for (const [tool, args] of calls) {
+        const r = await call(a, tool, args);
+        expect(r.isError, tool).toBe(true);
+        expect(errorText(r), tool).toMatch(new RegExp(`environment "${id}" is unreachable.*did not answer`));
+      }
+      // Bring the node back (a new agent) so the finalizer can finish quickly.
+      replacement = await startFakeNodeAgent();
+      await registration.remove();
+      registration = await registerFakeNode(custom, {
+        name: shellNode,
+        endpoint: replacement.url,
+        vms: 2,
+        runtimes: ['shell'],
+      });
+      await ok(a, 'destroy_environment', { environment_id: id });
+      await waitFor(
+        () =>
+          envObject(nsA, id).then(
+            () => true,
+            () => false,
+          ),
+        (exists) => !exists,
+        'the environment to be gone',
+        { timeoutMs: 30_000 },
+      );
+    } finally {
+      await registration.remove();
+      await replacement?.stop();
+    }
+  });
+
   it('enforces the per-caller limit and counts callers separately', { timeout: 60_000 }, async () => {
     // Four creates at once: the watch cache lags the creates, and still only three may pass.
     const results = await Promise.all(
