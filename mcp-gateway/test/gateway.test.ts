@@ -93,6 +93,19 @@ afterAll(async () => {
 const envObject = (ns: string, name: string) =>
   custom.getNamespacedCustomObject({ ...G, namespace: ns, name }) as Promise<WaggleEnvironment>;
 
+/** Waits until the environment object is gone (its finalizer has run). */
+const untilGone = (ns: string, name: string) =>
+  waitFor(
+    () =>
+      envObject(ns, name).then(
+        () => true,
+        () => false,
+      ),
+    (exists) => !exists,
+    `environment ${name} to be gone`,
+    { timeoutMs: 30_000 },
+  );
+
 describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake node-agent)', () => {
   it('lists the eight tools with input and output schemas and annotations', async () => {
     const { tools } = await a.listTools();
@@ -199,16 +212,7 @@ describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake no
     );
     expect(listed.environments.map((e) => e.environment_id)).toContain(id);
     expect(await ok(a, 'destroy_environment', { environment_id: id })).toMatchObject({ status: 'destroyed' });
-    await waitFor(
-      () =>
-        envObject(nsA, id).then(
-          () => true,
-          () => false,
-        ),
-      (exists) => !exists,
-      'environment object to be gone',
-      { timeoutMs: 20_000 },
-    );
+    await untilGone(nsA, id);
     expect(agent.vms.has(obj.metadata.uid as string)).toBe(false);
   });
 
@@ -374,16 +378,7 @@ describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake no
         runtimes: ['shell'],
       });
       await ok(a, 'destroy_environment', { environment_id: id });
-      await waitFor(
-        () =>
-          envObject(nsA, id).then(
-            () => true,
-            () => false,
-          ),
-        (exists) => !exists,
-        'the environment to be gone',
-        { timeoutMs: 30_000 },
-      );
+      await untilGone(nsA, id);
     } finally {
       await registration.remove();
       await replacement?.stop();

@@ -14,6 +14,18 @@ const coords = { group: 'waggle.dev', version: 'v1alpha1', plural: 'waggleenviro
 const events: Array<[InformerEvent, string]> = [];
 let informer: Informer<KubernetesObject>;
 
+const createEnvironment = (name: string, runtime: string) =>
+  custom.createNamespacedCustomObject({
+    ...coords,
+    namespace,
+    body: {
+      apiVersion: 'waggle.dev/v1alpha1',
+      kind: 'WaggleEnvironment',
+      metadata: { name },
+      spec: { runtime },
+    },
+  });
+
 async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
@@ -51,16 +63,7 @@ afterAll(async () => {
 describe('informer on a real apiserver', () => {
   it('delivers add, update and delete and keeps a cache keyed by namespace/name', async () => {
     const key = `${namespace}/inf-1`;
-    await custom.createNamespacedCustomObject({
-      ...coords,
-      namespace,
-      body: {
-        apiVersion: 'waggle.dev/v1alpha1',
-        kind: 'WaggleEnvironment',
-        metadata: { name: 'inf-1' },
-        spec: { runtime: 'python' },
-      },
-    });
+    await createEnvironment('inf-1', 'python');
     await until(() => events.some(([t, k]) => t === 'add' && k === key), 'add');
     expect(informer.get(key)?.metadata?.name).toBe('inf-1');
 
@@ -80,16 +83,7 @@ describe('informer on a real apiserver', () => {
   });
 
   it('re-delivers cached objects on resync (level-based safety net)', async () => {
-    await custom.createNamespacedCustomObject({
-      ...coords,
-      namespace,
-      body: {
-        apiVersion: 'waggle.dev/v1alpha1',
-        kind: 'WaggleEnvironment',
-        metadata: { name: 'inf-2' },
-        spec: { runtime: 'shell' },
-      },
-    });
+    await createEnvironment('inf-2', 'shell');
     const key = `${namespace}/inf-2`;
     await until(() => events.filter(([t, k]) => t === 'update' && k === key).length >= 2, 'two resyncs');
   });
@@ -97,16 +91,7 @@ describe('informer on a real apiserver', () => {
 
 describe('informer start-up', () => {
   it('is synced only after a list succeeded, retrying failed lists with backoff', async () => {
-    await custom.createNamespacedCustomObject({
-      ...coords,
-      namespace,
-      body: {
-        apiVersion: 'waggle.dev/v1alpha1',
-        kind: 'WaggleEnvironment',
-        metadata: { name: 'inf-3' },
-        spec: { runtime: 'node' },
-      },
-    });
+    await createEnvironment('inf-3', 'node');
     let calls = 0;
     let syncedAt: number | undefined;
     const flaky = startInformer<KubernetesObject>({
