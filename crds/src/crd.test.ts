@@ -36,6 +36,7 @@ describe('CRD shape', () => {
       'Expires',
       'Age',
       'Reason',
+      'Message',
     ]);
   });
 

@@ -65,6 +65,13 @@ export const ENVIRONMENT_COLUMNS: PrinterColumn[] = [
     description: 'Reason of the Ready condition.',
     priority: 1,
   },
+  {
+    name: 'Message',
+    type: 'string',
+    jsonPath: '.status.message',
+    description: 'What is happening, e.g. why it is still Pending.',
+    priority: 1,
+  },
 ];
 
 /** Printer columns of `kubectl get wagglenodes`. */

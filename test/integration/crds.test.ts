@@ -259,6 +259,7 @@ describe('status subresource and printer columns', () => {
           nodeName: 'node-a',
           vmId: 'vm-1',
           expiresAt,
+          message: 'running on node-a',
           observedGeneration: 1,
           conditions: [
             {
@@ -280,8 +281,8 @@ describe('status subresource and printer columns', () => {
     expect(row?.split(/\s+/)[4]).toBe(expiresAt); // absolute UTC time: kubectl can't render future dates
 
     const wide = await kubectl('get', 'waggleenvironments', 'columns', '-n', namespace, '-o', 'wide');
-    expect(wide.split('\n')[0]).toMatch(/REASON/);
-    expect(wide.split('\n')[1]).toMatch(/\bRunning\s*$/);
+    expect(wide.split('\n')[0]).toMatch(/REASON\s+MESSAGE\s*$/);
+    expect(wide.split('\n')[1]).toMatch(/\bRunning\s+running on node-a\s*$/);
   });
 
   it('rejects an unknown phase in status', async () => {
