@@ -77,7 +77,14 @@ export async function helmRun(stack: LocalStack, args: string[]): Promise<string
 }
 
 /** `helm upgrade --install` of charts/waggle with the local values plus `extra` (`--set …`). */
-export function installWaggle(stack: LocalStack, extra: string[] = [], timeout = '5m'): Promise<string> {
+export async function installWaggle(
+  stack: LocalStack,
+  extra: string[] = [],
+  timeout = '5m',
+): Promise<string> {
+  // Helm installs a chart's crds/ once and never upgrades them (charts/waggle/README.md): apply
+  // them first, so `pnpm waggle up` after a CRD change serves the new schema and columns.
+  await stack.cluster.k(['apply', '--server-side', '--force-conflicts', '-f', join(CHART, 'crds')]);
   return helmRun(stack, [
     'upgrade',
     '--install',
