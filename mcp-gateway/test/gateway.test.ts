@@ -411,6 +411,30 @@ describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake no
     for (const id of ids) await ok(a, 'destroy_environment', { environment_id: id });
   });
 
+  it('turns a ResourceQuota refusal into an isError result with the apiserver’s reason', {
+    timeout: 30_000,
+  }, async () => {
+    const resource = 'count/waggleenvironments.waggle.dev';
+    await core.createNamespacedResourceQuota({
+      namespace: nsB,
+      body: { metadata: { name: 'no-envs' }, spec: { hard: { [resource]: '0' } } },
+    });
+    try {
+      // No quota controller runs beside this apiserver: write the usage it would have computed.
+      const q = await core.readNamespacedResourceQuota({ name: 'no-envs', namespace: nsB });
+      await core.replaceNamespacedResourceQuotaStatus({
+        name: 'no-envs',
+        namespace: nsB,
+        body: { ...q, status: { hard: { [resource]: '0' }, used: { [resource]: '0' } } },
+      });
+      const r = await call(b, 'create_environment', { runtime: 'python' });
+      expect(r.isError).toBe(true);
+      expect(errorText(r)).toMatch(/the cluster refused the new environment: .*exceeded quota: no-envs/);
+    } finally {
+      await core.deleteNamespacedResourceQuota({ name: 'no-envs', namespace: nsB });
+    }
+  });
+
   it('fails create_environment with the scheduler reason when no node fits, leaving nothing', {
     timeout: 60_000,
   }, async () => {
