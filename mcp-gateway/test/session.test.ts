@@ -51,7 +51,7 @@ beforeAll(async () => {
       WAGGLE_STATE_DIR: join(dir, 'state'),
       WAGGLE_GUEST_RUNTIMES: 'python',
       WAGGLE_HEARTBEAT_INTERVAL: '2s',
-      WAGGLE_SSH_PORT_RANGE: '42800-42899',
+      WAGGLE_VM_NETWORK_CIDR: '10.253.28.0/24',
     },
   });
   operator = await startOperatorProcess({ kubeconfigPath, opsPort: operatorOps });

@@ -1,7 +1,7 @@
 // Shared by the benchmarks: percentile stats and the raw QEMU + SSH baseline (the same QEMU
 // command line and images the node-agent uses, with no agent in between).
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,6 +11,7 @@ import { generateEcdsaKeyPair, publicKeyBlob } from '../src/vm/keys.ts';
 import { canBind } from '../src/vm/port-allocator.ts';
 import { terminate } from '../src/vm/proc.ts';
 import { type Accelerator, buildQemuArgs } from '../src/vm/qemu-args.ts';
+import { launchDetached } from '../src/vm/qemu-launch.ts';
 import { waitForGuestReady } from '../src/vm/readiness.ts';
 import type { GuestImages } from '../src/vm/vm-manager.ts';
 
@@ -117,7 +118,7 @@ export async function rawBoot(opts: {
     kernelPath: opts.images.kernel,
     initrdPath: opts.images.initrd,
     overlayPath: join(dir, 'o.qcow2'),
-    sshPort: opts.port,
+    sshForward: { host: '127.0.0.1', port: opts.port },
     egress: 'all',
     fwCfgFiles: { authorized_keys: join(dir, 'ak'), ssh_host_key: join(dir, 'hk') },
     serialLogPath: join(dir, 'serial.log'),
@@ -125,8 +126,11 @@ export async function rawBoot(opts: {
     pidFilePath: join(dir, 'qemu.pid'),
     ...(opts.tscKHz ? { tscKHz: opts.tscKHz } : {}),
   });
-  await run('qemu-system-x86_64', args);
-  const pid = Number((await readFile(join(dir, 'qemu.pid'), 'utf8')).trim());
+  const pid = await launchDetached({
+    command: ['qemu-system-x86_64', ...args],
+    pidFile: join(dir, 'qemu.pid'),
+    logPath: join(dir, 'qemu.log'),
+  });
   const ready = await waitForGuestReady({
     serialLogPath: join(dir, 'serial.log'),
     timeoutMs: 120_000,

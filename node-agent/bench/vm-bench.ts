@@ -51,7 +51,7 @@ const agent = await startAgentProcess({
     WAGGLE_STATE_DIR: stateDir,
     WAGGLE_REGISTER: 'false',
     WAGGLE_GUEST_RUNTIMES: 'python',
-    WAGGLE_SSH_PORT_RANGE: '43400-43499',
+    WAGGLE_VM_NETWORK_CIDR: '10.253.34.0/24',
   },
 });
 const api = createNodeAgentClient(agent.apiUrl);

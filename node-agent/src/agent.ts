@@ -63,8 +63,8 @@ export class Agent {
       resolve: async (vmId) => {
         const vm = this.vms.get(vmId);
         return {
-          host: '127.0.0.1',
-          port: vm.sshPort,
+          host: vm.network.nsIP,
+          port: 22,
           username: 'root',
           privateKey: await readFile(vmPaths(this.vms.vmDir(vmId)).clientKey, 'utf8'),
           hostPublicKey: vm.hostPublicKey,

@@ -5,7 +5,8 @@ describe('loadConfig', () => {
   it('fills documented defaults', () => {
     const c = loadConfig({});
     expect(c.WAGGLE_AGENT_LISTEN).toBe('127.0.0.1:7443');
-    expect(c.WAGGLE_SSH_PORT_RANGE).toEqual({ from: 42000, to: 42999 });
+    expect(c.WAGGLE_VM_NETWORK_CIDR).toBe('10.254.0.0/16');
+    expect(c.WAGGLE_EGRESS_ALLOW_CIDRS).toEqual([]);
     expect(c.WAGGLE_DEFAULT_EXEC_TIMEOUT).toBe(30_000);
     expect(c.WAGGLE_MAX_EXEC_TIMEOUT).toBe(300_000);
     expect(c.WAGGLE_GUEST_RUNTIMES).toEqual(['python', 'node', 'shell']);
@@ -28,7 +29,8 @@ describe('loadConfig', () => {
     let err: unknown;
     try {
       loadConfig({
-        WAGGLE_SSH_PORT_RANGE: 'lots',
+        WAGGLE_VM_NETWORK_CIDR: '10.254.0.1/16',
+        WAGGLE_EGRESS_ALLOW_CIDRS: '203.0.113.0/24, lots',
         WAGGLE_MAX_EXEC_TIMEOUT: 'forever',
         WAGGLE_RUNTIME_NODE_EXEC_COMMAND: 'node; rm -rf /',
         WAGGLE_GUEST_RUNTIMES: 'python,ruby',
@@ -38,7 +40,8 @@ describe('loadConfig', () => {
     }
     expect(err).toBeInstanceOf(ConfigError);
     const msg = (err as Error).message;
-    expect(msg).toMatch(/WAGGLE_SSH_PORT_RANGE="lots": use from-to/);
+    expect(msg).toMatch(/WAGGLE_VM_NETWORK_CIDR="10.254.0.1\/16": use an IPv4 CIDR/);
+    expect(msg).toMatch(/WAGGLE_EGRESS_ALLOW_CIDRS.*"203.0.113.0\/24, lots": use a CIDR/);
     expect(msg).toMatch(/WAGGLE_MAX_EXEC_TIMEOUT="forever": use a duration/);
     expect(msg).toMatch(/WAGGLE_RUNTIME_NODE_EXEC_COMMAND=.*use an absolute path/);
     expect(msg).toMatch(/WAGGLE_GUEST_RUNTIMES/);

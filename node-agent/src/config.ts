@@ -1,18 +1,35 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import { durationMsSchema, parseEnvConfig } from '@waggle/crds';
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import { parseVMNetworkCidr } from './vm/network/subnets.ts';
 
 const durationMs = durationMsSchema;
 const hostPort = z.string().regex(/^[^:\s]+:\d{1,5}$/, { error: 'use host:port, e.g. 127.0.0.1:7443' });
-const portRange = z
-  .string()
-  .regex(/^\d{1,5}-\d{1,5}$/, { error: 'use from-to, e.g. 42000-42999' })
-  .transform((v) => {
-    const [from, to] = v.split('-').map(Number) as [number, number];
-    return { from, to };
-  });
 const positiveInt = z.coerce.number().int().positive();
+const cidr = (example: string) =>
+  z.string().refine(
+    (v) => {
+      try {
+        ipaddr.parseCIDR(v);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { error: `use a CIDR, e.g. ${example}` },
+  );
+const cidrList = z
+  .string()
+  .default('')
+  .transform((v) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  )
+  .pipe(z.array(cidr('203.0.113.0/24')));
 const absolutePath = z.string().regex(/^\/[A-Za-z0-9._/-]+$/, {
   error: 'use an absolute path inside the guest, e.g. /opt/python/bin/python3',
 });
@@ -28,7 +45,40 @@ export const configSchema = z.object({
   WAGGLE_AGENT_ENDPOINT: z.url().optional(),
   WAGGLE_STATE_DIR: z.string().min(1).default('/var/lib/waggle'),
   WAGGLE_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
-  WAGGLE_SSH_PORT_RANGE: portRange.default({ from: 42000, to: 42999 }),
+  /** Each VM gets a /30 of it: the link between the node and the VM's network namespace. */
+  WAGGLE_VM_NETWORK_CIDR: cidr('10.254.0.0/16')
+    .refine(
+      (v) => {
+        try {
+          parseVMNetworkCidr(v);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { error: 'use an IPv4 CIDR between /8 and /29 with no host bits set, e.g. 10.254.0.0/16' },
+    )
+    .default('10.254.0.0/16'),
+  /** Reachable from `egress: all` guests although inside a denied (private or special) range. */
+  WAGGLE_EGRESS_ALLOW_CIDRS: cidrList,
+  /** Denied on top of private/special ranges and the node's addresses: public pod/Service CIDRs. */
+  WAGGLE_EGRESS_DENY_CIDRS: cidrList,
+  /** Where the node's resolvers are listed (when WAGGLE_DNS_UPSTREAMS is unset). */
+  WAGGLE_DNS_RESOLV_CONF: z
+    .string()
+    .regex(/^\//, { error: 'use an absolute path' })
+    .default('/etc/resolv.conf'),
+  /** Resolvers the guests' DNS is relayed to (default: the nameservers in WAGGLE_DNS_RESOLV_CONF). */
+  WAGGLE_DNS_UPSTREAMS: z
+    .string()
+    .optional()
+    .transform((v) =>
+      v
+        ?.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.union([z.ipv4(), z.ipv6()], { error: 'use IP addresses, e.g. 10.0.0.10' })).optional()),
   WAGGLE_MAX_VMS: positiveInt.default(8),
   WAGGLE_CAPACITY_CPUS: positiveInt.default(availableParallelism() * 2),
   WAGGLE_CAPACITY_MEMORY_MIB: positiveInt.default(Math.floor((totalmem() / 1024 / 1024) * 0.75)),

@@ -18,6 +18,8 @@ const HOST_TOOLS: Array<[string, string]> = [
   ['busybox', 'busybox-static'],
   ['depmod', 'kmod'],
   ['cpio', 'cpio'],
+  ['ip', 'iproute2'],
+  ['nft', 'nftables'],
 ];
 
 /** Paths a custom image must contain (see images/guest/README.md, "Custom images"). */

@@ -12,7 +12,8 @@ import { NodeRegistrar } from './registration.ts';
 import { startServers } from './server.ts';
 import { detectAccelerator } from './vm/accelerator.ts';
 import { readHostTscKHz } from './vm/host-tsc.ts';
-import { PortAllocator } from './vm/port-allocator.ts';
+import { nodeResolvers } from './vm/network/dns-forwarder.ts';
+import { VMNetworks } from './vm/network/vm-network.ts';
 import { VMManager } from './vm/vm-manager.ts';
 
 const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -52,10 +53,18 @@ async function main(): Promise<void> {
   log.info({ node, accelerator: accel.accelerator, reason: accel.reason }, 'accelerator selected');
   const tscKHz = accel.accelerator === 'tcg' ? await readHostTscKHz() : undefined;
 
+  const networks = new VMNetworks({
+    cidr: config.WAGGLE_VM_NETWORK_CIDR,
+    allowCidrs: config.WAGGLE_EGRESS_ALLOW_CIDRS,
+    denyCidrs: config.WAGGLE_EGRESS_DENY_CIDRS,
+    upstreams: config.WAGGLE_DNS_UPSTREAMS ?? (await nodeResolvers(config.WAGGLE_DNS_RESOLV_CONF)),
+    log,
+  });
+  await networks.init();
   const vms = new VMManager({
     stateDir: config.WAGGLE_STATE_DIR,
     images,
-    ports: new PortAllocator(config.WAGGLE_SSH_PORT_RANGE),
+    networks,
     accelerator: accel.accelerator,
     ...(tscKHz ? { tscKHz } : {}),
     ...(config.WAGGLE_TRUSTED_CA_BUNDLE ? { caBundlePath: config.WAGGLE_TRUSTED_CA_BUNDLE } : {}),
@@ -171,6 +180,7 @@ async function main(): Promise<void> {
       ]);
     }
     agent.close();
+    networks.close();
     tls?.close();
     // fastify's close waits for open HTTP/2 sessions, which clients keep; bound the wait.
     await Promise.race([servers.close(), new Promise((r) => setTimeout(r, 3_000).unref())]);

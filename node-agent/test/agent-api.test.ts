@@ -31,7 +31,7 @@ async function startAgent(): Promise<void> {
       KUBECONFIG: kubeconfigPath,
       WAGGLE_NODE_NAME: nodeName,
       WAGGLE_STATE_DIR: stateDir,
-      WAGGLE_SSH_PORT_RANGE: '42500-42599',
+      WAGGLE_VM_NETWORK_CIDR: '10.253.25.0/24',
       WAGGLE_HEARTBEAT_INTERVAL: '1s',
       WAGGLE_GUEST_RUNTIMES: 'python,shell',
     },

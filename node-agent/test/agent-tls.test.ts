@@ -59,6 +59,7 @@ beforeAll(async () => {
     opsPort,
     env: {
       WAGGLE_STATE_DIR: join(dir, 'state'),
+      WAGGLE_VM_NETWORK_CIDR: '10.253.26.0/24',
       WAGGLE_REGISTER: 'false',
       WAGGLE_GUEST_RUNTIMES: 'shell',
       WAGGLE_AGENT_TLS_DIR: join(dir, 'server'),

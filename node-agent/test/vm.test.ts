@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureGuestImages } from '@waggle/test';
@@ -9,48 +8,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execCode } from '../src/guest/exec.ts';
 import { listGuestFiles, readGuestFile, writeGuestFile } from '../src/guest/files.ts';
 import { installPackages } from '../src/guest/packages.ts';
-import { GuestConnections, runCommand } from '../src/guest/ssh-connections.ts';
-import { createLogger } from '../src/logger.ts';
+import { type GuestConnections, runCommand } from '../src/guest/ssh-connections.ts';
 import { readHostTscKHz } from '../src/vm/host-tsc.ts';
-import { canBind, PortAllocator } from '../src/vm/port-allocator.ts';
+import type { VMNetworks } from '../src/vm/network/vm-network.ts';
 import { pidsWithMarker } from '../src/vm/proc.ts';
-import { type GuestImages, VMManager, vmPaths } from '../src/vm/vm-manager.ts';
+import type { GuestImages, VMManager } from '../src/vm/vm-manager.ts';
+import { testConnections, testManager, testNetworks } from './vm-fixtures.ts';
 
-const log = createLogger({ level: 'warn' });
 let stateDir = '';
 let images: GuestImages;
 let tscKHz = 0;
-const ports = new PortAllocator({ from: 42200, to: 42299 });
+let networks: VMNetworks;
 
 function manager(): VMManager {
-  return new VMManager({
-    stateDir,
-    images,
-    ports,
-    accelerator: 'tcg',
-    tscKHz,
-    log,
-    bootTimeoutMs: 180_000,
-    caBundlePath: '/etc/ssl/certs/ca-certificates.crt',
-  });
+  return testManager({ stateDir, images, networks, tscKHz });
 }
 
-function connections(vms: VMManager): GuestConnections {
-  return new GuestConnections({
-    log,
-    resolve: async (vmId) => {
-      const vm = vms.get(vmId);
-      const { readFile } = await import('node:fs/promises');
-      return {
-        host: '127.0.0.1',
-        port: vm.sshPort,
-        username: 'root',
-        privateKey: await readFile(vmPaths(vms.vmDir(vmId)).clientKey, 'utf8'),
-        hostPublicKey: vm.hostPublicKey,
-      };
-    },
-  });
-}
+const connections = (vms: VMManager) => testConnections(vms);
 
 const spec = (vmId: string, runtime: 'python' | 'node' | 'shell' = 'python') => ({
   vmId,
@@ -65,6 +39,7 @@ beforeAll(async () => {
   images = await ensureGuestImages(['python', 'node', 'shell']);
   tscKHz = await readHostTscKHz();
   stateDir = await mkdtemp(join(tmpdir(), 'waggle-agent-test-'));
+  networks = await testNetworks('10.253.200.0/24');
 }, 900_000);
 
 afterAll(async () => {
@@ -72,6 +47,7 @@ afterAll(async () => {
   await vms.adopt();
   for (const vm of vms.list()) await vms.destroy(vm.vmId);
   await rm(stateDir, { recursive: true, force: true });
+  await networks.removeHostTable();
 });
 
 describe('VMs under TCG (real QEMU microvm, real SSH)', () => {
@@ -132,7 +108,9 @@ describe('VMs under TCG (real QEMU microvm, real SSH)', () => {
     expect(await restarted.destroy('vm-a')).toBe(true);
     expect(existsSync(dir)).toBe(false);
     expect(await pidsWithMarker(`${dir}/`)).toEqual([]);
-    expect(await canBind(vm.sshPort)).toBe(true);
+    // Its network namespace and the node's end of its link are gone too.
+    expect(existsSync(`/run/netns/${vm.network.netns}`)).toBe(false);
+    expect(existsSync(`/sys/class/net/${vm.network.hostIface}`)).toBe(false);
   });
 
   it('kills a timed-out run and returns its partial output', { timeout: 240_000 }, async () => {
@@ -286,7 +264,7 @@ describe('concurrency and runtimes', () => {
     const created = await Promise.all(ids.map((s) => vms.create(s)));
     process.stderr.write(`vm.test: four concurrent boots ready in ${Date.now() - t0} ms\n`);
     expect(created.map((v) => v.state)).toEqual(['running', 'running', 'running', 'running']);
-    expect(new Set(created.map((v) => v.sshPort)).size).toBe(4);
+    expect(new Set(created.map((v) => v.network.nsIP)).size).toBe(4);
     const conns = connections(vms);
     try {
       const nodeRun = await execCode(await conns.get('vm-c2'), {
@@ -325,32 +303,14 @@ describe('concurrency and runtimes', () => {
       });
       expect(useNpm.stdout).toBe('true false\n');
 
-      // Egress: guests reach the host's loopback as 10.0.2.2 through QEMU's user network, unless
-      // egress is none (restrict=on). Only loopback traffic: a listener on 127.0.0.1.
-      const listener = createServer((sock) => sock.end('hello\n'));
-      await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
-      const port = (listener.address() as AddressInfo).port;
-      const probe = [
-        'import socket',
-        'try:',
-        `    s = socket.create_connection(("10.0.2.2", ${port}), timeout=3)`,
-        '    print("reached", s.recv(16).decode().strip())',
-        'except OSError as e:',
-        '    print("blocked")',
-      ].join('\n');
-      const run = async (vmId: string) =>
-        execCode(await conns.get(vmId), {
-          code: probe,
-          language: 'python',
-          timeoutMs: 30_000,
-          maxOutputBytes: 1024,
-        });
-      try {
-        expect((await run('vm-c1')).stdout).toBe('reached hello\n');
-        expect((await run('vm-c4')).stdout).toBe('blocked\n');
-      } finally {
-        listener.close();
-      }
+      // egress none: not even the package index (network-boundary.test.ts covers egress all).
+      const offline = await execCode(await conns.get('vm-c4'), {
+        code: 'import urllib.request\ntry:\n    urllib.request.urlopen("https://pypi.org/simple/six/", timeout=5)\n    print("reached")\nexcept OSError as e:\n    print("blocked")',
+        language: 'python',
+        timeoutMs: 30_000,
+        maxOutputBytes: 1024,
+      });
+      expect(offline.stdout).toBe('blocked\n');
     } finally {
       conns.closeAll();
       await Promise.all(ids.map((s) => vms.destroy(s.vmId)));

@@ -86,7 +86,7 @@ async function startAgent(): Promise<void> {
       WAGGLE_STATE_DIR: stateDir,
       WAGGLE_GUEST_RUNTIMES: 'python',
       WAGGLE_HEARTBEAT_INTERVAL: '1s',
-      WAGGLE_SSH_PORT_RANGE: '42700-42799',
+      WAGGLE_VM_NETWORK_CIDR: '10.253.27.0/24',
     },
   });
 }

@@ -575,6 +575,7 @@ describe('cluster down', () => {
     expect(await hostLeftovers(paths)).toEqual({
       mounts: [],
       netns: [],
+      nftTables: [],
       bridge: false,
       nodeAddress: false,
       iptables: [],

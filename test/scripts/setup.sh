@@ -17,6 +17,8 @@ MIN_GO_MINOR=25
 APT_PACKAGES=(ca-certificates git procps iproute2
   # guest images and microVMs (node-agent)
   mmdebstrap qemu-system-x86 qemu-utils e2fsprogs busybox-static cpio kmod
+  # per-VM network namespaces and their firewall (node-agent)
+  nftables
   # the local single-node cluster and its images
   containerd runc containernetworking-plugins iptables conntrack podman curl)
 GUEST_RUNTIMES=(python node shell)

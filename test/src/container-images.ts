@@ -27,6 +27,9 @@ const BASES = {
     'busybox-static',
     'cpio',
     'kmod',
+    // per-VM network namespaces, veths and firewall (docs/adr/0009-vm-network-boundary.md)
+    'iproute2',
+    'nftables',
   ],
 } as const;
 

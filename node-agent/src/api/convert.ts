@@ -41,6 +41,7 @@ export function specFromPb(spec: PbVMSpec | undefined): VMSpec {
     memoryMiB: spec.memoryMib,
     diskMiB: spec.diskMib,
     egress: spec.egress === Egress.NONE ? 'none' : 'all',
+    allowDomains: [...spec.allowDomains],
   };
 }
 
@@ -53,12 +54,13 @@ export function vmToPb(vm: VMRecord): VM {
       memoryMib: vm.memoryMiB,
       diskMib: vm.diskMiB,
       egress: vm.egress === 'none' ? Egress.NONE : Egress.ALL,
+      allowDomains: vm.allowDomains,
     },
     state: STATES[vm.state],
     createdAt: vm.createdAt,
     readyAt: vm.readyAt ?? '',
     bootMs: vm.bootMs ?? 0,
-    sshPort: vm.sshPort,
+    sshPort: 22, // on the VM namespace's address (not a node port)
   });
 }
 

@@ -9,7 +9,7 @@ const spec: QemuLaunchSpec = {
   kernelPath: '/k/vmlinuz',
   initrdPath: '/k/initramfs.img',
   overlayPath: '/s/vm1/overlay.qcow2',
-  sshPort: 42001,
+  sshForward: { host: '10.254.0.2', port: 22 },
   egress: 'all',
   fwCfgFiles: { authorized_keys: '/s/vm1/authorized_keys' },
   serialLogPath: '/s/vm1/serial.log',
@@ -21,14 +21,14 @@ const spec: QemuLaunchSpec = {
 const argAfter = (args: string[], flag: string) => args[args.indexOf(flag) + 1];
 
 describe('buildQemuArgs', () => {
-  it('builds a detached microvm with the requested size and a loopback-only SSH forward', () => {
+  it('builds a detached microvm with the requested size and an SSH forward on the namespace address', () => {
     const args = buildQemuArgs(spec);
     expect(argAfter(args, '-M')).toMatch(/^microvm,/);
     expect(argAfter(args, '-accel')).toBe('tcg');
     expect(argAfter(args, '-smp')).toBe('2');
     expect(argAfter(args, '-m')).toBe('1024M');
-    expect(argAfter(args, '-netdev')).toBe('user,id=n0,hostfwd=tcp:127.0.0.1:42001-:22');
-    expect(args).toContain('-daemonize');
+    expect(argAfter(args, '-netdev')).toBe('user,id=n0,ipv6=off,hostfwd=tcp:10.254.0.2:22-:22');
+    expect(args).not.toContain('-daemonize'); // spawn=deny forbids its fork; launched detached
     expect(argAfter(args, '-fw_cfg')).toBe('name=opt/waggle/authorized_keys,file=/s/vm1/authorized_keys');
   });
 
@@ -43,7 +43,20 @@ describe('buildQemuArgs', () => {
 
   it('isolates the guest network when egress is none', () => {
     expect(argAfter(buildQemuArgs({ ...spec, egress: 'none' }), '-netdev')).toBe(
-      'user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:42001-:22',
+      'user,id=n0,restrict=on,ipv6=off,hostfwd=tcp:10.254.0.2:22-:22',
     );
+  });
+
+  it('confines QEMU: seccomp sandbox, an unprivileged uid:gid and an empty chroot', () => {
+    const args = buildQemuArgs({
+      ...spec,
+      confine: { uid: 1073807360, gid: 1073807360, chrootDir: '/s/vm1/root' },
+    });
+    expect(argAfter(args, '-sandbox')).toBe(
+      'on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny',
+    );
+    expect(argAfter(args, '-runas')).toBe('1073807360:1073807360');
+    expect(argAfter(args, '-chroot')).toBe('/s/vm1/root');
+    expect(buildQemuArgs(spec)).not.toContain('-sandbox');
   });
 });

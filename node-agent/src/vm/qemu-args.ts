@@ -11,10 +11,16 @@ export interface QemuLaunchSpec {
   kernelPath: string;
   initrdPath: string;
   overlayPath: string;
-  /** Host loopback port forwarded to the guest's sshd. */
-  sshPort: number;
+  /** Address and port QEMU listens on (in its network namespace) and forwards to the guest's sshd. */
+  sshForward: { host: string; port: number };
   /** `none` isolates the guest: QEMU's user network with restrict=on (only the forward works). */
   egress: 'none' | 'all';
+  /**
+   * Confine QEMU (docs/security.md): seccomp with everything QEMU does not need denied, and
+   * after start-up run as `uid:gid` (an id no other VM and no host account uses) chrooted into an
+   * empty directory. Unset only for the raw-QEMU benchmark baseline.
+   */
+  confine?: { uid: number; gid: number; chrootDir: string };
   /** fw_cfg entries under opt/waggle/: name → file path on the host. */
   fwCfgFiles: Record<string, string>;
   serialLogPath: string;
@@ -38,7 +44,9 @@ export function buildQemuArgs(s: QemuLaunchSpec): string[] {
     'user',
     'id=n0',
     ...(s.egress === 'none' ? ['restrict=on'] : []),
-    `hostfwd=tcp:127.0.0.1:${s.sshPort}-:22`,
+    // No IPv6 inside the guest's user network: its gateway would be another alias of the host.
+    'ipv6=off',
+    `hostfwd=tcp:${s.sshForward.host}:${s.sshForward.port}-:22`,
   ].join(',');
   return [
     '-name',
@@ -81,7 +89,18 @@ export function buildQemuArgs(s: QemuLaunchSpec): string[] {
     `unix:${s.qmpSocketPath},server=on,wait=off`,
     '-display',
     'none',
-    '-daemonize',
+    ...(s.confine
+      ? [
+          '-sandbox',
+          // elevateprivileges must allow set*id: QEMU 7.2 installs the filter before -runas
+          // drops to the VM's uid (and checks that setuid(0) fails afterwards).
+          'on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny',
+          '-runas',
+          `${s.confine.uid}:${s.confine.gid}`,
+          '-chroot',
+          s.confine.chrootDir,
+        ]
+      : []),
     '-pidfile',
     s.pidFilePath,
   ];

@@ -13,11 +13,19 @@ import {
 import { moveToCgroup } from './cgroup-escape.ts';
 import { CleanupStack } from './cleanup-stack.ts';
 import { generateEcdsaKeyPair } from './keys.ts';
-import type { PortAllocator } from './port-allocator.ts';
+import type { VMNetwork, VMNetworks } from './network/vm-network.ts';
 import { isOurProcess, pidsWithMarker, terminate } from './proc.ts';
 import { type Accelerator, buildQemuArgs } from './qemu-args.ts';
+import { launchDetached } from './qemu-launch.ts';
 import { consoleTail, waitForGuestReady } from './readiness.ts';
-import { sameSpec, type VMRecord, type VMSpec, vmRecordSchema, vmSpecSchema } from './vm-record.ts';
+import {
+  sameSpec,
+  type VMRecord,
+  type VMSpec,
+  type VMSpecInput,
+  vmRecordSchema,
+  vmSpecSchema,
+} from './vm-record.ts';
 
 const run = promisify(execFile);
 
@@ -31,7 +39,8 @@ export interface GuestImages {
 export interface VMManagerOptions {
   stateDir: string;
   images: GuestImages;
-  ports: PortAllocator;
+  /** Per-VM network namespaces and egress rules (docs/adr/0009-vm-network-boundary.md). */
+  networks: VMNetworks;
   accelerator: Accelerator;
   tscKHz?: number;
   qemuBinary?: string;
@@ -56,6 +65,10 @@ export function vmPaths(vmDir: string) {
     serialLog: join(vmDir, 'serial.log'),
     qmp: join(vmDir, 'qmp.sock'),
     pidFile: join(vmDir, 'qemu.pid'),
+    /** QEMU's own stderr (start-up errors). */
+    qemuLog: join(vmDir, 'qemu.log'),
+    /** Empty directory QEMU chroots into once started. */
+    chroot: join(vmDir, 'root'),
   };
 }
 
@@ -116,7 +129,7 @@ export class VMManager {
   }
 
   /** Creates and boots a VM; idempotent for the same id and spec. Resolves when SSH is ready. */
-  async create(input: VMSpec): Promise<VMRecord> {
+  async create(input: VMSpecInput): Promise<VMRecord> {
     const parsed = vmSpecSchema.safeParse(input);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -172,8 +185,20 @@ export class VMManager {
         String(diskBytes),
       ]);
 
-      const sshPort = await this.#o.ports.allocate();
-      cleanup.push('ssh port', () => this.#o.ports.release(sshPort));
+      const net = await this.#o.networks.create(
+        spec.vmId,
+        {
+          mode: spec.egress === 'none' ? 'none' : spec.allowDomains.length > 0 ? 'domains' : 'all',
+          allowDomains: spec.allowDomains,
+        },
+        cleanup,
+      );
+      // QEMU chroots here once started; libslirp reads /etc/resolv.conf after that, lazily.
+      await mkdir(join(p.chroot, 'etc'), { recursive: true, mode: 0o555 });
+      await writeFile(join(p.chroot, 'etc', 'resolv.conf'), this.#o.networks.resolvConf(net), {
+        mode: 0o444,
+      });
+      const qemuId = qemuIdentity(net);
 
       const fwCfgFiles: Record<string, string> = {
         authorized_keys: p.authorizedKeys,
@@ -188,18 +213,22 @@ export class VMManager {
         kernelPath: this.#o.images.kernel,
         initrdPath: this.#o.images.initrd,
         overlayPath: p.overlay,
-        sshPort,
+        sshForward: { host: net.nsIP, port: 22 },
         egress: spec.egress,
+        confine: { uid: qemuId, gid: qemuId, chrootDir: p.chroot },
         fwCfgFiles,
         serialLogPath: p.serialLog,
         qmpSocketPath: p.qmp,
         pidFilePath: p.pidFile,
         ...(this.#o.tscKHz ? { tscKHz: this.#o.tscKHz } : {}),
       });
-      await run(this.#o.qemuBinary, args).catch((err: { stderr?: string; message: string }) => {
-        throw new VMBootError(`QEMU did not start: ${(err.stderr || err.message).trim()}`);
+      const pid = await launchDetached({
+        command: [...this.#o.networks.execPrefix(net), this.#o.qemuBinary, ...args],
+        pidFile: p.pidFile,
+        logPath: p.qemuLog,
+      }).catch((err: Error) => {
+        throw new VMBootError(`QEMU did not start: ${err.message}`);
       });
-      const pid = Number((await readFile(p.pidFile, 'utf8')).trim());
       const marker = this.#marker(spec.vmId);
       cleanup.push('qemu process', () => terminate(pid, marker, 1_000));
       if (this.#o.vmCgroup) {
@@ -211,7 +240,7 @@ export class VMManager {
       const record: VMRecord = {
         ...spec,
         state: 'booting',
-        sshPort,
+        network: net,
         pid,
         createdAt: new Date(t0).toISOString(),
         hostPublicKey: host.publicKey,
@@ -221,7 +250,7 @@ export class VMManager {
         this.#vms.delete(spec.vmId);
       });
       await this.#persist(record);
-      log.info({ pid, sshPort, accelerator: this.#o.accelerator }, 'vm booting');
+      log.info({ pid, nsIP: net.nsIP, accelerator: this.#o.accelerator }, 'vm booting');
 
       let alive = true;
       const watch = setInterval(() => {
@@ -267,38 +296,58 @@ export class VMManager {
       const marker = this.#marker(vmId);
       if (vm) await terminate(vm.pid, marker);
       for (const pid of await pidsWithMarker(marker)) await terminate(pid, marker);
+      const net = vm?.network ?? (await this.#readRecord(vmId))?.network;
+      if (net) await this.#o.networks.destroy(vmId, net);
       await rm(dir, { recursive: true, force: true });
-      if (vm) this.#o.ports.release(vm.sshPort);
       this.#vms.delete(vmId);
       if (vm) this.#o.log.info({ vmId }, 'vm destroyed');
       return vm !== undefined;
     });
   }
 
+  async #readRecord(vmId: string): Promise<VMRecord | undefined> {
+    const raw = await readFile(vmPaths(this.vmDir(vmId)).record, 'utf8').catch(() => '');
+    if (!raw) return undefined;
+    try {
+      const parsed = vmRecordSchema.safeParse(JSON.parse(raw));
+      return parsed.success ? parsed.data : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /**
-   * After a restart: re-adopts VMs whose QEMU still runs, removes records whose VM is gone, and
-   * kills QEMU processes under the state dir that have no record.
+   * After a restart: re-adopts VMs whose QEMU still runs (with their network namespace and DNS
+   * forwarder), removes records whose VM is gone with everything they held, kills QEMU processes
+   * under the state dir that have no record, and removes VM namespaces nobody owns.
    */
-  async adopt(): Promise<{ adopted: string[]; removed: string[]; orphansKilled: number }> {
+  async adopt(): Promise<{
+    adopted: string[];
+    removed: string[];
+    orphansKilled: number;
+    netnsReaped: number;
+  }> {
     await mkdir(this.#vmsDir, { recursive: true, mode: 0o700 });
     const adopted: string[] = [];
     const removed: string[] = [];
     for (const vmId of await readdir(this.#vmsDir)) {
-      const dir = this.vmDir(vmId);
-      const raw = await readFile(vmPaths(dir).record, 'utf8').catch(() => '');
-      const parsed = vmRecordSchema.safeParse(raw ? JSON.parse(raw) : undefined);
-      if (
-        parsed.success &&
-        parsed.data.state === 'running' &&
-        (await isOurProcess(parsed.data.pid, this.#marker(vmId)))
-      ) {
-        this.#vms.set(vmId, parsed.data);
-        this.#o.ports.reserve(parsed.data.sshPort);
-        adopted.push(vmId);
-        continue;
+      const record = await this.#readRecord(vmId);
+      if (record?.state === 'running' && (await isOurProcess(record.pid, this.#marker(vmId)))) {
+        try {
+          await this.#o.networks.adopt(vmId, record.network, record.pid);
+          this.#vms.set(vmId, record);
+          adopted.push(vmId);
+          continue;
+        } catch (err) {
+          this.#o.log.warn(
+            { vmId, err: (err as Error).message },
+            'cannot re-adopt the VM network; removing the VM',
+          );
+        }
       }
       for (const pid of await pidsWithMarker(this.#marker(vmId))) await terminate(pid, this.#marker(vmId));
-      await rm(dir, { recursive: true, force: true });
+      if (record) await this.#o.networks.destroy(vmId, record.network);
+      await rm(this.vmDir(vmId), { recursive: true, force: true });
       removed.push(vmId);
     }
     let orphansKilled = 0;
@@ -310,10 +359,23 @@ export class VMManager {
         orphansKilled++;
       }
     }
+    const reaped = await this.#o.networks.reapOrphans(
+      new Set([...this.#vms.values()].map((vm) => vm.network.netns)),
+    );
     this.#o.log.info(
-      { adopted: adopted.length, removed: removed.length, orphansKilled },
+      { adopted: adopted.length, removed: removed.length, orphansKilled, netnsReaped: reaped.length },
       'adopted existing VMs',
     );
-    return { adopted, removed, orphansKilled };
+    return { adopted, removed, orphansKilled, netnsReaped: reaped.length };
   }
+}
+
+/**
+ * The uid and gid a VM's QEMU runs as once started: 2^30 plus the index of its /30 in the IPv4
+ * space. No host account uses it, and no two VMs on a node share it (one VM cannot signal or
+ * ptrace another's QEMU).
+ */
+export function qemuIdentity(net: Pick<VMNetwork, 'hostIP'>): number {
+  const n = net.hostIP.split('.').reduce((acc, b) => acc * 256 + Number(b), 0);
+  return 2 ** 30 + Math.floor(n / 4);
 }

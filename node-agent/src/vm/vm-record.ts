@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { vmNetworkSchema } from './network/vm-network-record.ts';
 
 export const VM_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -13,8 +14,23 @@ export const vmSpecSchema = z.object({
   memoryMiB: z.int().min(128).max(32768),
   diskMiB: z.int().min(512).max(65536),
   egress: z.enum(['none', 'all']),
+  /**
+   * With egress `all`: the only names the guest may resolve and reach (`example.org`,
+   * `*.example.net`); empty means the whole internet.
+   */
+  allowDomains: z
+    .array(
+      z
+        .string()
+        .regex(/^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, {
+          error: 'allowDomains entries are domain names like "example.org" or "*.example.net"',
+        }),
+    )
+    .max(64)
+    .default([]),
 });
 export type VMSpec = z.output<typeof vmSpecSchema>;
+export type VMSpecInput = z.input<typeof vmSpecSchema>;
 
 export const vmStateSchema = z.enum(['booting', 'running', 'failed']);
 export type VMState = z.output<typeof vmStateSchema>;
@@ -22,7 +38,7 @@ export type VMState = z.output<typeof vmStateSchema>;
 /** What the agent persists per VM (`<stateDir>/vms/<vmId>/vm.json`) so a restart can re-adopt it. */
 export const vmRecordSchema = vmSpecSchema.extend({
   state: vmStateSchema,
-  sshPort: z.int(),
+  network: vmNetworkSchema,
   pid: z.int(),
   createdAt: z.string(),
   readyAt: z.string().optional(),
@@ -40,6 +56,7 @@ export function sameSpec(a: VMSpec, b: VMSpec): boolean {
     a.cpus === b.cpus &&
     a.memoryMiB === b.memoryMiB &&
     a.diskMiB === b.diskMiB &&
-    a.egress === b.egress
+    a.egress === b.egress &&
+    a.allowDomains.join(',') === b.allowDomains.join(',')
   );
 }

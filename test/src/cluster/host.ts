@@ -134,7 +134,15 @@ export async function hostLeftovers(paths: { base: string; run: string }) {
     .split('\n')
     .map((l) => l.split(' ')[1] ?? '')
     .filter((m) => m.startsWith(paths.base) || m.startsWith(paths.run));
-  const netns = (await readdir('/run/netns').catch(() => [] as string[])).filter((n) => n.startsWith('cni-'));
+  // cni-*: pod sandboxes; wgl-*: node-agent VM namespaces (their host veth has the same name).
+  const netns = (await readdir('/run/netns').catch(() => [] as string[])).filter(
+    (n) => n.startsWith('cni-') || n.startsWith('wgl-'),
+  );
+  // The node-agents' NAT/filter tables for their VM networks.
+  const nftTables = (await sh('nft', ['list', 'tables'], true))
+    .split('\n')
+    .map((l) => /^table ip (waggle_\S+)$/.exec(l.trim())?.[1])
+    .filter((t): t is string => t !== undefined);
   const link = await sh('ip', ['-o', 'link', 'show', CLUSTER.bridge], true);
   const addr = (await sh('ip', ['-o', '-4', 'addr', 'show', 'dev', 'lo'])).includes(` ${CLUSTER.nodeIP}/`);
   const iptables: string[] = [];
@@ -144,6 +152,7 @@ export async function hostLeftovers(paths: { base: string; run: string }) {
   return {
     mounts,
     netns,
+    nftTables,
     bridge: link.trim() !== '',
     nodeAddress: addr,
     iptables,
@@ -160,7 +169,11 @@ export async function cleanHost(
 ): Promise<void> {
   const left = await hostLeftovers(paths);
   for (const m of left.mounts.sort((a, b) => b.length - a.length)) await sh('umount', ['-l', m], true);
-  for (const n of left.netns) await sh('ip', ['netns', 'delete', n], true);
+  for (const n of left.netns) {
+    if (n.startsWith('wgl-')) await sh('ip', ['link', 'delete', n], true);
+    await sh('ip', ['netns', 'delete', n], true);
+  }
+  for (const t of left.nftTables) await sh('nft', ['delete', 'table', 'ip', t], true);
   if (left.bridge) await sh('ip', ['link', 'delete', CLUSTER.bridge], true);
   // Rules that jump into our chains live in built-in chains: drop those rules first, then the chains.
   for (const table of ['nat', 'filter', 'mangle']) {
@@ -192,6 +205,6 @@ export async function cleanHost(
     if (!before.cniStateExisted) await rm(CNI_STATE, { recursive: true, force: true });
   }
   log(
-    `removed ${left.mounts.length} mounts, ${left.netns.length} network namespaces, ${left.iptables.length} iptables chains${left.bridge ? `, bridge ${CLUSTER.bridge}` : ''}${left.nodeAddress ? `, address ${CLUSTER.nodeIP}` : ''}, ${left.cgroups.length} cgroups, ${left.cniState.length} CNI state entries${before ? '; restored ip_forward and bridge-nf-call-iptables' : ''}`,
+    `removed ${left.mounts.length} mounts, ${left.netns.length} network namespaces, ${left.nftTables.length} nftables tables, ${left.iptables.length} iptables chains${left.bridge ? `, bridge ${CLUSTER.bridge}` : ''}${left.nodeAddress ? `, address ${CLUSTER.nodeIP}` : ''}, ${left.cgroups.length} cgroups, ${left.cniState.length} CNI state entries${before ? '; restored ip_forward and bridge-nf-call-iptables' : ''}`,
   );
 }

@@ -56,6 +56,14 @@ export declare type VMSpec = Message<"waggle.nodeagent.v1.VMSpec"> & {
    * @generated from field: waggle.nodeagent.v1.Egress egress = 6;
    */
   egress: Egress;
+
+  /**
+   * With EGRESS_ALL: the only domain names the guest may resolve and reach ("example.org",
+   * "*.example.net"); empty means the whole internet (never the node or private ranges).
+   *
+   * @generated from field: repeated string allow_domains = 7;
+   */
+  allowDomains: string[];
 };
 
 /**
@@ -96,6 +104,8 @@ export declare type VM = Message<"waggle.nodeagent.v1.VM"> & {
   bootMs: number;
 
   /**
+   * the guest's sshd port on the VM namespace's address (always 22)
+   *
    * @generated from field: uint32 ssh_port = 6;
    */
   sshPort: number;
