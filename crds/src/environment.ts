@@ -65,15 +65,42 @@ export const resourcesSchema = z
 export type Resources = z.output<typeof resourcesSchema>;
 
 export const EGRESS_MODES = ['none', 'all'] as const;
+/** `example.org` or `*.example.net`: a domain name, optionally with a leading wildcard label. */
+export const ALLOW_DOMAIN_PATTERN =
+  /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+export const MAX_ALLOW_DOMAINS = 64;
 export const networkSchema = z
   .object({
     egress: z.enum(EGRESS_MODES).default('all').meta({
       description:
-        'Outbound network access from the guest: "all" (through user-mode NAT, needed to install packages) or "none" (no network at all).',
+        'Outbound network access from the guest: "all" (the internet, needed to install packages; never the node, other VMs or private, shared or link-local ranges unless the cluster admin allow-lists them) or "none" (no network at all).',
     }),
+    allowDomains: z
+      .array(
+        z.string().max(253).regex(ALLOW_DOMAIN_PATTERN, {
+          error:
+            'use a lowercase domain name such as "example.org", or "*.example.net" for every name below it',
+        }),
+      )
+      .max(MAX_ALLOW_DOMAINS)
+      .optional()
+      .meta({
+        description:
+          'With egress "all": the only domain names the guest may resolve and connect to ("example.org", "*.example.net" for names below it); other names are refused at once. Unset or empty: the whole internet.',
+      }),
   })
   .default({ egress: 'all' })
-  .meta({ description: 'Guest networking. Immutable.', ...immutable('spec.network') });
+  .meta({
+    description: 'Guest networking. Immutable.',
+    'x-kubernetes-validations': [
+      ...immutable('spec.network')['x-kubernetes-validations'],
+      {
+        rule: "!has(self.allowDomains) || size(self.allowDomains) == 0 || self.egress == 'all'",
+        message: 'allowDomains needs egress "all" (with egress "none" the guest reaches nothing)',
+        fieldPath: '.allowDomains',
+      },
+    ],
+  });
 export type Network = z.output<typeof networkSchema>;
 
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;

@@ -29,6 +29,8 @@ export const gatewayConfigSchema = z.object({
   WAGGLE_DEFAULT_CPUS: positiveInt.default(1),
   WAGGLE_DEFAULT_MEMORY_MB: positiveInt.default(512),
   WAGGLE_DEFAULT_TIMEOUT_MIN: positiveInt.default(30),
+  /** Guest network of a new environment when create_environment does not say: none | internet. */
+  WAGGLE_DEFAULT_NETWORK: z.enum(['none', 'internet']).default('internet'),
   WAGGLE_DEFAULT_EXEC_TIMEOUT: durationMsSchema.default(30_000),
   WAGGLE_MAX_EXEC_TIMEOUT: durationMsSchema.default(300_000),
   WAGGLE_INSTALL_TIMEOUT: durationMsSchema.default(600_000),

@@ -81,6 +81,7 @@ export async function startGateway(opts: {
       maxPerCaller: c.WAGGLE_MAX_ENVIRONMENTS,
       createTimeoutMs: c.WAGGLE_CREATE_TIMEOUT,
       unschedulableGraceMs: c.WAGGLE_UNSCHEDULABLE_GRACE,
+      network: c.WAGGLE_DEFAULT_NETWORK,
     },
     log,
   );
@@ -104,6 +105,7 @@ export async function startGateway(opts: {
       maxFileBytes: c.WAGGLE_MAX_FILE_BYTES,
       maxOutputBytes: c.WAGGLE_MAX_OUTPUT_BYTES,
       defaultIdleTimeoutMinutes: c.WAGGLE_DEFAULT_TIMEOUT_MIN,
+      defaultNetwork: c.WAGGLE_DEFAULT_NETWORK,
     },
   });
 

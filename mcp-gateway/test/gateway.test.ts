@@ -149,7 +149,12 @@ describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake no
     const id = env.environment_id;
 
     const obj = await envObject(nsA, id);
-    expect(obj.spec).toMatchObject({ runtime: 'python', displayName: 'analysis', idleTimeout: '15m' });
+    expect(obj.spec).toMatchObject({
+      runtime: 'python',
+      displayName: 'analysis',
+      idleTimeout: '15m',
+      network: { egress: 'all' }, // WAGGLE_DEFAULT_NETWORK: internet
+    });
     expect(obj.metadata.labels?.[CALLER_LABEL]).toMatch(/^[0-9a-f]{16}$/);
 
     const csv = 'city,temp\nOslo,4\nLima,19\n';
@@ -216,6 +221,26 @@ describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake no
     expect(agent.vms.has(obj.metadata.uid as string)).toBe(false);
   });
 
+  it("passes the caller's network choice into the spec: none, or the internet limited to domains", {
+    timeout: 60_000,
+  }, async () => {
+    const offline = await ok<{ environment_id: string }>(a, 'create_environment', {
+      runtime: 'python',
+      network: 'none',
+    });
+    expect((await envObject(nsA, offline.environment_id)).spec.network).toEqual({ egress: 'none' });
+    const limited = await ok<{ environment_id: string }>(a, 'create_environment', {
+      runtime: 'python',
+      allow_domains: ['PyPI.org', '*.pythonhosted.org'],
+    });
+    expect((await envObject(nsA, limited.environment_id)).spec.network).toEqual({
+      egress: 'all',
+      allowDomains: ['pypi.org', '*.pythonhosted.org'],
+    });
+    await ok(a, 'destroy_environment', { environment_id: offline.environment_id });
+    await ok(a, 'destroy_environment', { environment_id: limited.environment_id });
+  });
+
   it('isolates tenants: another namespace cannot see or touch an environment', {
     timeout: 60_000,
   }, async () => {
@@ -267,6 +292,22 @@ describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake no
       ['create_environment', { runtime: 'python', timeout_minutes: 0 }, /timeout_minutes must be at least 1/],
       ['create_environment', { runtime: 'python', timeout_minutes: 1.5 }, /whole number of minutes/],
       ['create_environment', { runtime: 'python', name: 'x'.repeat(300) }, /name must be at most 253/],
+      ['create_environment', { runtime: 'python', network: 'all' }, /network must be "none" or "internet"/],
+      [
+        'create_environment',
+        { runtime: 'python', allow_domains: ['pypi.org', 'https://x/'] },
+        /allow_domains entry must be a domain name such as "pypi.org"/,
+      ],
+      [
+        'create_environment',
+        { runtime: 'python', allow_domains: [] },
+        /allow_domains must list at least one/,
+      ],
+      [
+        'create_environment',
+        { runtime: 'python', network: 'none', allow_domains: ['pypi.org'] },
+        /allow_domains needs network "internet"/,
+      ],
       ['destroy_environment', {}, /environment_id is required/],
       ['destroy_environment', { environment_id: 'Bad ID!' }, /environment_id has characters no id has/],
       ['destroy_environment', { environment_id: 'env-missing' }, /environment "env-missing" does not exist/],

@@ -109,7 +109,7 @@ describe('WaggleEnvironment admission', () => {
       resources: { cpus: 2, memoryMiB: 2048, diskMiB: 4096 },
       idleTimeout: '5m',
       maxLifetime: '2h',
-      network: { egress: 'none' },
+      network: { egress: 'all', allowDomains: ['pypi.org', '*.pythonhosted.org'] },
       nodeName: 'node-a',
     };
     const created = await createEnv(env('explicit', spec));
@@ -169,6 +169,16 @@ describe('WaggleEnvironment admission', () => {
       'an unknown egress mode',
       { runtime: 'python', network: { egress: 'some' } },
       /spec\.network\.egress: Unsupported value: "some"/,
+    ],
+    [
+      'allowDomains with egress none',
+      { runtime: 'python', network: { egress: 'none', allowDomains: ['pypi.org'] } },
+      /spec\.network\.allowDomains: .*allowDomains needs egress "all"/,
+    ],
+    [
+      'an allowDomains entry that is not a domain name',
+      { runtime: 'python', network: { allowDomains: ['pypi.org', 'http://evil/;rm'] } },
+      /spec\.network\.allowDomains\[1\]: Invalid value: "http:\/\/evil\/;rm"/,
     ],
     [
       'an invalid node name',

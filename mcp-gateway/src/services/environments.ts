@@ -31,12 +31,20 @@ export interface EnvironmentDefaults {
   createTimeoutMs: number;
   /** How long an environment may sit Unschedulable before create_environment gives up. */
   unschedulableGraceMs: number;
+  /** Guest network when the caller does not say (WAGGLE_DEFAULT_NETWORK). */
+  network: NetworkChoice;
 }
+
+/** What a caller may ask for: no network, or the internet (never the node or private ranges). */
+export type NetworkChoice = 'none' | 'internet';
 
 export interface CreateRequest {
   runtime: Runtime;
   name?: string;
   timeoutMinutes?: number;
+  network?: NetworkChoice;
+  /** With the internet: the only domain names the guest may reach. */
+  allowDomains?: string[];
 }
 
 /** Phase changes while an environment starts, for progress notifications. */
@@ -180,7 +188,10 @@ export class EnvironmentService {
         ...(req.name ? { displayName: req.name } : {}),
         resources: { cpus: this.#defaults.cpus, memoryMiB: this.#defaults.memoryMiB, diskMiB: 2048 },
         idleTimeout: `${req.timeoutMinutes ?? this.#defaults.idleTimeoutMinutes}m`,
-        network: { egress: 'all' },
+        network: {
+          egress: (req.network ?? this.#defaults.network) === 'none' ? 'none' : 'all',
+          ...(req.allowDomains?.length ? { allowDomains: req.allowDomains } : {}),
+        },
       },
     } as WaggleEnvironment;
     try {

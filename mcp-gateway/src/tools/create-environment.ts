@@ -1,4 +1,6 @@
+import { ALLOW_DOMAIN_PATTERN, MAX_ALLOW_DOMAINS } from '@waggle/crds';
 import { z } from 'zod';
+import { InvalidRequestError } from '../errors.ts';
 import { defineTool } from '../mcp/tool.ts';
 import type { ToolDeps } from './deps.ts';
 import { environmentSummary, runtime, summarize } from './schemas.ts';
@@ -28,18 +30,55 @@ export const createEnvironmentTool = (d: ToolDeps) =>
         .max(10_080, { error: 'timeout_minutes must be at most 10080 (7 days)' })
         .optional()
         .describe(`Idle timeout in minutes (default ${d.limits.defaultIdleTimeoutMinutes}).`),
+      network: z
+        .enum(['none', 'internet'], { error: 'network must be "none" or "internet"' })
+        .optional()
+        .describe(
+          `"internet": the guest can reach the internet (package indexes) but never this cluster's nodes, pods, services or private networks; "none": no network at all. Default "${d.limits.defaultNetwork}".`,
+        ),
+      allow_domains: z
+        .array(
+          z
+            .string()
+            .max(253)
+            .transform((v) => v.toLowerCase())
+            .pipe(
+              z.string().regex(ALLOW_DOMAIN_PATTERN, {
+                error:
+                  'each allow_domains entry must be a domain name such as "pypi.org" or "*.pythonhosted.org"',
+              }),
+            ),
+        )
+        .min(1, {
+          error: 'allow_domains must list at least one domain (leave it out for the whole internet)',
+        })
+        .max(MAX_ALLOW_DOMAINS, { error: `allow_domains takes at most ${MAX_ALLOW_DOMAINS} domains` })
+        .optional()
+        .describe(
+          'Limit the guest to these domain names (e.g. ["pypi.org", "*.pythonhosted.org"]); any other name is refused at once. Implies network "internet".',
+        ),
     }),
     output: environmentSummary.extend({
       timeout: z.number().int().describe('idle timeout in minutes'),
     }),
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
     run: async (args, ctx) => {
+      if (args.allow_domains && args.network === 'none') {
+        throw new InvalidRequestError(
+          'allow_domains needs network "internet"; with "none" the guest reaches nothing',
+        );
+      }
       const env = await d.environments.create(
         ctx.caller,
         {
           runtime: args.runtime,
           ...(args.name ? { name: args.name } : {}),
           ...(args.timeout_minutes ? { timeoutMinutes: args.timeout_minutes } : {}),
+          ...(args.allow_domains
+            ? { network: 'internet' as const, allowDomains: args.allow_domains }
+            : args.network
+              ? { network: args.network }
+              : {}),
         },
         {
           signal: ctx.signal,

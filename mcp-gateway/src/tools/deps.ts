@@ -12,5 +12,6 @@ export interface ToolDeps {
     maxFileBytes: number;
     maxOutputBytes: number;
     defaultIdleTimeoutMinutes: number;
+    defaultNetwork: 'none' | 'internet';
   };
 }

@@ -207,6 +207,7 @@ export class EnvironmentReconciler {
                 memoryMib: env.spec.resources.memoryMiB,
                 diskMib: env.spec.resources.diskMiB,
                 egress: env.spec.network.egress === 'none' ? Egress.NONE : Egress.ALL,
+                allowDomains: env.spec.network.allowDomains ?? [],
               },
             },
             { timeoutMs: this.#d.config.createTimeoutMs ?? 300_000 },
