@@ -191,6 +191,8 @@ export const EnvironmentReason = {
   NodeLost: 'NodeLost',
   /** Ready=False, terminal: the VM failed to start or disappeared. */
   VMFailed: 'VMFailed',
+  /** Ready=False, terminal: the VM's QEMU exited while it ran (killed, crashed, out of memory). */
+  VMExited: 'VMExited',
   /** Ready=False: the idle timeout or maximum lifetime was reached; deletion follows. */
   Expired: 'Expired',
   /** Ready=False: deletion is in progress. */

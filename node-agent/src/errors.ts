@@ -30,6 +30,14 @@ export class ResourceExhaustedError extends NodeAgentError {
   override name = 'ResourceExhaustedError';
 }
 
+/** The VM's QEMU is gone (killed, crashed, out of memory): nothing can run in it any more. */
+export class VMExitedError extends NodeAgentError {
+  override name = 'VMExitedError';
+  constructor(vmId: string, why: string) {
+    super(`VM ${vmId} has exited: ${why}`);
+  }
+}
+
 /** Talking to the guest failed (SSH/SFTP), e.g. the VM died. */
 export class GuestUnavailableError extends NodeAgentError {
   override name = 'GuestUnavailableError';
@@ -44,6 +52,12 @@ export class GuestFileError extends NodeAgentError {
     | 'not_directory'
     | 'too_large'
     | 'permission_denied'
+    /** The path leads (through a symbolic link) outside the directories file tools may use. */
+    | 'outside_sandbox'
+    /** A device, FIFO or socket: file tools only read and write regular files. */
+    | 'not_regular_file'
+    /** The guest did not answer a file request in time (the file session was reset). */
+    | 'timed_out'
     | 'failed';
   constructor(code: GuestFileError['code'], message: string) {
     super(message);

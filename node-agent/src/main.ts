@@ -181,6 +181,7 @@ async function main(): Promise<void> {
     }
     agent.close();
     networks.close();
+    vms.close();
     tls?.close();
     // fastify's close waits for open HTTP/2 sessions, which clients keep; bound the wait.
     await Promise.race([servers.close(), new Promise((r) => setTimeout(r, 3_000).unref())]);

@@ -104,6 +104,8 @@ export class SandboxService {
     }
     if (e.code === Code.NotFound)
       throw new EnvironmentNotRunningError(id, 'Failed', 'its VM is gone from the node');
+    if (e.metadata.get('waggle-vm-state') === 'exited')
+      throw new EnvironmentNotRunningError(id, 'Failed', firstLine(e.rawMessage));
     if (e.code === Code.InvalidArgument) throw new InvalidRequestError(e.rawMessage);
     if (e.code === Code.Unavailable)
       throw new EnvironmentNotRunningError(
@@ -210,3 +212,6 @@ export class SandboxService {
     }
   }
 }
+
+/** The first line of a node-agent message (the rest is console output for the operator). */
+const firstLine = (m: string) => m.split('\n')[0] ?? m;

@@ -6,6 +6,7 @@ import {
   ResourceExhaustedError,
   VMBootError,
   VMConflictError,
+  VMExitedError,
   VMNotFoundError,
 } from '../errors.ts';
 
@@ -19,6 +20,11 @@ export function toConnectError(err: unknown): ConnectError {
   if (e instanceof ResourceExhaustedError) return new ConnectError(e.message, Code.ResourceExhausted);
   if (e instanceof GuestUnavailableError) return new ConnectError(e.message, Code.Unavailable);
   if (e instanceof VMBootError) return new ConnectError(e.message, Code.Internal);
+  if (e instanceof VMExitedError) {
+    const ce = new ConnectError(e.message, Code.FailedPrecondition);
+    ce.metadata.set('waggle-vm-state', 'exited');
+    return ce;
+  }
   if (e instanceof GuestFileError) {
     const code =
       e.code === 'not_found'

@@ -27,6 +27,7 @@ const STATES: Record<VMRecord['state'], VMState> = {
   booting: VMState.VM_STATE_BOOTING,
   running: VMState.VM_STATE_RUNNING,
   failed: VMState.VM_STATE_FAILED,
+  exited: VMState.VM_STATE_FAILED,
 };
 
 export function specFromPb(spec: PbVMSpec | undefined): VMSpec {
@@ -57,6 +58,7 @@ export function vmToPb(vm: VMRecord): VM {
       allowDomains: vm.allowDomains,
     },
     state: STATES[vm.state],
+    message: vm.message ?? '',
     createdAt: vm.createdAt,
     readyAt: vm.readyAt ?? '',
     bootMs: vm.bootMs ?? 0,

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { moveToCgroup } from './cgroup-escape.ts';
+import { moveToCgroup, removeCgroup } from './cgroup-escape.ts';
 
 let dir: string;
 afterEach(async () => {
@@ -35,5 +35,34 @@ describe('moveToCgroup (on a fake cgroup tree)', () => {
     await rm(join(dir, 'cgroup.procs'));
     await rm(join(dir, 'waggle-vms'), { recursive: true });
     await expect(moveToCgroup(7, dir, 'x')).rejects.toThrow(/no cgroup hierarchy found/);
+  });
+});
+
+describe('per-VM cgroups with limits (on a fake cgroup tree)', () => {
+  it('creates the nested VM cgroup, writes its limits before the pid joins, and removes it', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cg-'));
+    const files: Record<string, string[]> = {
+      cpu: ['cpu.cfs_period_us', 'cpu.cfs_quota_us'],
+      memory: ['memory.limit_in_bytes'],
+      pids: ['pids.max'],
+    };
+    for (const [h, fs] of Object.entries(files)) {
+      await mkdir(join(dir, h, 'waggle-vms', 'vm-1'), { recursive: true });
+      await writeFile(join(dir, h, 'cgroup.procs'), '');
+      for (const f of fs) await writeFile(join(dir, h, 'waggle-vms', 'vm-1', f), '');
+    }
+    await moveToCgroup(99, dir, 'waggle-vms/vm-1', { cpus: 2, memoryBytes: 768 << 20, pids: 256 });
+    const at = (h: string, f: string) => readFile(join(dir, h, 'waggle-vms', 'vm-1', f), 'utf8');
+    expect(await at('cpu', 'cpu.cfs_quota_us')).toBe('200000');
+    expect(await at('cpu', 'cpu.cfs_period_us')).toBe('100000');
+    expect(await at('memory', 'memory.limit_in_bytes')).toBe(String(768 << 20));
+    expect(await at('pids', 'pids.max')).toBe('256');
+    expect(await at('pids', 'cgroup.procs')).toBe('99\n');
+    for (const h of Object.keys(files)) await rm(join(dir, h, 'waggle-vms', 'vm-1'), { recursive: true });
+    for (const h of Object.keys(files)) await mkdir(join(dir, h, 'waggle-vms', 'vm-1'));
+    await removeCgroup(dir, 'waggle-vms/vm-1');
+    for (const h of Object.keys(files)) {
+      await expect(readFile(join(dir, h, 'waggle-vms', 'vm-1', 'pids.max'))).rejects.toThrow();
+    }
   });
 });

@@ -24,7 +24,9 @@ describe('buildQemuArgs', () => {
   it('builds a detached microvm with the requested size and an SSH forward on the namespace address', () => {
     const args = buildQemuArgs(spec);
     expect(argAfter(args, '-M')).toMatch(/^microvm,/);
-    expect(argAfter(args, '-accel')).toBe('tcg');
+    expect(argAfter(args, '-accel')).toBe('tcg,tb-size=128');
+    expect(argAfter(args, '-serial')).toBe('chardev:serial0');
+    expect(argAfter(args, '-chardev')).toBe('file,id=serial0,path=/s/vm1/serial.log,append=on');
     expect(argAfter(args, '-smp')).toBe('2');
     expect(argAfter(args, '-m')).toBe('1024M');
     expect(argAfter(args, '-netdev')).toBe('user,id=n0,ipv6=off,hostfwd=tcp:10.254.0.2:22-:22');

@@ -2,6 +2,9 @@ import { tscKernelArgs } from './host-tsc.ts';
 
 export type Accelerator = 'kvm' | 'tcg';
 
+/** TCG translation cache size (QEMU's default is 1 GiB). */
+export const TCG_TB_SIZE_MIB = 128;
+
 export interface QemuLaunchSpec {
   /** Shown in `ps` and QEMU's own messages. */
   name: string;
@@ -54,7 +57,9 @@ export function buildQemuArgs(s: QemuLaunchSpec): string[] {
     '-M',
     'microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on',
     '-accel',
-    s.accelerator,
+    // TCG's translation cache is QEMU memory the guest's code fills: bounded, so the VM's cgroup
+    // memory limit (guest memory + QEMU_OVERHEAD_MIB) holds.
+    s.accelerator === 'tcg' ? `tcg,tb-size=${TCG_TB_SIZE_MIB}` : s.accelerator,
     '-cpu',
     s.accelerator === 'kvm' ? 'host' : 'max',
     '-smp',
@@ -83,8 +88,11 @@ export function buildQemuArgs(s: QemuLaunchSpec): string[] {
       '-fw_cfg',
       `name=opt/waggle/${key},file=${file}`,
     ]),
+    // Appending, so that the agent can cut the log when a guest floods its console.
+    '-chardev',
+    `file,id=serial0,path=${s.serialLogPath},append=on`,
     '-serial',
-    `file:${s.serialLogPath}`,
+    'chardev:serial0',
     '-qmp',
     `unix:${s.qmpSocketPath},server=on,wait=off`,
     '-display',

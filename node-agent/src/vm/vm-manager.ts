@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, statfs, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
@@ -8,9 +8,10 @@ import {
   ResourceExhaustedError,
   VMBootError,
   VMConflictError,
+  VMExitedError,
   VMNotFoundError,
 } from '../errors.ts';
-import { moveToCgroup } from './cgroup-escape.ts';
+import { moveToCgroup, removeCgroup } from './cgroup-escape.ts';
 import { CleanupStack } from './cleanup-stack.ts';
 import { generateEcdsaKeyPair } from './keys.ts';
 import type { VMNetwork, VMNetworks } from './network/vm-network.ts';
@@ -54,6 +55,15 @@ export interface VMManagerOptions {
   log: Logger;
 }
 
+/** QEMU's own memory on top of the guest's (TCG translation cache, device models, heap). */
+export const QEMU_OVERHEAD_MIB = 256;
+/** Processes/threads one QEMU may have (vCPU threads, I/O worker pool, main loop). */
+export const QEMU_MAX_PIDS = 256;
+/** A guest's console log is cut back to its tail beyond this size (a guest can flood ttyS0). */
+export const SERIAL_LOG_MAX_BYTES = 1 << 20;
+/** How often running VMs are checked for a QEMU that went away. */
+const MONITOR_INTERVAL_MS = 1_000;
+
 /** Files of one VM inside its state directory. */
 export function vmPaths(vmDir: string) {
   return {
@@ -82,6 +92,7 @@ export class VMManager {
   readonly #vms = new Map<string, VMRecord>();
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #vmsDir: string;
+  #monitor: NodeJS.Timeout | undefined;
 
   constructor(opts: VMManagerOptions) {
     this.#o = {
@@ -105,6 +116,11 @@ export class VMManager {
 
   list(): VMRecord[] {
     return [...this.#vms.values()];
+  }
+
+  /** VMs that hold a slot on this node (an exited VM holds none; its record stays until destroyed). */
+  #live(): VMRecord[] {
+    return this.list().filter((vm) => vm.state !== 'exited');
   }
 
   get(vmId: string): VMRecord {
@@ -144,9 +160,11 @@ export class VMManager {
         }
         if (existing.state === 'running') return existing;
       }
-      if (this.#vms.size >= this.#o.maxVMs) {
-        throw new ResourceExhaustedError(`this node already runs ${this.#vms.size} of ${this.#o.maxVMs} VMs`);
+      const live = this.#live().length;
+      if (live >= this.#o.maxVMs) {
+        throw new ResourceExhaustedError(`this node already runs ${live} of ${this.#o.maxVMs} VMs`);
       }
+      await this.#checkDiskRoom(spec);
       return this.#boot(spec);
     });
   }
@@ -232,8 +250,15 @@ export class VMManager {
       const marker = this.#marker(spec.vmId);
       cleanup.push('qemu process', () => terminate(pid, marker, 1_000));
       if (this.#o.vmCgroup) {
-        await moveToCgroup(pid, this.#o.vmCgroup.root, this.#o.vmCgroup.name).catch((err: Error) => {
-          throw new VMBootError(`could not move QEMU out of the agent's cgroup: ${err.message}`);
+        const { root, name } = this.#o.vmCgroup;
+        const own = `${name}/${spec.vmId}`;
+        cleanup.push('vm cgroup', () => removeCgroup(root, own));
+        await moveToCgroup(pid, root, own, {
+          cpus: spec.cpus,
+          memoryBytes: (spec.memoryMiB + QEMU_OVERHEAD_MIB) * 1024 * 1024,
+          pids: QEMU_MAX_PIDS,
+        }).catch((err: Error) => {
+          throw new VMBootError(`could not move QEMU into its own cgroup: ${err.message}`);
         });
       }
 
@@ -273,6 +298,7 @@ export class VMManager {
       record.bootMs = Date.now() - t0;
       await this.#persist(record);
       cleanup.release();
+      this.#startMonitor();
       log.info({ bootMs: record.bootMs }, 'vm ready');
       return record;
     } catch (err) {
@@ -296,13 +322,106 @@ export class VMManager {
       const marker = this.#marker(vmId);
       if (vm) await terminate(vm.pid, marker);
       for (const pid of await pidsWithMarker(marker)) await terminate(pid, marker);
-      const net = vm?.network ?? (await this.#readRecord(vmId))?.network;
-      if (net) await this.#o.networks.destroy(vmId, net);
+      const record = vm ?? (await this.#readRecord(vmId));
+      if (record && !record.networkReleased) await this.#o.networks.destroy(vmId, record.network);
+      if (this.#o.vmCgroup) await removeCgroup(this.#o.vmCgroup.root, `${this.#o.vmCgroup.name}/${vmId}`);
       await rm(dir, { recursive: true, force: true });
       this.#vms.delete(vmId);
       if (vm) this.#o.log.info({ vmId }, 'vm destroyed');
       return vm !== undefined;
     });
+  }
+
+  /**
+   * Refuses a VM whose disk could not grow to its size: the free space of the state directory's
+   * filesystem, less what the running VMs' overlays may still grow by, must hold `diskMiB`.
+   */
+  async #checkDiskRoom(spec: VMSpec): Promise<void> {
+    const fs = await statfs(this.#vmsDir).catch(() => undefined);
+    if (!fs) return;
+    const free = fs.bavail * fs.bsize;
+    let promised = 0;
+    for (const vm of this.#live()) {
+      const used = await stat(vmPaths(this.vmDir(vm.vmId)).overlay)
+        .then((st) => st.blocks * 512)
+        .catch(() => 0);
+      promised += Math.max(0, vm.diskMiB * 1024 * 1024 - used);
+    }
+    const room = free - promised;
+    const MiB = 1024 * 1024;
+    if (room < spec.diskMiB * MiB) {
+      throw new ResourceExhaustedError(
+        `this node has ${Math.max(0, Math.floor(room / MiB))} MiB of disk left for VMs ` +
+          `(${Math.floor(free / MiB)} MiB free, ${Math.ceil(promised / MiB)} MiB promised to running VMs); ` +
+          `the VM asks for ${spec.diskMiB} MiB`,
+      );
+    }
+  }
+
+  #startMonitor(): void {
+    if (this.#monitor) return;
+    this.#monitor = setInterval(() => void this.#checkVMs(), MONITOR_INTERVAL_MS);
+    this.#monitor.unref();
+  }
+
+  /** Stops watching the VMs (agent shutdown; they keep running). */
+  close(): void {
+    clearInterval(this.#monitor);
+    this.#monitor = undefined;
+  }
+
+  /** Notices a running VM whose QEMU went away, and cuts flooded console logs back. */
+  async #checkVMs(): Promise<void> {
+    for (const vm of this.list()) {
+      if (vm.state !== 'running') continue;
+      const p = vmPaths(this.vmDir(vm.vmId));
+      if (!(await isOurProcess(vm.pid, this.#marker(vm.vmId)))) {
+        await this.#withLock(vm.vmId, () => this.#markExited(vm.vmId)).catch((err: Error) =>
+          this.#o.log.warn({ vmId: vm.vmId, err: err.message }, 'could not record a VM exit'),
+        );
+        continue;
+      }
+      const size = await stat(p.serialLog)
+        .then((st) => st.size)
+        .catch(() => 0);
+      if (size > SERIAL_LOG_MAX_BYTES) {
+        const tail = await consoleTail(p.serialLog, 50);
+        await truncate(p.serialLog, 0).catch(() => undefined);
+        await writeFile(p.serialLog, `[waggle: console log cut at ${size} bytes]\n${tail}\n`, { flag: 'a' });
+      }
+    }
+  }
+
+  /** The VM's QEMU is gone: record why, free its network and cgroup; the record stays for GetVM. */
+  async #markExited(vmId: string): Promise<void> {
+    const vm = this.#vms.get(vmId);
+    if (!vm || vm.state !== 'running' || (await isOurProcess(vm.pid, this.#marker(vmId)))) return;
+    const p = vmPaths(this.vmDir(vmId));
+    const qemuSaid = (await readFile(p.qemuLog, 'utf8').catch(() => ''))
+      .trim()
+      .split('\n')
+      .slice(-3)
+      .join('\n');
+    const lastLines = await consoleTail(p.serialLog, 10);
+    vm.state = 'exited';
+    vm.message =
+      `QEMU (pid ${vm.pid}) exited while the VM was running` +
+      (qemuSaid ? `: ${qemuSaid}` : ' (killed, crashed or out of memory)') +
+      (lastLines.trim() ? `\n--- last console lines:\n${lastLines}` : '');
+    await this.#o.networks.destroy(vmId, vm.network);
+    vm.networkReleased = true;
+    if (this.#o.vmCgroup) await removeCgroup(this.#o.vmCgroup.root, `${this.#o.vmCgroup.name}/${vmId}`);
+    await this.#persist(vm);
+    this.#o.log.warn({ vmId, pid: vm.pid }, 'vm exited');
+  }
+
+  /** Throws VMExitedError for a VM whose QEMU went away (checked now, not only by the monitor). */
+  async ensureAlive(vmId: string): Promise<void> {
+    const vm = this.get(vmId);
+    if (vm.state === 'running' && !(await isOurProcess(vm.pid, this.#marker(vmId)))) {
+      await this.#withLock(vmId, () => this.#markExited(vmId));
+    }
+    if (vm.state === 'exited') throw new VMExitedError(vmId, vm.message ?? 'its QEMU is gone');
   }
 
   async #readRecord(vmId: string): Promise<VMRecord | undefined> {
@@ -332,6 +451,10 @@ export class VMManager {
     const removed: string[] = [];
     for (const vmId of await readdir(this.#vmsDir)) {
       const record = await this.#readRecord(vmId);
+      if (record?.state === 'exited') {
+        this.#vms.set(vmId, record); // kept for GetVM until DestroyVM; holds nothing
+        continue;
+      }
       if (record?.state === 'running' && (await isOurProcess(record.pid, this.#marker(vmId)))) {
         try {
           await this.#o.networks.adopt(vmId, record.network, record.pid);
@@ -346,7 +469,8 @@ export class VMManager {
         }
       }
       for (const pid of await pidsWithMarker(this.#marker(vmId))) await terminate(pid, this.#marker(vmId));
-      if (record) await this.#o.networks.destroy(vmId, record.network);
+      if (record && !record.networkReleased) await this.#o.networks.destroy(vmId, record.network);
+      if (this.#o.vmCgroup) await removeCgroup(this.#o.vmCgroup.root, `${this.#o.vmCgroup.name}/${vmId}`);
       await rm(this.vmDir(vmId), { recursive: true, force: true });
       removed.push(vmId);
     }
@@ -359,9 +483,8 @@ export class VMManager {
         orphansKilled++;
       }
     }
-    const reaped = await this.#o.networks.reapOrphans(
-      new Set([...this.#vms.values()].map((vm) => vm.network.netns)),
-    );
+    const reaped = await this.#o.networks.reapOrphans(new Set(this.#live().map((vm) => vm.network.netns)));
+    if (adopted.length > 0) this.#startMonitor();
     this.#o.log.info(
       { adopted: adopted.length, removed: removed.length, orphansKilled, netnsReaped: reaped.length },
       'adopted existing VMs',

@@ -32,7 +32,8 @@ export const vmSpecSchema = z.object({
 export type VMSpec = z.output<typeof vmSpecSchema>;
 export type VMSpecInput = z.input<typeof vmSpecSchema>;
 
-export const vmStateSchema = z.enum(['booting', 'running', 'failed']);
+/** `exited`: it was running and its QEMU went away (the record stays until DestroyVM). */
+export const vmStateSchema = z.enum(['booting', 'running', 'failed', 'exited']);
 export type VMState = z.output<typeof vmStateSchema>;
 
 /** What the agent persists per VM (`<stateDir>/vms/<vmId>/vm.json`) so a restart can re-adopt it. */
@@ -46,6 +47,8 @@ export const vmRecordSchema = vmSpecSchema.extend({
   /** OpenSSH public key of the guest's host key, pinned by the SSH client. */
   hostPublicKey: z.string(),
   message: z.string().optional(),
+  /** The VM's network was released when it exited (its /30 may belong to another VM now). */
+  networkReleased: z.boolean().optional(),
 });
 export type VMRecord = z.output<typeof vmRecordSchema>;
 

@@ -6,7 +6,7 @@ import {
   type WaggleEnvironmentStatus,
   type WaggleNode,
 } from '@waggle/crds';
-import { Code, ConnectError, Egress, Runtime } from '@waggle/node-agent/client';
+import { Code, ConnectError, Egress, Runtime, VMState } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 import type { ReconcileResult } from '../runtime/controller.ts';
 import type { AgentClients } from './agent-clients.ts';
@@ -293,9 +293,18 @@ export class EnvironmentReconciler {
       return { requeueAfterMs: Math.min(untilExpiry, this.#d.config.verifyEveryMs) };
     }
 
-    // Running: make sure the VM still exists, keep expiry current.
+    // Running: make sure the VM still exists and runs, keep expiry current.
     try {
-      await agent.getVM({ vmId: uid });
+      const { vm } = await agent.getVM({ vmId: uid });
+      if (vm?.state === VMState.VM_STATE_FAILED) {
+        await this.#fail(
+          env,
+          EnvironmentReason.VMExited,
+          `the VM on ${nodeName} stopped: ${vm.message || 'its QEMU exited'}`,
+          expiresAt,
+        );
+        return { requeueAfterMs: untilExpiry };
+      }
     } catch (e) {
       const err = ConnectError.from(e);
       if (err.code === Code.NotFound) {

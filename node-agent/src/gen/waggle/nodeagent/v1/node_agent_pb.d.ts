@@ -109,6 +109,13 @@ export declare type VM = Message<"waggle.nodeagent.v1.VM"> & {
    * @generated from field: uint32 ssh_port = 6;
    */
   sshPort: number;
+
+  /**
+   * Why the VM is FAILED, e.g. "QEMU exited (killed by SIGKILL)" and the last console lines.
+   *
+   * @generated from field: string message = 7;
+   */
+  message: string;
 };
 
 /**
