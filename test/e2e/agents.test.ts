@@ -4,6 +4,7 @@ import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { CLUSTER } from '../src/cluster/layout.ts';
 import { RELEASE, RELEASE_NAMESPACE } from '../src/stack.ts';
 import { waitFor } from '../src/wait.ts';
 import { type Agent, kubectlFor, newAgent, type Result, text } from './agents.ts';
@@ -254,6 +255,85 @@ describe('agents through the Helm-installed stack and its Service (MCP SDK clien
     for (const e of wenv.items)
       expect(qemu.filter((l) => l.includes(`/vms/${e.metadata.uid}/`))).toHaveLength(1);
     for (const id of ids) await a.ok('destroy_environment', { environment_id: id });
+  });
+
+  it('keeps the sandbox boundary: a guest reaches no etcd, apiserver, kubelet, MCP port, pod or Service; a fork bomb leaves the node-agent running', {
+    timeout: 600_000,
+  }, async () => {
+    const a = await agent('boundary');
+    const probe = await a.ok<{ environment_id: string }>('create_environment', { runtime: 'python' });
+    const bombed = await a.ok<{ environment_id: string }>('create_environment', { runtime: 'shell' });
+    const jsonpath = (args: string[]) => k([...args, '-o', 'jsonpath={.items[0].status.podIP}']);
+    const gatewayPod = (
+      await jsonpath([
+        'get',
+        'pods',
+        '-n',
+        RELEASE_NAMESPACE,
+        '-l',
+        'app.kubernetes.io/component=mcp-gateway',
+      ])
+    ).trim();
+    const mcpService = (
+      await k(['get', 'svc', '-n', RELEASE_NAMESPACE, `${RELEASE}-mcp`, '-o', 'jsonpath={.spec.clusterIP}'])
+    ).trim();
+    // Every one of these answered a guest before the boundary (issue #15): etcd's JSON gateway
+    // listed the cluster's Secrets from 10.0.2.2:12379.
+    const targets: Array<[string, number]> = [
+      ['10.0.2.2', CLUSTER.etcdClientPort],
+      ['10.0.2.2', CLUSTER.apiserverPort],
+      ['10.0.2.2', 8080], // pnpm waggle up's MCP forward
+      [CLUSTER.nodeIP, 10250], // kubelet
+      [CLUSTER.nodeIP, 10249], // kube-proxy metrics
+      [CLUSTER.nodeIP, 7443], // the node-agent itself
+      [CLUSTER.apiserverServiceIP, 443],
+      [mcpService, 8080],
+      [gatewayPod, 8080],
+    ];
+    const code = [
+      'import socket, time',
+      `for host, port in ${JSON.stringify(targets)}:`,
+      '    t0 = time.time()',
+      '    try:',
+      '        socket.create_connection((host, port), timeout=5).close()',
+      '        print(host, port, "reached")',
+      '    except OSError:',
+      '        print(host, port, "refused", round(time.time() - t0, 1))',
+    ].join('\n');
+    const out = await a.ok<{ stdout: string }>('execute', { environment_id: probe.environment_id, code });
+    const lines = out.stdout.trim().split('\n');
+    expect(lines).toHaveLength(targets.length);
+    for (const line of lines) expect(line).toMatch(/ refused (0|1)\.\d$/);
+
+    const restarts = async () =>
+      (
+        await k([
+          'get',
+          'pods',
+          '-n',
+          RELEASE_NAMESPACE,
+          '-l',
+          'app.kubernetes.io/component=node-agent',
+          '-o',
+          'jsonpath={.items[0].status.containerStatuses[0].restartCount}',
+        ])
+      ).trim();
+    const before = await restarts();
+    const bomb = await a.call('execute', {
+      environment_id: bombed.environment_id,
+      code: ':(){ :|:& };:',
+      timeout_seconds: 10,
+    });
+    // A result for the caller (timed out, or an isError naming the environment), never a protocol error.
+    expect(bomb.content.length).toBeGreaterThan(0);
+    const neighbour = await a.ok<{ stdout: string }>('execute', {
+      environment_id: probe.environment_id,
+      code: 'print("neighbour fine")',
+    });
+    expect(neighbour.stdout).toBe('neighbour fine\n');
+    expect(await restarts()).toBe(before);
+    for (const id of [probe.environment_id, bombed.environment_id])
+      await a.ok('destroy_environment', { environment_id: id });
   });
 
   it('keeps environments usable when the node-agent pod is deleted', { timeout: 300_000 }, async () => {
