@@ -40,7 +40,7 @@ export const operatorConfigSchema = z.object({
   WAGGLE_UNSCHEDULABLE_RETRY: durationMs.default(15_000),
   WAGGLE_DESTROY_TIMEOUT: durationMs.default(120_000),
   WAGGLE_CREATE_TIMEOUT: durationMs.default(300_000),
-  WAGGLE_VERIFY_INTERVAL: durationMs.default(30_000),
+  WAGGLE_VERIFY_INTERVAL: durationMs.default(10_000),
   /** How often Ready nodes are checked for VMs whose environment is gone; "0s" turns it off. */
   WAGGLE_ORPHAN_VM_CHECK_INTERVAL: durationMs.default(60_000),
   WAGGLE_ORPHAN_VM_GRACE: durationMs.default(120_000),

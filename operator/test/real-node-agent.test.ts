@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
@@ -199,5 +199,50 @@ describe('operator with a real node-agent (real TCG VM)', () => {
     );
     expect(collected.items[0]?.message).toContain(vmId);
     expect(collected.items[0]?.involvedObject.kind).toBe('WaggleNode');
+  });
+
+  it('fails an environment whose QEMU is killed with reason VMExited, the console lines, and frees the node', {
+    timeout: 300_000,
+  }, async () => {
+    await createPythonEnvironment('killed');
+    const running = await until(
+      () => get('killed'),
+      (e) => e?.status?.phase === 'Running',
+      'Running',
+      180_000,
+    );
+    const vmId = running?.status?.vmId as string;
+    const client = createNodeAgentClient(agent.apiUrl);
+    const pid = Number(
+      (await readFile(join(stateDir, 'vms', vmId, 'qemu.pid'), 'utf8').catch(() => '')).trim(),
+    );
+    expect(pid).toBeGreaterThan(0);
+    process.kill(pid, 'SIGKILL');
+    const t0 = Date.now();
+    const failed = await until(
+      () => get('killed'),
+      (e) => e?.status?.phase === 'Failed',
+      'Failed',
+      30_000,
+    );
+    process.stderr.write(`real-node-agent: QEMU kill to Failed in ${Date.now() - t0} ms\n`);
+    const ready = failed?.status?.conditions?.find((c) => c.type === 'Ready');
+    expect(ready).toMatchObject({ status: 'False', reason: 'VMExited' });
+    expect(ready?.message).toMatch(/QEMU \(pid \d+\) exited while the VM was running/);
+    expect(ready?.message).toMatch(/last console lines/);
+    // Calls on it say so, and the failed VM is destroyed (its slot freed).
+    await until(
+      () => client.listVMs({}),
+      (r) => r.vms.length === 0,
+      'the exited VM to be destroyed',
+      30_000,
+    );
+    await custom.deleteNamespacedCustomObject({ ...G, namespace, name: 'killed' });
+    await until(
+      () => get('killed'),
+      (e) => e === undefined,
+      'the object to disappear',
+      60_000,
+    );
   });
 });
