@@ -3,7 +3,7 @@ import type { Client } from 'ssh2';
 import { GuestUnavailableError, InvalidArgumentError } from '../errors.ts';
 import { CappedBuffer } from './output-buffer.ts';
 import { shellQuote } from './shell-quote.ts';
-import { runCommand } from './ssh-connections.ts';
+import { openExec, runCommand } from './ssh-connections.ts';
 
 export const LANGUAGES = {
   python: { interpreter: 'python3', ext: 'py' },
@@ -22,17 +22,56 @@ export const SANDBOX_PATH = [
   '/usr/bin',
   '/bin',
 ].join(':');
-export const EXEC_DIR = '/tmp/waggle';
+/**
+ * Absolute paths of the guest binaries that run as root (Debian bookworm, merged /usr). Root never
+ * runs anything by name: PATH in an exec script is the sandbox's, whose first entries the sandbox
+ * user can write.
+ */
+export const GUEST_BIN = {
+  sh: '/bin/sh',
+  head: '/usr/bin/head',
+  mkdir: '/usr/bin/mkdir',
+  rm: '/usr/bin/rm',
+  prlimit: '/usr/bin/prlimit',
+  setpriv: '/usr/bin/setpriv',
+  pkill: '/usr/bin/pkill',
+  env: '/usr/bin/env',
+  aptGet: '/usr/bin/apt-get',
+} as const;
+/**
+ * Where exec scripts keep the code and the pid of each run: root-owned, 0711 (the sandbox user can
+ * read a code file it is given, but not list, create or replace anything). /run/waggle is root's
+ * (0755, made by the guest init); /tmp would let the sandbox plant files or symlinks root then writes.
+ */
+export const EXEC_DIR = '/run/waggle/exec';
+/**
+ * RLIMIT_NPROC for everything run as the sandbox user: a fork bomb stops at this many processes of
+ * the user, while root (sshd, the timeout kill) is not limited. 512, not more: a 512 MiB guest with
+ * one vCPU under TCG still answers with 512 bombing processes, with 1024 it did not until the kill.
+ */
+export const SANDBOX_NPROC = 512;
 /** `env -i …` prefix giving code a clean, predictable environment. */
 export const SANDBOX_ENV =
-  `env -i HOME=${SANDBOX_USER.home} USER=${SANDBOX_USER.name} LOGNAME=${SANDBOX_USER.name} LANG=C.UTF-8 ` +
+  `${GUEST_BIN.env} -i HOME=${SANDBOX_USER.home} USER=${SANDBOX_USER.name} LOGNAME=${SANDBOX_USER.name} LANG=C.UTF-8 ` +
   `PATH=${SANDBOX_PATH} NODE_PATH=${SANDBOX_USER.home}/node_modules`;
 /** The same environment as shell exports (no env(1) process needed). */
 export const SANDBOX_EXPORTS =
   `HOME=${SANDBOX_USER.home} USER=${SANDBOX_USER.name} LOGNAME=${SANDBOX_USER.name} SHELL=/bin/sh LANG=C.UTF-8 ` +
   `PATH=${SANDBOX_PATH} NODE_PATH=${SANDBOX_USER.home}/node_modules`;
-/** Runs the rest of a command line as the sandbox user. */
-export const AS_SANDBOX = `setpriv --reuid=${SANDBOX_USER.uid} --regid=${SANDBOX_USER.gid} --init-groups`;
+/** Runs the rest of a command line as the sandbox user, with the sandbox's process limit. */
+export const AS_SANDBOX =
+  `${GUEST_BIN.prlimit} --nproc=${SANDBOX_NPROC}:${SANDBOX_NPROC} ` +
+  `${GUEST_BIN.setpriv} --reuid=${SANDBOX_USER.uid} --regid=${SANDBOX_USER.gid} --init-groups`;
+/** How long the kill of a timed-out run may take before its channel is closed regardless. */
+const KILL_GRACE_MS = 10_000;
+
+/** Runs per connection whose channel closed: their pid files go with the next exec script. */
+const finishedRuns = new WeakMap<Client, Set<string>>();
+const takeFinished = (client: Client): string[] => {
+  const ids = [...(finishedRuns.get(client) ?? [])].slice(0, 64);
+  for (const id of ids) finishedRuns.get(client)?.delete(id);
+  return ids;
+};
 
 export interface ExecOptions {
   code: string;
@@ -51,25 +90,56 @@ export interface ExecOptions {
  * the session id (sshd makes each exec channel a session leader) so a timeout can kill every
  * process of the run, then run the file as the sandbox user from its home. Only agent-generated
  * values appear in it, each shell-quoted; the user's code is file content, never shell text.
+ * Everything root runs is called by absolute path (PATH is the sandbox's once exported), and the
+ * files root writes live in the root-only EXEC_DIR.
+ *
+ * The pid file outlives the script: processes the code left in the background (`:|:&` returns
+ * at once) can hold the channel open, and the timeout must still find their session. It is
+ * removed by a later script (`finished`: runs whose channel has closed) or by the kill.
  */
-export function execScript(opts: { id: string; ext: string; bytes: number; interpreter: string }): string {
+export function execScript(opts: {
+  id: string;
+  ext: string;
+  bytes: number;
+  interpreter: string;
+  finished?: string[];
+}): string {
   // Every exec of a binary costs tens of milliseconds under TCG, so the script uses shell
   // builtins wherever it can: umask instead of chmod, exports instead of env(1), a background rm.
   const file = `${EXEC_DIR}/${opts.id}.${opts.ext}`;
   const pidFile = `${EXEC_DIR}/${opts.id}.pid`;
+  const stale = (opts.finished ?? []).map((id) => ` ${shellQuote(`${EXEC_DIR}/${id}.pid`)}`).join('');
   return [
     'umask 022',
-    `[ -d ${EXEC_DIR} ] || mkdir -m 1777 ${EXEC_DIR}`,
+    `[ -d ${EXEC_DIR} ] || ${GUEST_BIN.mkdir} -p -m 0711 ${EXEC_DIR} || exit 125`,
     `f=${shellQuote(file)}`,
-    `head -c ${opts.bytes} > "$f" || exit 125`,
+    `${GUEST_BIN.head} -c ${opts.bytes} > "$f" || exit 125`,
     `echo $$ > ${shellQuote(pidFile)}`,
     `cd ${SANDBOX_USER.home}`,
     `unset SSH_CLIENT SSH_CONNECTION SSH_TTY MAIL OLDPWD`,
     `export ${SANDBOX_EXPORTS}`,
     `${AS_SANDBOX} ${shellQuote(opts.interpreter)} "$f" < /dev/null`,
     'rc=$?',
-    `rm -f "$f" ${shellQuote(pidFile)} > /dev/null 2>&1 &`,
+    `${GUEST_BIN.rm} -f "$f"${stale} > /dev/null 2>&1 &`,
     'exit $rc',
+  ].join('\n');
+}
+
+/**
+ * The root command that ends a run: stop every process of its session (SIGSTOP, repeated until
+ * none is left running: a stopped process cannot fork, and the sandbox's nproc limit bounds how
+ * many there are), then SIGKILL them all and remove the run's files. Killing a fork bomb without
+ * stopping it first only makes room for new forks.
+ */
+export function killScript(id: string): string {
+  const k = GUEST_BIN.pkill;
+  return [
+    `read sid < ${EXEC_DIR}/${id}.pid`,
+    'if [ -n "$sid" ]; then',
+    `  i=0; while ${k} -STOP -s "$sid" --runstates R,S,D && [ $i -lt 100 ]; do i=$((i + 1)); done`,
+    `  i=0; while ${k} -KILL -s "$sid" && [ $i -lt 20 ]; do i=$((i + 1)); done`,
+    'fi',
+    `${GUEST_BIN.rm} -f ${EXEC_DIR}/${id}.*`,
   ].join('\n');
 }
 
@@ -91,7 +161,8 @@ export type ExecResult = GuestRunResult;
 /**
  * Runs a guest-side script (which must write its shell pid to `<EXEC_DIR>/<id>.pid`) on its own
  * channel, collecting capped output; on timeout or abort every process of that SSH session is
- * killed and the output so far is returned.
+ * killed and the output so far is returned. A channel or connection that fails while the script
+ * runs rejects with GuestUnavailableError.
  */
 export async function runGuestScript(
   client: Client,
@@ -110,41 +181,73 @@ export async function runGuestScript(
   const t0 = Date.now();
   let timedOut = false;
   let cancelled = false;
-  const killRun = async () => {
-    await runCommand(
-      client,
-      `sid=$(cat ${EXEC_DIR}/${opts.id}.pid 2>/dev/null) && [ -n "$sid" ] && pkill -KILL -s "$sid"; rm -f ${EXEC_DIR}/${opts.id}.*`,
-    ).catch(() => undefined);
-  };
+  const stream = await openExec(client, `${GUEST_BIN.sh} -c ${shellQuote(opts.script)}`);
   const exitCode = await new Promise<number | null>((resolve, reject) => {
-    client.exec(`sh -c ${shellQuote(opts.script)}`, (err, stream) => {
-      if (err)
-        return reject(new GuestUnavailableError(`cannot start a process in the guest: ${err.message}`));
-      const timer = setTimeout(() => {
-        timedOut = true;
-        void killRun();
-      }, opts.timeoutMs);
-      const onAbort = () => {
-        cancelled = true;
-        void killRun();
-      };
-      if (opts.signal?.aborted) onAbort();
-      else opts.signal?.addEventListener('abort', onAbort, { once: true });
-      stream.on('data', (d: Buffer) => {
-        stdout.push(d);
-        opts.onOutput?.('stdout', d);
-      });
-      stream.stderr.on('data', (d: Buffer) => {
-        stderr.push(d);
-        opts.onOutput?.('stderr', d);
-      });
-      stream.once('close', (code: number | null) => {
-        clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
-        resolve(timedOut || cancelled ? null : code);
-      });
-      stream.end(opts.stdin);
+    let settled = false;
+    let graceTimer: NodeJS.Timeout | undefined;
+    const cleanup = () => {
+      clearTimeout(timer);
+      clearTimeout(graceTimer);
+      opts.signal?.removeEventListener('abort', onAbort);
+    };
+    const finish = (code: number | null) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      // A killed run's files are gone with the kill; a finished one's pid file goes later.
+      if (!timedOut && !cancelled) {
+        const set = finishedRuns.get(client) ?? new Set<string>();
+        finishedRuns.set(client, set.add(opts.id));
+      }
+      resolve(timedOut || cancelled ? null : code);
+    };
+    const fail = (message: string) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      stream.destroy();
+      reject(new GuestUnavailableError(message));
+    };
+    // The kill runs as root on its own channel; if the run's channel is still open after it (the
+    // guest is too busy, or the kill could not start), the channel is closed here regardless.
+    const killRun = () => {
+      if (graceTimer) return;
+      graceTimer = setTimeout(() => {
+        stream.destroy();
+        finish(null);
+      }, KILL_GRACE_MS);
+      void runCommand(client, killScript(opts.id), undefined, { timeoutMs: KILL_GRACE_MS }).catch(
+        () => undefined,
+      );
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killRun();
+    }, opts.timeoutMs);
+    const onAbort = () => {
+      cancelled = true;
+      killRun();
+    };
+    if (opts.signal?.aborted) onAbort();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
+    stream.on('error', (err: Error) => fail(`the guest process's SSH channel failed: ${err.message}`));
+    stream.stderr.on('error', (err: Error) => fail(`the guest process's SSH channel failed: ${err.message}`));
+    stream.on('data', (d: Buffer) => {
+      stdout.push(d);
+      opts.onOutput?.('stdout', d);
     });
+    stream.stderr.on('data', (d: Buffer) => {
+      stderr.push(d);
+      opts.onOutput?.('stderr', d);
+    });
+    stream.once('close', (code: number | null | undefined, signal?: string) => {
+      // Neither an exit status nor a signal: the connection dropped under the channel.
+      if (code == null && !signal && !timedOut && !cancelled) {
+        return fail('the SSH connection to the guest dropped while the process ran');
+      }
+      finish(code ?? null);
+    });
+    stream.end(opts.stdin);
   });
   return {
     stdout: stdout.text(),
@@ -171,6 +274,7 @@ export async function execCode(client: Client, opts: ExecOptions): Promise<ExecR
     ext: lang.ext,
     bytes: code.length,
     interpreter: opts.interpreter ?? lang.interpreter,
+    finished: takeFinished(client),
   });
   const result = await runGuestScript(client, {
     id,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { commandWords } from '../testing/shell-words.ts';
 import { installScript, validatePackages } from './packages.ts';
 
 describe('validatePackages', () => {
@@ -45,7 +46,18 @@ describe('installScript', () => {
     expect(s).toContain('python3 -m venv --system-site-packages /home/sandbox/.venv');
   });
   it('runs apt as root and npm as the sandbox user', () => {
-    expect(installScript('i', 'apt', ['jq'])).toMatch(/^apt-get install -y -qq --no-install-recommends jq$/m);
-    expect(installScript('i', 'npm', ['lodash'])).toMatch(/setpriv .* npm install .* lodash$/m);
+    expect(installScript('i', 'apt', ['jq'])).toMatch(
+      /^\/usr\/bin\/apt-get install -y -qq --no-install-recommends jq$/m,
+    );
+    expect(installScript('i', 'npm', ['lodash'])).toMatch(
+      /^\/usr\/bin\/prlimit --nproc=\d+:\d+ \/usr\/bin\/setpriv .* \/usr\/bin\/env -i .* npm install .* lodash$/m,
+    );
+  });
+  it.each(['pip', 'npm', 'apt'] as const)('%s: root runs nothing by name and writes nothing to /tmp', (m) => {
+    const s = installScript('install-1', m, ['x']);
+    const allowed = /^(?:\[|echo|cd|exit|if|then|fi|case|esac|printf|export|out=.*|rc=.*|\*.*\)|\/.*)$/;
+    for (const word of commandWords(s)) expect(word, `"${word}" in\n${s}`).toMatch(allowed);
+    expect(s).toContain('echo $$ > /run/waggle/exec/install-1.pid');
+    expect(s).not.toContain('/tmp');
   });
 });

@@ -4,6 +4,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import {
   AS_SANDBOX,
   EXEC_DIR,
+  GUEST_BIN,
   type GuestRunResult,
   runGuestScript,
   SANDBOX_ENV,
@@ -56,10 +57,18 @@ export function validatePackages(manager: PackageManager, packages: string[]): s
 
 const VENV = `${SANDBOX_USER.home}/.venv`;
 
-/** The guest-side install script. Package names are validated and quoted; nothing else varies. */
+/**
+ * The guest-side install script (run as root). Package names are validated and quoted; nothing
+ * else varies. Root calls every binary by absolute path; pip and npm run as the sandbox user with
+ * its own environment and process limit.
+ */
 export function installScript(id: string, manager: PackageManager, packages: string[]): string {
   const pkgs = shellJoin(packages);
-  const head = [`mkdir -p -m 1777 ${EXEC_DIR}`, `echo $$ > ${EXEC_DIR}/${id}.pid`, `cd ${SANDBOX_USER.home}`];
+  const setup = [
+    `[ -d ${EXEC_DIR} ] || ${GUEST_BIN.mkdir} -p -m 0711 ${EXEC_DIR} || exit 125`,
+    `echo $$ > ${EXEC_DIR}/${id}.pid`,
+  ];
+  const head = [...setup, `cd ${SANDBOX_USER.home}`];
   const sandbox = `${AS_SANDBOX} ${SANDBOX_ENV}`;
   switch (manager) {
     case 'pip':
@@ -79,10 +88,11 @@ export function installScript(id: string, manager: PackageManager, packages: str
       return [...head, `${sandbox} npm install --no-audit --no-fund --no-update-notifier ${pkgs}`].join('\n');
     case 'apt':
       return [
-        ...head,
+        ...setup,
+        'cd /',
         'export DEBIAN_FRONTEND=noninteractive',
-        'apt-get update -qq || exit $?',
-        `apt-get install -y -qq --no-install-recommends ${pkgs}`,
+        `${GUEST_BIN.aptGet} update -qq || exit $?`,
+        `${GUEST_BIN.aptGet} install -y -qq --no-install-recommends ${pkgs}`,
       ].join('\n');
   }
 }
