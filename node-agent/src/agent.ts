@@ -152,24 +152,34 @@ export class Agent {
     });
   }
 
+  /**
+   * File tools act as the sandbox user, over a second connection per VM (opened on first use):
+   * the guest's own permissions apply, and what they create belongs to the sandbox user.
+   */
+  #files(vmId: string) {
+    return this.#guests.get(vmId, SANDBOX_USER.name);
+  }
+
   async writeFile(vmId: string, path: string, content: Buffer, mode?: number) {
     this.#running(vmId);
-    return writeGuestFile(await this.#guests.get(vmId), path, content, {
+    return writeGuestFile(await this.#files(vmId), path, content, {
       maxBytes: this.#limits.maxWriteBytes,
       ...(mode !== undefined ? { mode } : {}),
+      log: this.log.child({ vmId }),
     });
   }
 
   async readFile(vmId: string, path: string, maxBytes?: number) {
     this.#running(vmId);
     const limit = Math.min(maxBytes || this.#limits.maxReadBytes, this.#limits.maxReadBytes);
-    return readGuestFile(await this.#guests.get(vmId), path, { maxBytes: limit });
+    return readGuestFile(await this.#files(vmId), path, { maxBytes: limit, log: this.log.child({ vmId }) });
   }
 
   async listFiles(vmId: string, path?: string) {
     this.#running(vmId);
-    return listGuestFiles(await this.#guests.get(vmId), path || SANDBOX_USER.home, {
+    return listGuestFiles(await this.#files(vmId), path || SANDBOX_USER.home, {
       maxEntries: this.#limits.maxListEntries,
+      log: this.log.child({ vmId }),
     });
   }
 

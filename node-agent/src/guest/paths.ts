@@ -5,6 +5,10 @@ import { SANDBOX_USER } from './exec.ts';
 /** Where file tools may read and write in a guest. */
 export const ALLOWED_ROOTS = [SANDBOX_USER.home, '/tmp'] as const;
 
+/** Whether a normalized absolute path is an allowed root or below one. */
+export const isWithinAllowedRoots = (abs: string): boolean =>
+  ALLOWED_ROOTS.some((root) => abs === root || abs.startsWith(`${root}/`));
+
 /**
  * Resolves a user-supplied guest path: relative paths are relative to the sandbox home; the
  * result must stay inside an allowed root after `..` is resolved.
@@ -19,7 +23,7 @@ export function resolveGuestPath(input: string): string {
   if (input.length > 4096) throw new InvalidArgumentError('path is longer than 4096 characters');
   const abs = posix.normalize(posix.isAbsolute(input) ? input : posix.join(SANDBOX_USER.home, input));
   const clean = abs.length > 1 ? abs.replace(/\/+$/, '') : abs;
-  if (!ALLOWED_ROOTS.some((root) => clean === root || clean.startsWith(`${root}/`))) {
+  if (!isWithinAllowedRoots(clean)) {
     throw new InvalidArgumentError(
       `path ${JSON.stringify(input)} resolves to ${clean}, outside the sandbox; ` +
         `use a path under ${ALLOWED_ROOTS.join(' or ')} (relative paths are relative to ${SANDBOX_USER.home})`,
