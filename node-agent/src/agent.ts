@@ -74,7 +74,7 @@ export class Agent {
   }
 
   info(): NodeInfo {
-    const running = this.vms.list();
+    const running = this.vms.list().filter((vm) => vm.state !== 'exited');
     return {
       ...this.#info,
       allocated: {
@@ -100,7 +100,9 @@ export class Agent {
     return this.vms.destroy(vmId);
   }
 
-  #running(vmId: string): VMRecord {
+  /** The VM, if it runs; a VM whose QEMU went away says so (VMExitedError) instead. */
+  async #running(vmId: string): Promise<VMRecord> {
+    await this.vms.ensureAlive(vmId);
     const vm = this.vms.get(vmId);
     if (vm.state !== 'running') {
       throw new InvalidArgumentError(
@@ -119,7 +121,7 @@ export class Agent {
     onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
     signal?: AbortSignal;
   }): Promise<GuestRunResult> {
-    const vm = this.#running(req.vmId);
+    const vm = await this.#running(req.vmId);
     const language = (req.language || vm.runtime) as Language;
     if (!(language in LANGUAGES)) {
       throw new InvalidArgumentError(
@@ -147,7 +149,7 @@ export class Agent {
       ...(interpreter ? { interpreter } : {}),
       timeoutMs,
       maxOutputBytes,
-      ...(req.onOutput ? { onOutput: req.onOutput } : {}),
+      ...(req.onOutput ? { onOutput: capStreamedOutput(req.onOutput, maxOutputBytes) } : {}),
       ...(req.signal ? { signal: req.signal } : {}),
     });
   }
@@ -161,7 +163,7 @@ export class Agent {
   }
 
   async writeFile(vmId: string, path: string, content: Buffer, mode?: number) {
-    this.#running(vmId);
+    await this.#running(vmId);
     return writeGuestFile(await this.#files(vmId), path, content, {
       maxBytes: this.#limits.maxWriteBytes,
       ...(mode !== undefined ? { mode } : {}),
@@ -170,13 +172,13 @@ export class Agent {
   }
 
   async readFile(vmId: string, path: string, maxBytes?: number) {
-    this.#running(vmId);
+    await this.#running(vmId);
     const limit = Math.min(maxBytes || this.#limits.maxReadBytes, this.#limits.maxReadBytes);
     return readGuestFile(await this.#files(vmId), path, { maxBytes: limit, log: this.log.child({ vmId }) });
   }
 
   async listFiles(vmId: string, path?: string) {
-    this.#running(vmId);
+    await this.#running(vmId);
     return listGuestFiles(await this.#files(vmId), path || SANDBOX_USER.home, {
       maxEntries: this.#limits.maxListEntries,
       log: this.log.child({ vmId }),
@@ -184,7 +186,7 @@ export class Agent {
   }
 
   async installPackages(vmId: string, packages: string[], manager?: string, timeoutMs?: number) {
-    const vm = this.#running(vmId);
+    const vm = await this.#running(vmId);
     if (manager && !['pip', 'npm', 'apt'].includes(manager)) {
       throw new InvalidArgumentError(`manager "${manager}" is not supported; use pip, npm or apt`);
     }
@@ -200,4 +202,23 @@ export class Agent {
   close(): void {
     this.#guests.closeAll();
   }
+}
+
+/**
+ * Streams at most `maxBytes` of each of stdout and stderr as they arrive (the final result says
+ * how much there was in all): a guest that prints without end costs the agent and the wire no
+ * more than the result itself.
+ */
+export function capStreamedOutput(
+  onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void,
+  maxBytes: number,
+): (stream: 'stdout' | 'stderr', chunk: Buffer) => void {
+  const sent = { stdout: 0, stderr: 0 };
+  return (stream, chunk) => {
+    const room = maxBytes - sent[stream];
+    if (room <= 0) return;
+    const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
+    sent[stream] += part.length;
+    onOutput(stream, part);
+  };
 }

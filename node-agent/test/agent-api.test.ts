@@ -115,6 +115,22 @@ describe('node-agent over ConnectRPC (real process, real VMs)', () => {
     expect(py.chunks.join('')).toBe('0\n1\n2\n');
     expect(py.result).toMatchObject({ stdout: '0\n1\n2\n', exitCode: 2, timedOut: false });
 
+    // A guest that floods stdout: the stream carries no more than the result's cap (64 KiB here).
+    let streamed = 0;
+    let flood: ExecResult | undefined;
+    for await (const msg of client.exec({
+      vmId: 'api-sh',
+      code: 'head -c 20000000 /dev/zero | tr "\\0" x',
+      timeoutMs: 120_000,
+      maxOutputBytes: 65_536,
+    })) {
+      if (msg.event.case === 'stdout') streamed += msg.event.value.length;
+      if (msg.event.case === 'result') flood = msg.event.value;
+    }
+    expect(streamed).toBe(65_536);
+    expect(flood).toMatchObject({ stdoutTruncated: true, exitCode: 0 });
+    expect(Number(flood?.stdoutBytes)).toBe(20_000_000);
+
     const content = Buffer.from('col1,col2\n1,2\n');
     const w = await client.writeFile({ vmId: 'api-py', path: 'in/data.csv', content });
     expect(w).toMatchObject({ path: '/home/sandbox/in/data.csv', bytesWritten: BigInt(content.length) });

@@ -395,7 +395,7 @@ export class VMManager {
   /** The VM's QEMU is gone: record why, free its network and cgroup; the record stays for GetVM. */
   async #markExited(vmId: string): Promise<void> {
     const vm = this.#vms.get(vmId);
-    if (!vm || vm.state !== 'running' || (await isOurProcess(vm.pid, this.#marker(vmId)))) return;
+    if (vm?.state !== 'running' || (await isOurProcess(vm.pid, this.#marker(vmId)))) return;
     const p = vmPaths(this.vmDir(vmId));
     const qemuSaid = (await readFile(p.qemuLog, 'utf8').catch(() => ''))
       .trim()
