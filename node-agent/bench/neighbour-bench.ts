@@ -94,24 +94,29 @@ try {
   };
   /** Starts a hostile workload in the other guest for the duration of one measurement. */
   const beside = async (label: string, script: string) => {
+    // Cancelling the run kills its whole session the way a cancelled execute does.
+    const stop = new AbortController();
     const run = execCode(hostile, {
       code: script,
       language: 'shell',
       timeoutMs: 600_000,
       maxOutputBytes: 4096,
+      signal: stop.signal,
     });
     await new Promise((r) => setTimeout(r, 3_000)); // let it get going
     await measure(label);
-    await runCommand(hostile, '/usr/bin/pkill -KILL -u sandbox; rm -f /home/sandbox/fill; true').catch(
-      () => undefined,
-    );
+    stop.abort();
     await run.catch(() => undefined);
+    await runCommand(hostile, '/usr/bin/rm -f /home/sandbox/fill').catch(() => undefined);
   };
 
   await measure('quiet');
   await beside('cpu_spin', 'while :; do :; done');
   await beside('fork_bomb', ':(){ :|:& };:');
-  await beside('disk_fill', 'dd if=/dev/zero of=/home/sandbox/fill bs=1M 2>/dev/null; sleep 600');
+  await beside(
+    'disk_fill',
+    'while :; do dd if=/dev/zero of=/home/sandbox/fill bs=1M count=256 conv=fsync 2>/dev/null; done',
+  );
   await measure('quiet_again');
   const quiet = results.quiet?.p50 ?? 1;
   for (const r of Object.values(results)) r.ratio_to_quiet_p50 = Math.round((r.p50 / quiet) * 100) / 100;

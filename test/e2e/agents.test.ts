@@ -265,14 +265,7 @@ describe('agents through the Helm-installed stack and its Service (MCP SDK clien
     const bombed = await a.ok<{ environment_id: string }>('create_environment', { runtime: 'shell' });
     const jsonpath = (args: string[]) => k([...args, '-o', 'jsonpath={.items[0].status.podIP}']);
     const gatewayPod = (
-      await jsonpath([
-        'get',
-        'pods',
-        '-n',
-        RELEASE_NAMESPACE,
-        '-l',
-        'app.kubernetes.io/component=mcp-gateway',
-      ])
+      await jsonpath(['get', 'pods', '-n', RELEASE_NAMESPACE, '-l', 'app.kubernetes.io/component=gateway'])
     ).trim();
     const mcpService = (
       await k(['get', 'svc', '-n', RELEASE_NAMESPACE, `${RELEASE}-mcp`, '-o', 'jsonpath={.spec.clusterIP}'])
@@ -376,6 +369,8 @@ describe('agents through the Helm-installed stack and its Service (MCP SDK clien
     timeout: 300_000,
   }, async () => {
     const a = await agent('idle');
+    // From before the idle environment exists: its minute cannot have started earlier.
+    const started = Date.now();
     const idle = await a.ok<{ environment_id: string }>('create_environment', {
       runtime: 'shell',
       timeout_minutes: 1,
@@ -384,7 +379,6 @@ describe('agents through the Helm-installed stack and its Service (MCP SDK clien
       runtime: 'shell',
       timeout_minutes: 1,
     });
-    const started = Date.now();
     while (Date.now() - started < 100_000) {
       await a.ok('execute', { environment_id: active.environment_id, code: 'true' });
       const listed = await a.ok<{ environments: Array<{ environment_id: string }> }>('list_environments', {});
