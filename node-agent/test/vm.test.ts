@@ -91,6 +91,7 @@ describe('VMs under TCG (real QEMU microvm, real SSH)', () => {
 
     // The agent restarts (new manager, same state dir): the VM is re-adopted and still works.
     conns.closeAll();
+    vms.close();
     const restarted = manager();
     const adoption = await restarted.adopt();
     expect(adoption.adopted).toEqual(['vm-a']);

@@ -397,6 +397,12 @@ export class VMManager {
     const vm = this.#vms.get(vmId);
     if (vm?.state !== 'running' || (await isOurProcess(vm.pid, this.#marker(vmId)))) return;
     const p = vmPaths(this.vmDir(vmId));
+    if (!(await stat(p.record).catch(() => undefined))) {
+      // Destroyed by another manager of the same state dir (an agent that replaced this one):
+      // its network is not ours to release any more.
+      this.#vms.delete(vmId);
+      return;
+    }
     const qemuSaid = (await readFile(p.qemuLog, 'utf8').catch(() => ''))
       .trim()
       .split('\n')
