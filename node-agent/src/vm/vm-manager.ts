@@ -409,14 +409,19 @@ export class VMManager {
       .slice(-3)
       .join('\n');
     const lastLines = await consoleTail(p.serialLog, 10);
-    vm.state = 'exited';
+    // Free what it held first: once it reads 'exited', its network and cgroup are gone.
+    await this.#o.networks
+      .destroy(vmId, vm.network)
+      .catch((err: Error) =>
+        this.#o.log.warn({ vmId, err: err.message }, 'could not free an exited VM network'),
+      );
+    vm.networkReleased = true;
+    if (this.#o.vmCgroup) await removeCgroup(this.#o.vmCgroup.root, `${this.#o.vmCgroup.name}/${vmId}`);
     vm.message =
       `QEMU (pid ${vm.pid}) exited while the VM was running` +
       (qemuSaid ? `: ${qemuSaid}` : ' (killed, crashed or out of memory)') +
       (lastLines.trim() ? `\n--- last console lines:\n${lastLines}` : '');
-    await this.#o.networks.destroy(vmId, vm.network);
-    vm.networkReleased = true;
-    if (this.#o.vmCgroup) await removeCgroup(this.#o.vmCgroup.root, `${this.#o.vmCgroup.name}/${vmId}`);
+    vm.state = 'exited';
     await this.#persist(vm);
     this.#o.log.warn({ vmId, pid: vm.pid }, 'vm exited');
   }
