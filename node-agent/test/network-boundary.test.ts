@@ -44,7 +44,7 @@ async function listen(host: string): Promise<number> {
   return (srv.address() as AddressInfo).port;
 }
 
-/** A TCP server answering "hello" inside the test's namespace (stops after two minutes). */
+/** A TCP server answering "outside" inside the test's namespace (stops after two minutes). */
 function serveInPrivateNs(ip: string, port: number): void {
   void run('ip', [
     'netns',
@@ -54,7 +54,7 @@ function serveInPrivateNs(ip: string, port: number): void {
     '240',
     'python3',
     '-c',
-    `import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(("${ip}",${port}))\ns.listen()\nwhile True:\n  c,_=s.accept(); c.sendall(b"hello\\n"); c.close()`,
+    `import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(("${ip}",${port}))\ns.listen()\nwhile True:\n  c,_=s.accept(); c.sendall(b"outside\\n"); c.close()`,
   ]).catch(() => undefined);
 }
 
@@ -159,12 +159,12 @@ describe('egress: all reaches the internet, never the node, other VMs or private
           (
             await run('python3', [
               '-c',
-              `import socket;print(socket.create_connection(("${PRIVATE_IP}",8080),timeout=2).recv(9).decode().strip())`,
+              `import socket;print(socket.create_connection(("${PRIVATE_IP}",8080),timeout=2).recv(16).decode().strip())`,
             ]).catch(() => ({ stdout: '' }))
           ).stdout.trim(),
         { timeout: 10_000 },
       )
-      .toBe('hello');
+      .toBe('outside');
 
     const targets: Array<[string, number]> = [
       ['10.0.2.2', loopbackPort], // QEMU's alias for the node's 127.0.0.1 (etcd, the MCP port, …)
@@ -176,7 +176,7 @@ describe('egress: all reaches the internet, never the node, other VMs or private
       [METADATA_IP, 80],
     ];
     // The positive control first: the guest does reach a server outside the node.
-    expect(await inGuest('net-all', probe([[PUBLIC_IP, 8080]]))).toBe(`${PUBLIC_IP} 8080 reached hello\n`);
+    expect(await inGuest('net-all', probe([[PUBLIC_IP, 8080]]))).toBe(`${PUBLIC_IP} 8080 reached outside\n`);
     const out = await inGuest('net-all', probe(targets));
     const lines = out.trim().split('\n');
     expect(lines).toHaveLength(targets.length);
