@@ -9,7 +9,7 @@ import { type GuestConnections, runCommand } from '../src/guest/ssh-connections.
 import { readHostTscKHz } from '../src/vm/host-tsc.ts';
 import type { VMNetworks } from '../src/vm/network/vm-network.ts';
 import type { GuestImages, VMManager } from '../src/vm/vm-manager.ts';
-import { testConnections, testLog, testManager, testNetworks } from './vm-fixtures.ts';
+import { pythonSpec, testConnections, testLog, testManager, testNetworks } from './vm-fixtures.ts';
 
 // What a hostile guest tries (issue #15, "node-agent survives any guest" and "inside the
 // guest"): code running as the sandbox user must not crash the agent, read root's files or
@@ -25,14 +25,7 @@ let inspect: GuestConnections;
 const A = 'hostile-a';
 const B = 'hostile-b';
 
-const spec = (vmId: string) => ({
-  vmId,
-  runtime: 'python' as const,
-  cpus: 1,
-  memoryMiB: 512,
-  diskMiB: 1024,
-  egress: 'all' as const,
-});
+const spec = pythonSpec;
 
 /** Runs shell code as the sandbox user through the agent. */
 async function sh(vmId: string, code: string, timeoutMs = 30_000) {

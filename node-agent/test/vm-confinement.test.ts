@@ -25,7 +25,7 @@ import {
   VMManager,
   vmPaths,
 } from '../src/vm/vm-manager.ts';
-import { testConnections, testLog, testNetworks } from './vm-fixtures.ts';
+import { pythonSpec, testConnections, testLog, testNetworks } from './vm-fixtures.ts';
 
 const run = promisify(execFile);
 const CGROUP_ROOT = '/sys/fs/cgroup';
@@ -50,14 +50,7 @@ const manager = (dir: string) =>
     vmCgroup: { root: CGROUP_ROOT, name: CGROUP_NAME },
   });
 
-const spec = (vmId: string) => ({
-  vmId,
-  runtime: 'python' as const,
-  cpus: 1,
-  memoryMiB: 512,
-  diskMiB: 1024,
-  egress: 'all' as const,
-});
+const spec = pythonSpec;
 
 /** The VM's cgroup directory in one v1 controller hierarchy (or the v2 tree). */
 async function cgroupDir(controller: string, vmId: string): Promise<string> {

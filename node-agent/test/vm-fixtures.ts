@@ -54,3 +54,13 @@ export function testConnections(vms: VMManager, username = 'root'): GuestConnect
     },
   });
 }
+
+/** The smallest python VM the tests boot (1 vCPU, 512 MiB, 1 GiB disk, egress all). */
+export const pythonSpec = (vmId: string) => ({
+  vmId,
+  runtime: 'python' as const,
+  cpus: 1,
+  memoryMiB: 512,
+  diskMiB: 1024,
+  egress: 'all' as const,
+});
