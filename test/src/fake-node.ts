@@ -38,7 +38,16 @@ export async function registerFakeNode(
       },
     });
   };
-  await beat();
+  // The operator may write this node's status between our read and our write (409 Conflict);
+  // a real agent retries on its next heartbeat, the first one here retries at once.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await beat();
+      break;
+    } catch (err) {
+      if (attempt >= 5 || (err as { code?: number }).code !== 409) throw err;
+    }
+  }
   const start = () => setInterval(() => void beat().catch(() => undefined), 1_000);
   let timer = start();
   return {
