@@ -185,7 +185,13 @@ export class Agent {
     });
   }
 
-  async installPackages(vmId: string, packages: string[], manager?: string, timeoutMs?: number) {
+  async installPackages(
+    vmId: string,
+    packages: string[],
+    manager?: string,
+    timeoutMs?: number,
+    opts: { signal?: AbortSignal; onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void } = {},
+  ) {
     const vm = await this.#running(vmId);
     if (manager && !['pip', 'npm', 'apt'].includes(manager)) {
       throw new InvalidArgumentError(`manager "${manager}" is not supported; use pip, npm or apt`);
@@ -196,6 +202,8 @@ export class Agent {
       ...(manager ? { manager: manager as PackageManager } : {}),
       timeoutMs: Math.min(timeoutMs || this.#limits.installTimeoutMs, this.#limits.installTimeoutMs),
       maxOutputBytes: this.#limits.maxOutputBytes,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onOutput ? { onOutput: capStreamedOutput(opts.onOutput, this.#limits.maxOutputBytes) } : {}),
     });
   }
 

@@ -62,9 +62,10 @@ async function exec(vmId: string, code: string, language = '', timeoutMs = 30_00
   return { chunks, result };
 }
 
-async function connectCode(p: Promise<unknown>): Promise<Code> {
+async function connectCode(p: Promise<unknown> | AsyncIterable<unknown>): Promise<Code> {
   try {
-    await p;
+    if (Symbol.asyncIterator in p) for await (const _ of p);
+    else await p;
   } catch (err) {
     return ConnectError.from(err).code;
   }

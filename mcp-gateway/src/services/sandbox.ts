@@ -150,15 +150,21 @@ export class SandboxService {
   async installPackages(
     env: WaggleEnvironment,
     req: { packages: string[]; timeoutMs: number },
-    opts: { signal?: AbortSignal } = {},
+    opts: { signal?: AbortSignal; onOutput?: (stream: 'stdout' | 'stderr', chunk: Uint8Array) => void } = {},
   ): Promise<{ manager: string; result: ExecOutcome }> {
     const t = this.#target(env);
     try {
-      const r = await t.agent.installPackages(
+      let last: { manager: string; result: ExecResult | undefined } | undefined;
+      const stream = t.agent.installPackages(
         { vmId: t.vmId, packages: req.packages, manager: '', timeoutMs: req.timeoutMs },
         { ...(opts.signal ? { signal: opts.signal } : {}), timeoutMs: req.timeoutMs + 30_000 },
       );
-      return { manager: r.manager, result: toOutcome(r.result) };
+      for await (const msg of stream) {
+        if (msg.result) last = { manager: msg.manager, result: msg.result };
+        else if (msg.stdout.length) opts.onOutput?.('stdout', msg.stdout);
+        else if (msg.stderr.length) opts.onOutput?.('stderr', msg.stderr);
+      }
+      return { manager: last?.manager ?? '', result: toOutcome(last?.result) };
     } catch (err) {
       return this.#translate(t.id, err);
     }

@@ -19,7 +19,19 @@ export const CLIENT_PERMISSIONS: ReadonlyMap<string, ReadonlySet<string>> = new 
   ['waggle-operator', new Set(['CreateVM', 'GetVM', 'ListVMs', 'DestroyVM', 'GetNodeInfo'])],
   [
     'waggle-gateway',
-    new Set(['GetVM', 'Exec', 'WriteFile', 'ReadFile', 'ListFiles', 'InstallPackages', 'GetNodeInfo']),
+    new Set([
+      'GetVM',
+      'Exec',
+      'WriteFile',
+      'ReadFile',
+      'ListFiles',
+      'InstallPackages',
+      'StartProcess',
+      'ReadProcessOutput',
+      'KillProcess',
+      'ForwardPort',
+      'GetNodeInfo',
+    ]),
   ],
 ]);
 

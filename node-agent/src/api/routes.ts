@@ -9,6 +9,7 @@ import {
   FileEntrySchema,
   GetNodeInfoResponseSchema,
   GetVMResponseSchema,
+  type InstallPackagesResponse,
   InstallPackagesResponseSchema,
   ListFilesResponseSchema,
   ListVMsResponseSchema,
@@ -16,8 +17,9 @@ import {
   ReadFileResponseSchema,
   WriteFileResponseSchema,
 } from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
-import { edge, toConnectError } from './connect-errors.ts';
+import { edge } from './connect-errors.ts';
 import { resultToPb, specFromPb, vmToPb } from './convert.ts';
+import { streamOutput } from './output-stream.ts';
 
 /** Registers the NodeAgentService handlers: protocol translation only, the work is in Agent. */
 export function nodeAgentRoutes(agent: Agent) {
@@ -32,52 +34,21 @@ export function nodeAgentRoutes(agent: Agent) {
         create(DestroyVMResponseSchema, { existed: await agent.destroyVM(req.vmId) }),
       ),
 
-      async *exec(req, ctx): AsyncGenerator<ExecResponse> {
-        // Output chunks are queued as they arrive and yielded in order, then the final result.
-        const queue: ExecResponse[] = [];
-        let wake: (() => void) | undefined;
-        let done = false;
-        let failure: unknown;
-        let final: ExecResponse | undefined;
-        agent
-          .exec({
-            vmId: req.vmId,
-            code: req.code,
-            language: req.language,
-            timeoutMs: req.timeoutMs,
-            maxOutputBytes: req.maxOutputBytes,
-            signal: ctx.signal,
-            onOutput: (stream, chunk) => {
-              queue.push(
-                create(ExecResponseSchema, { event: { case: stream, value: new Uint8Array(chunk) } }),
-              );
-              wake?.();
-            },
-          })
-          .then(
-            (r) => {
-              final = create(ExecResponseSchema, { event: { case: 'result', value: resultToPb(r) } });
-            },
-            (err) => {
-              failure = err;
-            },
-          )
-          .finally(() => {
-            done = true;
-            wake?.();
-          });
-        while (true) {
-          while (queue.length > 0) yield queue.shift() as ExecResponse;
-          if (done) break;
-          await new Promise<void>((r) => {
-            wake = r;
-          });
-          wake = undefined;
-        }
-        while (queue.length > 0) yield queue.shift() as ExecResponse;
-        if (failure) throw toConnectError(failure);
-        if (final) yield final;
-      },
+      exec: (req, ctx): AsyncGenerator<ExecResponse> =>
+        streamOutput(
+          (onOutput) =>
+            agent.exec({
+              vmId: req.vmId,
+              code: req.code,
+              language: req.language,
+              timeoutMs: req.timeoutMs,
+              maxOutputBytes: req.maxOutputBytes,
+              signal: ctx.signal,
+              onOutput,
+            }),
+          (stream, value) => create(ExecResponseSchema, { event: { case: stream, value } }),
+          (r) => create(ExecResponseSchema, { event: { case: 'result', value: resultToPb(r) } }),
+        ),
 
       writeFile: edge(async (req) => {
         const w = await agent.writeFile(req.vmId, req.path, Buffer.from(req.content), req.mode);
@@ -99,10 +70,16 @@ export function nodeAgentRoutes(agent: Agent) {
           entries: l.entries.map((e) => create(FileEntrySchema, { ...e, size: BigInt(e.size) })),
         });
       }),
-      installPackages: edge(async (req) => {
-        const r = await agent.installPackages(req.vmId, req.packages, req.manager, req.timeoutMs);
-        return create(InstallPackagesResponseSchema, { manager: r.manager, result: resultToPb(r) });
-      }),
+      installPackages: (req, ctx): AsyncGenerator<InstallPackagesResponse> =>
+        streamOutput(
+          (onOutput) =>
+            agent.installPackages(req.vmId, req.packages, req.manager, req.timeoutMs, {
+              signal: ctx.signal,
+              onOutput,
+            }),
+          (stream, value) => create(InstallPackagesResponseSchema, { [stream]: value }),
+          (r) => create(InstallPackagesResponseSchema, { manager: r.manager, result: resultToPb(r) }),
+        ),
       getNodeInfo: edge(async () => {
         const i = agent.info();
         return create(GetNodeInfoResponseSchema, {

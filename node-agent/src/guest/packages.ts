@@ -107,6 +107,7 @@ export async function installPackages(
     timeoutMs: number;
     maxOutputBytes: number;
     signal?: AbortSignal;
+    onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
   },
 ): Promise<GuestRunResult & { manager: PackageManager }> {
   const manager = managerFor(opts.runtime, opts.manager);
@@ -118,6 +119,7 @@ export async function installPackages(
     timeoutMs: opts.timeoutMs,
     maxOutputBytes: opts.maxOutputBytes,
     ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.onOutput ? { onOutput: opts.onOutput } : {}),
   });
   return { ...result, manager };
 }

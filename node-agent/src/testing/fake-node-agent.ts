@@ -142,12 +142,11 @@ export async function startFakeNodeAgent(
             });
           return { path: req.path, entries, truncated: false };
         },
-        async installPackages(req) {
+        async *installPackages(req) {
           requireVM(req.vmId);
-          return {
-            manager: 'pip',
-            result: { stdout: `installed ${req.packages.join(' ')}`, stderr: '', exitCode: 0, durationMs: 1 },
-          };
+          const stdout = `installed ${req.packages.join(' ')}`;
+          yield { stdout: Buffer.from(stdout) };
+          yield { manager: 'pip', result: { stdout, stderr: '', exitCode: 0, durationMs: 1 } };
         },
       }),
   });

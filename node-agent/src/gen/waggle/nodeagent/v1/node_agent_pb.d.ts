@@ -627,6 +627,9 @@ export declare type InstallPackagesRequest = Message<"waggle.nodeagent.v1.Instal
 export declare const InstallPackagesRequestSchema: GenMessage<InstallPackagesRequest>;
 
 /**
+ * Output chunks (stdout or stderr) while the installer runs; the last message has manager and
+ * result (the complete, capped output).
+ *
  * @generated from message waggle.nodeagent.v1.InstallPackagesResponse
  */
 export declare type InstallPackagesResponse = Message<"waggle.nodeagent.v1.InstallPackagesResponse"> & {
@@ -639,6 +642,16 @@ export declare type InstallPackagesResponse = Message<"waggle.nodeagent.v1.Insta
    * @generated from field: waggle.nodeagent.v1.ExecResult result = 2;
    */
   result?: ExecResult | undefined;
+
+  /**
+   * @generated from field: bytes stdout = 3;
+   */
+  stdout: Uint8Array;
+
+  /**
+   * @generated from field: bytes stderr = 4;
+   */
+  stderr: Uint8Array;
 };
 
 /**
@@ -646,6 +659,321 @@ export declare type InstallPackagesResponse = Message<"waggle.nodeagent.v1.Insta
  * Use `create(InstallPackagesResponseSchema)` to create a new message.
  */
 export declare const InstallPackagesResponseSchema: GenMessage<InstallPackagesResponse>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.StartProcessRequest
+ */
+export declare type StartProcessRequest = Message<"waggle.nodeagent.v1.StartProcessRequest"> & {
+  /**
+   * @generated from field: string vm_id = 1;
+   */
+  vmId: string;
+
+  /**
+   * @generated from field: string code = 2;
+   */
+  code: string;
+
+  /**
+   * python | node | shell; empty: the VM's runtime.
+   *
+   * @generated from field: string language = 3;
+   */
+  language: string;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.StartProcessRequest.
+ * Use `create(StartProcessRequestSchema)` to create a new message.
+ */
+export declare const StartProcessRequestSchema: GenMessage<StartProcessRequest>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.StartProcessResponse
+ */
+export declare type StartProcessResponse = Message<"waggle.nodeagent.v1.StartProcessResponse"> & {
+  /**
+   * @generated from field: string process_id = 1;
+   */
+  processId: string;
+
+  /**
+   * RFC 3339
+   *
+   * @generated from field: string started_at = 2;
+   */
+  startedAt: string;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.StartProcessResponse.
+ * Use `create(StartProcessResponseSchema)` to create a new message.
+ */
+export declare const StartProcessResponseSchema: GenMessage<StartProcessResponse>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.ReadProcessOutputRequest
+ */
+export declare type ReadProcessOutputRequest = Message<"waggle.nodeagent.v1.ReadProcessOutputRequest"> & {
+  /**
+   * @generated from field: string vm_id = 1;
+   */
+  vmId: string;
+
+  /**
+   * @generated from field: string process_id = 2;
+   */
+  processId: string;
+
+  /**
+   * Output bytes (stdout and stderr together, in arrival order) already seen: the next_since of
+   * the previous call; 0 for everything still kept.
+   *
+   * @generated from field: uint64 since = 3;
+   */
+  since: bigint;
+
+  /**
+   * Most bytes to return (default and cap: the agent's output limit).
+   *
+   * @generated from field: uint32 max_bytes = 4;
+   */
+  maxBytes: number;
+
+  /**
+   * With nothing new yet and the process running, wait up to this long for output or the exit.
+   *
+   * @generated from field: uint32 wait_ms = 5;
+   */
+  waitMs: number;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.ReadProcessOutputRequest.
+ * Use `create(ReadProcessOutputRequestSchema)` to create a new message.
+ */
+export declare const ReadProcessOutputRequestSchema: GenMessage<ReadProcessOutputRequest>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.ReadProcessOutputResponse
+ */
+export declare type ReadProcessOutputResponse = Message<"waggle.nodeagent.v1.ReadProcessOutputResponse"> & {
+  /**
+   * @generated from field: string process_id = 1;
+   */
+  processId: string;
+
+  /**
+   * @generated from field: string stdout = 2;
+   */
+  stdout: string;
+
+  /**
+   * @generated from field: string stderr = 3;
+   */
+  stderr: string;
+
+  /**
+   * The cursor for the next call.
+   *
+   * @generated from field: uint64 next_since = 4;
+   */
+  nextSince: bigint;
+
+  /**
+   * Output between `since` and the oldest byte still kept, dropped by the ring buffer.
+   *
+   * @generated from field: uint64 dropped_bytes = 5;
+   */
+  droppedBytes: bigint;
+
+  /**
+   * More output is kept after next_since than max_bytes allowed in this answer.
+   *
+   * @generated from field: bool more = 6;
+   */
+  more: boolean;
+
+  /**
+   * @generated from field: bool running = 7;
+   */
+  running: boolean;
+
+  /**
+   * Set once the process exited on its own.
+   *
+   * @generated from field: optional int32 exit_code = 8;
+   */
+  exitCode?: number | undefined;
+
+  /**
+   * The process was stopped by KillProcess (or its connection to the guest was lost: see message).
+   *
+   * @generated from field: bool killed = 9;
+   */
+  killed: boolean;
+
+  /**
+   * totals since start, kept or not
+   *
+   * @generated from field: uint64 stdout_bytes = 10;
+   */
+  stdoutBytes: bigint;
+
+  /**
+   * @generated from field: uint64 stderr_bytes = 11;
+   */
+  stderrBytes: bigint;
+
+  /**
+   * @generated from field: string started_at = 12;
+   */
+  startedAt: string;
+
+  /**
+   * @generated from field: string ended_at = 13;
+   */
+  endedAt: string;
+
+  /**
+   * @generated from field: string message = 14;
+   */
+  message: string;
+
+  /**
+   * @generated from field: string language = 15;
+   */
+  language: string;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.ReadProcessOutputResponse.
+ * Use `create(ReadProcessOutputResponseSchema)` to create a new message.
+ */
+export declare const ReadProcessOutputResponseSchema: GenMessage<ReadProcessOutputResponse>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.KillProcessRequest
+ */
+export declare type KillProcessRequest = Message<"waggle.nodeagent.v1.KillProcessRequest"> & {
+  /**
+   * @generated from field: string vm_id = 1;
+   */
+  vmId: string;
+
+  /**
+   * @generated from field: string process_id = 2;
+   */
+  processId: string;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.KillProcessRequest.
+ * Use `create(KillProcessRequestSchema)` to create a new message.
+ */
+export declare const KillProcessRequestSchema: GenMessage<KillProcessRequest>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.KillProcessResponse
+ */
+export declare type KillProcessResponse = Message<"waggle.nodeagent.v1.KillProcessResponse"> & {
+  /**
+   * False when it had already exited (nothing was killed).
+   *
+   * @generated from field: bool was_running = 1;
+   */
+  wasRunning: boolean;
+
+  /**
+   * @generated from field: optional int32 exit_code = 2;
+   */
+  exitCode?: number | undefined;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.KillProcessResponse.
+ * Use `create(KillProcessResponseSchema)` to create a new message.
+ */
+export declare const KillProcessResponseSchema: GenMessage<KillProcessResponse>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.PortTarget
+ */
+export declare type PortTarget = Message<"waggle.nodeagent.v1.PortTarget"> & {
+  /**
+   * @generated from field: string vm_id = 1;
+   */
+  vmId: string;
+
+  /**
+   * @generated from field: uint32 port = 2;
+   */
+  port: number;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.PortTarget.
+ * Use `create(PortTargetSchema)` to create a new message.
+ */
+export declare const PortTargetSchema: GenMessage<PortTarget>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.ForwardPortRequest
+ */
+export declare type ForwardPortRequest = Message<"waggle.nodeagent.v1.ForwardPortRequest"> & {
+  /**
+   * @generated from oneof waggle.nodeagent.v1.ForwardPortRequest.msg
+   */
+  msg: {
+    /**
+     * @generated from field: waggle.nodeagent.v1.PortTarget open = 1;
+     */
+    value: PortTarget;
+    case: "open";
+  } | {
+    /**
+     * @generated from field: bytes data = 2;
+     */
+    value: Uint8Array;
+    case: "data";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.ForwardPortRequest.
+ * Use `create(ForwardPortRequestSchema)` to create a new message.
+ */
+export declare const ForwardPortRequestSchema: GenMessage<ForwardPortRequest>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.ForwardPortResponse
+ */
+export declare type ForwardPortResponse = Message<"waggle.nodeagent.v1.ForwardPortResponse"> & {
+  /**
+   * @generated from oneof waggle.nodeagent.v1.ForwardPortResponse.msg
+   */
+  msg: {
+    /**
+     * First message: the guest accepted the connection.
+     *
+     * @generated from field: bool opened = 1;
+     */
+    value: boolean;
+    case: "opened";
+  } | {
+    /**
+     * @generated from field: bytes data = 2;
+     */
+    value: Uint8Array;
+    case: "data";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.ForwardPortResponse.
+ * Use `create(ForwardPortResponseSchema)` to create a new message.
+ */
+export declare const ForwardPortResponseSchema: GenMessage<ForwardPortResponse>;
 
 /**
  * @generated from message waggle.nodeagent.v1.GetNodeInfoRequest
@@ -884,12 +1212,58 @@ export declare const NodeAgentService: GenService<{
     output: typeof ListFilesResponseSchema;
   },
   /**
+   * Installs packages; streams output chunks as they arrive, then one message with the result.
+   *
    * @generated from rpc waggle.nodeagent.v1.NodeAgentService.InstallPackages
    */
   installPackages: {
-    methodKind: "unary";
+    methodKind: "server_streaming";
     input: typeof InstallPackagesRequestSchema;
     output: typeof InstallPackagesResponseSchema;
+  },
+  /**
+   * Starts code in the background and returns at once with its process id. Output is kept in a
+   * bounded ring per process; the process ends by itself, by KillProcess, or with its VM.
+   *
+   * @generated from rpc waggle.nodeagent.v1.NodeAgentService.StartProcess
+   */
+  startProcess: {
+    methodKind: "unary";
+    input: typeof StartProcessRequestSchema;
+    output: typeof StartProcessResponseSchema;
+  },
+  /**
+   * Output of a background process after a cursor, and whether it has exited.
+   *
+   * @generated from rpc waggle.nodeagent.v1.NodeAgentService.ReadProcessOutput
+   */
+  readProcessOutput: {
+    methodKind: "unary";
+    input: typeof ReadProcessOutputRequestSchema;
+    output: typeof ReadProcessOutputResponseSchema;
+  },
+  /**
+   * Stops a background process and everything it started. Idempotent for an exited process.
+   *
+   * @generated from rpc waggle.nodeagent.v1.NodeAgentService.KillProcess
+   */
+  killProcess: {
+    methodKind: "unary";
+    input: typeof KillProcessRequestSchema;
+    output: typeof KillProcessResponseSchema;
+  },
+  /**
+   * A TCP tunnel to a port inside the guest, over the agent's own SSH connection (no port is
+   * opened on the node). The first request names the VM and port; the first response says the
+   * guest accepted (FAILED_PRECONDITION if nothing listens there); then bytes flow both ways.
+   * Ending the request stream half-closes the guest connection.
+   *
+   * @generated from rpc waggle.nodeagent.v1.NodeAgentService.ForwardPort
+   */
+  forwardPort: {
+    methodKind: "bidi_streaming";
+    input: typeof ForwardPortRequestSchema;
+    output: typeof ForwardPortResponseSchema;
   },
   /**
    * @generated from rpc waggle.nodeagent.v1.NodeAgentService.GetNodeInfo
