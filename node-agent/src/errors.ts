@@ -43,6 +43,21 @@ export class GuestUnavailableError extends NodeAgentError {
   override name = 'GuestUnavailableError';
 }
 
+/**
+ * No background process with this id in the VM (never started there, or forgotten to make room
+ * for newer ones); `knownIds` are the VM's processes, for the caller's message.
+ */
+export class ProcessNotFoundError extends NodeAgentError {
+  override name = 'ProcessNotFoundError';
+  readonly reason: 'not_found' | 'forgotten';
+  readonly knownIds: string[];
+  constructor(message: string, reason: ProcessNotFoundError['reason'], knownIds: string[]) {
+    super(message);
+    this.reason = reason;
+    this.knownIds = knownIds;
+  }
+}
+
 /** A file operation failed for a reason the caller can act on (missing path, directory, too large). */
 export class GuestFileError extends NodeAgentError {
   override name = 'GuestFileError';

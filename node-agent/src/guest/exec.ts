@@ -170,10 +170,13 @@ export async function runGuestScript(
     id: string;
     script: string;
     stdin?: Buffer;
-    timeoutMs: number;
+    /** Undefined: no timeout (a background process runs until it exits or `signal` aborts). */
+    timeoutMs: number | undefined;
     maxOutputBytes: number;
     onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
     signal?: AbortSignal;
+    /** Called once the script's channel is open and its stdin sent. */
+    onStarted?: () => void;
   },
 ): Promise<GuestRunResult> {
   const stdout = new CappedBuffer(opts.maxOutputBytes);
@@ -220,10 +223,13 @@ export async function runGuestScript(
         () => undefined,
       );
     };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killRun();
-    }, opts.timeoutMs);
+    const timer =
+      opts.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            killRun();
+          }, opts.timeoutMs);
     const onAbort = () => {
       cancelled = true;
       killRun();
@@ -248,6 +254,7 @@ export async function runGuestScript(
       finish(code ?? null);
     });
     stream.end(opts.stdin);
+    opts.onStarted?.();
   });
   return {
     stdout: stdout.text(),
@@ -263,11 +270,17 @@ export async function runGuestScript(
   };
 }
 
-/** Runs code in the guest; a non-zero exit is a normal result, a timeout returns partial output. */
-export async function execCode(client: Client, opts: ExecOptions): Promise<ExecResult> {
+/**
+ * The run id, guest script and stdin that run `code` on a connection (execute and background
+ * processes alike): the id is `<prefix>-<16 hex digits>`, also the name of its files in EXEC_DIR.
+ */
+export function codeRun(
+  client: Client,
+  opts: { code: string; language: Language; interpreter?: string; prefix?: string },
+): { id: string; script: string; stdin: Buffer } {
   const lang = LANGUAGES[opts.language];
   if (!lang) throw new InvalidArgumentError(`unknown language "${opts.language}"; use python, node or shell`);
-  const id = `exec-${randomBytes(8).toString('hex')}`;
+  const id = `${opts.prefix ?? 'exec'}-${randomBytes(8).toString('hex')}`;
   const code = Buffer.from(opts.code, 'utf8');
   const script = execScript({
     id,
@@ -276,6 +289,12 @@ export async function execCode(client: Client, opts: ExecOptions): Promise<ExecR
     interpreter: opts.interpreter ?? lang.interpreter,
     finished: takeFinished(client),
   });
+  return { id, script, stdin: code };
+}
+
+/** Runs code in the guest; a non-zero exit is a normal result, a timeout returns partial output. */
+export async function execCode(client: Client, opts: ExecOptions): Promise<ExecResult> {
+  const { id, script, stdin: code } = codeRun(client, opts);
   const result = await runGuestScript(client, {
     id,
     script,
