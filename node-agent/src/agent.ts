@@ -4,6 +4,7 @@ import { InvalidArgumentError } from './errors.ts';
 import { execCode, type GuestRunResult, LANGUAGES, type Language, SANDBOX_USER } from './guest/exec.ts';
 import { listGuestFiles, readGuestFile, writeGuestFile } from './guest/files.ts';
 import { installPackages, type PackageManager } from './guest/packages.ts';
+import { type ProcessOutput, ProcessRegistry } from './guest/processes.ts';
 import { GuestConnections } from './guest/ssh-connections.ts';
 import type { Accelerator } from './vm/qemu-args.ts';
 import type { VMManager } from './vm/vm-manager.ts';
@@ -44,6 +45,8 @@ export class Agent {
   readonly log: Logger;
   readonly #onVMReady: ((bootMs: number) => void) | undefined;
   readonly #observed = new Set<string>();
+  /** Background processes (StartProcess), per VM; each keeps up to maxOutputBytes of output. */
+  readonly #processes: ProcessRegistry;
 
   constructor(opts: {
     vms: VMManager;
@@ -71,6 +74,11 @@ export class Agent {
         };
       },
     });
+    this.#processes = new ProcessRegistry({
+      log: opts.log,
+      ringBytes: opts.limits.maxOutputBytes,
+      reconnect: (vmId) => this.#guests.get(vmId),
+    });
   }
 
   info(): NodeInfo {
@@ -95,6 +103,8 @@ export class Agent {
   }
 
   async destroyVM(vmId: string): Promise<boolean> {
+    // Its background processes die with it: records and waiting reads go first.
+    this.#processes.forget(vmId);
     this.#guests.close(vmId);
     this.#observed.delete(vmId);
     return this.vms.destroy(vmId);
@@ -155,6 +165,57 @@ export class Agent {
   }
 
   /**
+   * Starts code in the background (as exec runs it, but with no timeout) and returns its id at
+   * once; ReadProcessOutput reads its output, KillProcess stops it, and it dies with its VM.
+   */
+  async startProcess(req: {
+    vmId: string;
+    code: string;
+    language?: string;
+  }): Promise<{ processId: string; startedAt: string }> {
+    const vm = await this.#running(req.vmId);
+    const language = (req.language || vm.runtime) as Language;
+    if (!Object.hasOwn(LANGUAGES, language)) {
+      throw new InvalidArgumentError(
+        `language "${req.language}" is not supported; use python, node or shell`,
+      );
+    }
+    if (typeof req.code !== 'string' || req.code.length === 0) {
+      throw new InvalidArgumentError('code is empty; pass the program text to run');
+    }
+    const interpreter = this.#limits.interpreters?.[language];
+    return this.#processes.start(req.vmId, await this.#guests.get(req.vmId), {
+      code: req.code,
+      language,
+      ...(interpreter ? { interpreter } : {}),
+    });
+  }
+
+  /** A background process's output after `since` (at most maxOutputBytes), and its state. */
+  async readProcessOutput(req: {
+    vmId: string;
+    processId: string;
+    since: number;
+    maxBytes?: number;
+    waitMs?: number;
+    signal?: AbortSignal;
+  }): Promise<ProcessOutput> {
+    await this.#running(req.vmId);
+    return this.#processes.read(req.vmId, req.processId, {
+      since: req.since,
+      maxBytes: Math.min(req.maxBytes || this.#limits.maxOutputBytes, this.#limits.maxOutputBytes),
+      ...(req.waitMs ? { waitMs: req.waitMs } : {}),
+      ...(req.signal ? { signal: req.signal } : {}),
+    });
+  }
+
+  /** Stops a background process and everything it started; idempotent for one that has ended. */
+  async killProcess(vmId: string, processId: string): Promise<{ wasRunning: boolean; exitCode?: number }> {
+    await this.#running(vmId);
+    return this.#processes.kill(vmId, processId);
+  }
+
+  /**
    * File tools act as the sandbox user, over a second connection per VM (opened on first use):
    * the guest's own permissions apply, and what they create belongs to the sandbox user.
    */
@@ -208,6 +269,7 @@ export class Agent {
   }
 
   close(): void {
+    this.#processes.closeAll();
     this.#guests.closeAll();
   }
 }

@@ -3,6 +3,7 @@ import {
   GuestFileError,
   GuestUnavailableError,
   InvalidArgumentError,
+  ProcessNotFoundError,
   ResourceExhaustedError,
   VMBootError,
   VMConflictError,
@@ -16,6 +17,13 @@ export function toConnectError(err: unknown): ConnectError {
   const e = err as Error;
   if (e instanceof InvalidArgumentError) return new ConnectError(e.message, Code.InvalidArgument);
   if (e instanceof VMNotFoundError) return new ConnectError(e.message, Code.NotFound);
+  if (e instanceof ProcessNotFoundError) {
+    // NotFound alone means "no such VM" to callers: the header says it is the process.
+    const ce = new ConnectError(e.message, Code.NotFound);
+    ce.metadata.set('waggle-process-error', e.reason);
+    ce.metadata.set('waggle-process-ids', e.knownIds.join(','));
+    return ce;
+  }
   if (e instanceof VMConflictError) return new ConnectError(e.message, Code.AlreadyExists);
   if (e instanceof ResourceExhaustedError) return new ConnectError(e.message, Code.ResourceExhausted);
   if (e instanceof GuestUnavailableError) return new ConnectError(e.message, Code.Unavailable);

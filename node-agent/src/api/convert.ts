@@ -1,16 +1,18 @@
-import { create } from '@bufbuild/protobuf';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { InvalidArgumentError } from '../errors.ts';
 import {
   Egress,
   type ExecResult,
   ExecResultSchema,
   type VMSpec as PbVMSpec,
+  type ReadProcessOutputResponseSchema,
   Runtime,
   type VM,
   VMSchema,
   VMState,
 } from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
 import type { GuestRunResult } from '../guest/exec.ts';
+import type { ProcessOutput } from '../guest/processes.ts';
 import type { VMRecord, VMSpec } from '../vm/vm-record.ts';
 
 const RUNTIMES: Record<number, VMSpec['runtime']> = {
@@ -79,4 +81,26 @@ export function resultToPb(r: GuestRunResult): ExecResult {
     stdoutTruncated: r.stdoutTruncated,
     stderrTruncated: r.stderrTruncated,
   });
+}
+
+export function processOutputToPb(
+  o: ProcessOutput,
+): MessageInitShape<typeof ReadProcessOutputResponseSchema> {
+  return {
+    processId: o.processId,
+    language: o.language,
+    stdout: o.stdout,
+    stderr: o.stderr,
+    nextSince: BigInt(o.nextSince),
+    droppedBytes: BigInt(o.droppedBytes),
+    more: o.more,
+    running: o.running,
+    ...(o.exitCode !== undefined ? { exitCode: o.exitCode } : {}),
+    killed: o.killed,
+    stdoutBytes: BigInt(o.stdoutBytes),
+    stderrBytes: BigInt(o.stderrBytes),
+    startedAt: o.startedAt,
+    endedAt: o.endedAt ?? '',
+    message: o.message,
+  };
 }

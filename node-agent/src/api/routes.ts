@@ -11,14 +11,17 @@ import {
   GetVMResponseSchema,
   type InstallPackagesResponse,
   InstallPackagesResponseSchema,
+  KillProcessResponseSchema,
   ListFilesResponseSchema,
   ListVMsResponseSchema,
   NodeAgentService,
   ReadFileResponseSchema,
+  ReadProcessOutputResponseSchema,
+  StartProcessResponseSchema,
   WriteFileResponseSchema,
 } from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
 import { edge } from './connect-errors.ts';
-import { resultToPb, specFromPb, vmToPb } from './convert.ts';
+import { processOutputToPb, resultToPb, specFromPb, vmToPb } from './convert.ts';
 import { streamOutput } from './output-stream.ts';
 
 /** Registers the NodeAgentService handlers: protocol translation only, the work is in Agent. */
@@ -80,6 +83,34 @@ export function nodeAgentRoutes(agent: Agent) {
           (stream, value) => create(InstallPackagesResponseSchema, { [stream]: value }),
           (r) => create(InstallPackagesResponseSchema, { manager: r.manager, result: resultToPb(r) }),
         ),
+      startProcess: edge(async (req) =>
+        create(
+          StartProcessResponseSchema,
+          await agent.startProcess({ vmId: req.vmId, code: req.code, language: req.language }),
+        ),
+      ),
+      readProcessOutput: edge(async (req, ctx) =>
+        create(
+          ReadProcessOutputResponseSchema,
+          processOutputToPb(
+            await agent.readProcessOutput({
+              vmId: req.vmId,
+              processId: req.processId,
+              since: Number(req.since),
+              maxBytes: req.maxBytes,
+              waitMs: req.waitMs,
+              signal: ctx.signal,
+            }),
+          ),
+        ),
+      ),
+      killProcess: edge(async (req) => {
+        const k = await agent.killProcess(req.vmId, req.processId);
+        return create(KillProcessResponseSchema, {
+          wasRunning: k.wasRunning,
+          ...(k.exitCode !== undefined ? { exitCode: k.exitCode } : {}),
+        });
+      }),
       getNodeInfo: edge(async () => {
         const i = agent.info();
         return create(GetNodeInfoResponseSchema, {

@@ -152,20 +152,27 @@ describe('ProcessRegistry', () => {
   });
 
   it('marks a process whose channel drops as killed, says why, and asks for the rest to be stopped', async () => {
-    const lost: string[] = [];
+    const { client, runs, kills } = fakeClient();
+    const reconnected: string[] = [];
     const reg = new ProcessRegistry({
       log,
       ringBytes: 1 << 20,
-      onLost: (vm, id) => lost.push(`${vm}/${id}`),
+      reconnect: async (vmId) => {
+        reconnected.push(vmId);
+        return client;
+      },
     });
-    const { client, runs } = fakeClient();
     const { processId } = await reg.start('vm1', client, { code: 'x', language: 'shell' });
     (runs.get(processId) as FakeChannel).close(undefined); // neither exit status nor signal
     await tick();
     const r = await reg.read('vm1', processId, { since: 0, maxBytes: 100 });
     expect(r).toMatchObject({ running: false, killed: true });
     expect(r.message).toMatch(/connection to the guest was lost while the process ran/);
-    expect(lost).toEqual([`vm1/${processId}`]);
+    // What is left of it in the guest is stopped over a new connection.
+    await tick();
+    await tick();
+    expect(reconnected).toEqual(['vm1']);
+    expect(kills).toEqual([processId]);
   });
 
   it('names the known processes for an unknown id, and refuses a cursor past the end', async () => {

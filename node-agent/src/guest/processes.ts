@@ -1,8 +1,9 @@
 import type { Logger } from 'pino';
 import type { Client } from 'ssh2';
 import { InvalidArgumentError, ProcessNotFoundError, ResourceExhaustedError } from '../errors.ts';
-import { codeRun, type Language, runGuestScript } from './exec.ts';
+import { codeRun, killScript, type Language, runGuestScript } from './exec.ts';
 import { OutputRing } from './output-ring.ts';
+import { runCommand } from './ssh-connections.ts';
 
 /**
  * Bounds of the background processes of one VM: how many may run at once, how many records
@@ -74,7 +75,7 @@ export class ProcessRegistry {
   readonly #log: Logger;
   readonly #ringBytes: number;
   readonly #limits: { maxRunning: number; maxRecords: number; maxWaitMs: number };
-  readonly #onLost: ((vmId: string, processId: string) => void) | undefined;
+  readonly #reconnect: ((vmId: string) => Promise<Client>) | undefined;
   readonly #byVM = new Map<string, Map<string, GuestProcess>>();
   readonly #forgotten = new Map<string, string[]>();
 
@@ -83,13 +84,16 @@ export class ProcessRegistry {
     /** Output kept per process (stdout and stderr together). */
     ringBytes: number;
     limits?: Partial<{ maxRunning: number; maxRecords: number; maxWaitMs: number }>;
-    /** A process's channel was lost while it ran: stop whatever of it is left in the guest. */
-    onLost?: (vmId: string, processId: string) => void;
+    /**
+     * A connection to the VM (a new one once the old has dropped): when a process's channel is
+     * lost while it runs, whatever of it is left in the guest is stopped over it.
+     */
+    reconnect?: (vmId: string) => Promise<Client>;
   }) {
     this.#log = opts.log;
     this.#ringBytes = opts.ringBytes;
     this.#limits = { ...PROCESS_LIMITS, ...opts.limits };
-    this.#onLost = opts.onLost;
+    this.#reconnect = opts.reconnect;
   }
 
   /** Starts code on its own channel of `client` (the VM's root connection); resolves once it runs. */
@@ -169,7 +173,7 @@ export class ProcessRegistry {
           settleDone();
           if (lost) {
             log.warn({ err: err.message }, 'background process lost its channel');
-            this.#onLost?.(vmId, rec.id);
+            this.#stopLost(vmId, rec.id, log);
           }
         },
       );
@@ -186,6 +190,14 @@ export class ProcessRegistry {
     }
     log.info({ language: req.language }, 'background process started');
     return { processId: rec.id, startedAt: rec.startedAt };
+  }
+
+  /** Best effort: the kill script over a fresh connection, unless the VM is being forgotten. */
+  #stopLost(vmId: string, processId: string, log: Logger): void {
+    if (!this.#reconnect || !this.#byVM.has(vmId)) return;
+    void this.#reconnect(vmId)
+      .then((c) => runCommand(c, killScript(processId), undefined, { timeoutMs: 10_000 }))
+      .catch((err: Error) => log.info({ err: err.message }, 'could not stop a lost background process'));
   }
 
   /** Forgets the oldest finished processes of a VM beyond the record limit. */

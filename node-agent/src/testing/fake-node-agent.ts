@@ -45,6 +45,21 @@ export async function startFakeNodeAgent(
   const execCalls: FakeNodeAgent['execCalls'] = [];
   const cancelledExecs: string[] = [];
   const files = new Map<string, Uint8Array>();
+  /** Background processes per VM: `sleep:` code runs until killed, other code exits 0 at once. */
+  const processes = new Map<
+    string,
+    Map<string, { stdout: string; running: boolean; exitCode?: number; startedAt: string; language: string }>
+  >();
+  let processSeq = 0;
+  const requireProcess = (vmId: string, processId: string) => {
+    const procs = processes.get(vmId) ?? new Map();
+    const p = procs.get(processId);
+    if (p) return p;
+    const e = new ConnectError(`no background process "${processId}" in this VM`, Code.NotFound);
+    e.metadata.set('waggle-process-error', 'not_found');
+    e.metadata.set('waggle-process-ids', [...procs.keys()].join(','));
+    throw e;
+  };
   const requireVM = (vmId: string) => {
     if (!vms.has(vmId)) throw notFound(`no VM "${vmId}" on this node`);
   };
@@ -69,6 +84,7 @@ export async function startFakeNodeAgent(
         },
         async destroyVM(req) {
           destroyCalls.push(req.vmId);
+          processes.delete(req.vmId);
           return { existed: vms.delete(req.vmId) };
         },
         async listVMs() {
@@ -141,6 +157,47 @@ export async function startFakeNodeAgent(
               };
             });
           return { path: req.path, entries, truncated: false };
+        },
+        async startProcess(req) {
+          requireVM(req.vmId);
+          const processId = `proc-${(++processSeq).toString(16).padStart(16, '0')}`;
+          const running = req.code.startsWith('sleep:');
+          const procs = processes.get(req.vmId) ?? new Map();
+          const startedAt = new Date().toISOString();
+          procs.set(processId, {
+            stdout: running ? '' : req.code,
+            running,
+            ...(running ? {} : { exitCode: 0 }),
+            startedAt,
+            language: req.language,
+          });
+          processes.set(req.vmId, procs);
+          return { processId, startedAt };
+        },
+        async readProcessOutput(req) {
+          requireVM(req.vmId);
+          const p = requireProcess(req.vmId, req.processId);
+          const bytes = Buffer.from(p.stdout);
+          if (req.since > BigInt(bytes.length))
+            throw new ConnectError(`since ${req.since} is past the end of the output`, Code.InvalidArgument);
+          return {
+            processId: req.processId,
+            stdout: bytes.subarray(Number(req.since)).toString(),
+            nextSince: BigInt(bytes.length),
+            running: p.running,
+            ...(p.exitCode !== undefined ? { exitCode: p.exitCode } : {}),
+            killed: !p.running && p.exitCode === undefined,
+            stdoutBytes: BigInt(bytes.length),
+            startedAt: p.startedAt,
+            language: p.language,
+          };
+        },
+        async killProcess(req) {
+          requireVM(req.vmId);
+          const p = requireProcess(req.vmId, req.processId);
+          const wasRunning = p.running;
+          p.running = false;
+          return { wasRunning, ...(p.exitCode !== undefined ? { exitCode: p.exitCode } : {}) };
         },
         async *installPackages(req) {
           requireVM(req.vmId);
