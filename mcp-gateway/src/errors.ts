@@ -59,6 +59,36 @@ export class InvalidRequestError extends UserError {
 
 export class FileError extends UserError {}
 
+/** A background process id the environment does not know (never started there, or forgotten). */
+export class ProcessNotFoundError extends UserError {
+  constructor(envId: string, processId: string, reason: string, knownIds: string[]) {
+    super(
+      'process_not_found',
+      reason === 'forgotten'
+        ? `process "${processId}" of environment "${envId}" has ended and was forgotten to make room for ` +
+            'newer ones (only the most recent processes are kept); run the code again with execute ' +
+            'background: true if you need its output.'
+        : `process "${processId}" does not exist in environment "${envId}" ` +
+            (knownIds.length
+              ? `(its processes: ${knownIds.join(', ')}). Use a process_id that execute with background: ` +
+                'true returned for this environment.'
+              : '(no background process has been started in it). Start one with execute background: ' +
+                'true and use the process_id it returns.'),
+    );
+  }
+}
+
+/** The environment already runs as many background processes as it may. */
+export class ProcessLimitError extends UserError {
+  constructor(envId: string, detail: string) {
+    super(
+      'process_limit',
+      `environment "${envId}" cannot start another background process: ${detail}. Stop one you no ` +
+        'longer need with kill_process and try again.',
+    );
+  }
+}
+
 /** A caller could not be authenticated or is not allowed; the HTTP edge answers 401/403. */
 export class AuthError extends Error {
   override name = 'AuthError';

@@ -16,6 +16,9 @@ export const SERVER_INFO = { name: 'waggle', version: '0.1.0' } as const;
 const INSTRUCTIONS =
   'Waggle gives you disposable Linux microVMs. create_environment (python, node or shell), then ' +
   'execute code, write_file/read_file/list_files, install_packages; destroy_environment when done. ' +
+  'For a dev server, a watcher or a long job, execute with background: true returns a process_id at ' +
+  'once; read its output with process_output (since = the previous next_since) and stop it with ' +
+  'kill_process. ' +
   'Environments are deleted automatically after their idle timeout.';
 
 export type ToolCallObserver = (

@@ -6,7 +6,13 @@ import {
   type ExecResult,
   type NodeAgentClient,
 } from '@waggle/node-agent/client';
-import { EnvironmentNotRunningError, FileError, InvalidRequestError } from '../errors.ts';
+import {
+  EnvironmentNotRunningError,
+  FileError,
+  InvalidRequestError,
+  ProcessLimitError,
+  ProcessNotFoundError,
+} from '../errors.ts';
 import type { ActivityRecorder } from './activity.ts';
 import type { EnvironmentCache } from './environment-cache.ts';
 
@@ -21,6 +27,26 @@ export interface ExecOutcome {
   stderrBytes: number;
   stdoutTruncated: boolean;
   stderrTruncated: boolean;
+}
+
+/** A background process's output after a cursor, and its state (ReadProcessOutput). */
+export interface ProcessOutcome {
+  processId: string;
+  language: string;
+  stdout: string;
+  stderr: string;
+  nextSince: number;
+  droppedBytes: number;
+  more: boolean;
+  running: boolean;
+  /** Set once it exited on its own. */
+  exitCode: number | undefined;
+  killed: boolean;
+  stdoutBytes: number;
+  stderrBytes: number;
+  startedAt: string;
+  endedAt: string | undefined;
+  message: string;
 }
 
 export interface FileEntryOut {
@@ -90,7 +116,7 @@ export class SandboxService {
   }
 
   /** Maps a node-agent error; unknown ones are rethrown as internal faults. */
-  #translate(id: string, err: unknown, path?: string): never {
+  #translate(id: string, err: unknown, path?: string, processId?: string): never {
     const e = ConnectError.from(err);
     const fileCode = e.metadata.get('waggle-file-error');
     if (fileCode) {
@@ -101,6 +127,12 @@ export class SandboxService {
             ? ' Read or write a smaller file, or split it.'
             : '';
       throw new FileError(`file_${fileCode}`, `${e.rawMessage}.${hint}`);
+    }
+    // NotFound with this header is the process, not the VM.
+    const processError = e.metadata.get('waggle-process-error');
+    if (processError) {
+      const known = (e.metadata.get('waggle-process-ids') ?? '').split(',').filter(Boolean);
+      throw new ProcessNotFoundError(id, processId ?? '', processError, known);
     }
     if (e.code === Code.NotFound)
       throw new EnvironmentNotRunningError(id, 'Failed', 'its VM is gone from the node');
@@ -215,6 +247,90 @@ export class SandboxService {
       };
     } catch (err) {
       return this.#translate(t.id, err, path);
+    }
+  }
+
+  /** Starts code in the background; returns its id at once (StartProcess). */
+  async startProcess(
+    env: WaggleEnvironment,
+    req: { code: string; language?: string },
+  ): Promise<{ processId: string; startedAt: string }> {
+    const t = this.#target(env);
+    try {
+      const r = await t.agent.startProcess(
+        { vmId: t.vmId, code: req.code, language: req.language ?? '' },
+        { timeoutMs: 60_000 },
+      );
+      return { processId: r.processId, startedAt: r.startedAt };
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (e.code === Code.ResourceExhausted) {
+        // "16 background processes already run in this VM, the most at once; … (running: a, b)"
+        const m = /^(\d+) background processes already run[^;]*;.*\(running: (.*)\)$/.exec(e.rawMessage);
+        throw new ProcessLimitError(
+          t.id,
+          m ? `${m[1]} already run, the most at once (running: ${m[2]})` : e.rawMessage,
+        );
+      }
+      return this.#translate(t.id, err);
+    }
+  }
+
+  /**
+   * A background process's output after `since` and its state; with `waitMs`, the agent waits
+   * that long for something new while the process runs.
+   */
+  async readProcessOutput(
+    env: WaggleEnvironment,
+    req: { processId: string; since: number; waitMs: number; maxBytes: number },
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<ProcessOutcome> {
+    const t = this.#target(env);
+    try {
+      const r = await t.agent.readProcessOutput(
+        {
+          vmId: t.vmId,
+          processId: req.processId,
+          since: BigInt(req.since),
+          waitMs: req.waitMs,
+          maxBytes: req.maxBytes,
+        },
+        { ...(opts.signal ? { signal: opts.signal } : {}), timeoutMs: req.waitMs + 30_000 },
+      );
+      return {
+        processId: r.processId,
+        language: r.language,
+        stdout: r.stdout,
+        stderr: r.stderr,
+        nextSince: Number(r.nextSince),
+        droppedBytes: Number(r.droppedBytes),
+        more: r.more,
+        running: r.running,
+        exitCode: r.exitCode,
+        killed: r.killed,
+        stdoutBytes: Number(r.stdoutBytes),
+        stderrBytes: Number(r.stderrBytes),
+        startedAt: r.startedAt,
+        endedAt: r.endedAt || undefined,
+        message: r.message,
+      };
+    } catch (err) {
+      if (opts.signal?.aborted) throw new InvalidRequestError('process_output was cancelled');
+      return this.#translate(t.id, err, undefined, req.processId);
+    }
+  }
+
+  /** Stops a background process and all it started; for one that has ended, wasRunning is false. */
+  async killProcess(
+    env: WaggleEnvironment,
+    processId: string,
+  ): Promise<{ wasRunning: boolean; exitCode: number | undefined }> {
+    const t = this.#target(env);
+    try {
+      const r = await t.agent.killProcess({ vmId: t.vmId, processId }, { timeoutMs: 60_000 });
+      return { wasRunning: r.wasRunning, exitCode: r.exitCode };
+    } catch (err) {
+      return this.#translate(t.id, err, undefined, processId);
     }
   }
 }

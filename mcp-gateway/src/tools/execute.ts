@@ -1,7 +1,20 @@
 import { z } from 'zod';
+import { InvalidRequestError } from '../errors.ts';
 import { defineTool } from '../mcp/tool.ts';
 import type { ToolDeps } from './deps.ts';
 import { environmentId, execOutput, toExecOutput } from './schemas.ts';
+
+/**
+ * execute's result: the exec fields when it ran to the end; with background: true only the
+ * process fields (MCP wants one object schema, so every field is optional here).
+ */
+const executeOutput = execOutput.partial().extend({
+  background: z.literal(true).optional().describe('set when the code was started in the background'),
+  process_id: z.string().optional().describe('background only: pass it to process_output and kill_process'),
+  status: z.literal('running').optional(),
+  started_at: z.string().optional(),
+  message: z.string().optional(),
+});
 
 const LANGUAGE_ALIASES: Record<string, string> = {
   python: 'python',
@@ -24,7 +37,12 @@ export const executeTool = (d: ToolDeps) =>
       'Run code in an environment and return stdout, stderr and the exit code. The code is saved ' +
       'to a file and run by the interpreter (python3, node, or sh for shell), as the unprivileged ' +
       'user in /home/sandbox. On timeout the process is killed and the output so far is returned ' +
-      'with timed_out: true. Long runs send progress notifications.',
+      'with timed_out: true. Long runs send progress notifications. With background: true the call ' +
+      'returns at once with a process_id and the code keeps running (a dev server, a watcher, a ' +
+      'long training loop): read its output with process_output, stop it with kill_process. A ' +
+      'background process has no timeout (timeout_seconds is refused with it); it ends by itself, ' +
+      'with kill_process, or with its environment — destroyed, or expired after its idle timeout, ' +
+      'which counts tool calls, not running processes.',
     input: z.object({
       environment_id: environmentId,
       code: z
@@ -55,11 +73,36 @@ export const executeTool = (d: ToolDeps) =>
         })
         .optional()
         .describe(`Kill the code after this many seconds (default ${d.limits.defaultExecTimeoutMs / 1000}).`),
+      background: z
+        .boolean({ error: 'background must be true or false' })
+        .optional()
+        .describe('true: start the code and return its process_id at once, without waiting for it.'),
     }),
-    output: execOutput,
+    output: executeOutput,
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
     run: async (args, ctx) => {
+      if (args.background && args.timeout_seconds !== undefined) {
+        throw new InvalidRequestError(
+          'invalid arguments for execute:\n- timeout_seconds: does not apply with background: true (a ' +
+            'background process runs until it exits or kill_process stops it); leave it out',
+        );
+      }
       const env = d.environments.getRunning(ctx.caller, args.environment_id);
+      if (args.background) {
+        const p = await d.sandbox.startProcess(env, {
+          code: args.code,
+          ...(args.language ? { language: args.language } : {}),
+        });
+        return {
+          background: true as const,
+          process_id: p.processId,
+          status: 'running' as const,
+          started_at: p.startedAt,
+          message:
+            `started in the background; read its output with process_output (process_id ` +
+            `"${p.processId}"), stop it with kill_process`,
+        };
+      }
       const timeoutMs = Math.round((args.timeout_seconds ?? d.limits.defaultExecTimeoutMs / 1000) * 1000);
       const started = Date.now();
       let bytes = 0;

@@ -4,8 +4,10 @@ import type { ToolDeps } from './deps.ts';
 import { destroyEnvironmentTool } from './destroy-environment.ts';
 import { executeTool } from './execute.ts';
 import { installPackagesTool } from './install-packages.ts';
+import { killProcessTool } from './kill-process.ts';
 import { listEnvironmentsTool } from './list-environments.ts';
 import { listFilesTool } from './list-files.ts';
+import { processOutputTool } from './process-output.ts';
 import { readFileTool } from './read-file.ts';
 import { writeFileTool } from './write-file.ts';
 
@@ -17,6 +19,8 @@ export const buildTools = (d: ToolDeps): ToolDefinition[] => [
   destroyEnvironmentTool(d),
   listEnvironmentsTool(d),
   executeTool(d),
+  processOutputTool(d),
+  killProcessTool(d),
   installPackagesTool(d),
   writeFileTool(d),
   readFileTool(d),
