@@ -1,15 +1,20 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { InvalidArgumentError } from './errors.ts';
+import type { ClientChannel } from 'ssh2';
+import { InvalidArgumentError, ResourceExhaustedError } from './errors.ts';
 import { execCode, type GuestRunResult, LANGUAGES, type Language, SANDBOX_USER } from './guest/exec.ts';
 import { listGuestFiles, readGuestFile, writeGuestFile } from './guest/files.ts';
 import { installPackages, type PackageManager } from './guest/packages.ts';
+import { checkGuestPort, openGuestPort } from './guest/port-forward.ts';
 import { type ProcessOutput, ProcessRegistry } from './guest/processes.ts';
 import { GuestConnections } from './guest/ssh-connections.ts';
 import type { Accelerator } from './vm/qemu-args.ts';
 import type { VMManager } from './vm/vm-manager.ts';
 import { vmPaths } from './vm/vm-manager.ts';
 import type { VMRecord, VMSpec } from './vm/vm-record.ts';
+
+/** Concurrent port tunnels (preview URL connections) per VM. */
+export const MAX_TUNNELS_PER_VM = 128;
 
 export interface AgentLimits {
   defaultExecTimeoutMs: number;
@@ -47,6 +52,8 @@ export class Agent {
   readonly #observed = new Set<string>();
   /** Background processes (StartProcess), per VM; each keeps up to maxOutputBytes of output. */
   readonly #processes: ProcessRegistry;
+  /** Open port tunnels per VM. */
+  readonly #tunnels = new Map<string, number>();
 
   constructor(opts: {
     vms: VMManager;
@@ -266,6 +273,39 @@ export class Agent {
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onOutput ? { onOutput: capStreamedOutput(opts.onOutput, this.#limits.maxOutputBytes) } : {}),
     });
+  }
+
+  /**
+   * A TCP connection to a port inside the VM (for preview URLs), over the sandbox user's SSH
+   * connection. At most MAX_TUNNELS_PER_VM are open per VM at once, so a page that opens
+   * connections without end cannot exhaust the agent.
+   */
+  async openPort(vmId: string, port: number): Promise<ClientChannel> {
+    checkGuestPort(port);
+    await this.#running(vmId);
+    const open = this.#tunnels.get(vmId) ?? 0;
+    if (open >= MAX_TUNNELS_PER_VM) {
+      throw new ResourceExhaustedError(
+        `VM ${vmId} already has ${open} open port connections (the most at once); close some and retry`,
+      );
+    }
+    this.#tunnels.set(vmId, open + 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      const n = (this.#tunnels.get(vmId) ?? 1) - 1;
+      if (n <= 0) this.#tunnels.delete(vmId);
+      else this.#tunnels.set(vmId, n);
+    };
+    try {
+      const channel = await openGuestPort(await this.#files(vmId), port);
+      channel.once('close', release);
+      return channel;
+    } catch (err) {
+      release();
+      throw err;
+    }
   }
 
   close(): void {

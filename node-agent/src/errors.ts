@@ -79,3 +79,8 @@ export class GuestFileError extends NodeAgentError {
     this.code = code;
   }
 }
+
+/** Nothing accepts connections on the guest port a tunnel asked for. */
+export class GuestPortClosedError extends NodeAgentError {
+  override name = 'GuestPortClosedError';
+}

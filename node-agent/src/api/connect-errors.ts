@@ -1,6 +1,7 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import {
   GuestFileError,
+  GuestPortClosedError,
   GuestUnavailableError,
   InvalidArgumentError,
   ProcessNotFoundError,
@@ -28,6 +29,11 @@ export function toConnectError(err: unknown): ConnectError {
   if (e instanceof ResourceExhaustedError) return new ConnectError(e.message, Code.ResourceExhausted);
   if (e instanceof GuestUnavailableError) return new ConnectError(e.message, Code.Unavailable);
   if (e instanceof VMBootError) return new ConnectError(e.message, Code.Internal);
+  if (e instanceof GuestPortClosedError) {
+    const ce = new ConnectError(e.message, Code.FailedPrecondition);
+    ce.metadata.set('waggle-port-error', 'not_listening');
+    return ce;
+  }
   if (e instanceof VMExitedError) {
     const ce = new ConnectError(e.message, Code.FailedPrecondition);
     ce.metadata.set('waggle-vm-state', 'exited');

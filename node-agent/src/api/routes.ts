@@ -22,6 +22,7 @@ import {
 } from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
 import { edge } from './connect-errors.ts';
 import { processOutputToPb, resultToPb, specFromPb, vmToPb } from './convert.ts';
+import { forwardPort } from './forward-port.ts';
 import { streamOutput } from './output-stream.ts';
 
 /** Registers the NodeAgentService handlers: protocol translation only, the work is in Agent. */
@@ -52,6 +53,8 @@ export function nodeAgentRoutes(agent: Agent) {
           (stream, value) => create(ExecResponseSchema, { event: { case: stream, value } }),
           (r) => create(ExecResponseSchema, { event: { case: 'result', value: resultToPb(r) } }),
         ),
+
+      forwardPort: (requests, ctx) => forwardPort(agent, requests, ctx),
 
       writeFile: edge(async (req) => {
         const w = await agent.writeFile(req.vmId, req.path, Buffer.from(req.content), req.mode);
