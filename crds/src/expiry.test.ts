@@ -1,7 +1,7 @@
-import type { WaggleEnvironment } from '@waggle/crds';
-import { LAST_ACTIVITY_ANNOTATION } from '@waggle/crds';
 import { describe, expect, it } from 'vitest';
 import { deadlines, k8sTime } from './expiry.ts';
+import type { WaggleEnvironment } from './index.ts';
+import { LAST_ACTIVITY_ANNOTATION } from './index.ts';
 
 const env = (
   over: {

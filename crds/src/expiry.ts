@@ -1,4 +1,6 @@
-import { LAST_ACTIVITY_ANNOTATION, parseDuration, type WaggleEnvironment } from '@waggle/crds';
+import { parseDuration } from './duration.ts';
+import type { WaggleEnvironment } from './environment.ts';
+import { LAST_ACTIVITY_ANNOTATION } from './group.ts';
 
 export interface Deadlines {
   /** When the environment was last used (or started/created if never). */

@@ -16,3 +16,9 @@ export const LAST_ACTIVITY_ANNOTATION = 'waggle.dev/last-activity';
 export const CALLER_LABEL = 'waggle.dev/caller';
 /** Annotation with the caller's readable identity (e.g. system:serviceaccount:team-a:agent). */
 export const CALLER_ANNOTATION = 'waggle.dev/caller-name';
+/**
+ * Ports of an environment reachable through the gateway's preview URLs: a JSON list written only
+ * by the gateway (`[{"port":8000,"public":true,"tokenSha256":"…","expiresAt":"…","createdAt":"…"}]`).
+ * A public entry holds the SHA-256 of its URL token, never the token itself.
+ */
+export const EXPOSED_PORTS_ANNOTATION = 'waggle.dev/exposed-ports';

@@ -3,6 +3,7 @@ export * from './crd.ts';
 export * from './duration.ts';
 export * from './env-config.ts';
 export * from './environment.ts';
+export * from './expiry.ts';
 export * from './group.ts';
 export * from './node.ts';
 export * from './render.ts';

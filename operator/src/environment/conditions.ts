@@ -1,5 +1,5 @@
 import type { Condition, ConditionStatus } from '@waggle/crds';
-import { k8sTime } from './expiry.ts';
+import { k8sTime } from '@waggle/crds';
 
 /**
  * Sets a condition, keeping `lastTransitionTime` when the status did not change (the standard

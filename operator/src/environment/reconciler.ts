@@ -1,6 +1,8 @@
 import {
+  deadlines,
   EnvironmentConditionType,
   EnvironmentReason,
+  k8sTime,
   NodeConditionType,
   type WaggleEnvironment,
   type WaggleEnvironmentStatus,
@@ -12,7 +14,6 @@ import type { ReconcileResult } from '../runtime/controller.ts';
 import type { AgentClients } from './agent-clients.ts';
 import { getCondition, setCondition } from './conditions.ts';
 import type { EventRecorder } from './events.ts';
-import { deadlines, k8sTime } from './expiry.ts';
 import { type Allocation, type NodeView, pickNode } from './scheduler.ts';
 import { type EnvironmentStore, FINALIZER } from './store.ts';
 
