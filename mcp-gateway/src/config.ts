@@ -31,6 +31,18 @@ export const gatewayConfigSchema = z.object({
   WAGGLE_DEFAULT_TIMEOUT_MIN: positiveInt.default(30),
   /** Guest network of a new environment when create_environment does not say: none | internet. */
   WAGGLE_DEFAULT_NETWORK: z.enum(['none', 'internet']).default('internet'),
+  /** Longest an environment may live, however active (spec.maxLifetime); caps timeout_minutes. */
+  WAGGLE_MAX_LIFETIME: durationMsSchema
+    .refine((ms) => ms >= 60_000 && ms <= 168 * 3_600_000, {
+      error: 'must be between 1m and 168h (the CRD allows maxLifetime up to 168h)',
+    })
+    .default(86_400_000),
+  /** Base of preview URLs (e.g. https://waggle.example.com); default: the Host the client used. */
+  WAGGLE_PUBLIC_URL: z
+    .url({ protocol: /^https?$/, error: 'use an http(s) URL such as https://waggle.example.com' })
+    .optional(),
+  /** Longest a public preview URL may stay valid. */
+  WAGGLE_PREVIEW_MAX_EXPIRY: durationMsSchema.default(86_400_000),
   WAGGLE_DEFAULT_EXEC_TIMEOUT: durationMsSchema.default(30_000),
   WAGGLE_MAX_EXEC_TIMEOUT: durationMsSchema.default(300_000),
   WAGGLE_INSTALL_TIMEOUT: durationMsSchema.default(600_000),
@@ -57,6 +69,11 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gateway
   if (c.WAGGLE_DEFAULT_EXEC_TIMEOUT > c.WAGGLE_MAX_EXEC_TIMEOUT) {
     throw new ConfigError(
       'invalid mcp-gateway configuration:\n  WAGGLE_DEFAULT_EXEC_TIMEOUT must not exceed WAGGLE_MAX_EXEC_TIMEOUT',
+    );
+  }
+  if (c.WAGGLE_DEFAULT_TIMEOUT_MIN * 60_000 > c.WAGGLE_MAX_LIFETIME) {
+    throw new ConfigError(
+      'invalid mcp-gateway configuration:\n  WAGGLE_DEFAULT_TIMEOUT_MIN must not exceed WAGGLE_MAX_LIFETIME',
     );
   }
   if (c.WAGGLE_AUTH_MODE === 'insecure' && !isLoopbackListen(c.WAGGLE_LISTEN_ADDR)) {

@@ -98,3 +98,19 @@ export class AuthError extends Error {
     this.status = status;
   }
 }
+
+export class PortNotExposedError extends UserError {
+  constructor(envId: string, port: number) {
+    super(
+      'port_not_exposed',
+      `port ${port} of environment "${envId}" is not exposed; call expose_port first (unexpose_port and ` +
+        'destroy_environment end a preview URL)',
+    );
+  }
+}
+
+export class PortNotListeningError extends UserError {
+  constructor(message: string) {
+    super('port_not_listening', message);
+  }
+}

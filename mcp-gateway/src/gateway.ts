@@ -12,6 +12,7 @@ import { KubernetesTokenAuthenticator } from './auth/kubernetes-tokens.ts';
 import { type GatewayConfig, isLoopbackListen, splitHostPort } from './config.ts';
 import { buildApp } from './http/app.ts';
 import { makeOriginPolicy } from './http/origin-guard.ts';
+import { previewResolver } from './http/preview-routes.ts';
 import { bearerAuth, insecureAuth } from './http/request-auth.ts';
 import { createMcpServer } from './mcp/server-factory.ts';
 import { SessionRegistry } from './mcp/sessions.ts';
@@ -19,6 +20,7 @@ import { createGatewayMetrics } from './metrics.ts';
 import { ActivityRecorder } from './services/activity.ts';
 import { EnvironmentCache } from './services/environment-cache.ts';
 import { EnvironmentService } from './services/environments.ts';
+import { PreviewService } from './services/previews.ts';
 import { SandboxService } from './services/sandbox.ts';
 import { buildTools } from './tools/index.ts';
 
@@ -82,6 +84,7 @@ export async function startGateway(opts: {
       createTimeoutMs: c.WAGGLE_CREATE_TIMEOUT,
       unschedulableGraceMs: c.WAGGLE_UNSCHEDULABLE_GRACE,
       network: c.WAGGLE_DEFAULT_NETWORK,
+      maxLifetimeMs: c.WAGGLE_MAX_LIFETIME,
     },
     log,
   );
@@ -95,9 +98,15 @@ export async function startGateway(opts: {
       ((endpoint) =>
         agentTls ? createRotatingNodeAgentClient(endpoint, agentTls) : createNodeAgentClient(endpoint)),
   );
+  const previews = new PreviewService(kc, cache, environments, {
+    maxPublicMs: c.WAGGLE_PREVIEW_MAX_EXPIRY,
+    log,
+  });
   const tools = buildTools({
     environments,
     sandbox,
+    previews,
+    ...(c.WAGGLE_PUBLIC_URL ? { publicUrl: c.WAGGLE_PUBLIC_URL } : {}),
     limits: {
       defaultExecTimeoutMs: c.WAGGLE_DEFAULT_EXEC_TIMEOUT,
       maxExecTimeoutMs: c.WAGGLE_MAX_EXEC_TIMEOUT,
@@ -136,6 +145,11 @@ export async function startGateway(opts: {
     ready: () => synced,
     // base64 inflates a file by 4/3; leave room for the JSON-RPC envelope.
     bodyLimitBytes: Math.ceil((c.WAGGLE_MAX_FILE_BYTES * 4) / 3) + 1024 * 1024,
+    preview: {
+      resolve: previewResolver(previews, authenticate),
+      openPort: (env, port) => sandbox.openPort(env, port),
+      log,
+    },
     log,
   });
   const { host, port } = splitHostPort(c.WAGGLE_LISTEN_ADDR);

@@ -107,18 +107,21 @@ const untilGone = (ns: string, name: string) =>
   );
 
 describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake node-agent)', () => {
-  it('lists the eight tools with input and output schemas and annotations', async () => {
+  it('lists the tools with input and output schemas and annotations', async () => {
     const { tools } = await a.listTools();
     expect(tools.map((t) => t.name).sort()).toEqual([
       'create_environment',
       'destroy_environment',
       'execute',
+      'expose_port',
+      'extend_environment',
       'install_packages',
       'kill_process',
       'list_environments',
       'list_files',
       'process_output',
       'read_file',
+      'unexpose_port',
       'write_file',
     ]);
     for (const t of tools) {

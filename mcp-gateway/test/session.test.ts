@@ -91,30 +91,38 @@ describe('the original Waggle session through MCP (real operator, node-agent and
   it('creates a python environment, writes a CSV, installs a package, analyses, reads, lists, destroys', {
     timeout: 600_000,
   }, async () => {
+    // The original Waggle's documented calls, in its parameter shapes (packages is one
+    // space-separated string there), and the fields its results carry.
     const t0 = Date.now();
-    const env = await ok<{ environment_id: string; status: string; node: string }>(
-      client,
-      'create_environment',
-      {
-        runtime: 'python',
-        name: 'sales-analysis',
-      },
-    );
+    const env = await ok<Record<string, unknown>>(client, 'create_environment', {
+      runtime: 'python',
+      name: 'sales-analysis',
+    });
     process.stderr.write(`session.test: create_environment ${Date.now() - t0} ms (tcg)\n`);
-    expect(env).toMatchObject({ status: 'running', node: nodeName });
-    const id = env.environment_id;
+    expect(env).toMatchObject({
+      environment_id: expect.stringMatching(/^env-[a-z0-9]{20}$/),
+      name: 'sales-analysis',
+      runtime: 'python',
+      status: 'running',
+      created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      timeout: 30,
+      node: nodeName,
+    });
+    const id = env.environment_id as string;
 
     const csv = 'region,units,price\nnorth,12,2.5\nsouth,7,3.0\nnorth,5,2.5\neast,9,4.0\n';
-    await ok(client, 'write_file', { environment_id: id, path: 'sales.csv', content: csv });
+    const written = await ok(client, 'write_file', { environment_id: id, path: 'sales.csv', content: csv });
+    expect(written).toEqual({ status: 'written', path: 'sales.csv', bytes_written: csv.length });
     const install = await ok<{ exit_code: number; stdout: string; stderr: string }>(
       client,
       'install_packages',
-      {
-        environment_id: id,
-        packages: ['six==1.16.0'],
-      },
+      { environment_id: id, packages: 'six==1.16.0 tomli==2.0.1' },
     );
-    expect(install.exit_code, install.stderr).toBe(0);
+    expect(install, install.stderr).toMatchObject({
+      exit_code: 0,
+      stdout: expect.stringMatching(/six-1\.16\.0.*tomli-2\.0\.1|tomli-2\.0\.1.*six-1\.16\.0/s),
+      stderr: expect.any(String),
+    });
     const analysis = [
       'import csv, json, six',
       'totals = {}',
@@ -127,8 +135,14 @@ describe('the original Waggle session through MCP (real operator, node-agent and
     const exec = await ok<{ stdout: string; stderr: string; exit_code: number }>(client, 'execute', {
       environment_id: id,
       code: analysis,
+      language: 'python',
     });
-    expect(exec, exec.stderr).toMatchObject({ stdout: 'regions: 3\n', exit_code: 0 });
+    expect(exec, exec.stderr).toMatchObject({
+      stdout: 'regions: 3\n',
+      stderr: '',
+      exit_code: 0,
+      duration_ms: expect.any(Number),
+    });
     const result = await ok<{ content: string }>(client, 'read_file', {
       environment_id: id,
       path: 'result.json',
@@ -137,8 +151,33 @@ describe('the original Waggle session through MCP (real operator, node-agent and
       six: '1.16.0',
       totals: { east: 36, north: 42.5, south: 21 },
     });
-    const files = await ok<{ files: Array<{ name: string }> }>(client, 'list_files', { environment_id: id });
+    const files = await ok<{ path: string; count: number; files: Array<Record<string, unknown>> }>(
+      client,
+      'list_files',
+      { environment_id: id, path: '/home/sandbox' },
+    );
+    expect(files).toMatchObject({ path: '/home/sandbox', count: files.files.length });
+    expect(files.files.find((f) => f.name === 'sales.csv')).toMatchObject({
+      name: 'sales.csv',
+      size: csv.length,
+      is_dir: false,
+      mode: expect.stringMatching(/^0?[0-7]{3,4}$/),
+      modified: expect.stringMatching(/^\d{4}-/),
+    });
     expect(files.files.map((f) => f.name)).toEqual(expect.arrayContaining(['sales.csv', 'result.json']));
+    const listed = await ok<{ count: number; environments: Array<Record<string, unknown>> }>(
+      client,
+      'list_environments',
+      {},
+    );
+    expect(listed.count).toBe(1);
+    expect(listed.environments[0]).toMatchObject({
+      environment_id: id,
+      name: 'sales-analysis',
+      runtime: 'python',
+      status: 'running',
+      created_at: env.created_at,
+    });
     const failing = await ok<{ exit_code: number; stderr: string }>(client, 'execute', {
       environment_id: id,
       code: 'import sys\nsys.exit(3)',
@@ -156,7 +195,8 @@ describe('the original Waggle session through MCP (real operator, node-agent and
     );
     expect(slow).toMatchObject({ stdout: 'started\n', timed_out: true, exit_code: null });
 
-    await ok(client, 'destroy_environment', { environment_id: id });
+    const destroyed = await ok(client, 'destroy_environment', { environment_id: id });
+    expect(destroyed).toMatchObject({ status: 'destroyed', message: expect.stringContaining(id) });
     await waitFor(
       async () => (await ok<{ count: number }>(client, 'list_environments', {})).count,
       (n) => n === 0,

@@ -99,7 +99,7 @@ describe('agents through the Helm-installed stack and its Service (MCP SDK clien
       'install_packages',
       {
         environment_id: id,
-        packages: ['pandas'],
+        packages: 'pandas', // the original Waggle's shape: one space-separated string
       },
     );
     process.stderr.write(`e2e: pip install pandas ${Date.now() - t1} ms\n`);

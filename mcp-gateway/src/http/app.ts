@@ -1,9 +1,16 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { type FastifyReply, type FastifyRequest, fastify } from 'fastify';
 import type { Logger } from 'pino';
 import { AuthError } from '../errors.ts';
 import type { SessionRegistry } from '../mcp/sessions.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 import { checkOrigin, type OriginPolicy } from './origin-guard.ts';
+import {
+  isPreviewPath,
+  type PreviewProxyDeps,
+  proxyPreviewRequest,
+  proxyPreviewUpgrade,
+} from './preview-proxy.ts';
 import type { RequestAuthenticator } from './request-auth.ts';
 
 export interface AppOptions {
@@ -13,13 +20,36 @@ export interface AppOptions {
   metrics: GatewayMetrics;
   ready: () => boolean;
   bodyLimitBytes: number;
+  /** Serves preview URLs (`/preview/…`, `/environments/<id>/ports/<port>/…`) before fastify. */
+  preview?: PreviewProxyDeps;
   log: Logger;
 }
 
-/** The HTTP edge: `/mcp` (Streamable HTTP), `/healthz`, `/readyz`, `/metrics`. */
+/** The HTTP edge: `/mcp` (Streamable HTTP), preview URLs, `/healthz`, `/readyz`, `/metrics`. */
 export function buildApp(o: AppOptions) {
   // Requests are logged by the MCP layer (per tool call), not per HTTP request.
-  const app = fastify({ logger: false, bodyLimit: o.bodyLimitBytes });
+  // Preview URLs are relayed as byte streams (any method, any body size, WebSocket upgrades), so
+  // they are taken off the server before fastify would parse a body.
+  const preview = o.preview;
+  const app = fastify({
+    logger: false,
+    bodyLimit: o.bodyLimitBytes,
+    ...(preview
+      ? {
+          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
+            const server = createServer((req, res) => {
+              if (isPreviewPath(req.url)) void proxyPreviewRequest(preview, req, res);
+              else handler(req, res);
+            });
+            server.on('upgrade', (req, socket, head) => {
+              if (isPreviewPath(req.url)) void proxyPreviewUpgrade(preview, req, socket, head);
+              else socket.destroy();
+            });
+            return server;
+          },
+        }
+      : {}),
+  });
 
   const mcp = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const refused = checkOrigin(o.origin, { host: req.headers.host, origin: req.headers.origin });

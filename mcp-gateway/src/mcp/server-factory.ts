@@ -4,12 +4,17 @@ import {
   CallToolRequestSchema,
   type CallToolResult,
   ErrorCode,
+  type LoggingLevel,
+  LoggingLevelSchema,
   McpError,
+  SetLevelRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import type { Caller } from '../auth/caller.ts';
 import { UserError } from '../errors.ts';
 import { describeInputIssues, errorResult, structuredResult, type ToolDefinition } from './tool.ts';
+
+const LOG_LEVELS = LoggingLevelSchema.options;
 
 export const SERVER_INFO = { name: 'waggle', version: '0.1.0' } as const;
 
@@ -61,6 +66,13 @@ export function createMcpServer(
     );
   }
 
+  // The client's logging level (logging/setLevel); log messages below it are not sent.
+  let clientLevel: LoggingLevel = 'debug';
+  server.server.setRequestHandler(SetLevelRequestSchema, (request) => {
+    clientLevel = request.params.level;
+    return {};
+  });
+
   server.server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
     const tool = byName.get(request.params.name);
     if (!tool) {
@@ -88,10 +100,24 @@ export function createMcpServer(
         })
         .catch(() => undefined);
     };
+    const requestBaseUrl = baseUrlOf(extra.requestInfo?.headers);
+    const notify = (level: LoggingLevel, data: unknown) => {
+      if (extra.signal.aborted || LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(clientLevel)) return;
+      void extra
+        .sendNotification({ method: 'notifications/message', params: { level, logger: 'waggle', data } })
+        .catch(() => undefined);
+    };
     try {
-      const out = await tool.run(parsed.data, { caller, signal: extra.signal, log: reqLog, progress });
+      const out = await tool.run(parsed.data, {
+        caller,
+        signal: extra.signal,
+        log: reqLog,
+        progress,
+        notify,
+        ...(requestBaseUrl ? { requestBaseUrl } : {}),
+      });
       done('ok');
-      return structuredResult(out as Record<string, unknown>);
+      return structuredResult(out as Record<string, unknown>, tool.present?.(out));
     } catch (err) {
       if (err instanceof UserError) {
         reqLog.info({ code: err.code, err: err.message }, 'tool call refused');
@@ -111,4 +137,16 @@ export function createMcpServer(
     }
   });
   return server;
+}
+
+const firstValue = (v: string | string[] | undefined): string | undefined =>
+  (Array.isArray(v) ? v[0] : v)?.split(',')[0]?.trim() || undefined;
+
+/** scheme://host the client used, from Host (or X-Forwarded-Host/-Proto behind a proxy). */
+function baseUrlOf(headers: Record<string, string | string[] | undefined> | undefined): string | undefined {
+  if (!headers) return undefined;
+  const host = firstValue(headers['x-forwarded-host']) ?? firstValue(headers.host);
+  if (!host || !/^[A-Za-z0-9.\-:[\]]+$/.test(host)) return undefined;
+  const proto = firstValue(headers['x-forwarded-proto']) === 'https' ? 'https' : 'http';
+  return `${proto}://${host}`;
 }

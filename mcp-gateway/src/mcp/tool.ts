@@ -1,4 +1,4 @@
-import type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, LoggingLevel, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { Caller } from '../auth/caller.ts';
@@ -10,6 +10,13 @@ export interface ToolContext {
   log: Logger;
   /** Sends notifications/progress when the client asked for it (a progressToken); else a no-op. */
   progress: (progress: number, message: string, total?: number) => void;
+  /**
+   * Sends an MCP log message (notifications/message) on this call's stream, when the client's
+   * logging level (logging/setLevel; default: all) lets it through.
+   */
+  notify: (level: LoggingLevel, data: unknown) => void;
+  /** scheme://host of the HTTP request that carried the call (X-Forwarded-* honoured), if known. */
+  requestBaseUrl?: string;
 }
 
 /** One MCP tool: schemas, hints and a handler that returns the structured result. */
@@ -21,6 +28,8 @@ export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z
   output: O;
   annotations: ToolAnnotations;
   run: (args: z.output<I>, ctx: ToolContext) => Promise<z.output<O>>;
+  /** Content blocks to send instead of the result's JSON text (e.g. an image beside it). */
+  present?: (out: z.output<O>) => CallToolResult['content'];
 }
 
 /** Keeps the argument/result types of each tool while collecting them in one list. */
@@ -29,8 +38,11 @@ export const defineTool = <I extends z.ZodObject, O extends z.ZodObject>(
 ): ToolDefinition => t as unknown as ToolDefinition;
 
 /** A successful result: the structured object, and the same JSON as text for older clients. */
-export function structuredResult(value: Record<string, unknown>): CallToolResult {
-  return { content: [{ type: 'text', text: JSON.stringify(value) }], structuredContent: value };
+export function structuredResult(
+  value: Record<string, unknown>,
+  content: CallToolResult['content'] = [{ type: 'text', text: JSON.stringify(value) }],
+): CallToolResult {
+  return { content, structuredContent: value };
 }
 
 /** A user-facing failure: `isError` with a message that says what happened and what to do. */

@@ -76,6 +76,11 @@ export class EnvironmentCache {
     );
   }
 
+  /** Every environment the gateway watches (all namespaces it may see). */
+  listAll(): WaggleEnvironment[] {
+    return this.#envs.list() as unknown as WaggleEnvironment[];
+  }
+
   node(name: string): WaggleNode | undefined {
     return this.#nodes.get(name) as unknown as WaggleNode | undefined;
   }

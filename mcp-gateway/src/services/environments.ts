@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import {
   API_VERSION,
   CALLER_ANNOTATION,
@@ -8,7 +8,10 @@ import {
   ENVIRONMENT_PLURAL,
   EnvironmentConditionType,
   EnvironmentReason,
+  formatDuration,
   GROUP,
+  LAST_ACTIVITY_ANNOTATION,
+  parseDuration,
   type Runtime,
   VERSION,
   type WaggleEnvironment,
@@ -19,6 +22,7 @@ import {
   CreateFailedError,
   EnvironmentNotFoundError,
   EnvironmentNotRunningError,
+  InvalidRequestError,
   LimitReachedError,
 } from '../errors.ts';
 import type { EnvironmentCache } from './environment-cache.ts';
@@ -33,6 +37,8 @@ export interface EnvironmentDefaults {
   unschedulableGraceMs: number;
   /** Guest network when the caller does not say (WAGGLE_DEFAULT_NETWORK). */
   network: NetworkChoice;
+  /** spec.maxLifetime of new environments (WAGGLE_MAX_LIFETIME); caps every idle timeout. */
+  maxLifetimeMs: number;
 }
 
 /** What a caller may ask for: no network, or the internet (never the node or private ranges). */
@@ -188,6 +194,7 @@ export class EnvironmentService {
         ...(req.name ? { displayName: req.name } : {}),
         resources: { cpus: this.#defaults.cpus, memoryMiB: this.#defaults.memoryMiB, diskMiB: 2048 },
         idleTimeout: `${req.timeoutMinutes ?? this.#defaults.idleTimeoutMinutes}m`,
+        maxLifetime: formatDuration(this.#defaults.maxLifetimeMs),
         network: {
           egress: (req.network ?? this.#defaults.network) === 'none' ? 'none' : 'all',
           ...(req.allowDomains?.length ? { allowDomains: req.allowDomains } : {}),
@@ -287,6 +294,49 @@ export class EnvironmentService {
       }
       check(this.#cache.get(caller.namespace, name));
     });
+  }
+
+  /** Longest idle timeout an environment may have, in minutes (its maximum lifetime). */
+  maxTimeoutMinutes(env?: WaggleEnvironment): number {
+    const lifetime = env?.spec.maxLifetime
+      ? parseDuration(env.spec.maxLifetime)
+      : this.#defaults.maxLifetimeMs;
+    return Math.floor(lifetime / 60_000);
+  }
+
+  /**
+   * Sets a new idle timeout and restarts the idle clock (the activity annotation is now): the
+   * environment expires `timeoutMinutes` after its last use, and never after its maximum lifetime.
+   */
+  async extend(caller: Caller, id: string, timeoutMinutes: number): Promise<WaggleEnvironment> {
+    const env = this.get(caller, id);
+    const max = this.maxTimeoutMinutes(env);
+    if (timeoutMinutes > max) {
+      throw new InvalidRequestError(
+        `timeout_minutes ${timeoutMinutes} is above this environment's maximum lifetime of ${max} minutes ` +
+          '(set by the platform, WAGGLE_MAX_LIFETIME); use at most that, and create a new environment when it ends',
+      );
+    }
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    let updated: WaggleEnvironment;
+    try {
+      updated = (await this.#api.patchNamespacedCustomObject(
+        {
+          ...this.#coords(caller.namespace),
+          name: id,
+          body: {
+            metadata: { annotations: { [LAST_ACTIVITY_ANNOTATION]: now } },
+            spec: { idleTimeout: `${timeoutMinutes}m` },
+          },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      )) as WaggleEnvironment;
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) throw new EnvironmentNotFoundError(id);
+      throw err;
+    }
+    this.#log.info({ envId: id, namespace: caller.namespace, timeoutMinutes }, 'environment extended');
+    return updated;
   }
 
   async destroy(caller: Caller, id: string): Promise<void> {

@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import { parseDuration, type WaggleEnvironment } from '@waggle/crds';
 import {
   Code,
@@ -10,11 +11,13 @@ import {
   EnvironmentNotRunningError,
   FileError,
   InvalidRequestError,
+  PortNotListeningError,
   ProcessLimitError,
   ProcessNotFoundError,
 } from '../errors.ts';
 import type { ActivityRecorder } from './activity.ts';
 import type { EnvironmentCache } from './environment-cache.ts';
+import { openTunnel } from './port-tunnel.ts';
 
 export interface ExecOutcome {
   stdout: string;
@@ -128,6 +131,8 @@ export class SandboxService {
             : '';
       throw new FileError(`file_${fileCode}`, `${e.rawMessage}.${hint}`);
     }
+    if (e.metadata.get('waggle-port-error') === 'not_listening')
+      throw new PortNotListeningError(e.rawMessage);
     // NotFound with this header is the process, not the VM.
     const processError = e.metadata.get('waggle-process-error');
     if (processError) {
@@ -151,7 +156,7 @@ export class SandboxService {
   async exec(
     env: WaggleEnvironment,
     req: { code: string; language?: string; timeoutMs: number; maxOutputBytes: number },
-    opts: { signal?: AbortSignal; onOutput?: (stream: 'stdout' | 'stderr', bytes: number) => void } = {},
+    opts: { signal?: AbortSignal; onOutput?: (stream: 'stdout' | 'stderr', chunk: Uint8Array) => void } = {},
   ): Promise<ExecOutcome> {
     const t = this.#target(env);
     try {
@@ -168,7 +173,7 @@ export class SandboxService {
       );
       for await (const msg of stream) {
         if (msg.event.case === 'result') result = msg.event.value;
-        else if (msg.event.case) opts.onOutput?.(msg.event.case, msg.event.value.length);
+        else if (msg.event.case) opts.onOutput?.(msg.event.case, msg.event.value);
       }
       return toOutcome(result);
     } catch (err) {
@@ -197,6 +202,22 @@ export class SandboxService {
         else if (msg.stderr.length) opts.onOutput?.('stderr', msg.stderr);
       }
       return { manager: last?.manager ?? '', result: toOutcome(last?.result) };
+    } catch (err) {
+      return this.#translate(t.id, err);
+    }
+  }
+
+  /**
+   * A TCP connection to a port in the environment, through its node-agent (which reaches the
+   * guest over SSH). Rejects with PortNotListeningError when nothing accepts on that port.
+   */
+  async openPort(env: WaggleEnvironment, port: number): Promise<Duplex> {
+    const t = this.#target(env);
+    try {
+      return await openTunnel((requests, signal) => t.agent.forwardPort(requests, { signal }), {
+        vmId: t.vmId,
+        port,
+      });
     } catch (err) {
       return this.#translate(t.id, err);
     }

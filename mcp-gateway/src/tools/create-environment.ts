@@ -27,9 +27,13 @@ export const createEnvironmentTool = (d: ToolDeps) =>
         .number({ error: 'timeout_minutes must be a number of minutes' })
         .int({ error: 'timeout_minutes must be a whole number of minutes' })
         .min(1, { error: 'timeout_minutes must be at least 1' })
-        .max(10_080, { error: 'timeout_minutes must be at most 10080 (7 days)' })
+        .max(d.environments.maxTimeoutMinutes(), {
+          error: `timeout_minutes must be at most ${d.environments.maxTimeoutMinutes()} (the maximum lifetime of an environment)`,
+        })
         .optional()
-        .describe(`Idle timeout in minutes (default ${d.limits.defaultIdleTimeoutMinutes}).`),
+        .describe(
+          `Idle timeout in minutes (default ${d.limits.defaultIdleTimeoutMinutes}, at most ${d.environments.maxTimeoutMinutes()}: the maximum lifetime, however active).`,
+        ),
       network: z
         .enum(['none', 'internet'], { error: 'network must be "none" or "internet"' })
         .optional()
@@ -68,6 +72,7 @@ export const createEnvironmentTool = (d: ToolDeps) =>
           'allow_domains needs network "internet"; with "none" the guest reaches nothing',
         );
       }
+      const started = Date.now();
       const env = await d.environments.create(
         ctx.caller,
         {
@@ -82,8 +87,18 @@ export const createEnvironmentTool = (d: ToolDeps) =>
         },
         {
           signal: ctx.signal,
-          onProgress: (phase, message) => ctx.progress(PHASE_STEP[phase] ?? 0, message, 4),
+          onProgress: (phase, message) => {
+            ctx.progress(PHASE_STEP[phase] ?? 0, message, 4);
+            ctx.notify(
+              'info',
+              `create_environment: ${phase.toLowerCase()}${message && message !== phase ? `: ${message}` : ''}`,
+            );
+          },
         },
+      );
+      ctx.notify(
+        'info',
+        `environment ${env.metadata.name} is running on ${env.status?.nodeName ?? 'its node'} after ${((Date.now() - started) / 1000).toFixed(1)} s`,
       );
       return {
         ...summarize(env),

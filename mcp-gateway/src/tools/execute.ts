@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { InvalidRequestError } from '../errors.ts';
 import { defineTool } from '../mcp/tool.ts';
 import type { ToolDeps } from './deps.ts';
+import { OutputTail } from './output-tail.ts';
 import { environmentId, execOutput, toExecOutput } from './schemas.ts';
 
 /**
@@ -106,9 +107,10 @@ export const executeTool = (d: ToolDeps) =>
       const timeoutMs = Math.round((args.timeout_seconds ?? d.limits.defaultExecTimeoutMs / 1000) * 1000);
       const started = Date.now();
       let bytes = 0;
+      const tail = new OutputTail();
       const tick = setInterval(() => {
         const s = Math.round((Date.now() - started) / 1000);
-        ctx.progress(s, `running for ${s} s, ${bytes} bytes of output so far`, Math.ceil(timeoutMs / 1000));
+        ctx.progress(s, progressMessage(s, bytes, tail.line), Math.ceil(timeoutMs / 1000));
       }, 1_000);
       try {
         const r = await d.sandbox.exec(
@@ -121,8 +123,9 @@ export const executeTool = (d: ToolDeps) =>
           },
           {
             signal: ctx.signal,
-            onOutput: (_s, n) => {
-              bytes += n;
+            onOutput: (_s, chunk) => {
+              bytes += chunk.length;
+              tail.push(chunk);
             },
           },
         );
@@ -132,3 +135,7 @@ export const executeTool = (d: ToolDeps) =>
       }
     },
   });
+
+/** "running 12 s, 3400 bytes of output: <the latest line>" */
+export const progressMessage = (seconds: number, bytes: number, line: string): string =>
+  `running ${seconds} s, ${bytes} bytes of output${line ? `: ${line}` : ''}`;

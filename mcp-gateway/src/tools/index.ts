@@ -3,6 +3,8 @@ import { createEnvironmentTool } from './create-environment.ts';
 import type { ToolDeps } from './deps.ts';
 import { destroyEnvironmentTool } from './destroy-environment.ts';
 import { executeTool } from './execute.ts';
+import { exposePortTool, unexposePortTool } from './expose-port.ts';
+import { extendEnvironmentTool } from './extend-environment.ts';
 import { installPackagesTool } from './install-packages.ts';
 import { killProcessTool } from './kill-process.ts';
 import { listEnvironmentsTool } from './list-environments.ts';
@@ -18,6 +20,7 @@ export const buildTools = (d: ToolDeps): ToolDefinition[] => [
   createEnvironmentTool(d),
   destroyEnvironmentTool(d),
   listEnvironmentsTool(d),
+  extendEnvironmentTool(d),
   executeTool(d),
   processOutputTool(d),
   killProcessTool(d),
@@ -25,4 +28,6 @@ export const buildTools = (d: ToolDeps): ToolDefinition[] => [
   writeFileTool(d),
   readFileTool(d),
   listFilesTool(d),
+  exposePortTool(d),
+  unexposePortTool(d),
 ];

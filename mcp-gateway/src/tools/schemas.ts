@@ -19,6 +19,12 @@ export const guestPath = z
   .max(4096, { error: 'path is longer than 4096 characters' })
   .refine((p) => !p.includes('\0'), { error: 'path contains a NUL byte' });
 
+export const guestPort = z
+  .number({ error: 'port must be a number from 1 to 65535' })
+  .int({ error: 'port must be a whole number from 1 to 65535' })
+  .min(1, { error: 'port must be from 1 to 65535' })
+  .max(65_535, { error: 'port must be from 1 to 65535' });
+
 export const runtime = z.enum(RUNTIMES, {
   error: `runtime must be one of ${RUNTIMES.join(', ')}`,
 });

@@ -1,0 +1,215 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import {
+  ENVIRONMENT_PLURAL,
+  EXPOSED_PORTS_ANNOTATION,
+  GROUP,
+  VERSION,
+  type WaggleEnvironment,
+} from '@waggle/crds';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { Caller } from '../auth/caller.ts';
+import { EnvironmentNotFoundError, InvalidRequestError, PortNotExposedError } from '../errors.ts';
+import type { EnvironmentCache } from './environment-cache.ts';
+import type { EnvironmentService } from './environments.ts';
+
+/** Most ports one environment may expose at once. */
+export const MAX_EXPOSED_PORTS = 16;
+
+const exposureSchema = z.object({
+  port: z.number().int().min(1).max(65_535),
+  public: z.boolean(),
+  tokenSha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
+  expiresAt: z.string().optional(),
+  createdAt: z.string(),
+});
+export type Exposure = z.infer<typeof exposureSchema>;
+
+/** The environment's exposed ports; an unreadable annotation counts as none (never trusted). */
+export function readExposures(env: WaggleEnvironment): Exposure[] {
+  const raw = env.metadata.annotations?.[EXPOSED_PORTS_ANNOTATION];
+  if (!raw) return [];
+  try {
+    const parsed = z.array(exposureSchema).safeParse(JSON.parse(raw));
+    return parsed.success ? parsed.data : [];
+  } catch {
+    return [];
+  }
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+const isExpired = (e: Exposure, now: number) => e.expiresAt !== undefined && Date.parse(e.expiresAt) <= now;
+const k8sTime = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+
+/** A public preview token: 32 random bytes, URL-safe. Only its hash is stored. */
+const newToken = () => randomBytes(32).toString('base64url');
+const TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+
+export interface ExposeResult {
+  port: number;
+  public: boolean;
+  /** Path of the preview URL on the gateway (joined to its base URL by the tool). */
+  path: string;
+  expiresAt?: string;
+}
+
+/**
+ * Preview URLs: which ports of an environment the gateway serves, recorded on the
+ * WaggleEnvironment itself (so every gateway replica sees them through its watch, and they end
+ * with the environment). A private URL needs the owner's credentials; a public one is an
+ * unguessable token with an expiry.
+ */
+export class PreviewService {
+  readonly #api: CustomObjectsApi;
+  readonly #cache: EnvironmentCache;
+  readonly #environments: EnvironmentService;
+  readonly #log: Logger;
+  readonly #maxPublicMs: number;
+
+  constructor(
+    kc: KubeConfig,
+    cache: EnvironmentCache,
+    environments: EnvironmentService,
+    opts: { maxPublicMs: number; log: Logger },
+  ) {
+    this.#api = kc.makeApiClient(CustomObjectsApi);
+    this.#cache = cache;
+    this.#environments = environments;
+    this.#maxPublicMs = opts.maxPublicMs;
+    this.#log = opts.log;
+  }
+
+  get maxPublicMinutes(): number {
+    return Math.floor(this.#maxPublicMs / 60_000);
+  }
+
+  static privatePath(envId: string, port: number): string {
+    return `/environments/${envId}/ports/${port}/`;
+  }
+
+  static publicPath(token: string): string {
+    return `/preview/${token}/`;
+  }
+
+  async expose(
+    caller: Caller,
+    envId: string,
+    port: number,
+    opts: { public: boolean; expiresMinutes?: number },
+  ): Promise<ExposeResult> {
+    this.#environments.getRunning(caller, envId);
+    const token = opts.public ? newToken() : undefined;
+    const now = Date.now();
+    const expiresAt = opts.public
+      ? k8sTime(now + Math.min((opts.expiresMinutes ?? 60) * 60_000, this.#maxPublicMs))
+      : undefined;
+    await this.#update(caller.namespace, envId, (current) => {
+      const others = current.filter((e) => e.port !== port && !isExpired(e, now));
+      if (others.length >= MAX_EXPOSED_PORTS) {
+        throw new InvalidRequestError(
+          `environment "${envId}" already exposes ${others.length} ports, the most at once; ` +
+            'unexpose_port one you no longer need',
+        );
+      }
+      return [
+        ...others,
+        {
+          port,
+          public: opts.public,
+          ...(token ? { tokenSha256: sha256(token) } : {}),
+          ...(expiresAt ? { expiresAt } : {}),
+          createdAt: k8sTime(now),
+        },
+      ];
+    });
+    this.#log.info({ envId, port, public: opts.public, expiresAt }, 'port exposed');
+    return {
+      port,
+      public: opts.public,
+      path: token ? PreviewService.publicPath(token) : PreviewService.privatePath(envId, port),
+      ...(expiresAt ? { expiresAt } : {}),
+    };
+  }
+
+  /** Ends a port's preview URL (private and public); false when it was not exposed. */
+  async unexpose(caller: Caller, envId: string, port: number): Promise<boolean> {
+    this.#environments.get(caller, envId);
+    let existed = false;
+    await this.#update(caller.namespace, envId, (current) => {
+      existed = current.some((e) => e.port === port);
+      return current.filter((e) => e.port !== port && !isExpired(e, Date.now()));
+    });
+    if (existed) this.#log.info({ envId, port }, 'port unexposed');
+    return existed;
+  }
+
+  /** The caller's running environment and the exposure of `port` (for a private URL). */
+  resolvePrivate(caller: Caller, envId: string, port: number): WaggleEnvironment {
+    const env = this.#environments.getRunning(caller, envId);
+    if (!readExposures(env).some((e) => e.port === port && !isExpired(e, Date.now()))) {
+      throw new PortNotExposedError(envId, port);
+    }
+    return env;
+  }
+
+  /**
+   * The environment and port a public token opens, or why not: `unknown` (no such token: never
+   * issued, unexposed, or its environment is gone) or `expired`.
+   */
+  resolvePublic(
+    token: string,
+  ): { env: WaggleEnvironment; port: number } | { refused: 'unknown' | 'expired' } {
+    if (!TOKEN_PATTERN.test(token)) return { refused: 'unknown' };
+    const wanted = Buffer.from(sha256(token), 'hex');
+    for (const env of this.#cache.listAll()) {
+      if (env.metadata.deletionTimestamp) continue;
+      for (const e of readExposures(env)) {
+        if (!e.public || !e.tokenSha256) continue;
+        if (!timingSafeEqual(Buffer.from(e.tokenSha256, 'hex'), wanted)) continue;
+        if (isExpired(e, Date.now())) return { refused: 'expired' };
+        return { env, port: e.port };
+      }
+    }
+    return { refused: 'unknown' };
+  }
+
+  /**
+   * Read-modify-write of the annotation with optimistic concurrency (the read resourceVersion
+   * goes into the merge patch, so a concurrent change makes the apiserver answer 409 and the
+   * update is retried on fresh data).
+   */
+  async #update(namespace: string, name: string, change: (current: Exposure[]) => Exposure[]): Promise<void> {
+    const coords = { group: GROUP, version: VERSION, plural: ENVIRONMENT_PLURAL, namespace, name };
+    for (let attempt = 0; ; attempt++) {
+      let env: WaggleEnvironment;
+      try {
+        env = (await this.#api.getNamespacedCustomObject(coords)) as WaggleEnvironment;
+      } catch (err) {
+        if ((err as { code?: number }).code === 404) throw new EnvironmentNotFoundError(name);
+        throw err;
+      }
+      const next = change(readExposures(env));
+      try {
+        await this.#api.patchNamespacedCustomObject(
+          {
+            ...coords,
+            body: {
+              metadata: {
+                resourceVersion: env.metadata.resourceVersion,
+                annotations: { [EXPOSED_PORTS_ANNOTATION]: next.length ? JSON.stringify(next) : null },
+              },
+            },
+          },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        );
+        return;
+      } catch (err) {
+        if ((err as { code?: number }).code !== 409 || attempt >= 4) throw err;
+      }
+    }
+  }
+}

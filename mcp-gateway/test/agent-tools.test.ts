@@ -1,0 +1,426 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+  type AgentProcess,
+  applyCRDs,
+  type ComponentProcess,
+  deleteTestNamespace,
+  freePorts,
+  startAgentProcess,
+  startOperatorProcess,
+  waitFor,
+} from '@waggle/test';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { loadGatewayConfig } from '../src/config.ts';
+import { type RunningGateway, startGateway } from '../src/gateway.ts';
+import { call, connectClient, errorText, ok } from './mcp-client.ts';
+
+// Preview URLs, renew, pictures, live output and log messages through the real stack: a real
+// operator, a node-agent process with a TCG microVM, the gateway, and the MCP SDK client.
+const kubeconfigPath = inject('kubeconfigPath');
+const kc = new KubeConfig();
+kc.loadFromFile(kubeconfigPath);
+const core = kc.makeApiClient(CoreV1Api);
+const custom = kc.makeApiClient(CustomObjectsApi);
+const suffix = randomBytes(3).toString('hex');
+const namespace = `tools-${suffix}`;
+const otherNamespace = `tools-other-${suffix}`;
+const nodeName = `tools-node-${suffix}`;
+const KEY = `tools-key-${randomBytes(16).toString('hex')}`;
+const OTHER_KEY = `tools-other-${randomBytes(16).toString('hex')}`;
+
+let agent: AgentProcess;
+let operator: ComponentProcess;
+let gateway: RunningGateway;
+let client: Client;
+let other: Client;
+let dir: string;
+let envId: string;
+let base: string;
+
+/** A WebSocket echo server with the Python standard library only (the guest has no websockets package). */
+const WS_ECHO = String.raw`
+import base64, hashlib, socket, struct, threading
+GUID = b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+def recv_exact(c, buf, n):
+    while len(buf) < n:
+        d = c.recv(65536)
+        if not d: raise EOFError
+        buf += d
+    return buf
+def serve(c):
+    try:
+        buf = b''
+        while b'\r\n\r\n' not in buf:
+            d = c.recv(65536)
+            if not d: return
+            buf += d
+        head, buf = buf.split(b'\r\n\r\n', 1)
+        key = [l.split(b':', 1)[1].strip() for l in head.split(b'\r\n') if l.lower().startswith(b'sec-websocket-key')][0]
+        accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+        c.sendall(b'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ' + accept + b'\r\n\r\n')
+        while True:
+            buf = recv_exact(c, buf, 2)
+            op, n = buf[0] & 15, buf[1] & 127
+            i = 2
+            if n == 126:
+                buf = recv_exact(c, buf, 4); n = struct.unpack('>H', buf[2:4])[0]; i = 4
+            elif n == 127:
+                buf = recv_exact(c, buf, 10); n = struct.unpack('>Q', buf[2:10])[0]; i = 10
+            buf = recv_exact(c, buf, i + 4 + n)
+            mask = buf[i:i + 4]
+            data = bytes(b ^ mask[j % 4] for j, b in enumerate(buf[i + 4:i + 4 + n]))
+            buf = buf[i + 4 + n:]
+            if op == 8:
+                c.sendall(b'\x88\x00'); return
+            reply = b'echo: ' + data
+            c.sendall(bytes([0x81, len(reply)]) + reply if len(reply) < 126 else bytes([0x81, 126]) + struct.pack('>H', len(reply)) + reply)
+    except EOFError:
+        pass
+    finally:
+        c.close()
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', 8765)); s.listen(16)
+print('listening', flush=True)
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+`;
+
+/** Starts a server in the environment and waits until the port answers. */
+async function startServer(code: string, language: string, port: number): Promise<void> {
+  await ok(client, 'execute', { environment_id: envId, code, language, background: true });
+  await waitFor(
+    async () =>
+      ok<{ exit_code: number }>(client, 'execute', {
+        environment_id: envId,
+        language: 'shell',
+        code: `exec 3<>/dev/tcp/127.0.0.1/${port}`,
+      }).then((r) => r.exit_code),
+    (rc) => rc === 0,
+    `a server on port ${port} in the guest`,
+    { timeoutMs: 60_000 },
+  );
+}
+
+beforeAll(async () => {
+  await applyCRDs(kubeconfigPath);
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  await core.createNamespace({ body: { metadata: { name: otherNamespace } } });
+  dir = await mkdtemp(join(tmpdir(), 'waggle-tools-'));
+  const [apiPort, agentOps, operatorOps] = (await freePorts(3)) as [number, number, number];
+  agent = await startAgentProcess({
+    apiPort,
+    opsPort: agentOps,
+    env: {
+      KUBECONFIG: kubeconfigPath,
+      WAGGLE_NODE_NAME: nodeName,
+      WAGGLE_STATE_DIR: join(dir, 'state'),
+      WAGGLE_GUEST_RUNTIMES: 'python',
+      WAGGLE_HEARTBEAT_INTERVAL: '2s',
+      WAGGLE_VM_NETWORK_CIDR: '10.253.30.0/24',
+    },
+  });
+  operator = await startOperatorProcess({ kubeconfigPath, opsPort: operatorOps });
+  await writeFile(
+    join(dir, 'keys.yaml'),
+    `keys:\n  - {name: analyst, namespace: ${namespace}, key: ${KEY}}\n` +
+      `  - {name: other, namespace: ${otherNamespace}, key: ${OTHER_KEY}}\n`,
+  );
+  gateway = await startGateway({
+    config: loadGatewayConfig({
+      WAGGLE_LISTEN_ADDR: '127.0.0.1:0',
+      WAGGLE_API_KEYS_FILE: join(dir, 'keys.yaml'),
+      WAGGLE_MAX_LIFETIME: '2h',
+    }),
+    kc,
+    log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+  });
+  base = gateway.url.replace(/\/mcp$/, '');
+  client = await connectClient(gateway.url, KEY, 'analyst');
+  other = await connectClient(gateway.url, OTHER_KEY, 'other');
+  const env = await ok<{ environment_id: string }>(client, 'create_environment', { runtime: 'python' });
+  envId = env.environment_id;
+}, 900_000);
+
+afterAll(async () => {
+  await client?.close();
+  await other?.close();
+  await gateway?.close();
+  await deleteTestNamespace(kc, namespace);
+  await deleteTestNamespace(kc, otherNamespace);
+  await operator?.kill('SIGTERM');
+  await agent?.kill('SIGTERM');
+  await custom
+    .deleteClusterCustomObject({
+      group: 'waggle.dev',
+      version: 'v1alpha1',
+      plural: 'wagglenodes',
+      name: nodeName,
+    })
+    .catch(() => undefined);
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('preview URLs (expose_port) through the gateway, the node-agent and SSH to the guest port', () => {
+  it('serves a file from python3 -m http.server: privately with the token, publicly by secret URL; unexpose ends both', {
+    timeout: 300_000,
+  }, async () => {
+    await ok(client, 'write_file', {
+      environment_id: envId,
+      path: 'site/hello.txt',
+      content: 'hello from the VM\n',
+    });
+    await startServer('cd site && exec python3 -m http.server 8000', 'shell', 8000);
+
+    const priv = await ok<{ url: string; auth: string; public: boolean }>(client, 'expose_port', {
+      environment_id: envId,
+      port: 8000,
+    });
+    expect(priv).toMatchObject({ auth: 'bearer', public: false });
+    expect(priv.url).toBe(`${base}/environments/${envId}/ports/8000/`);
+    const auth = { authorization: `Bearer ${KEY}` };
+    const got = await fetch(`${priv.url}hello.txt`, { headers: auth });
+    expect(got.status).toBe(200);
+    expect(await got.text()).toBe('hello from the VM\n');
+    // Without the token, with another tenant's token, or for a port not exposed: refused.
+    expect((await fetch(`${priv.url}hello.txt`)).status).toBe(401);
+    expect(
+      (await fetch(`${priv.url}hello.txt`, { headers: { authorization: `Bearer ${OTHER_KEY}` } })).status,
+    ).toBe(404);
+    const unexposed = await fetch(`${base}/environments/${envId}/ports/8001/`, { headers: auth });
+    expect(unexposed.status).toBe(404);
+    expect(await unexposed.text()).toMatch(/not exposed; call expose_port first/);
+    // The guest never sees the caller's credentials.
+    await ok(client, 'write_file', {
+      environment_id: envId,
+      path: 'headers.py',
+      content: [
+        'import http.server',
+        'class H(http.server.BaseHTTPRequestHandler):',
+        '    def do_GET(self):',
+        '        body = "\\n".join(f"{k.lower()}: {v}" for k, v in self.headers.items()).encode()',
+        '        self.send_response(200); self.send_header("content-length", str(len(body))); self.end_headers()',
+        '        self.wfile.write(body)',
+        'http.server.ThreadingHTTPServer(("127.0.0.1", 8001), H).serve_forever()',
+      ].join('\n'),
+    });
+    await startServer('python3 headers.py', 'shell', 8001);
+    const echo = await ok<{ url: string }>(client, 'expose_port', { environment_id: envId, port: 8001 });
+    const seen = await (await fetch(`${echo.url}x?y=1`, { headers: { ...auth, 'x-app': 'kept' } })).text();
+    expect(seen).toMatch(/^x-app: kept$/m);
+    expect(seen).toMatch(new RegExp(`^x-forwarded-prefix: /environments/${envId}/ports/8001$`, 'm'));
+    expect(seen).not.toMatch(/authorization/i);
+    expect(seen).not.toContain(KEY);
+
+    const pub = await ok<{ url: string; auth: string; expires_at: string }>(client, 'expose_port', {
+      environment_id: envId,
+      port: 8000,
+      public: true,
+      expires_minutes: 5,
+    });
+    expect(pub.auth).toBe('none');
+    expect(pub.url).toMatch(new RegExp(`^${base}/preview/[A-Za-z0-9_-]{43}/$`));
+    expect(Date.parse(pub.expires_at) - Date.now()).toBeGreaterThan(4 * 60_000);
+    const open = await fetch(`${pub.url}hello.txt`);
+    expect(await open.text()).toBe('hello from the VM\n');
+    // Without the trailing slash: redirected under the prefix so relative links work.
+    const bare = await fetch(pub.url.replace(/\/$/, ''), { redirect: 'manual' });
+    expect(bare.status).toBe(308);
+    // A guessed token is not a URL.
+    expect((await fetch(`${base}/preview/${'A'.repeat(43)}/hello.txt`)).status).toBe(404);
+
+    await ok(client, 'unexpose_port', { environment_id: envId, port: 8000 });
+    await waitFor(
+      async () => (await fetch(`${pub.url}hello.txt`)).status,
+      (s) => s === 404,
+      'the public URL to stop working',
+      { timeoutMs: 10_000 },
+    );
+    await waitFor(
+      async () => (await fetch(`${priv.url}hello.txt`, { headers: auth })).status,
+      (s) => s === 404,
+      'the private URL to stop working',
+      { timeoutMs: 10_000 },
+    );
+  });
+
+  it('relays a WebSocket echo server in the guest through the same path', { timeout: 300_000 }, async () => {
+    await startServer(WS_ECHO, 'python', 8765);
+    const pub = await ok<{ url: string }>(client, 'expose_port', {
+      environment_id: envId,
+      port: 8765,
+      public: true,
+    });
+    const ws = new WebSocket(`${pub.url.replace(/^http/, 'ws')}socket`);
+    const replies: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      ws.onerror = () => reject(new Error('the WebSocket failed'));
+      ws.onopen = () => {
+        ws.send('one');
+        ws.send('x'.repeat(1000));
+      };
+      ws.onmessage = (m) => {
+        replies.push(String(m.data));
+        if (replies.length === 2) resolve();
+      };
+    });
+    ws.close();
+    expect(replies).toEqual(['echo: one', `echo: ${'x'.repeat(1000)}`]);
+  });
+
+  it('refuses bad ports with messages that say what to do', { timeout: 120_000 }, async () => {
+    const notListening = await call(client, 'expose_port', { environment_id: envId, port: 9 });
+    expect(notListening.isError).toBe(true);
+    expect(errorText(notListening)).toMatch(
+      /nothing is listening on port 9 in the environment; start the server/,
+    );
+    const outOfRange = await call(client, 'expose_port', { environment_id: envId, port: 70000 });
+    expect(outOfRange.isError).toBe(true);
+    expect(errorText(outOfRange)).toMatch(/port must be from 1 to 65535/);
+    const notExposed = await call(client, 'unexpose_port', { environment_id: envId, port: 4444 });
+    expect(notExposed.isError).toBe(true);
+    expect(errorText(notExposed)).toMatch(/port 4444 .* is not exposed/);
+    const expiryWithoutPublic = await call(client, 'expose_port', {
+      environment_id: envId,
+      port: 8001,
+      expires_minutes: 5,
+    });
+    expect(errorText(expiryWithoutPublic)).toMatch(/expires_minutes applies to public URLs only/);
+    const foreign = await call(other, 'expose_port', { environment_id: envId, port: 8001 });
+    expect(foreign.isError).toBe(true);
+    expect(errorText(foreign)).toMatch(/does not exist \(or belongs to someone else\)/);
+  });
+});
+
+describe('extend_environment', () => {
+  it('sets a new idle timeout from now, reports expires_at, and refuses more than the maximum lifetime', {
+    timeout: 120_000,
+  }, async () => {
+    const before = Date.now();
+    const r = await ok<{ timeout: number; expires_at: string; max_expires_at: string }>(
+      client,
+      'extend_environment',
+      {
+        environment_id: envId,
+        timeout_minutes: 90,
+      },
+    );
+    expect(r.timeout).toBe(90);
+    const expires = Date.parse(r.expires_at);
+    expect(expires).toBeGreaterThanOrEqual(before - 1_000 + 90 * 60_000);
+    expect(expires).toBeLessThanOrEqual(Date.now() + 90 * 60_000 + 1_000);
+    expect(Date.parse(r.max_expires_at)).toBeGreaterThan(expires); // created within the last hour, lives 2 h
+    const obj = (await custom.getNamespacedCustomObject({
+      group: 'waggle.dev',
+      version: 'v1alpha1',
+      plural: 'waggleenvironments',
+      namespace,
+      name: envId,
+    })) as { spec: { idleTimeout: string; maxLifetime: string } };
+    expect(obj.spec).toMatchObject({ idleTimeout: '90m', maxLifetime: '2h' });
+    // The operator publishes the same expiry in status.
+    await waitFor(
+      async () => {
+        const list = await ok<{ environments: Array<{ environment_id: string; expires_at?: string }> }>(
+          client,
+          'list_environments',
+          {},
+        );
+        return list.environments.find((e) => e.environment_id === envId)?.expires_at;
+      },
+      (at) => at !== undefined && Math.abs(Date.parse(at) - expires) < 2_000,
+      'status.expiresAt to follow the new timeout',
+      { timeoutMs: 30_000 },
+    );
+
+    const tooLong = await call(client, 'extend_environment', { environment_id: envId, timeout_minutes: 121 });
+    expect(tooLong.isError).toBe(true);
+    expect(errorText(tooLong)).toMatch(/above this environment's maximum lifetime of 120 minutes/);
+    const unknown = await call(client, 'extend_environment', {
+      environment_id: 'env-nope',
+      timeout_minutes: 5,
+    });
+    expect(errorText(unknown)).toMatch(/does not exist/);
+  });
+});
+
+describe('read_file of a picture', () => {
+  it('returns an MCP image block beside the structured result, so a model can look at it', {
+    timeout: 120_000,
+  }, async () => {
+    // A 1×1 PNG made in the guest.
+    await ok(client, 'execute', {
+      environment_id: envId,
+      code: [
+        'import struct, zlib',
+        'def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))',
+        'png = b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))',
+        'png += chunk(b"IDAT", zlib.compress(b"\\x00\\xff\\x00\\x00")) + chunk(b"IEND", b"")',
+        'open("plot.png", "wb").write(png)',
+      ].join('\n'),
+    });
+    const r = await call(client, 'read_file', { environment_id: envId, path: 'plot.png' });
+    expect(r.isError).toBeFalsy();
+    const image = r.content.find((c) => c.type === 'image');
+    expect(image).toMatchObject({ type: 'image', mimeType: 'image/png' });
+    expect(
+      Buffer.from((image as { data: string }).data, 'base64')
+        .subarray(1, 4)
+        .toString(),
+    ).toBe('PNG');
+    expect(r.structuredContent).toMatchObject({ encoding: 'base64', mime_type: 'image/png' });
+    // Other binaries stay base64 only.
+    await ok(client, 'write_file', {
+      environment_id: envId,
+      path: 'blob.bin',
+      content: 'AAECAwQ=',
+      encoding: 'base64',
+    });
+    const blob = await call(client, 'read_file', { environment_id: envId, path: 'blob.bin' });
+    expect(blob.content.some((c) => c.type === 'image')).toBe(false);
+    expect(blob.structuredContent).toMatchObject({ encoding: 'base64', content: 'AAECAwQ=' });
+  });
+});
+
+describe('live output and log messages', () => {
+  it('puts the latest output line into execute progress, and sends MCP log messages at the level asked for', {
+    timeout: 300_000,
+  }, async () => {
+    const messages: string[] = [];
+    const r = await client.callTool(
+      {
+        name: 'execute',
+        arguments: {
+          environment_id: envId,
+          code: 'import time\nfor i in range(4):\n    print(f"step {i}", flush=True)\n    time.sleep(1)',
+        },
+      },
+      undefined,
+      { onprogress: (p) => messages.push(p.message ?? ''), timeout: 120_000 },
+    );
+    expect(r.isError).toBeFalsy();
+    expect(messages.some((m) => /bytes of output: step [0-3]$/.test(m))).toBe(true);
+
+    const logs: Array<{ level: string; data: unknown }> = [];
+    other.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
+      logs.push({ level: n.params.level, data: n.params.data });
+    });
+    await other.setLoggingLevel('warning');
+    const quiet = await ok<{ environment_id: string }>(other, 'create_environment', { runtime: 'python' });
+    expect(logs).toEqual([]); // below the level asked for: nothing sent
+    await other.setLoggingLevel('info');
+    await ok(other, 'destroy_environment', { environment_id: quiet.environment_id });
+    const env = await ok<{ environment_id: string }>(other, 'create_environment', { runtime: 'python' });
+    const text = logs.map((l) => String(l.data)).join('\n');
+    expect(text).toMatch(/create_environment: (scheduled|booting)/);
+    expect(text).toContain(`environment ${env.environment_id} is running on ${nodeName} after`);
+    expect(logs.every((l) => l.level === 'info')).toBe(true);
+    await ok(other, 'destroy_environment', { environment_id: env.environment_id });
+  });
+});
