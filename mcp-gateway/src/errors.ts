@@ -72,8 +72,9 @@ export class ProcessNotFoundError extends UserError {
             (knownIds.length
               ? `(its processes: ${knownIds.join(', ')}). Use a process_id that execute with background: ` +
                 'true returned for this environment.'
-              : '(no background process has been started in it). Start one with execute background: ' +
-                'true and use the process_id it returns.'),
+              : '(no background process is known there: none was started, or its node-agent restarted ' +
+                'since, which forgets them). Start one with execute background: true and use the ' +
+                'process_id it returns.'),
     );
   }
 }

@@ -240,7 +240,7 @@ describe('background processes through MCP (real operator, node-agent and TCG mi
     expect(errorCode(foreign)).toBe('process_not_found');
     expect(errorText(foreign)).toMatch(
       new RegExp(
-        `process "${pid}" does not exist in environment "${B}" \\(no background process has been started in it\\)`,
+        `process "${pid}" does not exist in environment "${B}" \\(no background process is known there: none was started, or its node-agent restarted since`,
       ),
     );
     const killUnknown = await call(client, 'kill_process', {

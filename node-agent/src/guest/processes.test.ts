@@ -180,7 +180,7 @@ describe('ProcessRegistry', () => {
     const none = await reg.read('vm1', 'proc-0000000000000000', { since: 0, maxBytes: 1 }).catch((e) => e);
     expect(none).toBeInstanceOf(ProcessNotFoundError);
     expect(none.message).toBe(
-      'no background process "proc-0000000000000000" in this VM; none has been started in it',
+      'no background process "proc-0000000000000000" in this VM; none has been started in it since this agent started',
     );
     const { client, runs } = fakeClient();
     const a = await reg.start('vm1', client, { code: 'x', language: 'shell' });

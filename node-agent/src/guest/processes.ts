@@ -231,7 +231,7 @@ export class ProcessRegistry {
       `no background process "${processId}" in this VM; ` +
         (known.length
           ? `its processes: ${known.map((p) => `${p.processId} (${describe(p)})`).join(', ')}`
-          : 'none has been started in it'),
+          : 'none has been started in it since this agent started'),
       'not_found',
       known.map((p) => p.processId),
     );
