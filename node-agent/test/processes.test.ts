@@ -106,6 +106,9 @@ beforeAll(async () => {
   });
   client = createNodeAgentClient(servers.apiUrl);
   inspect = testConnections(vms);
+  // Connected now, while the guests are idle: a handshake with a guest busy starting many
+  // processes under TCG can take longer than the connect timeout.
+  await Promise.all([asRoot(A, 'true'), asRoot(B, 'true')]);
 }, 900_000);
 
 afterAll(async () => {
@@ -292,7 +295,7 @@ describe('background processes (real agent API, real VMs)', () => {
       new RegExp(`^${PROCESS_LIMITS.maxRunning} background processes already run in this VM.*KillProcess`),
     );
     await waitFor(
-      () => asRoot(B, 'pgrep -u sandbox -f "sleep 70" | wc -l'),
+      () => asRoot(B, 'pgrep -u sandbox -f "sleep 70" | wc -l').catch((err: Error) => err.message),
       (n) => n.trim() === String(PROCESS_LIMITS.maxRunning),
       'every sleeper to run in the guest',
       { timeoutMs: 60_000 },
