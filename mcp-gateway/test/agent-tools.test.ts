@@ -274,6 +274,36 @@ describe('preview URLs (expose_port) through the gateway, the node-agent and SSH
     expect(replies).toEqual(['echo: one', `echo: ${'x'.repeat(1000)}`]);
   });
 
+  it('answers 502 with a reason when the guest server speaks garbage or hangs up, and keeps serving others', {
+    timeout: 120_000,
+  }, async () => {
+    await startServer(
+      [
+        'import socket',
+        's = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+        "s.bind(('127.0.0.1', 8666)); s.listen(8)",
+        'n = 0',
+        'while True:',
+        '    c, _ = s.accept(); n += 1',
+        "    c.recv(65536); c.sendall(b'\\x00garbage, not HTTP\\r\\n\\r\\n' if n % 2 else b''); c.close()",
+      ].join('\n'),
+      'python',
+      8666,
+    );
+    const bad = await ok<{ url: string }>(client, 'expose_port', {
+      environment_id: envId,
+      port: 8666,
+      public: true,
+    });
+    const first = await fetch(`${bad.url}x`);
+    const second = await fetch(`${bad.url}x`);
+    expect([first.status, second.status]).toEqual([502, 502]);
+    expect(await first.text()).toMatch(/the server on port 8666 in the environment failed to answer/);
+    // The gateway is fine: MCP and other previews still answer.
+    expect((await ok<{ count: number }>(client, 'list_environments', {})).count).toBeGreaterThan(0);
+    await ok(client, 'unexpose_port', { environment_id: envId, port: 8666 });
+  });
+
   it('refuses bad ports with messages that say what to do', { timeout: 120_000 }, async () => {
     const notListening = await call(client, 'expose_port', { environment_id: envId, port: 9 });
     expect(notListening.isError).toBe(true);

@@ -207,6 +207,13 @@ describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake no
       manager: 'pip',
       exit_code: 0,
     });
+    // The original Waggle's shape: one space-separated string, split into package names.
+    expect(
+      await ok(a, 'install_packages', { environment_id: id, packages: 'six  tomli==2.0.1' }),
+    ).toMatchObject({
+      manager: 'pip',
+      stdout: 'installed six tomli==2.0.1',
+    });
     // Activity is recorded on the object (throttled), for idle expiry.
     await waitFor(
       () => envObject(nsA, id),
@@ -373,7 +380,12 @@ describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake no
       ],
       ['kill_process', { environment_id: 'env-missing', process_id: 'x' }, /process_id must be one that/],
       ['install_packages', { environment_id: 'env-missing', packages: [] }, /packages is empty/],
-      ['install_packages', { environment_id: 'env-missing', packages: 'pandas' }, /packages must be a list/],
+      [
+        'install_packages',
+        { environment_id: 'env-missing', packages: 42 },
+        /packages must be package names: a list/,
+      ],
+      ['install_packages', { environment_id: 'env-missing', packages: '  ' }, /packages is empty/],
       ['install_packages', { environment_id: 'env-missing', packages: [''] }, /a package name is empty/],
       ['write_file', { environment_id: 'env-missing', path: 'a' }, /content is required/],
       ['write_file', { environment_id: 'env-missing', path: '', content: '' }, /path is empty/],

@@ -19,7 +19,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadGatewayConfig } from '../src/config.ts';
 import { type RunningGateway, startGateway } from '../src/gateway.ts';
-import { connectClient, ok } from './mcp-client.ts';
+import { call, connectClient, ok } from './mcp-client.ts';
 
 const kubeconfigPath = inject('kubeconfigPath');
 const kc = new KubeConfig();
@@ -100,7 +100,7 @@ describe('the original Waggle session through MCP (real operator, node-agent and
     });
     process.stderr.write(`session.test: create_environment ${Date.now() - t0} ms (tcg)\n`);
     expect(env).toMatchObject({
-      environment_id: expect.stringMatching(/^env-[a-z0-9]{20}$/),
+      environment_id: expect.stringMatching(/^env-[a-z0-9]{10}$/),
       name: 'sales-analysis',
       runtime: 'python',
       status: 'running',
@@ -147,6 +147,9 @@ describe('the original Waggle session through MCP (real operator, node-agent and
       environment_id: id,
       path: 'result.json',
     });
+    // As in the original, the text block is the file's text itself.
+    const rawRead = await call(client, 'read_file', { environment_id: id, path: 'result.json' });
+    expect(rawRead.content).toEqual([{ type: 'text', text: result.content }]);
     expect(JSON.parse(result.content)).toEqual({
       six: '1.16.0',
       totals: { east: 36, north: 42.5, south: 21 },

@@ -4,6 +4,7 @@
 // interleaved in one run. Prints JSON; --markdown adds a table for docs/benchmarks.md.
 //   pnpm bench:e2e [--boots N] [--execs N] [--markdown]
 import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -138,6 +139,59 @@ for (let i = 0; i <= EXECS; i++) {
   );
 }
 
+// Preview URLs: an HTTP GET of a small file served by python3 -m http.server in the guest,
+// through the gateway's preview URL (gateway → node-agent ForwardPort over mTLS → SSH
+// direct-tcpip) next to the same GET over a direct SSH tunnel to the raw VM (the floor).
+const FILE = 'hello from the VM\n';
+const serve = `mkdir -p /tmp/www && printf %s ${shellQuote(FILE)} > /tmp/www/f.txt && cd /tmp/www && (setsid python3 -m http.server 8000 > /dev/null 2>&1 < /dev/null &)`;
+await runCommand(rawVm.client, serve);
+await tool('execute', { environment_id: envId, language: 'shell', code: serve });
+const rawGet = () =>
+  new Promise<void>((resolve, reject) => {
+    rawVm.client.forwardOut('127.0.0.1', 0, '127.0.0.1', 8000, (err, channel) => {
+      if (err) return reject(err);
+      const req = httpRequest({
+        createConnection: () => channel as never,
+        path: '/f.txt',
+        headers: { connection: 'close' },
+      });
+      req.on('response', (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d));
+        res.on('end', () =>
+          body === FILE ? resolve() : reject(new Error(`raw GET: ${res.statusCode} ${body}`)),
+        );
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  });
+const waitListening = async (probe: () => Promise<unknown>) => {
+  for (let i = 0; ; i++) {
+    try {
+      return await probe();
+    } catch (err) {
+      if (i > 60) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+};
+await waitListening(rawGet);
+const exposed = (await waitListening(() =>
+  tool('expose_port', { environment_id: envId, port: 8000, public: true }),
+)) as { url: string };
+const previewGet = async () => {
+  const res = await fetch(`${exposed.url}f.txt`);
+  const body = await res.text();
+  if (body !== FILE) throw new Error(`preview GET: ${res.status} ${body}`);
+};
+log(`${EXECS} preview GET rounds, interleaved`);
+for (let i = 0; i <= EXECS; i++) {
+  const key = (k: string) => (i === 0 ? '_warmup' : k);
+  await s.timed(key('raw_ssh_tunnel_http_get_ms'), rawGet);
+  await s.timed(key('preview_url_http_get_ms'), previewGet);
+}
+
 await rawVm.stop();
 await agent.destroyVM({ vmId: agentVm });
 await tool('destroy_environment', { environment_id: envId });
@@ -150,7 +204,7 @@ const out = {
   benchmark: 'end-to-end',
   date: new Date().toISOString(),
   machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', accelerator: accel.accelerator },
-  path: 'MCP SDK client → gateway Service (ClusterIP) → gateway pod → node-agent (node IP) → guest SSH',
+  path: 'MCP SDK client → gateway Service (ClusterIP) → gateway pod → node-agent (node IP) → guest SSH; previews: HTTP client → gateway Service → gateway pod → node-agent ForwardPort → SSH direct-tcpip',
   runs: { boots: BOOTS, execs: EXECS },
   results: r,
   targets: {
@@ -185,6 +239,8 @@ if (values.markdown) {
       row('raw SSH, same exec script', 'raw_exec_true_same_script_ms'),
       row('node-agent Exec `true`', 'agent_exec_true_ms'),
       row('MCP execute `true`', 'mcp_execute_true_ms'),
+      row('raw SSH tunnel: HTTP GET of a small file', 'raw_ssh_tunnel_http_get_ms'),
+      row('preview URL (gateway → node-agent → SSH): same GET', 'preview_url_http_get_ms'),
       '',
       `MCP execute overhead over the node-agent path (p50): ${out.targets.mcp_execute_overhead_p50_ms.value} ms (target ≤ 15 ms: ${out.targets.mcp_execute_overhead_p50_ms.pass ? 'met' : 'missed'}); ` +
         `create_environment over CreateVM (p50): ${out.targets.mcp_create_overhead_p50_ms.value} ms (target ≤ 300 ms: ${out.targets.mcp_create_overhead_p50_ms.pass ? 'met' : 'missed'}).`,

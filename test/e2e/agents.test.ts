@@ -130,6 +130,35 @@ describe('agents through the Helm-installed stack and its Service (MCP SDK clien
       path: 'data',
     });
     expect(files.files.map((f) => f.name).sort()).toEqual(['revenue.json', 'sales.csv']);
+    // Show the result to a person: serve it in the background and share a preview URL (through the
+    // gateway pod, the node-agent pod over mTLS, and SSH into the VM).
+    const server = await analyst.ok<{ process_id: string }>('execute', {
+      environment_id: id,
+      language: 'shell',
+      code: 'cd data && exec python3 -m http.server 8000',
+      background: true,
+    });
+    const preview = await waitFor(
+      () =>
+        analyst.call('expose_port', { environment_id: id, port: 8000, public: true, expires_minutes: 10 }),
+      (r) => !r.isError,
+      'http.server to listen on port 8000',
+      { timeoutMs: 60_000 },
+    );
+    const url = (preview.structuredContent as { url: string }).url;
+    const served = await fetch(`${url}revenue.json`);
+    expect(served.status).toBe(200);
+    expect(await served.json()).toEqual({ east: 36, north: 50, south: 34.5 });
+    const log = await analyst.ok<{ stderr: string; running: boolean }>('process_output', {
+      environment_id: id,
+      process_id: server.process_id,
+    });
+    expect(log).toMatchObject({
+      running: true,
+      stderr: expect.stringContaining('GET /revenue.json HTTP/1.1" 200'),
+    });
+    await analyst.ok('kill_process', { environment_id: id, process_id: server.process_id });
+    await analyst.ok('unexpose_port', { environment_id: id, port: 8000 });
     expect(await k(['get', 'wenv', '-n', analyst.namespace, id, '--no-headers'])).toMatch(
       /python\s+Running\s+waggle-node/,
     );

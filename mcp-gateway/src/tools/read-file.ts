@@ -63,12 +63,16 @@ export const readFileTool = (d: ToolDeps) =>
         ...(mime ? { mime_type: mime } : {}),
       };
     },
-    // A picture: the image itself, and the result's fields without repeating the data as text.
+    // Text: the file's text itself, as the original Waggle answered (the fields are in
+    // structuredContent). A picture: the image, and the fields without repeating the data.
+    // Other binaries: the result as JSON text.
     present: (out) =>
-      out.mime_type
-        ? [
-            { type: 'image', data: out.content, mimeType: out.mime_type },
-            { type: 'text', text: JSON.stringify({ ...out, content: '(the image block above)' }) },
-          ]
-        : [{ type: 'text', text: JSON.stringify(out) }],
+      out.encoding === 'utf8'
+        ? [{ type: 'text', text: out.content }]
+        : out.mime_type
+          ? [
+              { type: 'image', data: out.content, mimeType: out.mime_type },
+              { type: 'text', text: JSON.stringify({ ...out, content: '(the image block above)' }) },
+            ]
+          : [{ type: 'text', text: JSON.stringify(out) }],
   });
