@@ -115,3 +115,10 @@ export class PortNotListeningError extends UserError {
     super('port_not_listening', message);
   }
 }
+
+/** The node is at a limit (e.g. open preview connections); retrying later may work. */
+export class BusyError extends UserError {
+  constructor(message: string) {
+    super('busy', message);
+  }
+}

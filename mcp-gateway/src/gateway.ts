@@ -106,6 +106,7 @@ export async function startGateway(opts: {
     environments,
     sandbox,
     previews,
+    insecure: c.WAGGLE_AUTH_MODE === 'insecure',
     ...(c.WAGGLE_PUBLIC_URL ? { publicUrl: c.WAGGLE_PUBLIC_URL } : {}),
     limits: {
       defaultExecTimeoutMs: c.WAGGLE_DEFAULT_EXEC_TIMEOUT,
@@ -147,7 +148,8 @@ export async function startGateway(opts: {
     bodyLimitBytes: Math.ceil((c.WAGGLE_MAX_FILE_BYTES * 4) / 3) + 1024 * 1024,
     preview: {
       resolve: previewResolver(previews, authenticate),
-      openPort: (env, port) => sandbox.openPort(env, port),
+      openPort: (env, port, signal) => sandbox.openPort(env, port, signal),
+      touch: (env) => sandbox.touch(env),
       log,
     },
     log,

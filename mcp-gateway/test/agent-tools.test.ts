@@ -5,12 +5,14 @@ import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { createNodeAgentClient } from '@waggle/node-agent/client';
 import {
   type AgentProcess,
   applyCRDs,
   type ComponentProcess,
   deleteTestNamespace,
   freePorts,
+  killStrayVMs,
   startAgentProcess,
   startOperatorProcess,
   waitFor,
@@ -149,6 +151,17 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
+  // Destroy through the operator while it and the agent still run: VMs outlive their agent.
+  if (envId) await call(client, 'destroy_environment', { environment_id: envId }).catch(() => undefined);
+  if (agent) {
+    const nodeAgent = createNodeAgentClient(agent.apiUrl);
+    await waitFor(
+      async () => (await nodeAgent.listVMs({})).vms.length,
+      (n) => n === 0,
+      'the VMs to be destroyed on the node',
+      { timeoutMs: 60_000 },
+    ).catch(() => undefined);
+  }
   await client?.close();
   await other?.close();
   await gateway?.close();
@@ -156,6 +169,7 @@ afterAll(async () => {
   await deleteTestNamespace(kc, otherNamespace);
   await operator?.kill('SIGTERM');
   await agent?.kill('SIGTERM');
+  if (dir) await killStrayVMs(join(dir, 'state'));
   await custom
     .deleteClusterCustomObject({
       group: 'waggle.dev',

@@ -11,6 +11,7 @@ import {
   type ComponentProcess,
   deleteTestNamespace,
   freePorts,
+  killStrayVMs,
   startAgentProcess,
   startOperatorProcess,
   waitFor,
@@ -76,6 +77,7 @@ afterAll(async () => {
   await deleteTestNamespace(kc, namespace);
   await operator?.kill('SIGTERM');
   await agent?.kill('SIGTERM');
+  if (dir) await killStrayVMs(join(dir, 'state'));
   await custom
     .deleteClusterCustomObject({
       group: 'waggle.dev',

@@ -13,8 +13,9 @@ import type { VMManager } from './vm/vm-manager.ts';
 import { vmPaths } from './vm/vm-manager.ts';
 import type { VMRecord, VMSpec } from './vm/vm-record.ts';
 
-/** Concurrent port tunnels (preview URL connections) per VM. */
-export const MAX_TUNNELS_PER_VM = 128;
+/** Concurrent port tunnels (preview URL connections) per VM and per node. */
+export const MAX_TUNNELS_PER_VM = 64;
+export const MAX_TUNNELS_PER_NODE = 256;
 
 export interface AgentLimits {
   defaultExecTimeoutMs: number;
@@ -277,16 +278,21 @@ export class Agent {
 
   /**
    * A TCP connection to a port inside the VM (for preview URLs), over the sandbox user's SSH
-   * connection. At most MAX_TUNNELS_PER_VM are open per VM at once, so a page that opens
-   * connections without end cannot exhaust the agent.
+   * connection. At most MAX_TUNNELS_PER_VM per VM and MAX_TUNNELS_PER_NODE in all are open at
+   * once (each SSH channel may buffer up to its window), so pages that open connections without
+   * end cannot exhaust the agent. The caller must call `release` when done with the channel
+   * (not left to a guest-driven close event, which a guest can withhold).
    */
-  async openPort(vmId: string, port: number): Promise<ClientChannel> {
+  async openPort(vmId: string, port: number): Promise<{ channel: ClientChannel; release: () => void }> {
     checkGuestPort(port);
     await this.#running(vmId);
     const open = this.#tunnels.get(vmId) ?? 0;
-    if (open >= MAX_TUNNELS_PER_VM) {
+    const total = [...this.#tunnels.values()].reduce((a, b) => a + b, 0);
+    if (open >= MAX_TUNNELS_PER_VM || total >= MAX_TUNNELS_PER_NODE) {
       throw new ResourceExhaustedError(
-        `VM ${vmId} already has ${open} open port connections (the most at once); close some and retry`,
+        open >= MAX_TUNNELS_PER_VM
+          ? `VM ${vmId} already has ${open} open port connections (the most at once); close some and retry`
+          : `this node already has ${total} open port connections (the most at once); retry later`,
       );
     }
     this.#tunnels.set(vmId, open + 1);
@@ -300,12 +306,16 @@ export class Agent {
     };
     try {
       const channel = await openGuestPort(await this.#files(vmId), port);
-      channel.once('close', release);
-      return channel;
+      return { channel, release };
     } catch (err) {
       release();
       throw err;
     }
+  }
+
+  /** Open port tunnels of a VM (for tests and metrics). */
+  openTunnels(vmId: string): number {
+    return this.#tunnels.get(vmId) ?? 0;
   }
 
   close(): void {

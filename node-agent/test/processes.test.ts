@@ -319,3 +319,74 @@ describe('background processes (real agent API, real VMs)', () => {
     expect((await readToEnd(A, stillA.processId)).map((r) => r.stdout).join('')).toBe('a\n');
   });
 });
+
+describe('ForwardPort (preview URL tunnels) through the real API edge', () => {
+  it('refuses a closed port clearly, and frees a tunnel cancelled while the guest floods it', {
+    timeout: 120_000,
+  }, async () => {
+    const closed = await failure(
+      (async () => {
+        for await (const _ of client.forwardPort(
+          (async function* () {
+            yield { msg: { case: 'open' as const, value: { vmId: A, port: 9 } } };
+          })(),
+        ));
+      })(),
+    );
+    expect(closed.code).toBe(Code.FailedPrecondition);
+    expect(closed.metadata.get('waggle-port-error')).toBe('not_listening');
+    expect(closed.rawMessage).toMatch(/nothing is listening on port 9/);
+
+    // A guest server that writes without end to whoever connects.
+    const flood = await client.startProcess({
+      vmId: A,
+      language: 'python',
+      code: [
+        'import socket, threading',
+        's = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+        "s.bind(('127.0.0.1', 9100)); s.listen(16)",
+        'def pour(c):',
+        '    try:',
+        "        while True: c.sendall(b'x' * 65536)",
+        '    except OSError: c.close()',
+        'while True:',
+        '    c, _ = s.accept(); threading.Thread(target=pour, args=(c,), daemon=True).start()',
+      ].join('\n'),
+    });
+    for (let i = 0; i < 3; i++) {
+      const abort = new AbortController();
+      let first: string | undefined;
+      await waitFor(
+        async () => {
+          try {
+            for await (const m of client.forwardPort(
+              (async function* () {
+                yield { msg: { case: 'open' as const, value: { vmId: A, port: 9100 } } };
+                await new Promise(() => undefined); // keep the request side open
+              })(),
+              { signal: abort.signal },
+            )) {
+              first = m.msg.case;
+              if (m.msg.case === 'data') break; // stop reading while the guest still pours
+            }
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        (ok) => ok,
+        'the flooding server to accept',
+        { timeoutMs: 30_000, intervalMs: 500 },
+      );
+      abort.abort();
+      expect(first).toBe('data');
+    }
+    await waitFor(
+      async () => agent.openTunnels(A),
+      (n) => n === 0,
+      'every cancelled tunnel to release its slot',
+      { timeoutMs: 10_000 },
+    );
+    await client.killProcess({ vmId: A, processId: flood.processId });
+  });
+});

@@ -23,3 +23,24 @@ export async function startAgentProcess(opts: {
   });
   return { ...p, apiUrl: `http://127.0.0.1:${opts.apiPort}` };
 }
+
+/**
+ * Test safety net: kills QEMU processes of VMs kept under `stateDir` (VMs outlive their agent by
+ * design, so a test that stops its agent without destroying its environments would leave them
+ * running). Returns how many were killed; 0 when the test cleaned up properly.
+ */
+export async function killStrayVMs(stateDir: string): Promise<number> {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const run = promisify(execFile);
+  const found = await run('pgrep', ['-f', `chroot ${stateDir}/`]).catch(() => ({ stdout: '' }));
+  const pids = found.stdout.split('\n').filter(Boolean).map(Number);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  return pids.length;
+}

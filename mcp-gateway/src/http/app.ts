@@ -41,6 +41,8 @@ export function buildApp(o: AppOptions) {
               if (isPreviewPath(req.url)) void proxyPreviewRequest(preview, req, res);
               else handler(req, res);
             });
+            // What fastify sets on a server it makes itself (it does not with serverFactory).
+            server.keepAliveTimeout = 72_000;
             server.on('upgrade', (req, socket, head) => {
               if (isPreviewPath(req.url)) void proxyPreviewUpgrade(preview, req, socket, head);
               else socket.destroy();

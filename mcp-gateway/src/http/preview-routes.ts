@@ -34,7 +34,13 @@ export function previewResolver(
               'no such preview URL: it was never issued, was unexposed, or its environment is gone',
             );
       }
-      return { env: found.env, port: found.port, prefix, path: `${rest}${query}` };
+      return {
+        env: found.env,
+        port: found.port,
+        prefix,
+        path: `${rest}${query}`,
+        watch: (onRevoked) => previews.watch(found.env, found.port, found.tokenSha256, onRevoked),
+      };
     }
     const priv = PRIVATE.exec(url);
     if (priv) {
@@ -47,7 +53,13 @@ export function previewResolver(
       const caller = await authenticate(req.headers);
       if (rest === undefined) throw new PreviewRefusal(308, 'moved', `${prefix}/${query}`);
       const env = previews.resolvePrivate(caller, envId, port);
-      return { env, port, prefix, path: `${rest}${query}` };
+      return {
+        env,
+        port,
+        prefix,
+        path: `${rest}${query}`,
+        watch: (onRevoked) => previews.watch(env, port, undefined, onRevoked),
+      };
     }
     throw new PreviewRefusal(404, 'not a preview URL');
   };

@@ -13,8 +13,15 @@ type OpenStream = (
  * Backpressure holds both ways: a write completes only once the RPC took the chunk, and the
  * response stream is not read further while the consumer does not read.
  */
-export async function openTunnel(open: OpenStream, target: Omit<PortTarget, '$typeName'>): Promise<Duplex> {
+export async function openTunnel(
+  open: OpenStream,
+  target: Omit<PortTarget, '$typeName'>,
+  /** Gives up opening (the caller left, or a deadline): the call is cancelled. */
+  signal?: AbortSignal,
+): Promise<Duplex> {
   const abort = new AbortController();
+  const onGiveUp = () => abort.abort(signal?.reason);
+  signal?.addEventListener('abort', onGiveUp, { once: true });
   let pending: { data: Uint8Array; done: (err?: Error | null) => void } | undefined;
   let ended = false;
   let wakeWriter: (() => void) | undefined;
@@ -39,10 +46,13 @@ export async function openTunnel(open: OpenStream, target: Omit<PortTarget, '$ty
   const responses = open(requests(), abort.signal)[Symbol.asyncIterator]();
   let first: IteratorResult<ForwardPortResponse>;
   try {
+    if (signal?.aborted) throw signal.reason ?? new Error('gave up opening the tunnel');
     first = await responses.next();
   } catch (err) {
     abort.abort();
     throw err;
+  } finally {
+    signal?.removeEventListener('abort', onGiveUp);
   }
   if (first.done || first.value.msg.case !== 'opened') {
     abort.abort();

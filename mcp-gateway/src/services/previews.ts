@@ -17,16 +17,20 @@ import type { EnvironmentService } from './environments.ts';
 /** Most ports one environment may expose at once. */
 export const MAX_EXPOSED_PORTS = 16;
 
-const exposureSchema = z.object({
-  port: z.number().int().min(1).max(65_535),
-  public: z.boolean(),
-  tokenSha256: z
-    .string()
-    .regex(/^[0-9a-f]{64}$/)
-    .optional(),
-  expiresAt: z.string().optional(),
-  createdAt: z.string(),
-});
+const exposureSchema = z
+  .object({
+    port: z.number().int().min(1).max(65_535),
+    public: z.boolean(),
+    tokenSha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional(),
+    expiresAt: z.iso.datetime().optional(),
+    createdAt: z.iso.datetime(),
+  })
+  // A public entry without a secret or an expiry is never honoured (only the gateway writes
+  // this annotation; anything else is ignored rather than trusted).
+  .refine((e) => !e.public || (e.tokenSha256 !== undefined && e.expiresAt !== undefined));
 export type Exposure = z.infer<typeof exposureSchema>;
 
 /** The environment's exposed ports; an unreadable annotation counts as none (never trusted). */
@@ -42,7 +46,12 @@ export function readExposures(env: WaggleEnvironment): Exposure[] {
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
-const isExpired = (e: Exposure, now: number) => e.expiresAt !== undefined && Date.parse(e.expiresAt) <= now;
+/** Expired, or a public URL whose lifetime exceeds what the gateway allows (not written by it). */
+const isExpired = (e: Exposure, now: number, maxPublicMs = Number.POSITIVE_INFINITY) => {
+  if (e.expiresAt === undefined) return false;
+  const at = Date.parse(e.expiresAt);
+  return !(at > now) || at - Date.parse(e.createdAt) > maxPublicMs + 60_000;
+};
 const k8sTime = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 
 /** A public preview token: 32 random bytes, URL-safe. Only its hash is stored. */
@@ -108,7 +117,11 @@ export class PreviewService {
       ? k8sTime(now + Math.min((opts.expiresMinutes ?? 60) * 60_000, this.#maxPublicMs))
       : undefined;
     await this.#update(caller.namespace, envId, (current) => {
-      const others = current.filter((e) => e.port !== port && !isExpired(e, now));
+      // One private and one public entry per port: a new public URL replaces the port's previous
+      // one (whose secret stops working); the owner's private URL stays.
+      const others = current.filter(
+        (e) => !(e.port === port && e.public === opts.public) && !isExpired(e, now, this.#maxPublicMs),
+      );
       if (others.length >= MAX_EXPOSED_PORTS) {
         throw new InvalidRequestError(
           `environment "${envId}" already exposes ${others.length} ports, the most at once; ` +
@@ -141,7 +154,7 @@ export class PreviewService {
     let existed = false;
     await this.#update(caller.namespace, envId, (current) => {
       existed = current.some((e) => e.port === port);
-      return current.filter((e) => e.port !== port && !isExpired(e, Date.now()));
+      return current.filter((e) => e.port !== port && !isExpired(e, Date.now(), this.#maxPublicMs));
     });
     if (existed) this.#log.info({ envId, port }, 'port unexposed');
     return existed;
@@ -150,7 +163,7 @@ export class PreviewService {
   /** The caller's running environment and the exposure of `port` (for a private URL). */
   resolvePrivate(caller: Caller, envId: string, port: number): WaggleEnvironment {
     const env = this.#environments.getRunning(caller, envId);
-    if (!readExposures(env).some((e) => e.port === port && !isExpired(e, Date.now()))) {
+    if (!readExposures(env).some((e) => e.port === port && !isExpired(e, Date.now(), this.#maxPublicMs))) {
       throw new PortNotExposedError(envId, port);
     }
     return env;
@@ -162,7 +175,7 @@ export class PreviewService {
    */
   resolvePublic(
     token: string,
-  ): { env: WaggleEnvironment; port: number } | { refused: 'unknown' | 'expired' } {
+  ): { env: WaggleEnvironment; port: number; tokenSha256: string } | { refused: 'unknown' | 'expired' } {
     if (!TOKEN_PATTERN.test(token)) return { refused: 'unknown' };
     const wanted = Buffer.from(sha256(token), 'hex');
     for (const env of this.#cache.listAll()) {
@@ -170,11 +183,59 @@ export class PreviewService {
       for (const e of readExposures(env)) {
         if (!e.public || !e.tokenSha256) continue;
         if (!timingSafeEqual(Buffer.from(e.tokenSha256, 'hex'), wanted)) continue;
-        if (isExpired(e, Date.now())) return { refused: 'expired' };
-        return { env, port: e.port };
+        if (isExpired(e, Date.now(), this.#maxPublicMs)) return { refused: 'expired' };
+        return { env, port: e.port, tokenSha256: e.tokenSha256 };
       }
     }
     return { refused: 'unknown' };
+  }
+
+  /**
+   * Watches a preview connection's URL: `onRevoked` runs (once) when the exposure is removed or
+   * expires, or the environment is deleted. A public URL is identified by its secret's hash, a
+   * private one by its port. Returns the unsubscribe function.
+   */
+  watch(
+    env: WaggleEnvironment,
+    port: number,
+    tokenSha256: string | undefined,
+    onRevoked: () => void,
+  ): () => void {
+    const namespace = env.metadata.namespace as string;
+    const name = env.metadata.name as string;
+    let done = false;
+    const still = (e: WaggleEnvironment | undefined): boolean => {
+      if (!e || e.metadata.deletionTimestamp) return false;
+      const now = Date.now();
+      return readExposures(e).some(
+        (x) =>
+          !isExpired(x, now, this.#maxPublicMs) &&
+          (tokenSha256 ? x.tokenSha256 === tokenSha256 : x.port === port),
+      );
+    };
+    const revoke = () => {
+      if (done) return;
+      done = true;
+      stop();
+      onRevoked();
+    };
+    const unsubscribe = this.#cache.subscribe(namespace, name, (type, e) => {
+      if (type === 'delete' || !still(e)) revoke();
+    });
+    const expiry = tokenSha256
+      ? readExposures(env).find((x) => x.tokenSha256 === tokenSha256)?.expiresAt
+      : undefined;
+    const timer = expiry
+      ? setTimeout(revoke, Math.max(0, Math.min(Date.parse(expiry) - Date.now(), 2 ** 31 - 1))).unref()
+      : undefined;
+    const stop = () => {
+      clearTimeout(timer);
+      unsubscribe();
+    };
+    return () => {
+      done = true;
+      stop();
+    };
   }
 
   /**

@@ -8,6 +8,7 @@ import {
   type NodeAgentClient,
 } from '@waggle/node-agent/client';
 import {
+  BusyError,
   EnvironmentNotRunningError,
   FileError,
   InvalidRequestError,
@@ -150,6 +151,7 @@ export class SandboxService {
         'unreachable',
         `the node did not answer${path ? ` while accessing ${path}` : ''}: ${e.rawMessage}`,
       );
+    if (e.code === Code.ResourceExhausted) throw new BusyError(e.rawMessage);
     throw e;
   }
 
@@ -207,17 +209,23 @@ export class SandboxService {
     }
   }
 
+  /** Records use of the environment (for idle expiry), as every call through here does. */
+  touch(env: WaggleEnvironment): void {
+    this.#activity.touch(env.metadata.namespace as string, env.metadata.name as string, idleTimeoutMs(env));
+  }
+
   /**
    * A TCP connection to a port in the environment, through its node-agent (which reaches the
    * guest over SSH). Rejects with PortNotListeningError when nothing accepts on that port.
    */
-  async openPort(env: WaggleEnvironment, port: number): Promise<Duplex> {
+  async openPort(env: WaggleEnvironment, port: number, signal?: AbortSignal): Promise<Duplex> {
     const t = this.#target(env);
     try {
-      return await openTunnel((requests, signal) => t.agent.forwardPort(requests, { signal }), {
-        vmId: t.vmId,
-        port,
-      });
+      return await openTunnel(
+        (requests, tunnelSignal) => t.agent.forwardPort(requests, { signal: tunnelSignal }),
+        { vmId: t.vmId, port },
+        signal,
+      );
     } catch (err) {
       return this.#translate(t.id, err);
     }

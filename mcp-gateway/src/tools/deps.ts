@@ -7,6 +7,8 @@ export interface ToolDeps {
   environments: EnvironmentService;
   sandbox: SandboxService;
   previews: PreviewService;
+  /** No authentication (WAGGLE_AUTH_MODE=insecure): preview URLs are refused. */
+  insecure?: boolean;
   /** Base URL of preview links (WAGGLE_PUBLIC_URL); else taken from the MCP request's Host. */
   publicUrl?: string;
   limits: {

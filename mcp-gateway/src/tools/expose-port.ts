@@ -45,6 +45,13 @@ export const exposePortTool = (d: ToolDeps) =>
           'expires_minutes applies to public URLs only; pass public: true, or leave expires_minutes out',
         );
       }
+      if (d.insecure) {
+        throw new InvalidRequestError(
+          'preview URLs are off while the gateway runs without authentication (WAGGLE_AUTH_MODE=insecure): ' +
+            "a guest's page would share the gateway's origin and could drive /mcp from your browser. " +
+            'Use API keys or Kubernetes tokens to expose ports.',
+        );
+      }
       const env = d.environments.getRunning(ctx.caller, args.environment_id);
       // Refuse a port nothing listens on now, rather than hand out a URL that answers 502.
       const probe = await d.sandbox.openPort(env, args.port);

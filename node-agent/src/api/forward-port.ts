@@ -30,13 +30,21 @@ export async function* forwardPort(
     );
   }
   const { vmId, port } = first.value.msg.value;
-  let channel: Awaited<ReturnType<Agent['openPort']>>;
+  let opened: Awaited<ReturnType<Agent['openPort']>>;
   try {
-    channel = await agent.openPort(vmId, port);
+    opened = await agent.openPort(vmId, port);
   } catch (err) {
     throw toConnectError(err);
   }
-  const onAbort = () => channel.destroy();
+  const { channel, release } = opened;
+  // ssh2's destroy() only sends EOF and CLOSE; data the guest already sent stays buffered until
+  // read, so the channel is drained after it, and the slot is released here, not on 'close'.
+  const close = () => {
+    channel.destroy();
+    channel.resume();
+    release();
+  };
+  const onAbort = close;
   ctx.signal.addEventListener('abort', onAbort, { once: true });
   // Caller → guest, concurrently with guest → caller below.
   void (async () => {
@@ -47,7 +55,7 @@ export async function* forwardPort(
       if (!channel.write(next.value.msg.value)) await once(channel, 'drain');
     }
     channel.end();
-  })().catch(() => channel.destroy());
+  })().catch(close);
   try {
     yield create(ForwardPortResponseSchema, { msg: { case: 'opened', value: true } });
     for await (const chunk of channel as AsyncIterable<Buffer>) {
@@ -61,6 +69,6 @@ export async function* forwardPort(
     );
   } finally {
     ctx.signal.removeEventListener('abort', onAbort);
-    channel.destroy();
+    close();
   }
 }
