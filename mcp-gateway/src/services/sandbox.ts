@@ -205,6 +205,8 @@ export class SandboxService {
       }
       return { manager: last?.manager ?? '', result: toOutcome(last?.result) };
     } catch (err) {
+      // The caller cancelled (or went away): the agent has stopped the installer.
+      if (opts.signal?.aborted) return { manager: '', result: { ...toOutcome(undefined), cancelled: true } };
       return this.#translate(t.id, err);
     }
   }
