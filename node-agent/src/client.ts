@@ -24,6 +24,9 @@ export interface AgentTls {
   serverName: string;
 }
 
+/** How often clients ping a node-agent's HTTP/2 session while it is quiet. */
+export const NODE_AGENT_PING_INTERVAL_MS = 30_000;
+
 /** The DNS name in every node-agent serving certificate the chart issues. */
 export const AGENT_TLS_SERVER_NAME = 'waggle-node-agent';
 
@@ -96,7 +99,11 @@ export function createRotatingNodeAgentClient(baseUrl: string, source: AgentTlsS
  * A client for the node-agent at `baseUrl` over HTTP/2: `http://…` is cleartext h2c (local
  * development and tests), `https://…` needs `tls` and authenticates both sides.
  */
-export function createNodeAgentClient(baseUrl: string, tls?: AgentTls): NodeAgentClient {
+export function createNodeAgentClient(
+  baseUrl: string,
+  tls?: AgentTls,
+  opts: { pingIntervalMs?: number } = {},
+): NodeAgentClient {
   if (baseUrl.startsWith('https:') && !tls) {
     throw new Error(
       `node-agent ${baseUrl} uses TLS: configure the client certificate (WAGGLE_AGENT_TLS_DIR)`,
@@ -107,6 +114,9 @@ export function createNodeAgentClient(baseUrl: string, tls?: AgentTls): NodeAgen
     createConnectTransport({
       baseUrl,
       httpVersion: '2',
+      // HTTP/2 pings keep a session with a long silent stream (an install, a quiet exec, an idle
+      // preview connection) alive through servers and middleboxes that close idle sessions.
+      pingIntervalMs: opts.pingIntervalMs ?? NODE_AGENT_PING_INTERVAL_MS,
       ...(tls && baseUrl.startsWith('https:')
         ? { nodeOptions: { ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.serverName } }
         : {}),

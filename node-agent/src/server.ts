@@ -27,6 +27,13 @@ export async function startServers(opts: {
   opsListen: string;
   isReady: () => boolean;
   tls?: { cert: string; key: string; clientCA: string };
+  /**
+   * Close an HTTP/2 session after this long without any frame (0: never, the default). Fastify's
+   * own default (72 s) closes a session under a long silent stream — an install or exec quiet for
+   * minutes — and a large message written after that close was cut off ("Premature close" at the
+   * client). Clients keep their sessions alive with pings and close idle ones themselves.
+   */
+  http2SessionTimeoutMs?: number;
 }): Promise<{
   apiUrl: string;
   opsUrl: string;
@@ -38,6 +45,7 @@ export async function startServers(opts: {
   const api = fastify({
     http2: true,
     logger: false,
+    http2SessionTimeout: opts.http2SessionTimeoutMs ?? 0,
     ...(opts.tls
       ? {
           https: {
