@@ -7,7 +7,7 @@ import type { EnvironmentCache } from './environment-cache.ts';
 import type { EnvironmentService } from './environments.ts';
 import { PreviewService, readExposures } from './previews.ts';
 
-const TOKEN = 'A'.repeat(42) + 'B';
+const TOKEN = `${'A'.repeat(42)}B`;
 const sha = createHash('sha256').update(TOKEN).digest('hex');
 const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 const env = (exposures: unknown): WaggleEnvironment =>
