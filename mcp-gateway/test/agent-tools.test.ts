@@ -1,48 +1,21 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { createNodeAgentClient } from '@waggle/node-agent/client';
-import {
-  type AgentProcess,
-  applyCRDs,
-  type ComponentProcess,
-  deleteTestNamespace,
-  freePorts,
-  killStrayVMs,
-  startAgentProcess,
-  startOperatorProcess,
-  waitFor,
-} from '@waggle/test';
-import { pino } from 'pino';
+import { waitFor } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { loadGatewayConfig } from '../src/config.ts';
-import { type RunningGateway, startGateway } from '../src/gateway.ts';
-import { call, connectClient, errorText, ok } from './mcp-client.ts';
+import { call, errorText, ok } from './mcp-client.ts';
+import { type RealStack, startRealStack } from './real-stack.ts';
 
 // Preview URLs, renew, pictures, live output and log messages through the real stack: a real
 // operator, a node-agent process with a TCG microVM, the gateway, and the MCP SDK client.
-const kubeconfigPath = inject('kubeconfigPath');
-const kc = new KubeConfig();
-kc.loadFromFile(kubeconfigPath);
-const core = kc.makeApiClient(CoreV1Api);
-const custom = kc.makeApiClient(CustomObjectsApi);
-const suffix = randomBytes(3).toString('hex');
-const namespace = `tools-${suffix}`;
-const otherNamespace = `tools-other-${suffix}`;
-const nodeName = `tools-node-${suffix}`;
-const KEY = `tools-key-${randomBytes(16).toString('hex')}`;
-const OTHER_KEY = `tools-other-${randomBytes(16).toString('hex')}`;
-
-let agent: AgentProcess;
-let operator: ComponentProcess;
-let gateway: RunningGateway;
+let stack: RealStack;
+let custom: CustomObjectsApi;
 let client: Client;
 let other: Client;
-let dir: string;
+let namespace: string;
+let nodeName: string;
+let KEY: string;
+let OTHER_KEY: string;
 let envId: string;
 let base: string;
 
@@ -111,74 +84,24 @@ async function startServer(code: string, language: string, port: number): Promis
 }
 
 beforeAll(async () => {
-  await applyCRDs(kubeconfigPath);
-  await core.createNamespace({ body: { metadata: { name: namespace } } });
-  await core.createNamespace({ body: { metadata: { name: otherNamespace } } });
-  dir = await mkdtemp(join(tmpdir(), 'waggle-tools-'));
-  const [apiPort, agentOps, operatorOps] = (await freePorts(3)) as [number, number, number];
-  agent = await startAgentProcess({
-    apiPort,
-    opsPort: agentOps,
-    env: {
-      KUBECONFIG: kubeconfigPath,
-      WAGGLE_NODE_NAME: nodeName,
-      WAGGLE_STATE_DIR: join(dir, 'state'),
-      WAGGLE_GUEST_RUNTIMES: 'python',
-      WAGGLE_HEARTBEAT_INTERVAL: '2s',
-      WAGGLE_VM_NETWORK_CIDR: '10.253.30.0/24',
-    },
+  stack = await startRealStack({
+    kubeconfigPath: inject('kubeconfigPath'),
+    name: 'tools',
+    vmNetworkCidr: '10.253.30.0/24',
+    tenants: ['analyst', 'other'],
+    gatewayEnv: { WAGGLE_MAX_LIFETIME: '2h' },
   });
-  operator = await startOperatorProcess({ kubeconfigPath, opsPort: operatorOps });
-  await writeFile(
-    join(dir, 'keys.yaml'),
-    `keys:\n  - {name: analyst, namespace: ${namespace}, key: ${KEY}}\n` +
-      `  - {name: other, namespace: ${otherNamespace}, key: ${OTHER_KEY}}\n`,
-  );
-  gateway = await startGateway({
-    config: loadGatewayConfig({
-      WAGGLE_LISTEN_ADDR: '127.0.0.1:0',
-      WAGGLE_API_KEYS_FILE: join(dir, 'keys.yaml'),
-      WAGGLE_MAX_LIFETIME: '2h',
-    }),
-    kc,
-    log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
-  });
-  base = gateway.url.replace(/\/mcp$/, '');
-  client = await connectClient(gateway.url, KEY, 'analyst');
-  other = await connectClient(gateway.url, OTHER_KEY, 'other');
+  const analyst = stack.tenants.analyst as NonNullable<RealStack['tenants'][string]>;
+  const otherTenant = stack.tenants.other as NonNullable<RealStack['tenants'][string]>;
+  ({ custom, nodeName, base } = stack);
+  ({ client, namespace, key: KEY } = analyst);
+  ({ client: other, key: OTHER_KEY } = otherTenant);
   const env = await ok<{ environment_id: string }>(client, 'create_environment', { runtime: 'python' });
   envId = env.environment_id;
 }, 900_000);
 
 afterAll(async () => {
-  // Destroy through the operator while it and the agent still run: VMs outlive their agent.
-  if (envId) await call(client, 'destroy_environment', { environment_id: envId }).catch(() => undefined);
-  if (agent) {
-    const nodeAgent = createNodeAgentClient(agent.apiUrl);
-    await waitFor(
-      async () => (await nodeAgent.listVMs({})).vms.length,
-      (n) => n === 0,
-      'the VMs to be destroyed on the node',
-      { timeoutMs: 60_000 },
-    ).catch(() => undefined);
-  }
-  await client?.close();
-  await other?.close();
-  await gateway?.close();
-  await deleteTestNamespace(kc, namespace);
-  await deleteTestNamespace(kc, otherNamespace);
-  await operator?.kill('SIGTERM');
-  await agent?.kill('SIGTERM');
-  if (dir) await killStrayVMs(join(dir, 'state'));
-  await custom
-    .deleteClusterCustomObject({
-      group: 'waggle.dev',
-      version: 'v1alpha1',
-      plural: 'wagglenodes',
-      name: nodeName,
-    })
-    .catch(() => undefined);
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await stack?.close();
 });
 
 describe('preview URLs (expose_port) through the gateway, the node-agent and SSH to the guest port', () => {

@@ -1,46 +1,20 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { createNodeAgentClient } from '@waggle/node-agent/client';
-import {
-  type AgentProcess,
-  applyCRDs,
-  type ComponentProcess,
-  deleteTestNamespace,
-  freePorts,
-  killStrayVMs,
-  startAgentProcess,
-  startOperatorProcess,
-  waitFor,
-} from '@waggle/test';
-import { pino } from 'pino';
+import { type AgentProcess, waitFor } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { loadGatewayConfig } from '../src/config.ts';
-import { type RunningGateway, startGateway } from '../src/gateway.ts';
-import { call, connectClient, errorText, ok, type ToolResult } from './mcp-client.ts';
+import { call, errorText, ok, type ToolResult } from './mcp-client.ts';
+import { type RealStack, startRealStack } from './real-stack.ts';
 
 // Background processes through the whole stack: the SDK client → gateway → a real node-agent
 // process → a TCG microVM, with a real operator. execute background: true, process_output,
 // kill_process, their bad inputs, and processes ending with their environment.
 
-const kubeconfigPath = inject('kubeconfigPath');
-const kc = new KubeConfig();
-kc.loadFromFile(kubeconfigPath);
-const core = kc.makeApiClient(CoreV1Api);
-const custom = kc.makeApiClient(CustomObjectsApi);
-const suffix = randomBytes(3).toString('hex');
-const namespace = `procs-${suffix}`;
-const nodeName = `procs-node-${suffix}`;
-const KEY = `procs-key-${randomBytes(16).toString('hex')}`;
-
+let stack: RealStack;
 let agent: AgentProcess;
-let operator: ComponentProcess;
-let gateway: RunningGateway;
+let custom: CustomObjectsApi;
 let client: Client;
-let dir: string;
+let namespace: string;
 
 interface Output {
   process_id: string;
@@ -63,51 +37,19 @@ interface Output {
 const errorCode = (r: ToolResult) => (r._meta as Record<string, unknown> | undefined)?.['waggle.dev/error'];
 
 beforeAll(async () => {
-  await applyCRDs(kubeconfigPath);
-  await core.createNamespace({ body: { metadata: { name: namespace } } });
-  dir = await mkdtemp(join(tmpdir(), 'waggle-procs-'));
-  const [apiPort, agentOps, operatorOps] = (await freePorts(3)) as [number, number, number];
-  agent = await startAgentProcess({
-    apiPort,
-    opsPort: agentOps,
-    env: {
-      KUBECONFIG: kubeconfigPath,
-      WAGGLE_NODE_NAME: nodeName,
-      WAGGLE_STATE_DIR: join(dir, 'state'),
-      WAGGLE_GUEST_RUNTIMES: 'python',
-      WAGGLE_HEARTBEAT_INTERVAL: '2s',
-      WAGGLE_VM_NETWORK_CIDR: '10.253.221.0/24',
-    },
+  stack = await startRealStack({
+    kubeconfigPath: inject('kubeconfigPath'),
+    name: 'procs',
+    vmNetworkCidr: '10.253.221.0/24',
+    tenants: ['dev'],
   });
-  operator = await startOperatorProcess({ kubeconfigPath, opsPort: operatorOps });
-  await writeFile(join(dir, 'keys.yaml'), `keys:\n  - {name: dev, namespace: ${namespace}, key: ${KEY}}\n`);
-  gateway = await startGateway({
-    config: loadGatewayConfig({
-      WAGGLE_LISTEN_ADDR: '127.0.0.1:0',
-      WAGGLE_API_KEYS_FILE: join(dir, 'keys.yaml'),
-    }),
-    kc,
-    log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
-  });
-  client = await connectClient(gateway.url, KEY, 'dev');
+  ({ agent, custom } = stack);
+  client = stack.tenants.dev?.client as Client;
+  namespace = stack.tenants.dev?.namespace as string;
 }, 900_000);
 
 afterAll(async () => {
-  await client?.close();
-  await gateway?.close();
-  await deleteTestNamespace(kc, namespace);
-  await operator?.kill('SIGTERM');
-  await agent?.kill('SIGTERM');
-  if (dir) await killStrayVMs(join(dir, 'state'));
-  await custom
-    .deleteClusterCustomObject({
-      group: 'waggle.dev',
-      version: 'v1alpha1',
-      plural: 'wagglenodes',
-      name: nodeName,
-    })
-    .catch(() => undefined);
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await stack?.close();
 });
 
 describe('background processes through MCP (real operator, node-agent and TCG microVMs)', () => {
