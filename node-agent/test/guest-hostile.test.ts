@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureGuestImages } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../src/agent.ts';
+import type { Agent } from '../src/agent.ts';
 import { GuestFileError, GuestUnavailableError } from '../src/errors.ts';
 import { type GuestConnections, runCommand } from '../src/guest/ssh-connections.ts';
 import { readHostTscKHz } from '../src/vm/host-tsc.ts';
 import type { VMNetworks } from '../src/vm/network/vm-network.ts';
 import type { GuestImages, VMManager } from '../src/vm/vm-manager.ts';
-import { pythonSpec, testConnections, testLog, testManager, testNetworks } from './vm-fixtures.ts';
+import { pythonSpec, testAgent, testConnections, testManager, testNetworks } from './vm-fixtures.ts';
 
 // What a hostile guest tries (issue #15, "node-agent survives any guest" and "inside the
 // guest"): code running as the sandbox user must not crash the agent, read root's files or
@@ -51,27 +51,7 @@ beforeAll(async () => {
   networks = await testNetworks('10.253.215.0/24');
   vms = testManager({ stateDir, images, networks, tscKHz: await readHostTscKHz() });
   await Promise.all([vms.create(spec(A)), vms.create(spec(B))]);
-  agent = new Agent({
-    vms,
-    log: testLog,
-    limits: {
-      defaultExecTimeoutMs: 30_000,
-      maxExecTimeoutMs: 300_000,
-      maxOutputBytes: 1 << 20,
-      maxWriteBytes: 1 << 20,
-      maxReadBytes: 1 << 20,
-      maxListEntries: 1_000,
-      installTimeoutMs: 240_000,
-      capacity: { vms: 2, cpus: 2, memoryMiB: 1024 },
-    },
-    info: {
-      nodeName: 'hostile-test',
-      accelerator: 'tcg',
-      agentVersion: 'test',
-      capacity: { vms: 2, cpus: 2, memoryMiB: 1024 },
-      runtimes: ['python'],
-    },
-  });
+  agent = testAgent(vms, 'hostile-test');
   inspect = testConnections(vms);
 }, 900_000);
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureGuestImages, waitFor } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../src/agent.ts';
+import type { Agent } from '../src/agent.ts';
 import {
   Code,
   ConnectError,
@@ -18,7 +18,7 @@ import { startServers } from '../src/server.ts';
 import { readHostTscKHz } from '../src/vm/host-tsc.ts';
 import type { VMNetworks } from '../src/vm/network/vm-network.ts';
 import type { GuestImages, VMManager } from '../src/vm/vm-manager.ts';
-import { pythonSpec, testConnections, testLog, testManager, testNetworks } from './vm-fixtures.ts';
+import { pythonSpec, testAgent, testConnections, testManager, testNetworks } from './vm-fixtures.ts';
 
 // Background processes (StartProcess / ReadProcessOutput / KillProcess) through the real API
 // edge: an in-process Agent served by the agent's own ConnectRPC server, real TCG VMs. A is used
@@ -76,27 +76,7 @@ beforeAll(async () => {
   networks = await testNetworks('10.253.220.0/24');
   vms = testManager({ stateDir, images, networks, tscKHz: await readHostTscKHz() });
   await Promise.all([vms.create(pythonSpec(A)), vms.create(pythonSpec(B))]);
-  agent = new Agent({
-    vms,
-    log: testLog,
-    limits: {
-      defaultExecTimeoutMs: 30_000,
-      maxExecTimeoutMs: 300_000,
-      maxOutputBytes: RING,
-      maxWriteBytes: 1 << 20,
-      maxReadBytes: 1 << 20,
-      maxListEntries: 1_000,
-      installTimeoutMs: 240_000,
-      capacity: { vms: 2, cpus: 2, memoryMiB: 1024 },
-    },
-    info: {
-      nodeName: 'processes-test',
-      accelerator: 'tcg',
-      agentVersion: 'test',
-      capacity: { vms: 2, cpus: 2, memoryMiB: 1024 },
-      runtimes: ['python'],
-    },
-  });
+  agent = testAgent(vms, 'processes-test', { maxOutputBytes: RING });
   servers = await startServers({
     agent,
     metrics: createMetrics(),

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { Agent, type AgentLimits } from '../src/agent.ts';
 import { GuestConnections } from '../src/guest/ssh-connections.ts';
 import { createLogger } from '../src/logger.ts';
 import { nodeResolvers } from '../src/vm/network/dns-forwarder.ts';
@@ -64,3 +65,27 @@ export const pythonSpec = (vmId: string) => ({
   diskMiB: 1024,
   egress: 'all' as const,
 });
+
+/**
+ * An in-process Agent over a test's VM manager, with the production limits except the ones a
+ * test narrows (e.g. a smaller output ring); two python VMs of capacity.
+ */
+export function testAgent(vms: VMManager, nodeName: string, limits: Partial<AgentLimits> = {}): Agent {
+  const capacity = { vms: 2, cpus: 2, memoryMiB: 1024 };
+  return new Agent({
+    vms,
+    log: testLog,
+    limits: {
+      defaultExecTimeoutMs: 30_000,
+      maxExecTimeoutMs: 300_000,
+      maxOutputBytes: 1 << 20,
+      maxWriteBytes: 1 << 20,
+      maxReadBytes: 1 << 20,
+      maxListEntries: 1_000,
+      installTimeoutMs: 240_000,
+      capacity,
+      ...limits,
+    },
+    info: { nodeName, accelerator: 'tcg', agentVersion: 'test', capacity, runtimes: ['python'] },
+  });
+}
