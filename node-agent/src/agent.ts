@@ -118,6 +118,21 @@ export class Agent {
     return this.vms.destroy(vmId);
   }
 
+  /** Checks a request to run code in a running VM; returns its language (default: the runtime's). */
+  async #codeRequest(req: { vmId: string; code: string; language?: string }): Promise<Language> {
+    const vm = await this.#running(req.vmId);
+    const language = (req.language || vm.runtime) as Language;
+    if (!Object.hasOwn(LANGUAGES, language)) {
+      throw new InvalidArgumentError(
+        `language "${req.language}" is not supported; use python, node or shell`,
+      );
+    }
+    if (typeof req.code !== 'string' || req.code.length === 0) {
+      throw new InvalidArgumentError('code is empty; pass the program text to run');
+    }
+    return language;
+  }
+
   /** The VM, if it runs; a VM whose QEMU went away says so (VMExitedError) instead. */
   async #running(vmId: string): Promise<VMRecord> {
     await this.vms.ensureAlive(vmId);
@@ -139,16 +154,7 @@ export class Agent {
     onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
     signal?: AbortSignal;
   }): Promise<GuestRunResult> {
-    const vm = await this.#running(req.vmId);
-    const language = (req.language || vm.runtime) as Language;
-    if (!(language in LANGUAGES)) {
-      throw new InvalidArgumentError(
-        `language "${req.language}" is not supported; use python, node or shell`,
-      );
-    }
-    if (typeof req.code !== 'string' || req.code.length === 0) {
-      throw new InvalidArgumentError('code is empty; pass the program text to run');
-    }
+    const language = await this.#codeRequest(req);
     const timeoutMs = req.timeoutMs || this.#limits.defaultExecTimeoutMs;
     if (timeoutMs > this.#limits.maxExecTimeoutMs) {
       throw new InvalidArgumentError(
@@ -181,16 +187,7 @@ export class Agent {
     code: string;
     language?: string;
   }): Promise<{ processId: string; startedAt: string }> {
-    const vm = await this.#running(req.vmId);
-    const language = (req.language || vm.runtime) as Language;
-    if (!Object.hasOwn(LANGUAGES, language)) {
-      throw new InvalidArgumentError(
-        `language "${req.language}" is not supported; use python, node or shell`,
-      );
-    }
-    if (typeof req.code !== 'string' || req.code.length === 0) {
-      throw new InvalidArgumentError('code is empty; pass the program text to run');
-    }
+    const language = await this.#codeRequest(req);
     const interpreter = this.#limits.interpreters?.[language];
     return this.#processes.start(req.vmId, await this.#guests.get(req.vmId), {
       code: req.code,
