@@ -10,6 +10,7 @@ import {
   EnvironmentReason,
   formatDuration,
   GROUP,
+  k8sTime,
   LAST_ACTIVITY_ANNOTATION,
   parseDuration,
   type Runtime,
@@ -317,7 +318,7 @@ export class EnvironmentService {
           '(set by the platform, WAGGLE_MAX_LIFETIME); use at most that, and create a new environment when it ends',
       );
     }
-    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const now = k8sTime(new Date());
     let updated: WaggleEnvironment;
     try {
       updated = (await this.#api.patchNamespacedCustomObject(

@@ -4,6 +4,7 @@ import {
   ENVIRONMENT_PLURAL,
   EXPOSED_PORTS_ANNOTATION,
   GROUP,
+  k8sTime,
   VERSION,
   type WaggleEnvironment,
 } from '@waggle/crds';
@@ -52,7 +53,6 @@ const isExpired = (e: Exposure, now: number, maxPublicMs = Number.POSITIVE_INFIN
   const at = Date.parse(e.expiresAt);
   return !(at > now) || at - Date.parse(e.createdAt) > maxPublicMs + 60_000;
 };
-const k8sTime = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 
 /** A public preview token: 32 random bytes, URL-safe. Only its hash is stored. */
 const newToken = () => randomBytes(32).toString('base64url');
@@ -114,7 +114,7 @@ export class PreviewService {
     const token = opts.public ? newToken() : undefined;
     const now = Date.now();
     const expiresAt = opts.public
-      ? k8sTime(now + Math.min((opts.expiresMinutes ?? 60) * 60_000, this.#maxPublicMs))
+      ? k8sTime(new Date(now + Math.min((opts.expiresMinutes ?? 60) * 60_000, this.#maxPublicMs)))
       : undefined;
     await this.#update(caller.namespace, envId, (current) => {
       // One private and one public entry per port: a new public URL replaces the port's previous
@@ -135,7 +135,7 @@ export class PreviewService {
           public: opts.public,
           ...(token ? { tokenSha256: sha256(token) } : {}),
           ...(expiresAt ? { expiresAt } : {}),
-          createdAt: k8sTime(now),
+          createdAt: k8sTime(new Date(now)),
         },
       ];
     });

@@ -115,7 +115,7 @@ export class SandboxService {
       agent = this.#clientFactory(endpoint);
       this.#clients.set(endpoint, agent);
     }
-    this.#activity.touch(env.metadata.namespace as string, id, idleTimeoutMs(env));
+    this.touch(env);
     return { agent, vmId: env.status?.vmId as string, id };
   }
 

@@ -1,4 +1,4 @@
-import { deadlines, parseDuration } from '@waggle/crds';
+import { deadlines, k8sTime, parseDuration } from '@waggle/crds';
 import { z } from 'zod';
 import { defineTool } from '../mcp/tool.ts';
 import type { ToolDeps } from './deps.ts';
@@ -33,10 +33,8 @@ export const extendEnvironmentTool = (d: ToolDeps) =>
       return {
         environment_id: args.environment_id,
         timeout: Math.round(parseDuration(env.spec.idleTimeout) / 60_000),
-        expires_at: t.expiresAt.toISOString().replace(/\.\d+Z$/, 'Z'),
-        ...(t.absoluteDeadline
-          ? { max_expires_at: t.absoluteDeadline.toISOString().replace(/\.\d+Z$/, 'Z') }
-          : {}),
+        expires_at: k8sTime(t.expiresAt),
+        ...(t.absoluteDeadline ? { max_expires_at: k8sTime(t.absoluteDeadline) } : {}),
       };
     },
   });
