@@ -175,6 +175,11 @@ export type EnvironmentPhase = z.output<typeof environmentPhaseSchema>;
 export const EnvironmentConditionType = {
   Scheduled: 'Scheduled',
   Ready: 'Ready',
+  /**
+   * False while the node running the VM has not heartbeated within the stale window (judged by
+   * the operator's clock); the VM is kept, and the condition clears when heartbeats return.
+   */
+  NodeReachable: 'NodeReachable',
 } as const;
 
 /** Stable `reason` strings; clients may switch on them. */
@@ -187,7 +192,17 @@ export const EnvironmentReason = {
   Booting: 'Booting',
   /** Ready=True: the guest answers. */
   Running: 'Running',
-  /** Ready=False, terminal: the node stopped heartbeating while it ran the VM. */
+  /**
+   * Ready=False and NodeReachable=False: the node stopped heartbeating; the VM is kept and the
+   * environment recovers when heartbeats return (within the operator's node-lost grace).
+   */
+  NodeUnreachable: 'NodeUnreachable',
+  /** NodeReachable=True: the node heartbeats (again). */
+  NodeReachable: 'NodeReachable',
+  /**
+   * Ready=False, terminal: the node stayed unreachable longer than the node-lost grace
+   * (WAGGLE_NODE_LOST_GRACE); its VM is destroyed when the node answers again.
+   */
   NodeLost: 'NodeLost',
   /** Ready=False, terminal: the VM failed to start or disappeared. */
   VMFailed: 'VMFailed',

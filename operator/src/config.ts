@@ -36,6 +36,12 @@ export const operatorConfigSchema = z.object({
   WAGGLE_RECONCILE_WORKERS: z.coerce.number().int().min(1).max(64).default(4),
   WAGGLE_RESYNC: durationMs.default(300_000),
   WAGGLE_NODE_STALE_AFTER: durationMs.default(40_000),
+  /** How long an environment's node may be unreachable before the environment fails (NodeLost). */
+  WAGGLE_NODE_LOST_GRACE: durationMs.default(600_000),
+  /** Deadline of the operator's short node-agent calls (GetVM, DestroyVM, ListVMs). */
+  WAGGLE_AGENT_CALL_TIMEOUT: durationMs
+    .refine((ms) => ms >= 1_000, { error: 'must be at least 1s' })
+    .default(15_000),
   WAGGLE_NODE_CHECK_INTERVAL: durationMs.default(5_000),
   WAGGLE_UNSCHEDULABLE_RETRY: durationMs.default(15_000),
   WAGGLE_DESTROY_TIMEOUT: durationMs.default(120_000),

@@ -69,6 +69,8 @@ async function main(): Promise<void> {
       resyncMs: config.WAGGLE_RESYNC,
       nodeCheckEveryMs: config.WAGGLE_NODE_CHECK_INTERVAL,
       nodeStaleAfterMs: config.WAGGLE_NODE_STALE_AFTER,
+      nodeLostGraceMs: config.WAGGLE_NODE_LOST_GRACE,
+      agentCallTimeoutMs: config.WAGGLE_AGENT_CALL_TIMEOUT,
       unschedulableRetryMs: config.WAGGLE_UNSCHEDULABLE_RETRY,
       destroyTimeoutMs: config.WAGGLE_DESTROY_TIMEOUT,
       createTimeoutMs: config.WAGGLE_CREATE_TIMEOUT,

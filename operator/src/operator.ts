@@ -8,13 +8,14 @@ import {
   type WaggleEnvironment,
   type WaggleNode,
 } from '@waggle/crds';
-import { keyOf, startInformer } from '@waggle/crds/informer';
+import { type Informer, keyOf, startInformer } from '@waggle/crds/informer';
 import type { NodeAgentClient } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 import { AgentClients } from './environment/agent-clients.ts';
 import { EventRecorder } from './environment/events.ts';
 import { EnvironmentReconciler, type ReconcilerConfig } from './environment/reconciler.ts';
 import { EnvironmentStore } from './environment/store.ts';
+import { HeartbeatTracker } from './node/heartbeat-tracker.ts';
 import { NodeLifecycle } from './node/node-lifecycle.ts';
 import { OrphanVMCollector } from './node/orphan-vms.ts';
 import { Controller } from './runtime/controller.ts';
@@ -115,7 +116,10 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     }
   };
   const nodeSignatures = new Map<string, string>();
-  const nodes = startInformer<KubernetesObject>({
+  // Heartbeats judged by this process's clock; followers track them too, so a new leader
+  // knows which nodes went quiet before it took over.
+  const heartbeats = new HeartbeatTracker(() => nodes.healthySince());
+  const nodes: Informer<KubernetesObject> = startInformer<KubernetesObject>({
     name: 'wagglenodes',
     kc: o.kc,
     path: `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`,
@@ -124,6 +128,8 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       // A heartbeat rewrites the node's status every few seconds; only a change that can alter
       // a decision (readiness, capacity, runtimes, endpoint, cordon) re-queues its environments.
       const name = obj.metadata?.name ?? '';
+      if (type === 'delete') heartbeats.forget(name);
+      else heartbeats.observe(name, (obj as unknown as WaggleNode).status?.lastHeartbeatTime);
       const signature = type === 'delete' ? undefined : schedulingSignature(obj as unknown as WaggleNode);
       if (type !== 'add' && signature !== undefined && nodeSignatures.get(name) === signature) return;
       if (signature === undefined) nodeSignatures.delete(name);
@@ -141,6 +147,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     listEnvs: () => envs.list() as unknown as WaggleEnvironment[],
     getNode: (name) => nodes.get(name) as unknown as WaggleNode | undefined,
     listNodes: () => nodes.list() as unknown as WaggleNode[],
+    nodeSilentForMs: (name) => heartbeats.silentForMs(name),
     store: new EnvironmentStore(o.kc),
     agents,
     events,
@@ -151,6 +158,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   });
   const lifecycle = new NodeLifecycle(o.kc, {
     listNodes: () => nodes.list() as unknown as WaggleNode[],
+    silentForMs: (name) => heartbeats.silentForMs(name),
     staleAfterMs: o.config.nodeStaleAfterMs,
     log,
     onNodeLost: envsOnNode,

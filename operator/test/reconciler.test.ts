@@ -26,8 +26,18 @@ const nodesToStop = new Map<
   { stopHeartbeat(): void; resumeHeartbeat(): void; remove(): Promise<void> }
 >();
 
-async function registerNode(name: string, endpoint: string, vms: number): Promise<void> {
-  const node = await registerFakeNode(custom, { name, endpoint, vms });
+async function registerNode(
+  name: string,
+  endpoint: string,
+  vms: number,
+  clockSkewMs?: number,
+): Promise<void> {
+  const node = await registerFakeNode(custom, {
+    name,
+    endpoint,
+    vms,
+    ...(clockSkewMs ? { clockSkewMs } : {}),
+  });
   nodesToStop.set(name, node);
 }
 
@@ -96,6 +106,8 @@ beforeAll(async () => {
       resyncMs: 30_000,
       nodeCheckEveryMs: 500,
       nodeStaleAfterMs: 10_000, // generous: heartbeats every 1 s can lag on a loaded 2-core machine
+      nodeLostGraceMs: 8_000,
+      agentCallTimeoutMs: 3_000,
       unschedulableRetryMs: 1_000,
       destroyTimeoutMs: 3_000,
       verifyEveryMs: 2_000,
@@ -212,7 +224,65 @@ describe('WaggleEnvironment reconciler (real apiserver, fake node-agent)', () =>
     }
   });
 
-  it('marks a silent node not Ready and its environments NodeLost; new ones avoid it', {
+  it('keeps the VM of a node that goes quiet (NodeReachable=False) and recovers when heartbeats return', {
+    timeout: 60_000,
+  }, async () => {
+    // The agent's clock is an hour behind: judged by its timestamps this node would look dead.
+    const nodeName = `fake-skew-${process.pid}`;
+    const other = await startFakeNodeAgent();
+    const condition = (e: WaggleEnvironment | undefined, type: string) =>
+      e?.status?.conditions?.find((c) => c.type === type);
+    try {
+      await registerNode(nodeName, other.url, 5, -3_600_000);
+      await createEnv('quiet', { runtime: 'python', nodeName });
+      const running = await until(
+        envs,
+        (items) => items.find((e) => e.metadata.name === 'quiet')?.status?.phase === 'Running',
+        'quiet to run on a node whose clock is an hour behind',
+      );
+      const uid = running.find((e) => e.metadata.name === 'quiet')?.metadata.uid as string;
+      nodesToStop.get(nodeName)?.stopHeartbeat();
+      const unreachable = await until(
+        envs,
+        (items) =>
+          condition(
+            items.find((e) => e.metadata.name === 'quiet'),
+            'NodeReachable',
+          )?.status === 'False',
+        'NodeReachable=False',
+        30_000,
+      );
+      const quiet = unreachable.find((e) => e.metadata.name === 'quiet');
+      expect(quiet?.status?.phase).toBe('Running');
+      expect(condition(quiet, 'Ready')).toMatchObject({ status: 'False', reason: 'NodeUnreachable' });
+      expect(condition(quiet, 'NodeReachable')?.message).toMatch(/VM is kept/);
+      expect(other.vms.has(uid)).toBe(true);
+      nodesToStop.get(nodeName)?.resumeHeartbeat();
+      const back = await until(
+        envs,
+        (items) =>
+          condition(
+            items.find((e) => e.metadata.name === 'quiet'),
+            'NodeReachable',
+          )?.status === 'True',
+        'NodeReachable=True again',
+        30_000,
+      );
+      const recovered = back.find((e) => e.metadata.name === 'quiet');
+      expect(recovered?.status?.phase).toBe('Running');
+      expect(condition(recovered, 'Ready')).toMatchObject({ status: 'True', reason: 'Running' });
+      expect(other.vms.has(uid)).toBe(true);
+      expect(other.destroyCalls).not.toContain(uid);
+    } finally {
+      await custom.deleteCollectionNamespacedCustomObject({ ...G, namespace, plural: 'waggleenvironments' });
+      await until(envs, (items) => items.length === 0, 'cleanup', 30_000);
+      await nodesToStop.get(nodeName)?.remove();
+      nodesToStop.delete(nodeName);
+      await other.stop();
+    }
+  });
+
+  it('marks a silent node not Ready and, after the node-lost grace, its environments NodeLost; new ones avoid it', {
     timeout: 60_000,
   }, async () => {
     const nodeName = `fake-b-${process.pid}`;
@@ -354,6 +424,47 @@ describe('WaggleEnvironment reconciler (real apiserver, fake node-agent)', () =>
       name: 'vanishing',
     });
     await until(envs, (items) => items.length === 0, 'cleanup', 20_000);
+  });
+});
+
+describe('a black-holed node', () => {
+  it('holds none of the operator’s workers: its calls time out off the workers, other environments start', {
+    timeout: 90_000,
+  }, async () => {
+    const stuck = await startFakeNodeAgent({ createDelayMs: 50 });
+    const nodeName = `fake-stuck-${process.pid}`;
+    const node = await registerFakeNode(custom, { name: nodeName, endpoint: stuck.url, vms: 8 });
+    const names = Array.from({ length: 6 }, (_, i) => `stuck-${i}`); // more than the 4 workers
+    try {
+      for (const n of names) await createEnv(n, { runtime: 'python', nodeName });
+      await until(
+        envs,
+        (items) => names.every((n) => items.find((e) => e.metadata.name === n)?.status?.phase === 'Running'),
+        'six environments Running on the node',
+      );
+      // The node keeps heartbeating but stops answering calls; every Running environment's
+      // periodic GetVM now hangs until its deadline.
+      stuck.stalled = true;
+      await new Promise((r) => setTimeout(r, 4_000));
+      const t0 = Date.now();
+      await createEnv('elsewhere', { runtime: 'python' });
+      await until(
+        envs,
+        (items) => items.find((e) => e.metadata.name === 'elsewhere')?.status?.phase === 'Running',
+        'an environment on a healthy node to start while the stuck node hangs',
+        20_000,
+      );
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      // A call that timed out is not a verdict: the stuck node's environments are still Running.
+      const items = await envs();
+      for (const n of names) expect(items.find((e) => e.metadata.name === n)?.status?.phase).toBe('Running');
+    } finally {
+      stuck.stalled = false;
+      await custom.deleteCollectionNamespacedCustomObject({ ...G, namespace, plural: 'waggleenvironments' });
+      await until(envs, (items) => items.length === 0, 'cleanup', 40_000);
+      await node.remove();
+      await stuck.stop();
+    }
   });
 });
 

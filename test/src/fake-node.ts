@@ -1,13 +1,15 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 
 const G = { group: 'waggle.dev', version: 'v1alpha1', plural: 'wagglenodes' };
-const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-
-/** Registers a WaggleNode and heartbeats its status every second, as a node-agent would. */
+/**
+ * Registers a WaggleNode and heartbeats its status every second, as a node-agent would.
+ * `clockSkewMs` shifts the times it writes (an agent whose clock is off).
+ */
 export async function registerFakeNode(
   custom: CustomObjectsApi,
-  opts: { name: string; endpoint: string; vms: number; runtimes?: string[] },
+  opts: { name: string; endpoint: string; vms: number; runtimes?: string[]; clockSkewMs?: number },
 ): Promise<{ stopHeartbeat(): void; resumeHeartbeat(): void; remove(): Promise<void> }> {
+  const now = () => new Date(Date.now() + (opts.clockSkewMs ?? 0)).toISOString().replace(/\.\d+Z$/, 'Z');
   await custom.createClusterCustomObject({
     ...G,
     body: { apiVersion: 'waggle.dev/v1alpha1', kind: 'WaggleNode', metadata: { name: opts.name } },

@@ -29,6 +29,12 @@ export interface Informer<T extends KubernetesObject> {
   /** Objects as last seen (namespace/name → object). */
   get(key: string): T | undefined;
   list(): readonly T[];
+  /**
+   * When the watch last came back after a failure (or first connected), by `performance.now()`;
+   * undefined while it is down. Observers that judge objects by the absence of updates (node
+   * heartbeats) must not count time during which updates could not arrive.
+   */
+  healthySince(): number | undefined;
   /** Resolves after the first full list. */
   synced: Promise<void>;
   stop(): Promise<void>;
@@ -61,6 +67,7 @@ export function startInformer<T extends KubernetesObject>(opts: InformerOptions<
     resolveSynced = r;
   });
 
+  let healthySince: number | undefined;
   const deliver = (type: InformerEvent) => (obj: T) => {
     backoffMs = 200;
     opts.onEvent(type, obj);
@@ -70,6 +77,8 @@ export function startInformer<T extends KubernetesObject>(opts: InformerOptions<
   informer.on('delete', deliver('delete'));
   informer.on('connect', () => {
     backoffMs = 200;
+    // A routine watch reconnect keeps the mark; only a recovery from a failure moves it.
+    healthySince ??= performance.now();
   });
 
   /** (Re)starts list+watch once; failures come back through `retry`. */
@@ -91,11 +100,13 @@ export function startInformer<T extends KubernetesObject>(opts: InformerOptions<
       msg,
     );
     restartTimer = setTimeout(() => void start(), backoffMs);
-    backoffMs = Math.min(backoffMs * 2, 30_000);
+    // Capped low: one control plane coming back should be seen within seconds, not half a minute.
+    backoffMs = Math.min(backoffMs * 2, 5_000);
   };
-  informer.on('error', (err: unknown) =>
-    retry(err, listed ? 'watch failed; restarting' : 'list failed; retrying'),
-  );
+  informer.on('error', (err: unknown) => {
+    healthySince = undefined;
+    retry(err, listed ? 'watch failed; restarting' : 'list failed; retrying');
+  });
   void start();
 
   const resync = opts.resyncMs
@@ -111,6 +122,7 @@ export function startInformer<T extends KubernetesObject>(opts: InformerOptions<
       return b === undefined ? informer.get(a as string) : informer.get(b, a);
     },
     list: () => informer.list(),
+    healthySince: () => healthySince,
     synced,
     async stop() {
       stopped = true;

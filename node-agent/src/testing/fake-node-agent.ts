@@ -16,6 +16,8 @@ export interface FakeNodeAgent {
   cancelledExecs: string[];
   /** Files by `${vmId}:${path}`. */
   files: Map<string, Uint8Array>;
+  /** While true, GetVM and DestroyVM never answer (a black-holed node). */
+  stalled: boolean;
   stop(): Promise<void>;
 }
 
@@ -63,6 +65,14 @@ export async function startFakeNodeAgent(
   const requireVM = (vmId: string) => {
     if (!vms.has(vmId)) throw notFound(`no VM "${vmId}" on this node`);
   };
+  const state = { stalled: false };
+  /** Resolves at once, or never while stalled (until the caller gives up). */
+  const unlessStalled = (signal: AbortSignal) =>
+    state.stalled
+      ? new Promise<void>((_resolve, reject) =>
+          signal.addEventListener('abort', () => reject(new ConnectError('aborted', Code.Canceled))),
+        )
+      : Promise.resolve();
   const handler = connectNodeAdapter({
     routes: (router) =>
       router.service(NodeAgentService, {
@@ -78,11 +88,13 @@ export async function startFakeNodeAgent(
             vm: { spec: req.spec, state: VMState.VM_STATE_RUNNING, bootMs: opts.createDelayMs ?? 50 },
           };
         },
-        async getVM(req) {
+        async getVM(req, ctx) {
+          await unlessStalled(ctx.signal);
           requireVM(req.vmId);
           return { vm: { spec: { vmId: req.vmId }, state: VMState.VM_STATE_RUNNING } };
         },
-        async destroyVM(req) {
+        async destroyVM(req, ctx) {
+          await unlessStalled(ctx.signal);
           destroyCalls.push(req.vmId);
           processes.delete(req.vmId);
           return { existed: vms.delete(req.vmId) };
@@ -223,6 +235,12 @@ export async function startFakeNodeAgent(
     execCalls,
     cancelledExecs,
     files,
+    get stalled() {
+      return state.stalled;
+    },
+    set stalled(v: boolean) {
+      state.stalled = v;
+    },
     stop: () =>
       new Promise((r) => {
         server.close(() => r());

@@ -8,18 +8,37 @@ import {
   type WaggleEnvironmentStatus,
   type WaggleNode,
 } from '@waggle/crds';
-import { Code, ConnectError, Egress, Runtime, VMState } from '@waggle/node-agent/client';
+import {
+  Code,
+  ConnectError,
+  type DestroyVMResponse,
+  Egress,
+  type GetVMResponse,
+  Runtime,
+  VMState,
+} from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 import type { ReconcileResult } from '../runtime/controller.ts';
 import type { AgentClients } from './agent-clients.ts';
 import { getCondition, setCondition } from './conditions.ts';
 import type { EventRecorder } from './events.ts';
+import { OffWorkerCalls } from './off-worker-calls.ts';
 import { type Allocation, type NodeView, pickNode } from './scheduler.ts';
 import { type EnvironmentStore, FINALIZER } from './store.ts';
 
 export interface ReconcilerConfig {
-  /** A node whose heartbeat is older than this is lost. */
+  /**
+   * A node whose heartbeat has not changed for this long (by the operator's clock) is
+   * unreachable: nothing new is scheduled there, its environments say NodeReachable=False.
+   */
   nodeStaleAfterMs: number;
+  /**
+   * How long an environment's node may stay unreachable before the environment fails as
+   * NodeLost (and its VM is destroyed when the node answers again); default 10 min.
+   */
+  nodeLostGraceMs?: number;
+  /** Deadline of the short node-agent calls (GetVM, DestroyVM); default 15 s. */
+  agentCallTimeoutMs?: number;
   /** How soon an unschedulable environment is tried again (capacity changes also trigger it). */
   unschedulableRetryMs: number;
   /** How long the finalizer tries to destroy a VM on an unreachable node before releasing. */
@@ -35,6 +54,8 @@ export interface ReconcilerDeps {
   listEnvs: () => readonly WaggleEnvironment[];
   getNode: (name: string) => WaggleNode | undefined;
   listNodes: () => readonly WaggleNode[];
+  /** How long a node's heartbeat has not changed, by the operator's clock (HeartbeatTracker). */
+  nodeSilentForMs: (name: string) => number;
   store: EnvironmentStore;
   agents: AgentClients;
   events: EventRecorder;
@@ -52,15 +73,19 @@ const ASSUME_TTL_MS = 5_000;
 const RUNTIME = { python: Runtime.PYTHON, node: Runtime.NODE, shell: Runtime.SHELL } as const;
 const keyOf = (e: WaggleEnvironment) => `${e.metadata.namespace}/${e.metadata.name}`;
 
-type Creation = { done: boolean; error?: unknown };
+const DEFAULT_NODE_LOST_GRACE_MS = 600_000;
+const DEFAULT_AGENT_CALL_TIMEOUT_MS = 15_000;
+const seconds = (ms: number) => `${Math.round(ms / 1000)} s`;
 
 /** Level-based reconciler for WaggleEnvironments (see docs/architecture.md, operator). */
 export class EnvironmentReconciler {
   readonly #d: ReconcilerDeps;
   /** Node assignments written but not yet visible in the cache (kube-scheduler's "assume"). */
   readonly #assumed = new Map<string, { node: string; cpus: number; memoryMiB: number; at: number }>();
-  /** CreateVM calls in flight, by environment UID; they run outside the worker. */
-  readonly #creating = new Map<string, Creation>();
+  /** Node-agent calls by environment UID; they run outside the workers (a stuck node holds none). */
+  readonly #creates = new OffWorkerCalls<unknown>();
+  readonly #verifies = new OffWorkerCalls<GetVMResponse>();
+  readonly #destroys = new OffWorkerCalls<DestroyVMResponse>();
   /** When the finalizer first failed to reach a node, by UID. */
   readonly #destroyFailingSince = new Map<string, number>();
   #scheduling: Promise<unknown> = Promise.resolve();
@@ -75,13 +100,17 @@ export class EnvironmentReconciler {
     return this.#d.now?.() ?? new Date();
   }
 
+  get #callTimeoutMs(): number {
+    return this.#d.config.agentCallTimeoutMs ?? DEFAULT_AGENT_CALL_TIMEOUT_MS;
+  }
+
   #nodeView(n: WaggleNode): NodeView {
     const ready = getCondition(n.status?.conditions, NodeConditionType.Ready)?.status === 'True';
-    const hb = n.status?.lastHeartbeatTime ? Date.parse(n.status.lastHeartbeatTime) : Number.NaN;
+    const name = n.metadata.name as string;
     return {
-      name: n.metadata.name as string,
+      name,
       ready,
-      heartbeatAgeMs: Number.isNaN(hb) ? Number.POSITIVE_INFINITY : this.#now().getTime() - hb,
+      heartbeatAgeMs: this.#d.nodeSilentForMs(name),
       unschedulable: n.spec?.unschedulable ?? false,
       runtimes: n.status?.runtimes ?? [],
       capacity: n.status?.capacity ?? { vms: 0, cpus: 0, memoryMiB: 0 },
@@ -94,6 +123,11 @@ export class EnvironmentReconciler {
     if (!n) return false;
     const v = this.#nodeView(n);
     return v.ready && v.heartbeatAgeMs <= this.#d.config.nodeStaleAfterMs;
+  }
+
+  /** How long past the stale window the node has been silent (0: it heartbeats). */
+  #unreachableForMs(name: string): number {
+    return Math.max(0, this.#d.nodeSilentForMs(name) - this.#d.config.nodeStaleAfterMs);
   }
 
   #allocations(): Map<string, Allocation> {
@@ -179,27 +213,21 @@ export class EnvironmentReconciler {
     const nodeName = env.status?.nodeName;
     if (!nodeName) return this.#schedule(env, expiresAt, untilExpiry);
 
-    if (!this.#nodeAlive(nodeName)) {
-      this.#creating.delete(uid);
-      await this.#fail(
-        env,
-        EnvironmentReason.NodeLost,
-        `node ${nodeName} stopped reporting; the VM is lost`,
-        expiresAt,
-      );
-      return { requeueAfterMs: untilExpiry };
+    const unreachableMs = this.#unreachableForMs(nodeName);
+    if (unreachableMs > 0) return this.#nodeUnreachable(env, nodeName, unreachableMs, expiresAt, untilExpiry);
+    if (getCondition(env.status?.conditions, EnvironmentConditionType.NodeReachable)?.status === 'False') {
+      await this.#nodeReachableAgain(env, nodeName);
+      return undefined; // the update brings the object back through the queue
     }
     const endpoint = this.#d.getNode(nodeName)?.status?.endpoint;
     if (!endpoint) return { requeueAfterMs: 1_000 };
     const agent = this.#d.agents.for(endpoint);
 
     if (env.status?.phase !== 'Running') {
-      const creation = this.#creating.get(uid);
-      if (!creation) {
-        const c: Creation = { done: false };
-        this.#creating.set(uid, c);
-        agent
-          .createVM(
+      const creation = this.#creates.take(
+        uid,
+        () =>
+          agent.createVM(
             {
               spec: {
                 vmId: uid,
@@ -212,17 +240,10 @@ export class EnvironmentReconciler {
               },
             },
             { timeoutMs: this.#d.config.createTimeoutMs ?? 300_000 },
-          )
-          .then(
-            () => {
-              c.done = true;
-            },
-            (err) => {
-              c.done = true;
-              c.error = err;
-            },
-          )
-          .finally(() => this.#d.enqueue(key));
+          ),
+        () => this.#d.enqueue(key),
+      );
+      if (creation.state === 'started') {
         await this.#setStatus(env, {
           phase: 'Booting',
           expiresAt,
@@ -236,9 +257,8 @@ export class EnvironmentReconciler {
         });
         return undefined;
       }
-      if (!creation.done) return undefined; // its completion enqueues the key
-      this.#creating.delete(uid);
-      if (creation.error) {
+      if (creation.state === 'pending') return undefined; // its completion enqueues the key
+      if (creation.state === 'failed') {
         const err = ConnectError.from(creation.error);
         if (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded) throw err; // retry with backoff
         if (err.code === Code.ResourceExhausted) {
@@ -294,31 +314,119 @@ export class EnvironmentReconciler {
       return { requeueAfterMs: Math.min(untilExpiry, this.#d.config.verifyEveryMs) };
     }
 
-    // Running: make sure the VM still exists and runs, keep expiry current.
-    try {
-      const { vm } = await agent.getVM({ vmId: uid });
-      if (vm?.state === VMState.VM_STATE_FAILED) {
-        await this.#fail(
-          env,
-          EnvironmentReason.VMExited,
-          `the VM on ${nodeName} stopped: ${vm.message || 'its QEMU exited'}`,
-          expiresAt,
-        );
-        return { requeueAfterMs: untilExpiry };
-      }
-    } catch (e) {
-      const err = ConnectError.from(e);
-      if (err.code === Code.NotFound) {
-        await this.#fail(env, EnvironmentReason.VMFailed, `the VM disappeared from ${nodeName}`, expiresAt);
-        return { requeueAfterMs: untilExpiry };
-      }
-      throw err;
-    }
+    // Running: keep expiry current, and make sure the VM still exists and runs (the GetVM runs
+    // off the worker with a deadline; its completion brings the key back).
     const lastActivityTime = k8sTime(d.lastActivity);
     if (env.status?.expiresAt !== expiresAt || env.status?.lastActivityTime !== lastActivityTime) {
       await this.#setStatus(env, { expiresAt, lastActivityTime });
     }
+    const verify = this.#verifies.take(
+      uid,
+      () => agent.getVM({ vmId: uid }, { timeoutMs: this.#callTimeoutMs }),
+      () => this.#d.enqueue(key),
+    );
+    if (verify.state === 'started' || verify.state === 'pending') return undefined;
+    if (verify.state === 'failed') {
+      const err = ConnectError.from(verify.error);
+      if (err.code === Code.NotFound) {
+        await this.#fail(env, EnvironmentReason.VMFailed, `the VM disappeared from ${nodeName}`, expiresAt);
+        return { requeueAfterMs: untilExpiry };
+      }
+      throw err; // retried with backoff; the VM is not judged on a failed call
+    }
+    const vm = verify.value.vm;
+    if (vm?.state === VMState.VM_STATE_FAILED) {
+      await this.#fail(
+        env,
+        EnvironmentReason.VMExited,
+        `the VM on ${nodeName} stopped: ${vm.message || 'its QEMU exited'}`,
+        expiresAt,
+      );
+      return { requeueAfterMs: untilExpiry };
+    }
     return { requeueAfterMs: Math.min(untilExpiry, this.#d.config.verifyEveryMs) };
+  }
+
+  /**
+   * The environment's node has not heartbeated past the stale window. Its VM is most likely
+   * fine (an agent restart, a slow rollout, an apiserver or network blip): keep it, say so in
+   * NodeReachable=False, and wait. Only past the node-lost grace does the environment fail.
+   */
+  async #nodeUnreachable(
+    env: WaggleEnvironment,
+    nodeName: string,
+    unreachableMs: number,
+    expiresAt: string,
+    untilExpiry: number,
+  ): Promise<ReconcileResult> {
+    const graceMs = this.#d.config.nodeLostGraceMs ?? DEFAULT_NODE_LOST_GRACE_MS;
+    const silentMs = unreachableMs + this.#d.config.nodeStaleAfterMs;
+    if (unreachableMs >= graceMs) {
+      await this.#fail(
+        env,
+        EnvironmentReason.NodeLost,
+        `node ${nodeName} sent no heartbeat for ${seconds(silentMs)} (node-lost grace ${seconds(graceMs)}); ` +
+          'the environment is lost, and its VM is destroyed if the node comes back',
+        expiresAt,
+      );
+      return { requeueAfterMs: untilExpiry };
+    }
+    const wasReachable =
+      getCondition(env.status?.conditions, EnvironmentConditionType.NodeReachable)?.status !== 'False';
+    const message =
+      `node ${nodeName} stopped heartbeating; the VM is kept and the environment recovers when ` +
+      `the node reports again (it fails as NodeLost after ${seconds(graceMs)} unreachable)`;
+    await this.#setStatus(env, {
+      expiresAt,
+      message,
+      conditions: setCondition(
+        setCondition(env.status?.conditions, {
+          type: EnvironmentConditionType.NodeReachable,
+          status: 'False',
+          reason: EnvironmentReason.NodeUnreachable,
+          message,
+        }),
+        {
+          type: EnvironmentConditionType.Ready,
+          status: 'False',
+          reason: EnvironmentReason.NodeUnreachable,
+          message,
+        },
+      ),
+    });
+    if (wasReachable)
+      await this.#d.events.record(env, 'Warning', EnvironmentReason.NodeUnreachable, message);
+    // Node events bring the key back when heartbeats return; poll too (no call is made).
+    return {
+      requeueAfterMs: Math.max(
+        1_000,
+        Math.min(graceMs - unreachableMs, untilExpiry, this.#d.config.verifyEveryMs),
+      ),
+    };
+  }
+
+  async #nodeReachableAgain(env: WaggleEnvironment, nodeName: string): Promise<void> {
+    const running = env.status?.phase === 'Running';
+    const message = `node ${nodeName} heartbeats again`;
+    let conditions = setCondition(env.status?.conditions, {
+      type: EnvironmentConditionType.NodeReachable,
+      status: 'True',
+      reason: EnvironmentReason.NodeReachable,
+      message,
+    });
+    if (running) {
+      conditions = setCondition(conditions, {
+        type: EnvironmentConditionType.Ready,
+        status: 'True',
+        reason: EnvironmentReason.Running,
+        message: 'the guest is ready',
+      });
+    }
+    await this.#setStatus(env, {
+      message: running ? `running on ${nodeName}` : `waiting for the VM on ${nodeName}`,
+      conditions,
+    });
+    await this.#d.events.record(env, 'Normal', EnvironmentReason.NodeReachable, message);
   }
 
   /**
@@ -332,21 +440,26 @@ export class EnvironmentReconciler {
     if (!nodeName || this.#failedReleased.has(uid) || !this.#nodeAlive(nodeName)) return;
     const endpoint = this.#d.getNode(nodeName)?.status?.endpoint;
     if (!endpoint) return;
-    try {
-      const { existed } = await this.#d.agents.for(endpoint).destroyVM({ vmId: uid }, { timeoutMs: 30_000 });
+    const agent = this.#d.agents.for(endpoint);
+    const r = this.#destroys.take(
+      uid,
+      () => agent.destroyVM({ vmId: uid }, { timeoutMs: this.#callTimeoutMs }),
+      () => this.#d.enqueue(keyOf(env)),
+    );
+    if (r.state === 'failed') {
+      this.#d.log.warn(
+        { envId: env.metadata.name, node: nodeName, err: ConnectError.from(r.error).rawMessage },
+        'could not destroy a failed environment’s VM; trying again on the next reconcile',
+      );
+    } else if (r.state === 'done') {
       this.#failedReleased.add(uid);
-      if (existed)
+      if (r.value.existed)
         await this.#d.events.record(
           env,
           'Normal',
           'VMDestroyed',
           `destroyed the failed environment's VM on ${nodeName}`,
         );
-    } catch (err) {
-      this.#d.log.warn(
-        { envId: env.metadata.name, node: nodeName, err: ConnectError.from(err).rawMessage },
-        'could not destroy a failed environment’s VM; trying again on the next reconcile',
-      );
     }
   }
 
@@ -461,21 +574,27 @@ export class EnvironmentReconciler {
       );
       return true;
     }
-    try {
-      await this.#d.agents.for(endpoint).destroyVM({ vmId: uid }, { timeoutMs: 30_000 });
-      return true;
-    } catch (e) {
+    const agent = this.#d.agents.for(endpoint);
+    const r = this.#destroys.take(
+      uid,
+      () => agent.destroyVM({ vmId: uid }, { timeoutMs: this.#callTimeoutMs }),
+      () => this.#d.enqueue(keyOf(env)),
+    );
+    if (r.state === 'started' || r.state === 'pending') {
       this.#destroyFailingSince.set(uid, since);
-      if (waitedMs < this.#d.config.destroyTimeoutMs) throw e; // retry with backoff
-      await this.#d.events.record(
-        env,
-        'Warning',
-        'VMNotDestroyed',
-        `could not destroy the VM on ${nodeName} for ${limitS} s ` +
-          `(${ConnectError.from(e).rawMessage}); releasing the environment. ${orphanHint}`,
-      );
-      return true;
+      return { requeueAfterMs: this.#callTimeoutMs + 1_000 }; // its completion enqueues the key sooner
     }
+    if (r.state === 'done') return true;
+    this.#destroyFailingSince.set(uid, since);
+    if (waitedMs < this.#d.config.destroyTimeoutMs) throw r.error; // retry with backoff
+    await this.#d.events.record(
+      env,
+      'Warning',
+      'VMNotDestroyed',
+      `could not destroy the VM on ${nodeName} for ${limitS} s ` +
+        `(${ConnectError.from(r.error).rawMessage}); releasing the environment. ${orphanHint}`,
+    );
+    return true;
   }
 
   async #finalize(env: WaggleEnvironment): Promise<ReconcileResult | undefined> {
@@ -502,14 +621,15 @@ export class EnvironmentReconciler {
     }
     // A CreateVM still in flight would race the destroy and could leave a VM behind; its
     // completion (bounded by createTimeoutMs) enqueues this key again.
-    const creation = this.#creating.get(uid);
-    if (creation && !creation.done) return { requeueAfterMs: 5_000 };
+    if (this.#creates.inFlight(uid)) return { requeueAfterMs: 5_000 };
     if (nodeName) {
       const released = await this.#destroyOnNode(env, nodeName);
       if (released !== true) return released;
     }
     this.#destroyFailingSince.delete(uid);
-    this.#creating.delete(uid);
+    this.#creates.forget(uid);
+    this.#verifies.forget(uid);
+    this.#destroys.forget(uid);
     this.#failedReleased.delete(uid);
     this.#assumed.delete(keyOf(env));
     await this.#d.store.setFinalizer(env, false);

@@ -5,6 +5,8 @@ import { setCondition } from '../environment/conditions.ts';
 
 export interface NodeLifecycleOptions {
   listNodes: () => readonly WaggleNode[];
+  /** How long the node's heartbeat has not changed, by this observer's clock (HeartbeatTracker). */
+  silentForMs: (node: string) => number;
   staleAfterMs: number;
   log: Logger;
   onNodeLost: (name: string) => void;
@@ -12,7 +14,9 @@ export interface NodeLifecycleOptions {
 
 /**
  * Marks WaggleNodes whose node-agent stopped heartbeating as not Ready (reason HeartbeatStale),
- * like the node lifecycle controller does for kubelets. A recovering agent sets Ready again.
+ * like the node lifecycle controller does for kubelets; silence is judged by this observer's
+ * clock (HeartbeatTracker). A recovering agent sets Ready again. Nothing here touches a VM: the
+ * reconciler keeps environments on an unreachable node for the node-lost grace.
  */
 export class NodeLifecycle {
   readonly #api: CustomObjectsApi;
@@ -27,13 +31,11 @@ export class NodeLifecycle {
   async check(now = new Date()): Promise<void> {
     for (const node of this.#o.listNodes()) {
       const ready = node.status?.conditions?.find((c) => c.type === NodeConditionType.Ready);
-      const hb = node.status?.lastHeartbeatTime ? Date.parse(node.status.lastHeartbeatTime) : 0;
-      const stale = now.getTime() - hb > this.#o.staleAfterMs;
-      if (!stale || ready?.status === 'False') continue;
       const name = node.metadata.name as string;
-      const ageS = hb ? Math.round((now.getTime() - hb) / 1000) : undefined;
-      const message = ageS
-        ? `no heartbeat from the node-agent for ${ageS} s`
+      const silentMs = this.#o.silentForMs(name);
+      if (silentMs <= this.#o.staleAfterMs || ready?.status === 'False') continue;
+      const message = node.status?.lastHeartbeatTime
+        ? `no new heartbeat from the node-agent for ${Math.round(silentMs / 1000)} s`
         : 'the node-agent never reported';
       try {
         await this.#api.replaceClusterCustomObjectStatus({

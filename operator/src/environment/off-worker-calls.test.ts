@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { OffWorkerCalls } from './off-worker-calls.ts';
+
+const deferred = <T>() => {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+};
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('OffWorkerCalls', () => {
+  it('starts one call per key, reports pending, then hands the result over once', async () => {
+    const calls = new OffWorkerCalls<string>();
+    const d = deferred<string>();
+    let started = 0;
+    let settled = 0;
+    const start = () => {
+      started++;
+      return d.promise;
+    };
+    expect(calls.take('k', start, () => settled++)).toEqual({ state: 'started' });
+    expect(calls.take('k', start, () => settled++)).toEqual({ state: 'pending' });
+    await tick();
+    expect(started).toBe(1);
+    expect(calls.inFlight('k')).toBe(true);
+    d.resolve('vm');
+    await tick();
+    expect(settled).toBe(1);
+    expect(calls.take('k', start, () => settled++)).toEqual({ state: 'done', value: 'vm' });
+    // Taken: the next take starts a new call.
+    expect(calls.take('k', start, () => settled++)).toEqual({ state: 'started' });
+    await tick();
+    expect(started).toBe(2);
+  });
+
+  it('reports failures and drops the result of a forgotten call', async () => {
+    const calls = new OffWorkerCalls<string>();
+    const d = deferred<string>();
+    calls.take(
+      'k',
+      () => d.promise,
+      () => undefined,
+    );
+    d.reject(new Error('deadline exceeded'));
+    await tick();
+    const r = calls.take(
+      'k',
+      () => d.promise,
+      () => undefined,
+    );
+    expect(r.state).toBe('failed');
+    expect((r as { error: Error }).error.message).toBe('deadline exceeded');
+
+    const late = deferred<string>();
+    calls.take(
+      'j',
+      () => late.promise,
+      () => undefined,
+    );
+    calls.forget('j');
+    late.resolve('stale');
+    await tick();
+    expect(calls.inFlight('j')).toBe(false);
+    const fresh = deferred<string>();
+    expect(
+      calls.take(
+        'j',
+        () => fresh.promise,
+        () => undefined,
+      ),
+    ).toEqual({ state: 'started' });
+  });
+});

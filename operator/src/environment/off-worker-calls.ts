@@ -1,0 +1,55 @@
+/** The state of one node-agent call made outside the reconcile workers. */
+export type OffWorkerCall<T> =
+  | { state: 'started' }
+  | { state: 'pending' }
+  | { state: 'done'; value: T }
+  | { state: 'failed'; error: unknown };
+
+/**
+ * Node-agent calls that run outside the reconcile workers, one per key: a worker starts a call
+ * and returns; the call's completion queues the key again, and the next reconcile takes the
+ * result. A slow or black-holed node therefore holds none of the operator's workers — each call
+ * still has its own deadline — and every other environment keeps being reconciled.
+ */
+export class OffWorkerCalls<T> {
+  readonly #calls = new Map<string, OffWorkerCall<T>>();
+
+  /**
+   * The finished call for `key` (forgotten once returned), `pending` while it runs, or — when
+   * there is none — starts `call` and returns `started`. `onSettled` runs when it finishes.
+   */
+  take(key: string, call: () => Promise<T>, onSettled: () => void): OffWorkerCall<T> {
+    const current = this.#calls.get(key);
+    if (current && current.state !== 'pending') {
+      this.#calls.delete(key);
+      return current;
+    }
+    if (current) return current;
+    const pending: OffWorkerCall<T> = { state: 'pending' };
+    this.#calls.set(key, pending);
+    // `call` runs after this returns, so a synchronous throw is a failure like any other.
+    Promise.resolve()
+      .then(call)
+      .then(
+        (value) => this.#settle(key, pending, { state: 'done', value }),
+        (error: unknown) => this.#settle(key, pending, { state: 'failed', error }),
+      )
+      .finally(onSettled);
+    return { state: 'started' };
+  }
+
+  /** True while a call for `key` runs. */
+  inFlight(key: string): boolean {
+    return this.#calls.get(key)?.state === 'pending';
+  }
+
+  /** Drops a finished result (a pending call keeps running; its result is dropped on arrival). */
+  forget(key: string): void {
+    this.#calls.delete(key);
+  }
+
+  #settle(key: string, pending: OffWorkerCall<T>, result: OffWorkerCall<T>): void {
+    // Only the call that is still registered records its result (forget() may have dropped it).
+    if (this.#calls.get(key) === pending) this.#calls.set(key, result);
+  }
+}
