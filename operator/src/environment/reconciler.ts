@@ -394,8 +394,7 @@ export class EnvironmentReconciler {
         },
       ),
     });
-    if (wasReachable)
-      await this.#d.events.record(env, 'Warning', EnvironmentReason.NodeUnreachable, message);
+    if (wasReachable) await this.#d.events.record(env, 'Warning', EnvironmentReason.NodeUnreachable, message);
     // Node events bring the key back when heartbeats return; poll too (no call is made).
     return {
       requeueAfterMs: Math.max(
