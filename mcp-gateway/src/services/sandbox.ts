@@ -20,6 +20,12 @@ import type { ActivityRecorder } from './activity.ts';
 import type { EnvironmentCache } from './environment-cache.ts';
 import { openTunnel } from './port-tunnel.ts';
 
+/**
+ * Deadline of one file call on a node-agent (the largest legal write over SFTP to a TCG guest
+ * takes seconds; a black-holed node must not hold the caller, or a gateway slot, for ever).
+ */
+const FILE_CALL_TIMEOUT_MS = 120_000;
+
 export interface ExecOutcome {
   stdout: string;
   stderr: string;
@@ -145,7 +151,7 @@ export class SandboxService {
     if (e.metadata.get('waggle-vm-state') === 'exited')
       throw new EnvironmentNotRunningError(id, 'Failed', firstLine(e.rawMessage));
     if (e.code === Code.InvalidArgument) throw new InvalidRequestError(e.rawMessage);
-    if (e.code === Code.Unavailable)
+    if (e.code === Code.Unavailable || e.code === Code.DeadlineExceeded)
       throw new EnvironmentNotRunningError(
         id,
         'unreachable',
@@ -236,7 +242,7 @@ export class SandboxService {
   async writeFile(env: WaggleEnvironment, path: string, content: Uint8Array): Promise<number> {
     const t = this.#target(env);
     try {
-      const r = await t.agent.writeFile({ vmId: t.vmId, path, content });
+      const r = await t.agent.writeFile({ vmId: t.vmId, path, content }, { timeoutMs: FILE_CALL_TIMEOUT_MS });
       return Number(r.bytesWritten);
     } catch (err) {
       return this.#translate(t.id, err, path);
@@ -250,7 +256,10 @@ export class SandboxService {
   ): Promise<{ content: Uint8Array; size: number }> {
     const t = this.#target(env);
     try {
-      const r = await t.agent.readFile({ vmId: t.vmId, path, maxBytes: BigInt(maxBytes) });
+      const r = await t.agent.readFile(
+        { vmId: t.vmId, path, maxBytes: BigInt(maxBytes) },
+        { timeoutMs: FILE_CALL_TIMEOUT_MS },
+      );
       return { content: r.content, size: Number(r.size) };
     } catch (err) {
       return this.#translate(t.id, err, path);
@@ -263,7 +272,7 @@ export class SandboxService {
   ): Promise<{ path: string; entries: FileEntryOut[]; truncated: boolean }> {
     const t = this.#target(env);
     try {
-      const r = await t.agent.listFiles({ vmId: t.vmId, path });
+      const r = await t.agent.listFiles({ vmId: t.vmId, path }, { timeoutMs: FILE_CALL_TIMEOUT_MS });
       return {
         path: r.path,
         truncated: r.truncated,
