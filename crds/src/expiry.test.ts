@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { deadlines, k8sTime } from './expiry.ts';
+import { deadlines, k8sTime, MAX_ACTIVITY_CLOCK_SKEW_MS } from './expiry.ts';
 import type { WaggleEnvironment } from './index.ts';
 import { LAST_ACTIVITY_ANNOTATION } from './index.ts';
 
@@ -61,5 +61,42 @@ describe('deadlines', () => {
     expect(
       k8sTime(deadlines(env({ annotations: { [LAST_ACTIVITY_ANNOTATION]: 'yesterday' } })).expiresAt),
     ).toBe('2026-11-24T10:30:00Z');
+  });
+
+  describe('an activity time in the future (a forged annotation, a writer with a fast clock)', () => {
+    const now = Date.parse('2026-11-24T10:10:00Z');
+
+    it('is not believed at all when far ahead: 2099 does not keep the environment alive', () => {
+      const d = deadlines(
+        env({
+          spec: {},
+          annotations: { [LAST_ACTIVITY_ANNOTATION]: '2099-01-01T00:00:00Z' },
+          status: { lastActivityTime: '2099-01-01T00:00:00Z', startedAt: '2026-11-24T10:00:10Z' },
+        }),
+        now,
+      );
+      expect(k8sTime(d.lastActivity)).toBe('2026-11-24T10:00:10Z');
+      expect(k8sTime(d.expiresAt)).toBe('2026-11-24T10:30:10Z');
+    });
+
+    it('counts as now, never later, when within the clock-skew allowance', () => {
+      const ahead = k8sTime(new Date(now + MAX_ACTIVITY_CLOCK_SKEW_MS - 1_000));
+      const d = deadlines(env({ annotations: { [LAST_ACTIVITY_ANNOTATION]: ahead } }), now);
+      expect(d.lastActivity.getTime()).toBe(now);
+      expect(k8sTime(d.expiresAt)).toBe('2026-11-24T10:40:00Z');
+      // The observer accepts Date as well as epoch milliseconds.
+      expect(deadlines(env({ annotations: { [LAST_ACTIVITY_ANNOTATION]: ahead } }), new Date(now))).toEqual(
+        d,
+      );
+    });
+
+    it("is believed once the observer's clock has passed it", () => {
+      const later = Date.parse('2026-11-24T12:00:00Z');
+      const d = deadlines(
+        env({ annotations: { [LAST_ACTIVITY_ANNOTATION]: '2026-11-24T11:50:00Z' } }),
+        later,
+      );
+      expect(k8sTime(d.expiresAt)).toBe('2026-11-24T12:20:00Z');
+    });
   });
 });

@@ -18,12 +18,28 @@ const parseTime = (s: string | undefined): number | undefined => {
   return Number.isNaN(t) ? undefined : t;
 };
 
-export function deadlines(env: WaggleEnvironment): Deadlines {
-  const created = parseTime(env.metadata.creationTimestamp) ?? Date.now();
+/**
+ * How far ahead of the observer's clock a recorded activity time may be and still count (as
+ * now): the writer's clock may run a little fast. A time further ahead is not believed at all —
+ * a broken or forged writer (an annotation dated 2099) must not keep an environment alive.
+ */
+export const MAX_ACTIVITY_CLOCK_SKEW_MS = 60_000;
+
+/** A recorded activity time as the observer may believe it at `now`. */
+const believable = (t: number | undefined, now: number): number | undefined =>
+  t === undefined || t > now + MAX_ACTIVITY_CLOCK_SKEW_MS ? undefined : Math.min(t, now);
+
+/**
+ * When `env` expires, judged at `now` (the observer's clock): activity times in the future are
+ * never trusted beyond `now` (see MAX_ACTIVITY_CLOCK_SKEW_MS).
+ */
+export function deadlines(env: WaggleEnvironment, now: number | Date = Date.now()): Deadlines {
+  const at = typeof now === 'number' ? now : now.getTime();
+  const created = parseTime(env.metadata.creationTimestamp) ?? at;
   const activity = Math.max(
-    parseTime(env.metadata.annotations?.[LAST_ACTIVITY_ANNOTATION]) ?? 0,
-    parseTime(env.status?.lastActivityTime) ?? 0,
-    parseTime(env.status?.startedAt) ?? 0,
+    believable(parseTime(env.metadata.annotations?.[LAST_ACTIVITY_ANNOTATION]), at) ?? 0,
+    believable(parseTime(env.status?.lastActivityTime), at) ?? 0,
+    believable(parseTime(env.status?.startedAt), at) ?? 0,
     created,
   );
   const idle = activity + parseDuration(env.spec.idleTimeout);
