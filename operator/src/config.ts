@@ -63,6 +63,20 @@ export const operatorConfigSchema = z.object({
     .refine((ms) => ms >= 600_000, { error: 'must be at least 10m' })
     .default(86_400_000),
   WAGGLE_AGENT_CERT_CHECK_INTERVAL: durationMs.default(600_000),
+  /**
+   * WaggleEnvironments per namespace, kept as a ResourceQuota in every namespace bound to the agent
+   * ClusterRole or holding an environment (0: remove those quotas); unset: quotas not managed.
+   */
+  WAGGLE_NAMESPACE_QUOTA: z.coerce.number().int().min(0).optional(),
+  WAGGLE_NAMESPACE_QUOTA_NAME: z
+    .string()
+    .regex(new RegExp(`^${NAME}$`))
+    .default('waggle-environments'),
+  /** The ClusterRole whose RoleBindings make a namespace Waggle's (the chart's <release>-agent). */
+  WAGGLE_AGENT_CLUSTER_ROLE: z
+    .string()
+    .regex(new RegExp(`^${NAME}$`))
+    .default('waggle-agent'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 export type OperatorConfig = z.output<typeof operatorConfigSchema>;

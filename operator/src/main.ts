@@ -7,6 +7,7 @@ import { loadOperatorConfig } from './config.ts';
 import { createOperatorMetrics } from './metrics.ts';
 import { type RunningOperator, startOperator } from './operator.ts';
 import { AgentCertificateRotator } from './pki/agent-certificate-rotator.ts';
+import { NamespaceQuotas } from './quota/namespace-quotas.ts';
 
 async function main(): Promise<void> {
   const config = loadOperatorConfig();
@@ -55,8 +56,21 @@ async function main(): Promise<void> {
     stop: () => rotator.stop(),
   };
 
+  // Environments per namespace: a ResourceQuota in each of them (CEL cannot count objects).
+  const quotaTask =
+    config.WAGGLE_NAMESPACE_QUOTA === undefined
+      ? undefined
+      : new NamespaceQuotas({
+          kc,
+          log,
+          quotaName: config.WAGGLE_NAMESPACE_QUOTA_NAME,
+          agentClusterRole: config.WAGGLE_AGENT_CLUSTER_ROLE,
+          limit: config.WAGGLE_NAMESPACE_QUOTA,
+          ...(config.WAGGLE_WATCH_NAMESPACE ? { namespace: config.WAGGLE_WATCH_NAMESPACE } : {}),
+        });
+
   operator = await startOperator({
-    ...(certificateTask ? { leaderTasks: [certificateTask] } : {}),
+    leaderTasks: [...(certificateTask ? [certificateTask] : []), ...(quotaTask ? [quotaTask] : [])],
     kc,
     log,
     identity: config.POD_NAME,

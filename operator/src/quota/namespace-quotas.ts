@@ -1,0 +1,268 @@
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type KubernetesObject,
+  PatchStrategy,
+  RbacAuthorizationV1Api,
+  setHeaderOptions,
+  type V1OwnerReference,
+  type V1ResourceQuota,
+  type V1RoleBinding,
+} from '@kubernetes/client-node';
+import { ENVIRONMENT_PLURAL, GROUP, VERSION } from '@waggle/crds';
+import { type Informer, startInformer } from '@waggle/crds/informer';
+import type { Logger } from 'pino';
+import { Controller, describeError } from '../runtime/controller.ts';
+
+/** The object-count quota resource of WaggleEnvironments. */
+export const ENVIRONMENT_COUNT = `count/${ENVIRONMENT_PLURAL}.${GROUP}`;
+/** `app.kubernetes.io/managed-by` of the quotas this module owns. */
+export const QUOTA_MANAGED_BY = 'waggle-operator';
+
+export interface NamespaceQuotaOptions {
+  kc: KubeConfig;
+  log: Logger;
+  /** Name of the ResourceQuota in each namespace (the chart's `<fullname>-environments`). */
+  quotaName: string;
+  /** The ClusterRole whose RoleBindings make a namespace Waggle's (the chart's `<fullname>-agent`). */
+  agentClusterRole: string;
+  /** WaggleEnvironments per namespace; 0 removes the quotas this module made. */
+  limit: number;
+  /** Watch one namespace only (default: all). */
+  namespace?: string;
+}
+
+const ignoreNotFound = (err: unknown) => {
+  if ((err as { code?: number }).code !== 404) throw err;
+};
+
+/**
+ * Keeps a ResourceQuota of `limit` WaggleEnvironments in every namespace that holds one or has a
+ * RoleBinding to the agent ClusterRole, so a token used with kubectl cannot create environments
+ * without end (CEL cannot count objects). Run by the leader only. The quota's status is written
+ * once when missing, so it is in force at once instead of after kube-controller-manager's next
+ * quota sync (which recounts it from then on). The admission policy refuses creates outside the
+ * gateway in a namespace until the quota is in force (charts/waggle/templates/admission-policy.yaml).
+ * Each quota is owned by the agent ClusterRole: `helm uninstall` removes them with it.
+ */
+export class NamespaceQuotas {
+  readonly #o: NamespaceQuotaOptions;
+  readonly #core: CoreV1Api;
+  readonly #custom: CustomObjectsApi;
+  readonly #rbac: RbacAuthorizationV1Api;
+  readonly #hard: string;
+  #informers: Array<Informer<KubernetesObject>> = [];
+  #controller: Controller | undefined;
+  #owner: V1OwnerReference | undefined;
+  #ownerLookedUp = false;
+
+  constructor(o: NamespaceQuotaOptions) {
+    this.#o = o;
+    this.#core = o.kc.makeApiClient(CoreV1Api);
+    this.#custom = o.kc.makeApiClient(CustomObjectsApi);
+    this.#rbac = o.kc.makeApiClient(RbacAuthorizationV1Api);
+    this.#hard = String(o.limit);
+  }
+
+  start(): void {
+    const log = this.#o.log.child({ controller: 'namespace-quotas' });
+    const controller = new Controller({
+      name: 'namespace-quotas',
+      workers: 1,
+      reconcile: (ns) => this.#reconcile(ns),
+      log,
+    });
+    this.#controller = controller;
+    controller.start();
+    const enqueue = (obj: KubernetesObject) => {
+      if (obj.metadata?.namespace) controller.enqueue(obj.metadata.namespace);
+    };
+    const ns = this.#o.namespace;
+    const rbacPath = ns
+      ? `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`
+      : '/apis/rbac.authorization.k8s.io/v1/rolebindings';
+    const quotaPath = ns ? `/api/v1/namespaces/${ns}/resourcequotas` : '/api/v1/resourcequotas';
+    const envPath = ns
+      ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${ENVIRONMENT_PLURAL}`
+      : `/apis/${GROUP}/${VERSION}/${ENVIRONMENT_PLURAL}`;
+    const coords = { group: GROUP, version: VERSION, plural: ENVIRONMENT_PLURAL };
+    this.#informers = [
+      startInformer<KubernetesObject>({
+        name: 'namespace-quotas/rolebindings',
+        kc: this.#o.kc,
+        path: rbacPath,
+        list: () =>
+          (ns
+            ? this.#rbac.listNamespacedRoleBinding({ namespace: ns })
+            : this.#rbac.listRoleBindingForAllNamespaces()) as never,
+        onEvent: (_type, obj) => {
+          if (this.#bindsAgentRole(obj as V1RoleBinding)) enqueue(obj);
+        },
+        log,
+      }),
+      startInformer<KubernetesObject>({
+        name: 'namespace-quotas/resourcequotas',
+        kc: this.#o.kc,
+        path: quotaPath,
+        list: () =>
+          (ns
+            ? this.#core.listNamespacedResourceQuota({ namespace: ns })
+            : this.#core.listResourceQuotaForAllNamespaces()) as never,
+        // Edited or deleted by someone else: put it back.
+        onEvent: (_type, obj) => {
+          if (obj.metadata?.name === this.#o.quotaName) enqueue(obj);
+        },
+        log,
+      }),
+      startInformer<KubernetesObject>({
+        name: 'namespace-quotas/waggleenvironments',
+        kc: this.#o.kc,
+        path: envPath,
+        list: () =>
+          (ns
+            ? this.#custom.listNamespacedCustomObject({ ...coords, namespace: ns })
+            : this.#custom.listCustomObjectForAllNamespaces({
+                ...coords,
+                resourcePlural: ENVIRONMENT_PLURAL,
+              })) as never,
+        onEvent: (type, obj) => {
+          if (type === 'add') enqueue(obj);
+        },
+        log,
+      }),
+    ];
+    log.info({ limit: this.#o.limit, quota: this.#o.quotaName }, 'keeping per-namespace environment quotas');
+  }
+
+  stop(): void {
+    const informers = this.#informers;
+    this.#informers = [];
+    void this.#controller?.stop();
+    this.#controller = undefined;
+    for (const i of informers) void i.stop();
+  }
+
+  /** Resolves once every watch has listed (for tests). */
+  async synced(): Promise<void> {
+    await Promise.all(this.#informers.map((i) => i.synced));
+  }
+
+  #bindsAgentRole(rb: V1RoleBinding): boolean {
+    return rb.roleRef?.kind === 'ClusterRole' && rb.roleRef.name === this.#o.agentClusterRole;
+  }
+
+  #wanted(ns: string): boolean {
+    const [bindings, , envs] = this.#informers;
+    const inNs = (o: KubernetesObject) => o.metadata?.namespace === ns;
+    return (
+      (envs?.list().some(inNs) ?? false) ||
+      (bindings?.list().some((rb) => inNs(rb) && this.#bindsAgentRole(rb as V1RoleBinding)) ?? false)
+    );
+  }
+
+  async #reconcile(ns: string): Promise<undefined> {
+    const name = this.#o.quotaName;
+    const current = this.#informers[1]?.get(`${ns}/${name}`) as V1ResourceQuota | undefined;
+    const ours = current?.metadata?.labels?.['app.kubernetes.io/managed-by'] === QUOTA_MANAGED_BY;
+    if (this.#o.limit <= 0) {
+      if (current && ours) {
+        await this.#core.deleteNamespacedResourceQuota({ name, namespace: ns }).catch(ignoreNotFound);
+        this.#o.log.info({ namespace: ns, quota: name }, 'environment quota removed (limit 0)');
+      }
+      return undefined;
+    }
+    if (!this.#wanted(ns)) return undefined;
+
+    let quota = current;
+    if (!quota) {
+      const owner = await this.#ownerReference();
+      try {
+        quota = await this.#core.createNamespacedResourceQuota({
+          namespace: ns,
+          body: {
+            metadata: {
+              name,
+              namespace: ns,
+              labels: {
+                'app.kubernetes.io/managed-by': QUOTA_MANAGED_BY,
+                'app.kubernetes.io/name': 'waggle',
+              },
+              ...(owner ? { ownerReferences: [owner] } : {}),
+            },
+            spec: { hard: { [ENVIRONMENT_COUNT]: this.#hard } },
+          },
+        });
+        this.#o.log.info({ namespace: ns, quota: name, limit: this.#o.limit }, 'environment quota created');
+      } catch (err) {
+        if ((err as { code?: number }).code !== 409) throw err;
+        quota = await this.#core.readNamespacedResourceQuota({ name, namespace: ns });
+      }
+    } else if (quota.spec?.hard?.[ENVIRONMENT_COUNT] !== this.#hard || !ours) {
+      quota = await this.#core.patchNamespacedResourceQuota(
+        {
+          name,
+          namespace: ns,
+          body: {
+            metadata: { labels: { 'app.kubernetes.io/managed-by': QUOTA_MANAGED_BY } },
+            spec: { hard: { [ENVIRONMENT_COUNT]: this.#hard } },
+          },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      this.#o.log.info({ namespace: ns, quota: name, limit: this.#o.limit }, 'environment quota updated');
+    }
+
+    if (quota.status?.hard?.[ENVIRONMENT_COUNT] !== this.#hard) {
+      // In force now: quota admission reads status.hard, which kube-controller-manager would only
+      // fill at its next sync (and a control plane without it never).
+      const used =
+        quota.status?.used?.[ENVIRONMENT_COUNT] ??
+        String(
+          (
+            (await this.#custom.listNamespacedCustomObject({
+              group: GROUP,
+              version: VERSION,
+              plural: ENVIRONMENT_PLURAL,
+              namespace: ns,
+            })) as { items: unknown[] }
+          ).items.length,
+        );
+      await this.#core.patchNamespacedResourceQuotaStatus(
+        {
+          name,
+          namespace: ns,
+          body: {
+            metadata: { resourceVersion: quota.metadata?.resourceVersion },
+            status: { hard: { [ENVIRONMENT_COUNT]: this.#hard }, used: { [ENVIRONMENT_COUNT]: used } },
+          },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+    }
+    return undefined;
+  }
+
+  /** The agent ClusterRole as owner (found once); without read access, quotas have no owner. */
+  async #ownerReference(): Promise<V1OwnerReference | undefined> {
+    if (this.#ownerLookedUp) return this.#owner;
+    try {
+      const role = await this.#rbac.readClusterRole({ name: this.#o.agentClusterRole });
+      this.#owner = {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        name: this.#o.agentClusterRole,
+        uid: role.metadata?.uid as string,
+      };
+      this.#ownerLookedUp = true;
+    } catch (err) {
+      this.#o.log.warn(
+        { clusterRole: this.#o.agentClusterRole, err: describeError(err).message },
+        'cannot read the agent ClusterRole; environment quotas get no owner (helm uninstall leaves them)',
+      );
+      this.#ownerLookedUp =
+        (err as { code?: number }).code === 404 || (err as { code?: number }).code === 403;
+    }
+    return this.#owner;
+  }
+}
