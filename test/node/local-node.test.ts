@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { grantAgent } from '../src/agent-identity.ts';
 import { clusterDown, clusterStatus, hostLeftovers } from '../src/cluster/local-cluster.ts';
+import { etcdRequest } from '../src/cluster/pki.ts';
 import { pidsMentioning } from '../src/control-plane.ts';
 import { ensureHelm, HELM3_VERSION } from '../src/helm.ts';
 import {
@@ -110,6 +111,43 @@ describe('the local single-node cluster', () => {
     expect(Date.now() - t).toBeLessThan(60_000);
     expect((await clusterStatus()).components).toEqual(before.components);
     expect(await k(['get', 'nodes', '--no-headers'])).toMatch(/^waggle-node\s+Ready\s/);
+  });
+
+  it('runs etcd like a real control plane: TLS only, and only the apiserver’s client certificate opens it', async () => {
+    const p = stack.cluster.paths;
+    // What a process on the node (or a guest that reached the node's loopback) would try first.
+    const plain = await fetch('http://127.0.0.1:12379/v3/kv/range', {
+      method: 'POST',
+      body: JSON.stringify({ key: 'L3JlZ2lzdHJ5L3NlY3JldHMv', range_end: 'L3JlZ2lzdHJ5L3NlY3JldHMw' }),
+    }).then(
+      async (r) => `HTTP ${r.status} ${await r.text()}`,
+      (err: Error) => `refused: ${(err.cause as Error | undefined)?.message ?? err.message}`,
+    );
+    // Go answers plain HTTP on a TLS port with a 400 ("client sent an HTTP request to an HTTPS
+    // server"), or the connection is refused; never a key.
+    expect(plain).toMatch(/^refused|^HTTP 400 /);
+    expect(plain).not.toMatch(/kvs/);
+    // TLS without a client certificate: the handshake is refused, or the request is.
+    const anonymous = await etcdRequest(p, {
+      path: '/v3/kv/range',
+      method: 'POST',
+      body: JSON.stringify({ key: 'L3JlZ2lzdHJ5L3NlY3JldHMv', range_end: 'L3JlZ2lzdHJ5L3NlY3JldHMw' }),
+      withClientCert: false,
+    }).then(
+      (status) => `HTTP ${status}`,
+      (err: Error) => `refused: ${err.message}`,
+    );
+    expect(anonymous).toMatch(/^refused/);
+    // The apiserver's certificate works (so the refusals above are not a dead etcd).
+    expect(await etcdRequest(p)).toBe(200);
+    const args = (
+      await readFile(
+        `/proc/${(await clusterStatus()).components.find((c) => c.name === 'etcd')?.pid}/cmdline`,
+        'utf8',
+      )
+    ).split('\0');
+    expect(args).toContain('--client-cert-auth=true');
+    expect(args).toContain('--peer-client-cert-auth=true');
   });
 
   it('survives a crash: components killed with SIGKILL (stale pid files) come back with the next up', async () => {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { DaemonSpec } from './daemons.ts';
 import { CLUSTER, type ClusterPaths } from './layout.ts';
+import { etcdPki } from './pki.ts';
 
 type Bins = Record<
   'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kubelet' | 'kube-proxy',
@@ -22,21 +23,40 @@ const daemon = (p: ClusterPaths, name: string, command: string, args: string[]):
   pidPath: join(p.pids, `${name}.pid`),
 });
 
-export const etcdDaemon = (p: ClusterPaths, b: Bins) =>
-  daemon(p, 'etcd', b.etcd, [
+/**
+ * etcd as a real control plane runs it: TLS on client and peer ports, and a client certificate
+ * from etcd's own CA required (only the apiserver holds one). Without that, any process on the
+ * node — a compromised pod with host networking, a guest that escaped its network — could read
+ * every Secret straight from 127.0.0.1:12379.
+ */
+export const etcdDaemon = (p: ClusterPaths, b: Bins) => {
+  const t = etcdPki(p);
+  return daemon(p, 'etcd', b.etcd, [
     '--name=waggle',
     `--data-dir=${p.etcd}`,
-    `--listen-client-urls=http://127.0.0.1:${CLUSTER.etcdClientPort}`,
-    `--advertise-client-urls=http://127.0.0.1:${CLUSTER.etcdClientPort}`,
-    `--listen-peer-urls=http://127.0.0.1:${CLUSTER.etcdPeerPort}`,
-    `--initial-advertise-peer-urls=http://127.0.0.1:${CLUSTER.etcdPeerPort}`,
-    `--initial-cluster=waggle=http://127.0.0.1:${CLUSTER.etcdPeerPort}`,
+    `--listen-client-urls=https://127.0.0.1:${CLUSTER.etcdClientPort}`,
+    `--advertise-client-urls=https://127.0.0.1:${CLUSTER.etcdClientPort}`,
+    `--listen-peer-urls=https://127.0.0.1:${CLUSTER.etcdPeerPort}`,
+    `--initial-advertise-peer-urls=https://127.0.0.1:${CLUSTER.etcdPeerPort}`,
+    `--initial-cluster=waggle=https://127.0.0.1:${CLUSTER.etcdPeerPort}`,
+    `--cert-file=${t.serverCert}`,
+    `--key-file=${t.serverKey}`,
+    '--client-cert-auth=true',
+    `--trusted-ca-file=${t.ca}`,
+    `--peer-cert-file=${t.serverCert}`,
+    `--peer-key-file=${t.serverKey}`,
+    '--peer-client-cert-auth=true',
+    `--peer-trusted-ca-file=${t.ca}`,
     '--log-level=warn',
   ]);
+};
 
 export const apiserverDaemon = (p: ClusterPaths, b: Bins) =>
   daemon(p, 'kube-apiserver', b['kube-apiserver'], [
-    `--etcd-servers=http://127.0.0.1:${CLUSTER.etcdClientPort}`,
+    `--etcd-servers=https://127.0.0.1:${CLUSTER.etcdClientPort}`,
+    `--etcd-cafile=${etcdPki(p).ca}`,
+    `--etcd-certfile=${etcdPki(p).clientCert}`,
+    `--etcd-keyfile=${etcdPki(p).clientKey}`,
     `--bind-address=${CLUSTER.nodeIP}`,
     `--advertise-address=${CLUSTER.nodeIP}`,
     `--secure-port=${CLUSTER.apiserverPort}`,

@@ -24,11 +24,17 @@ export async function daemonPid(spec: Pick<DaemonSpec, 'pidPath' | 'command'>): 
 
 /**
  * Starts the daemon in its own session (detached, not killed with the CLI) unless it already
- * runs; returns its pid and whether it was started now.
+ * runs with the same arguments; one running with other arguments (a cluster made by an older
+ * version of this harness) is stopped and started again. Returns its pid and whether it was
+ * started now.
  */
 export async function ensureDaemon(spec: DaemonSpec): Promise<{ pid: number; started: boolean }> {
   const running = await daemonPid(spec);
-  if (running) return { pid: running, started: false };
+  if (running) {
+    const args = (await cmdlineOf(running)).split('\0').slice(1, -1);
+    if (args.join('\0') === spec.args.join('\0')) return { pid: running, started: false };
+    await stopDaemon(spec);
+  }
   const log = await open(spec.logPath, 'a');
   const child = spawn(spec.command, spec.args, {
     env: spec.env ?? process.env,

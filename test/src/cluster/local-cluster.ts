@@ -17,7 +17,7 @@ import { containerdDaemon, ensurePauseImage, writeContainerdFiles } from './cont
 import { assertAlive, type DaemonSpec, daemonPid, ensureDaemon, stopDaemon } from './daemons.ts';
 import { cleanHost, clusterCgroupPids, ensureNodeNetwork, hostLeftovers, killPids, sh } from './host.ts';
 import { CLUSTER, type ClusterPaths, clusterPaths } from './layout.ts';
-import { apiserverURL, ensureClusterPki } from './pki.ts';
+import { apiserverURL, ensureClusterPki, ensureEtcdPki, etcdRequest } from './pki.ts';
 
 const run = promisify(execFile);
 
@@ -117,7 +117,10 @@ export async function clusterUp(opts: { log?: (line: string) => void } = {}): Pr
   const bins = await step('kubernetes binaries', () => ensureKubeBinaries(KUBE_COMPONENTS, { log }));
   for (const d of [p.base, p.run, p.logs, p.pids, p.config, p.kubelet, p.kubeletPods])
     await mkdir(d, { recursive: true });
-  await step('certificates', () => ensureClusterPki(p));
+  await step('certificates', async () => {
+    await ensureClusterPki(p);
+    await ensureEtcdPki(p);
+  });
   await step('node network', () => ensureNodeNetwork(p.base));
   const containerd = containerdDaemon(p);
   await step('containerd', async () => {
@@ -141,12 +144,7 @@ export async function clusterUp(opts: { log?: (line: string) => void } = {}): Pr
   const etcd = etcdDaemon(p, bins);
   await step('etcd', async () => {
     await ensureDaemon(etcd);
-    await waitUntil(
-      'etcd health',
-      async () => (await fetch(`http://127.0.0.1:${CLUSTER.etcdClientPort}/health`)).ok,
-      30_000,
-      etcd,
-    );
+    await waitUntil('etcd health', async () => (await etcdRequest(p).catch(() => 0)) === 200, 30_000, etcd);
   });
   const apiserver = apiserverDaemon(p, bins);
   await step('kube-apiserver', async () => {
@@ -220,6 +218,13 @@ async function allDaemons(p: ClusterPaths): Promise<DaemonSpec[]> {
     etcdDaemon(p, bins),
     containerdDaemon(p),
   ];
+}
+
+/** The daemon spec of one cluster component (fault tests stop and restart it). */
+export async function clusterDaemon(name: string): Promise<DaemonSpec> {
+  const spec = (await allDaemons(clusterPaths())).find((d) => d.name === name);
+  if (!spec) throw new Error(`no cluster component named ${name}`);
+  return spec;
 }
 
 export interface ClusterStatus {

@@ -1,4 +1,5 @@
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { request } from 'node:https';
 import { join } from 'node:path';
 import { writeKubeconfig } from '../kubeconfig.ts';
 import { apiserverServingRequest, createCA, serviceAccountKeyPair, writeCertPair } from '../pki.ts';
@@ -20,6 +21,83 @@ const CLIENTS = {
 } as const;
 
 export const apiserverURL = `https://${CLUSTER.nodeIP}:${CLUSTER.apiserverPort}`;
+
+/** etcd's own CA and certificates (as kubeadm keeps them): only the apiserver's client key opens it. */
+export const etcdPki = (p: ClusterPaths) => ({
+  ca: join(p.pki, 'etcd', 'ca.crt'),
+  serverCert: join(p.pki, 'etcd', 'server.crt'),
+  serverKey: join(p.pki, 'etcd', 'server.key'),
+  clientCert: join(p.pki, 'apiserver-etcd-client.crt'),
+  clientKey: join(p.pki, 'apiserver-etcd-client.key'),
+});
+
+/**
+ * A request to etcd's client port the way the apiserver makes it (etcd's CA, and the apiserver's
+ * client certificate unless `withClientCert` is false); resolves to the HTTP status, rejects
+ * when TLS refuses the connection.
+ */
+export async function etcdRequest(
+  p: ClusterPaths,
+  opts: { path?: string; method?: string; body?: string; withClientCert?: boolean } = {},
+): Promise<number> {
+  const t = etcdPki(p);
+  const [ca, cert, key] = await Promise.all([
+    readFile(t.ca, 'utf8'),
+    readFile(t.clientCert, 'utf8'),
+    readFile(t.clientKey, 'utf8'),
+  ]);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port: CLUSTER.etcdClientPort,
+        path: opts.path ?? '/health',
+        method: opts.method ?? 'GET',
+        ca,
+        ...(opts.withClientCert === false ? {} : { cert, key }),
+        timeout: 5_000,
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('etcd did not answer within 5 s')));
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+/**
+ * Creates etcd's CA, its serving/peer certificate and the apiserver's etcd client certificate
+ * once (also for a cluster made before etcd spoke TLS). A CA of its own: no certificate of the
+ * cluster CA (admin, kubelet, …) is accepted by etcd.
+ */
+export async function ensureEtcdPki(p: ClusterPaths): Promise<{ created: boolean }> {
+  const files = etcdPki(p);
+  if (await exists(join(p.pki, 'etcd', 'done'))) return { created: false };
+  await mkdir(join(p.pki, 'etcd'), { recursive: true, mode: 0o700 });
+  const ca = await createCA('waggle-etcd-ca', 3650);
+  await writeFile(files.ca, ca.certPem);
+  await writeCertPair(
+    join(p.pki, 'etcd'),
+    'server',
+    await ca.issue({
+      cn: 'waggle-etcd',
+      usage: 'both',
+      dnsNames: ['localhost'],
+      ips: ['127.0.0.1'],
+      validDays: 3650,
+    }),
+  );
+  await writeCertPair(
+    p.pki,
+    'apiserver-etcd-client',
+    await ca.issue({ cn: 'kube-apiserver-etcd-client', usage: 'client', validDays: 3650 }),
+  );
+  await writeFile(join(p.pki, 'etcd', 'done'), `${new Date().toISOString()}\n`);
+  return { created: true };
+}
 
 /**
  * Creates the cluster CA, every component's certificate and kubeconfig, and the ServiceAccount
