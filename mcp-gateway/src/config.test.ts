@@ -39,4 +39,28 @@ describe('gateway configuration', () => {
     expect(isLoopbackListen('[::1]:80')).toBe(true);
     expect(isLoopbackListen('10.0.0.1:80')).toBe(false);
   });
+
+  it('has hostile-traffic limits with consistent defaults', () => {
+    expect(loadGatewayConfig({})).toMatchObject({
+      WAGGLE_HEADERS_TIMEOUT: 10_000,
+      WAGGLE_REQUEST_TIMEOUT: 60_000,
+      WAGGLE_KEEPALIVE_TIMEOUT: 72_000,
+      WAGGLE_MAX_SESSIONS: 10_000,
+      WAGGLE_MAX_SESSIONS_PER_CALLER: 32,
+      WAGGLE_MAX_CALLS_PER_CALLER: 32,
+      WAGGLE_AUTH_NEGATIVE_CACHE_TTL: 10_000,
+      WAGGLE_AUTH_FAILURES_PER_MINUTE: 30,
+      WAGGLE_TOKEN_REVIEWS_PER_SECOND: 20,
+    });
+    expect(() => loadGatewayConfig({ WAGGLE_HEADERS_TIMEOUT: '2m' })).toThrow(
+      /WAGGLE_HEADERS_TIMEOUT must not exceed WAGGLE_REQUEST_TIMEOUT/,
+    );
+    expect(() =>
+      loadGatewayConfig({ WAGGLE_MAX_SESSIONS: '10', WAGGLE_MAX_SESSIONS_PER_CALLER: '11' }),
+    ).toThrow(/WAGGLE_MAX_SESSIONS_PER_CALLER must not exceed WAGGLE_MAX_SESSIONS/);
+    expect(loadGatewayConfig({ WAGGLE_TOKEN_AUDIENCES: 'waggle, other' }).WAGGLE_TOKEN_AUDIENCES).toEqual([
+      'waggle',
+      'other',
+    ]);
+  });
 });

@@ -21,6 +21,12 @@ export const gatewayConfigSchema = z.object({
   WAGGLE_API_KEYS_FILE: z.string().min(1).optional(),
   WAGGLE_TOKEN_AUDIENCES: list.optional(),
   WAGGLE_AUTH_CACHE_TTL: durationMsSchema.default(60_000),
+  /** How long a refused token (401) or a denied namespace (403) is remembered. */
+  WAGGLE_AUTH_NEGATIVE_CACHE_TTL: durationMsSchema.default(10_000),
+  /** Failed authentications one client address may cause per minute before it gets 429. */
+  WAGGLE_AUTH_FAILURES_PER_MINUTE: positiveInt.default(30),
+  /** TokenReviews per second for tokens not in the cache, all clients together. */
+  WAGGLE_TOKEN_REVIEWS_PER_SECOND: positiveInt.default(20),
   WAGGLE_INSECURE_NAMESPACE: z.string().min(1).default('default'),
   WAGGLE_ALLOWED_HOSTS: list.optional(),
   WAGGLE_ALLOWED_ORIGINS: list.optional(),
@@ -50,6 +56,17 @@ export const gatewayConfigSchema = z.object({
   WAGGLE_UNSCHEDULABLE_GRACE: durationMsSchema.default(5_000),
   WAGGLE_ACTIVITY_INTERVAL: durationMsSchema.default(30_000),
   WAGGLE_SESSION_IDLE_TIMEOUT: durationMsSchema.default(1_800_000),
+  /** Open MCP sessions, all callers together / one caller. */
+  WAGGLE_MAX_SESSIONS: positiveInt.default(10_000),
+  WAGGLE_MAX_SESSIONS_PER_CALLER: positiveInt.default(32),
+  /** Tool calls one caller may have running at once (all its sessions together). */
+  WAGGLE_MAX_CALLS_PER_CALLER: positiveInt.default(32),
+  /** Longest a client may take to send a request's headers (an idle new connection included). */
+  WAGGLE_HEADERS_TIMEOUT: durationMsSchema.default(10_000),
+  /** Longest a client may take to send a whole request (headers and body); answers are not bounded. */
+  WAGGLE_REQUEST_TIMEOUT: durationMsSchema.default(60_000),
+  /** How long a kept-alive connection may sit idle between requests. */
+  WAGGLE_KEEPALIVE_TIMEOUT: durationMsSchema.default(72_000),
   WAGGLE_MAX_FILE_BYTES: positiveInt.default(10 * 1024 * 1024),
   WAGGLE_MAX_OUTPUT_BYTES: positiveInt.default(1024 * 1024),
   /** Directory with ca.crt, tls.crt, tls.key: talk mutual TLS to node-agents. */
@@ -74,6 +91,16 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gateway
   if (c.WAGGLE_DEFAULT_TIMEOUT_MIN * 60_000 > c.WAGGLE_MAX_LIFETIME) {
     throw new ConfigError(
       'invalid mcp-gateway configuration:\n  WAGGLE_DEFAULT_TIMEOUT_MIN must not exceed WAGGLE_MAX_LIFETIME',
+    );
+  }
+  if (c.WAGGLE_HEADERS_TIMEOUT > c.WAGGLE_REQUEST_TIMEOUT) {
+    throw new ConfigError(
+      'invalid mcp-gateway configuration:\n  WAGGLE_HEADERS_TIMEOUT must not exceed WAGGLE_REQUEST_TIMEOUT',
+    );
+  }
+  if (c.WAGGLE_MAX_SESSIONS_PER_CALLER > c.WAGGLE_MAX_SESSIONS) {
+    throw new ConfigError(
+      'invalid mcp-gateway configuration:\n  WAGGLE_MAX_SESSIONS_PER_CALLER must not exceed WAGGLE_MAX_SESSIONS',
     );
   }
   if (c.WAGGLE_AUTH_MODE === 'insecure' && !isLoopbackListen(c.WAGGLE_LISTEN_ADDR)) {

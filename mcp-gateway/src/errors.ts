@@ -90,13 +90,18 @@ export class ProcessLimitError extends UserError {
   }
 }
 
-/** A caller could not be authenticated or is not allowed; the HTTP edge answers 401/403. */
+/**
+ * A caller could not be authenticated or is not allowed (401/403), or sent too many tokens that
+ * nobody accepts (429, with the seconds to wait); the HTTP edge answers with that status.
+ */
 export class AuthError extends Error {
   override name = 'AuthError';
-  readonly status: 401 | 403;
-  constructor(status: 401 | 403, message: string) {
+  readonly status: 401 | 403 | 429;
+  readonly retryAfterSeconds: number | undefined;
+  constructor(status: 401 | 403 | 429, message: string, retryAfterSeconds?: number) {
     super(message);
     this.status = status;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { ApiKeyAuthenticator } from './auth/api-keys.ts';
 import { type Authenticator, chainAuthenticators } from './auth/caller.ts';
 import { KubernetesTokenAuthenticator } from './auth/kubernetes-tokens.ts';
+import { ConcurrencyLimiter } from './auth/rate-limit.ts';
 import { type GatewayConfig, isLoopbackListen, splitHostPort } from './config.ts';
 import { buildApp } from './http/app.ts';
 import { makeOriginPolicy } from './http/origin-guard.ts';
@@ -23,6 +24,7 @@ import { EnvironmentService } from './services/environments.ts';
 import { PreviewService } from './services/previews.ts';
 import { SandboxService } from './services/sandbox.ts';
 import { buildTools } from './tools/index.ts';
+import { maxCallBodyBytes } from './tools/schemas.ts';
 
 export interface RunningGateway {
   /** e.g. http://127.0.0.1:8080/mcp */
@@ -39,6 +41,8 @@ export async function startGateway(opts: {
 }): Promise<RunningGateway> {
   const { config: c, kc, log } = opts;
   const loopback = isLoopbackListen(c.WAGGLE_LISTEN_ADDR);
+  let sessions: SessionRegistry | undefined;
+  const metrics = createGatewayMetrics({ sessions: () => sessions?.size ?? 0 });
 
   let authenticate: ReturnType<typeof bearerAuth>;
   if (c.WAGGLE_AUTH_MODE === 'insecure') {
@@ -57,6 +61,10 @@ export async function startGateway(opts: {
     authenticators.push(
       new KubernetesTokenAuthenticator(kc, {
         ttlMs: c.WAGGLE_AUTH_CACHE_TTL,
+        negativeTtlMs: c.WAGGLE_AUTH_NEGATIVE_CACHE_TTL,
+        failuresPerMinute: c.WAGGLE_AUTH_FAILURES_PER_MINUTE,
+        reviewsPerSecond: c.WAGGLE_TOKEN_REVIEWS_PER_SECOND,
+        onReview: (outcome) => metrics.tokenReviews.inc({ outcome }),
         ...(c.WAGGLE_TOKEN_AUDIENCES ? { audiences: c.WAGGLE_TOKEN_AUDIENCES } : {}),
       }),
     );
@@ -119,8 +127,7 @@ export async function startGateway(opts: {
     },
   });
 
-  let sessions: SessionRegistry | undefined;
-  const metrics = createGatewayMetrics({ sessions: () => sessions?.size ?? 0 });
+  const calls = new ConcurrencyLimiter(c.WAGGLE_MAX_CALLS_PER_CALLER);
   sessions = new SessionRegistry({
     newServer: (caller) =>
       createMcpServer(
@@ -128,9 +135,11 @@ export async function startGateway(opts: {
         tools,
         log.child({ caller: caller.principal, namespace: caller.namespace }),
         metrics.observeTool,
+        calls,
       ),
     idleTimeoutMs: c.WAGGLE_SESSION_IDLE_TIMEOUT,
-    maxSessions: 10_000,
+    maxSessions: c.WAGGLE_MAX_SESSIONS,
+    maxSessionsPerCaller: c.WAGGLE_MAX_SESSIONS_PER_CALLER,
     log,
   });
 
@@ -144,8 +153,12 @@ export async function startGateway(opts: {
     }),
     metrics,
     ready: () => synced,
-    // base64 inflates a file by 4/3; leave room for the JSON-RPC envelope.
-    bodyLimitBytes: Math.ceil((c.WAGGLE_MAX_FILE_BYTES * 4) / 3) + 1024 * 1024,
+    bodyLimitBytes: maxCallBodyBytes(c.WAGGLE_MAX_FILE_BYTES),
+    timeouts: {
+      headersMs: c.WAGGLE_HEADERS_TIMEOUT,
+      requestMs: c.WAGGLE_REQUEST_TIMEOUT,
+      keepAliveMs: c.WAGGLE_KEEPALIVE_TIMEOUT,
+    },
     preview: {
       resolve: previewResolver(previews, authenticate),
       openPort: (env, port, signal) => sandbox.openPort(env, port, signal),

@@ -22,6 +22,17 @@ export function createGatewayMetrics(opts: { sessions: () => number }) {
     labelNames: ['status'],
     registers: [registry],
   });
+  const tokenReviews = new Counter({
+    name: 'waggle_gateway_token_reviews_total',
+    help: 'TokenReviews sent to the apiserver, by outcome (authenticated, unauthenticated, wrong_audience, error).',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const bodyTooLarge = new Counter({
+    name: 'waggle_gateway_body_too_large_total',
+    help: 'Requests refused with 413 (body larger than the largest tool call).',
+    registers: [registry],
+  });
   new Gauge({
     name: 'waggle_gateway_sessions',
     help: 'Open MCP sessions.',
@@ -33,6 +44,8 @@ export function createGatewayMetrics(opts: { sessions: () => number }) {
   return {
     registry,
     authFailures,
+    tokenReviews,
+    bodyTooLarge,
     observeTool: (tool: string, outcome: string, ms: number) => {
       toolCalls.inc({ tool, outcome });
       toolSeconds.observe({ tool }, ms / 1000);

@@ -17,17 +17,27 @@ export function makeCaller(principal: string, namespace: string): Caller {
   };
 }
 
+/** Where a request comes from, for limits on failed authentications. */
+export interface AuthContext {
+  /** The client's address (the TCP peer). */
+  source?: string | undefined;
+}
+
 /** Turns a bearer token into a Caller; `undefined` means "not a token I know" (try the next). */
 export interface Authenticator {
-  authenticate(token: string, requestedNamespace: string | undefined): Promise<Caller | undefined>;
+  authenticate(
+    token: string,
+    requestedNamespace: string | undefined,
+    ctx?: AuthContext,
+  ): Promise<Caller | undefined>;
 }
 
 /** Chains authenticators: the first that recognises the token decides. */
 export function chainAuthenticators(list: Authenticator[]): Authenticator {
   return {
-    async authenticate(token, ns) {
+    async authenticate(token, ns, ctx) {
       for (const a of list) {
-        const c = await a.authenticate(token, ns);
+        const c = await a.authenticate(token, ns, ctx);
         if (c) return c;
       }
       return undefined;

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { type FastifyReply, type FastifyRequest, fastify } from 'fastify';
+import { type FastifyError, type FastifyReply, type FastifyRequest, fastify } from 'fastify';
 import type { Logger } from 'pino';
+import type { Caller } from '../auth/caller.ts';
 import { AuthError } from '../errors.ts';
 import type { SessionRegistry } from '../mcp/sessions.ts';
 import type { GatewayMetrics } from '../metrics.ts';
@@ -19,72 +20,139 @@ export interface AppOptions {
   origin: OriginPolicy;
   metrics: GatewayMetrics;
   ready: () => boolean;
+  /** Largest request body read (413 beyond); read only after Origin and auth passed. */
   bodyLimitBytes: number;
+  /** Node http server timeouts (ms): see WAGGLE_HEADERS_TIMEOUT and the next two. */
+  timeouts: { headersMs: number; requestMs: number; keepAliveMs: number };
   /** Serves preview URLs (`/preview/…`, `/environments/<id>/ports/<port>/…`) before fastify. */
   preview?: PreviewProxyDeps;
   log: Logger;
 }
 
-/** The HTTP edge: `/mcp` (Streamable HTTP), preview URLs, `/healthz`, `/readyz`, `/metrics`. */
+/** A request that still has a body on the wire (which a refusal must not wait for). */
+const hasBody = (req: IncomingMessage): boolean =>
+  req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+
+const rpcError = (code: number, message: string) => ({ jsonrpc: '2.0', error: { code, message }, id: null });
+
+/**
+ * The HTTP edge: `/mcp` (Streamable HTTP), preview URLs, `/healthz`, `/readyz`, `/metrics`.
+ *
+ * Hostile traffic costs little: Origin/Host and the bearer token are checked on the headers
+ * (an `onRequest` hook) before any body byte is read, and a refusal closes the connection rather
+ * than drain a body; an accepted request's body is read up to `bodyLimitBytes` (the largest legal
+ * tool call) and refused with 413 beyond. The server closes connections whose headers take
+ * longer than `headersMs` (slow-loris; an idle new connection too), requests whose body takes
+ * longer than `requestMs`, and kept-alive connections idle for `keepAliveMs`. Nothing bounds a
+ * response once the request is in: SSE streams, long `execute` calls and preview WebSockets
+ * (upgraded sockets leave the HTTP server) run as long as they need.
+ */
 export function buildApp(o: AppOptions) {
   // Requests are logged by the MCP layer (per tool call), not per HTTP request.
   // Preview URLs are relayed as byte streams (any method, any body size, WebSocket upgrades), so
-  // they are taken off the server before fastify would parse a body.
+  // they are taken off the server before fastify would parse a body (the preview proxy, too,
+  // authenticates on headers before it relays a body).
   const preview = o.preview;
+  const t = o.timeouts;
   const app = fastify({
     logger: false,
     bodyLimit: o.bodyLimitBytes,
-    ...(preview
-      ? {
-          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
-            const server = createServer((req, res) => {
-              if (isPreviewPath(req.url)) void proxyPreviewRequest(preview, req, res);
-              else handler(req, res);
-            });
-            // What fastify sets on a server it makes itself (it does not with serverFactory).
-            server.keepAliveTimeout = 72_000;
-            server.on('upgrade', (req, socket, head) => {
-              if (isPreviewPath(req.url)) void proxyPreviewUpgrade(preview, req, socket, head);
-              else socket.destroy();
-            });
-            return server;
-          },
-        }
-      : {}),
+    serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
+      const server = createServer(
+        {
+          headersTimeout: t.headersMs,
+          requestTimeout: t.requestMs,
+          keepAliveTimeout: t.keepAliveMs,
+          // How often Node checks the two timeouts above (default 30 s would let a slow-loris
+          // connection live up to 30 s longer than allowed).
+          connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(t.headersMs / 4))),
+        },
+        (req, res) => {
+          if (preview && isPreviewPath(req.url)) void proxyPreviewRequest(preview, req, res);
+          else handler(req, res);
+        },
+      );
+      server.on('upgrade', (req, socket, head) => {
+        if (preview && isPreviewPath(req.url)) void proxyPreviewUpgrade(preview, req, socket, head);
+        else socket.destroy();
+      });
+      return server;
+    },
   });
+  app.decorateRequest('caller', undefined as Caller | undefined);
 
-  const mcp = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+  const refuse = (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    status: number,
+    code: number,
+    message: string,
+  ) => {
+    // Do not read (or drain) a body we will not use: answer and close the connection.
+    if (hasBody(req.raw)) reply.header('connection', 'close');
+    return reply.code(status).send(rpcError(code, message));
+  };
+
+  /** Origin and auth, from the headers alone: runs before fastify reads the body. */
+  const guard = async (req: FastifyRequest, reply: FastifyReply) => {
     const refused = checkOrigin(o.origin, { host: req.headers.host, origin: req.headers.origin });
     if (refused) {
       o.log.warn({ host: req.headers.host, origin: req.headers.origin }, 'request refused by origin check');
-      return reply
-        .code(403)
-        .send({ jsonrpc: '2.0', error: { code: -32000, message: `Forbidden: ${refused}` }, id: null });
+      return refuse(req, reply, 403, -32000, `Forbidden: ${refused}`);
     }
-    let caller: Awaited<ReturnType<RequestAuthenticator>>;
     try {
-      caller = await o.authenticate(req.headers);
+      (req as FastifyRequest & { caller?: Caller }).caller = await o.authenticate(
+        req.headers,
+        req.raw.socket.remoteAddress,
+      );
     } catch (err) {
       if (err instanceof AuthError) {
         o.metrics.authFailures.inc({ status: String(err.status) });
         if (err.status === 401) reply.header('www-authenticate', 'Bearer realm="waggle"');
-        return reply
-          .code(err.status)
-          .send({ jsonrpc: '2.0', error: { code: -32001, message: err.message }, id: null });
+        if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
+        return refuse(req, reply, err.status, -32001, err.message);
       }
       o.log.error({ err }, 'authentication failed');
-      return reply.code(503).send({
-        jsonrpc: '2.0',
-        error: { code: -32603, message: 'authentication is unavailable; try again' },
-        id: null,
-      });
+      return refuse(req, reply, 503, -32603, 'authentication is unavailable; try again');
     }
+  };
+
+  const mcp = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const caller = (req as FastifyRequest & { caller?: Caller }).caller as Caller;
     reply.hijack();
     await o.sessions.handle(req.raw, reply.raw, req.body, caller);
   };
-  app.post('/mcp', mcp);
-  app.get('/mcp', mcp);
-  app.delete('/mcp', mcp);
+  app.route({ method: ['GET', 'POST', 'DELETE'], url: '/mcp', onRequest: guard, handler: mcp });
+
+  // Body errors as JSON-RPC errors that say what to do.
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const status = err.statusCode ?? 500;
+    if (status === 413) {
+      o.metrics.bodyTooLarge.inc();
+      reply.header('connection', 'close');
+      return reply
+        .code(413)
+        .send(
+          rpcError(
+            -32600,
+            `request body too large: the gateway reads at most ${o.bodyLimitBytes} bytes, enough for the ` +
+              'largest tool call (write_file of WAGGLE_MAX_FILE_BYTES base64-encoded). Send binary or ' +
+              'heavily escaped content with encoding: "base64", or split the file.',
+          ),
+        );
+    }
+    if (status === 400 && err.code?.startsWith('FST_ERR_CTP')) {
+      return reply.code(400).send(rpcError(-32700, `Parse error: ${err.message}`));
+    }
+    if (status === 415) {
+      return reply
+        .code(415)
+        .send(rpcError(-32000, 'Unsupported Media Type: send Content-Type: application/json'));
+    }
+    if (status === 408) return reply.code(408).send(rpcError(-32000, 'the request body took too long'));
+    if (status >= 500) o.log.error({ err, url: req.url }, 'request failed');
+    return reply.code(status).send(rpcError(status >= 500 ? -32603 : -32000, err.message));
+  });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) =>

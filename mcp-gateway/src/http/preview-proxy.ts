@@ -162,6 +162,9 @@ function refusalOf(err: unknown): Refusal {
       status: err.status,
       message: err.message,
       ...(err.status === 401 ? { headers: { 'www-authenticate': 'Bearer realm="waggle"' } } : {}),
+      ...(err.retryAfterSeconds !== undefined
+        ? { headers: { 'retry-after': String(err.retryAfterSeconds) } }
+        : {}),
     };
   }
   if (err instanceof UserError) {

@@ -50,7 +50,7 @@ export function previewResolver(
         throw new PreviewRefusal(400, `"${portText}" is not a TCP port; use a number from 1 to 65535`);
       }
       const prefix = PreviewService.privatePath(envId, port).replace(/\/$/, '');
-      const caller = await authenticate(req.headers);
+      const caller = await authenticate(req.headers, req.socket.remoteAddress);
       if (rest === undefined) throw new PreviewRefusal(308, 'moved', `${prefix}/${query}`);
       const env = previews.resolvePrivate(caller, envId, port);
       return {

@@ -5,13 +5,17 @@ import { AuthError } from '../errors.ts';
 export const NAMESPACE_HEADER = 'x-waggle-namespace';
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
-/** Authenticates one HTTP request from its headers (bearer token, optional namespace). */
+/**
+ * Authenticates one HTTP request from its headers (bearer token, optional namespace); `source`
+ * is the client's address (failed authentications are limited per address).
+ */
 export type RequestAuthenticator = (
   headers: Record<string, string | string[] | undefined>,
+  source?: string,
 ) => Promise<Caller>;
 
 export function bearerAuth(authenticator: Authenticator): RequestAuthenticator {
-  return async (headers) => {
+  return async (headers, source) => {
     const raw = headers.authorization;
     const value = Array.isArray(raw) ? raw[0] : raw;
     const m = value?.match(/^Bearer\s+(\S+)\s*$/i);
@@ -26,7 +30,7 @@ export function bearerAuth(authenticator: Authenticator): RequestAuthenticator {
     if (ns !== undefined && (ns.length > 63 || !DNS_LABEL.test(ns))) {
       throw new AuthError(403, `X-Waggle-Namespace "${ns}" is not a valid namespace name`);
     }
-    const caller = await authenticator.authenticate(m[1] as string, ns);
+    const caller = await authenticator.authenticate(m[1] as string, ns, { source });
     if (!caller)
       throw new AuthError(
         401,

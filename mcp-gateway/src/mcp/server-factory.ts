@@ -11,6 +11,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import type { Caller } from '../auth/caller.ts';
+import type { ConcurrencyLimiter } from '../auth/rate-limit.ts';
 import { UserError } from '../errors.ts';
 import { describeInputIssues, errorResult, structuredResult, type ToolDefinition } from './tool.ts';
 
@@ -44,6 +45,8 @@ export function createMcpServer(
   tools: ToolDefinition[],
   log: Logger,
   observe?: ToolCallObserver,
+  /** Tool calls the caller may have running at once, over all its sessions. */
+  calls?: ConcurrencyLimiter,
 ): McpServer {
   const server = new McpServer(SERVER_INFO, {
     capabilities: { tools: { listChanged: false }, logging: {} },
@@ -83,8 +86,20 @@ export function createMcpServer(
     }
     const started = performance.now();
     const reqLog = log.child({ tool: tool.name, requestId: String(extra.requestId) });
-    const done = (outcome: 'ok' | 'user_error' | 'internal_error') =>
+    const release = calls ? calls.tryAcquire(caller.principal) : () => undefined;
+    const done = (outcome: 'ok' | 'user_error' | 'internal_error') => {
+      release?.();
       observe?.(tool.name, outcome, performance.now() - started);
+    };
+    if (!release) {
+      done('user_error');
+      return errorResult(
+        `you already have ${calls?.max} tool calls running at once, the most one caller may have ` +
+          '(WAGGLE_MAX_CALLS_PER_CALLER); wait for one to finish or cancel it, then try again. For long ' +
+          'jobs, execute with background: true returns at once.',
+        'call_limit',
+      );
+    }
     const parsed = tool.input.safeParse(request.params.arguments ?? {});
     if (!parsed.success) {
       done('user_error');

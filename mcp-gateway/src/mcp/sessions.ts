@@ -5,18 +5,23 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import type { Caller } from '../auth/caller.ts';
+import { ConcurrencyLimiter } from '../auth/rate-limit.ts';
 
 interface Session {
   transport: StreamableHTTPServerTransport;
   server: McpServer;
   caller: Caller;
   lastUsed: number;
+  /** Gives the caller's session slot back. */
+  release: () => void;
 }
 
 export interface SessionOptions {
   newServer: (caller: Caller) => McpServer;
   idleTimeoutMs: number;
+  /** Open sessions, all callers together (503 beyond) / one caller (429 beyond). */
   maxSessions: number;
+  maxSessionsPerCaller: number;
   log: Logger;
 }
 
@@ -35,15 +40,22 @@ export class SessionRegistry {
   readonly #sessions = new Map<string, Session>();
   readonly #o: SessionOptions;
   readonly #sweeper: NodeJS.Timeout;
+  readonly #perCaller: ConcurrencyLimiter;
 
   constructor(opts: SessionOptions) {
     this.#o = opts;
+    this.#perCaller = new ConcurrencyLimiter(opts.maxSessionsPerCaller);
     this.#sweeper = setInterval(() => this.#sweep(), Math.min(60_000, opts.idleTimeoutMs));
     this.#sweeper.unref();
   }
 
   get size(): number {
     return this.#sessions.size;
+  }
+
+  /** Sessions the caller has open (or opening). */
+  sessionsOf(caller: Caller): number {
+    return this.#perCaller.active(caller.principal);
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, body: unknown, caller: Caller): Promise<void> {
@@ -66,30 +78,57 @@ export class SessionRegistry {
       );
     }
     if (this.#sessions.size >= this.#o.maxSessions) {
-      return jsonRpcError(res, 503, -32000, 'too many open sessions; try again later');
+      return jsonRpcError(
+        res,
+        503,
+        -32000,
+        `the gateway has ${this.#sessions.size} open MCP sessions, the most it keeps (WAGGLE_MAX_SESSIONS); try again later`,
+      );
+    }
+    const release = this.#perCaller.tryAcquire(caller.principal);
+    if (!release) {
+      return jsonRpcError(
+        res,
+        429,
+        -32000,
+        `${caller.principal} already has ${this.#o.maxSessionsPerCaller} open MCP sessions, the most one caller ` +
+          'may have (WAGGLE_MAX_SESSIONS_PER_CALLER); close sessions you no longer use (an MCP client ' +
+          `sends DELETE /mcp when it closes) or wait until idle ones expire (after ${Math.round(this.#o.idleTimeoutMs / 60_000)} min without a request)`,
+      );
     }
     const server = this.#o.newServer(caller);
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (sid) => {
-        this.#sessions.set(sid, { transport, server, caller, lastUsed: Date.now() });
+        this.#sessions.set(sid, { transport, server, caller, lastUsed: Date.now(), release });
         this.#o.log.debug({ session: sid, caller: caller.principal }, 'session opened');
       },
       onsessionclosed: (sid) => {
         this.#sessions.delete(sid);
+        release();
       },
     });
     transport.onclose = () => {
       if (transport.sessionId) this.#sessions.delete(transport.sessionId);
+      release();
     };
     await server.connect(transport);
-    await transport.handleRequest(req, res, body);
+    try {
+      await transport.handleRequest(req, res, body);
+    } finally {
+      // The initialize was refused (e.g. a bad protocol version): no session, no slot.
+      if (!transport.sessionId || !this.#sessions.has(transport.sessionId)) {
+        release();
+        void server.close().catch(() => undefined);
+      }
+    }
   }
 
   #sweep(now = Date.now()): void {
     for (const [sid, s] of this.#sessions) {
       if (now - s.lastUsed > this.#o.idleTimeoutMs) {
         this.#sessions.delete(sid);
+        s.release();
         void s.server.close().catch(() => undefined);
         this.#o.log.debug({ session: sid }, 'idle session closed');
       }
@@ -100,6 +139,7 @@ export class SessionRegistry {
     clearInterval(this.#sweeper);
     const all = [...this.#sessions.values()];
     this.#sessions.clear();
+    for (const s of all) s.release();
     await Promise.all(all.map((s) => s.server.close().catch(() => undefined)));
   }
 }

@@ -3,7 +3,7 @@ import { InvalidRequestError } from '../errors.ts';
 import { defineTool } from '../mcp/tool.ts';
 import type { ToolDeps } from './deps.ts';
 import { OutputTail } from './output-tail.ts';
-import { environmentId, execOutput, toExecOutput } from './schemas.ts';
+import { environmentId, execOutput, MAX_CODE_CHARS, toExecOutput } from './schemas.ts';
 
 /**
  * execute's result: the exec fields when it ran to the end; with background: true only the
@@ -49,7 +49,9 @@ export const executeTool = (d: ToolDeps) =>
       code: z
         .string({ error: 'code is required: the program text to run' })
         .min(1, { error: 'code is empty; give the program text to run' })
-        .max(1_048_576, { error: 'code is larger than 1 MiB; write it with write_file and run the file' }),
+        .max(MAX_CODE_CHARS, {
+          error: 'code is larger than 1 MiB; write it with write_file and run the file',
+        }),
       language: z
         .string()
         .transform((v, ctx) => {

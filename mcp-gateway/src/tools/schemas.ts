@@ -2,6 +2,28 @@ import { RUNTIMES, type WaggleEnvironment } from '@waggle/crds';
 import { z } from 'zod';
 import type { ExecOutcome } from '../services/sandbox.ts';
 
+/** Longest path a tool takes, in characters. */
+export const MAX_PATH_CHARS = 4096;
+/** Largest `code` execute takes, in characters. */
+export const MAX_CODE_CHARS = 1_048_576;
+/** Bytes a JSON string may take per character at worst (a control character is `\u001f`). */
+const JSON_BYTES_PER_CHAR = 6;
+/** The JSON-RPC envelope and a call's small, bounded arguments (ids, names, options, path). */
+const ENVELOPE_BYTES = 64 * 1024 + MAX_PATH_CHARS * JSON_BYTES_PER_CHAR;
+
+/**
+ * The largest legal MCP request body, derived from the tool limits: a write_file of
+ * `maxFileBytes` sent base64-encoded (the form for binary data; UTF-8 text escapes to at most
+ * that much unless a third of it needs escaping), or an execute with the longest `code` at worst
+ * JSON escaping, whichever is larger, plus the envelope. Anything larger is refused with 413
+ * before it is parsed.
+ */
+export function maxCallBodyBytes(maxFileBytes: number): number {
+  const writeFile = 4 * Math.ceil(maxFileBytes / 3);
+  const execute = MAX_CODE_CHARS * JSON_BYTES_PER_CHAR;
+  return Math.max(writeFile, execute) + ENVELOPE_BYTES;
+}
+
 export const environmentId = z
   .string({
     error: 'environment_id is required: the id create_environment returned (e.g. "env-k3x9q2m7p1a0b5c8d4e6")',
@@ -16,7 +38,7 @@ export const environmentId = z
 export const guestPath = z
   .string({ error: 'path is required' })
   .min(1, { error: 'path is empty; give a file path such as "data.csv" or "/home/sandbox/data.csv"' })
-  .max(4096, { error: 'path is longer than 4096 characters' })
+  .max(MAX_PATH_CHARS, { error: `path is longer than ${MAX_PATH_CHARS} characters` })
   .refine((p) => !p.includes('\0'), { error: 'path contains a NUL byte' });
 
 export const guestPort = z
