@@ -3,7 +3,7 @@ import { access, readFile, statfs } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { grantAgent } from './agent-identity.ts';
+import { createTokenCommand, grantAgent } from './agent-identity.ts';
 import { cacheRoot } from './cache.ts';
 import { type DaemonSpec, daemonPid, ensureDaemon, stopDaemon } from './cluster/daemons.ts';
 import { sh } from './cluster/host.ts';
@@ -117,7 +117,8 @@ Waggle is up (${((Date.now() - t0) / 1000).toFixed(0)} s).
 
 MCP URL:  ${MCP_URL}
 Token:    ${token}
-          (ServiceAccount ${DEMO_NAMESPACE}/${DEMO_SA}, valid 24 h; run pnpm waggle up again for a new one)
+          (ServiceAccount ${DEMO_NAMESPACE}/${DEMO_SA}, valid 24 h; run pnpm waggle up again for a new one, or
+           KUBECONFIG=${stack.cluster.kubeconfigPath} ${kubectl} ${createTokenCommand(DEMO_SA, DEMO_NAMESPACE, '24h').join(' ')})
 
 Claude Code (.mcp.json):
 ${JSON.stringify(snippet, null, 2)}
