@@ -37,7 +37,7 @@ export async function startGateway(opts: {
   config: GatewayConfig;
   kc: KubeConfig;
   log: Logger;
-  agentFactory?: (endpoint: string) => NodeAgentClient;
+  agentFactory?: (endpoint: string, nodeName: string) => NodeAgentClient;
 }): Promise<RunningGateway> {
   const { config: c, kc, log } = opts;
   const loopback = isLoopbackListen(c.WAGGLE_LISTEN_ADDR);
@@ -103,8 +103,10 @@ export async function startGateway(opts: {
     cache,
     activity,
     opts.agentFactory ??
-      ((endpoint) =>
-        agentTls ? createRotatingNodeAgentClient(endpoint, agentTls) : createNodeAgentClient(endpoint)),
+      ((endpoint, nodeName) =>
+        agentTls
+          ? createRotatingNodeAgentClient(endpoint, agentTls, nodeName)
+          : createNodeAgentClient(endpoint)),
   );
   const previews = new PreviewService(kc, cache, environments, {
     maxPublicMs: c.WAGGLE_PREVIEW_MAX_EXPIRY,

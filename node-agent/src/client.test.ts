@@ -30,7 +30,7 @@ describe('watchAgentTls', () => {
     source = watchAgentTls(dir, { intervalMs: 50, onChange: (t) => seen.push(t.cert) });
     expect(source.version()).toBe(0);
     expect(source.current().cert).toBe(a?.certPem);
-    const client = createRotatingNodeAgentClient('https://127.0.0.1:1', source);
+    const client = createRotatingNodeAgentClient('https://127.0.0.1:1', source, 'node-a');
     const firstExec = client.exec;
 
     await writeFile(join(dir, 'tls.crt'), b?.certPem as string); // key still a's: not loaded

@@ -13,27 +13,35 @@ export * from './gen/waggle/nodeagent/v1/node_agent_pb.js';
 export type NodeAgentClient = Client<typeof NodeAgentService>;
 
 /**
- * Mutual TLS towards node-agents: the CA that signed the agents' serving certificate, this
- * client's certificate and key, and the name the agents' certificate carries (agents are
- * addressed by node IP, so the name is checked instead of the IP).
+ * Mutual TLS towards node-agents: the CA that signed the agents' serving certificates and this
+ * client's certificate and key. Which agent is expected is named per client
+ * (`nodeAgentServerName`): agents are addressed by node IP, so the name is checked instead.
  */
 export interface AgentTls {
   ca: string;
   cert: string;
   key: string;
-  serverName: string;
 }
 
 /** How often clients ping a node-agent's HTTP/2 session while it is quiet. */
 export const NODE_AGENT_PING_INTERVAL_MS = 30_000;
 
-/** The DNS name in every node-agent serving certificate the chart issues. */
-export const AGENT_TLS_SERVER_NAME = 'waggle-node-agent';
+/** The signer name of node-agent serving certificates when none is configured. */
+export const DEFAULT_NODE_AGENT_SIGNER = 'waggle.dev/node-agent';
+
+/**
+ * The DNS name in the serving certificate of the node-agent on `nodeName` (and only there): the
+ * operator signs it for the agent whose ServiceAccount token is bound to that node, and callers
+ * expect it for the WaggleNode they mean to reach. Never a name a client identity carries.
+ */
+export function nodeAgentServerName(nodeName: string): string {
+  return `${nodeName}.node-agent.waggle.dev`;
+}
 
 /** Reads `ca.crt`, `tls.crt` and `tls.key` from a directory (a mounted Secret). */
-export function loadAgentTls(dir: string, serverName = AGENT_TLS_SERVER_NAME): AgentTls {
+export function loadAgentTls(dir: string): AgentTls {
   const read = (f: string) => readFileSync(join(dir, f), 'utf8');
-  return { ca: read('ca.crt'), cert: read('tls.crt'), key: read('tls.key'), serverName };
+  return { ca: read('ca.crt'), cert: read('tls.crt'), key: read('tls.key') };
 }
 
 /**
@@ -54,14 +62,14 @@ export interface AgentTlsSource {
  */
 export function watchAgentTls(
   dir: string,
-  opts: { intervalMs?: number; serverName?: string; onChange?: (tls: AgentTls) => void } = {},
+  opts: { intervalMs?: number; onChange?: (tls: AgentTls) => void } = {},
 ): AgentTlsSource {
-  let tls = loadAgentTls(dir, opts.serverName);
+  let tls = loadAgentTls(dir);
   let version = 0;
   const timer = setInterval(() => {
     let next: AgentTls;
     try {
-      next = loadAgentTls(dir, opts.serverName);
+      next = loadAgentTls(dir);
       if (next.ca === tls.ca && next.cert === tls.cert && next.key === tls.key) return;
       // Throws for a key that does not match the certificate (files caught mid-write).
       createSecureContext({ ca: next.ca, cert: next.cert, key: next.key });
@@ -77,16 +85,22 @@ export function watchAgentTls(
 }
 
 /**
- * A node-agent client that presents the source's current certificate: when the material
- * changes, the next call goes through a new transport (new connections, new certificate).
+ * A node-agent client that presents the source's current certificate and accepts only the
+ * serving certificate of the agent on `nodeName`: when the material changes, the next call goes
+ * through a new transport (new connections, new certificate).
  */
-export function createRotatingNodeAgentClient(baseUrl: string, source: AgentTlsSource): NodeAgentClient {
+export function createRotatingNodeAgentClient(
+  baseUrl: string,
+  source: AgentTlsSource,
+  nodeName: string,
+): NodeAgentClient {
+  refuseCleartext(baseUrl);
   let version = -1;
   let client: NodeAgentClient | undefined;
   const current = (): NodeAgentClient => {
     if (!client || source.version() !== version) {
       version = source.version();
-      client = createNodeAgentClient(baseUrl, source.current());
+      client = createNodeAgentClient(baseUrl, { ...source.current(), nodeName });
     }
     return client;
   };
@@ -95,13 +109,22 @@ export function createRotatingNodeAgentClient(baseUrl: string, source: AgentTlsS
   });
 }
 
+function refuseCleartext(baseUrl: string): void {
+  if (!baseUrl.startsWith('https:')) {
+    throw new Error(
+      `node-agent endpoint ${baseUrl} is not https: refusing to call it without TLS while mutual TLS is configured`,
+    );
+  }
+}
+
 /**
  * A client for the node-agent at `baseUrl` over HTTP/2: `http://…` is cleartext h2c (local
- * development and tests), `https://…` needs `tls` and authenticates both sides.
+ * development and tests, only without `tls`), `https://…` needs `tls` and authenticates both
+ * sides; the agent must present the certificate of `tls.nodeName` (`nodeAgentServerName`).
  */
 export function createNodeAgentClient(
   baseUrl: string,
-  tls?: AgentTls,
+  tls?: AgentTls & { nodeName: string },
   opts: { pingIntervalMs?: number } = {},
 ): NodeAgentClient {
   if (baseUrl.startsWith('https:') && !tls) {
@@ -109,6 +132,9 @@ export function createNodeAgentClient(
       `node-agent ${baseUrl} uses TLS: configure the client certificate (WAGGLE_AGENT_TLS_DIR)`,
     );
   }
+  // With TLS configured a cleartext endpoint is refused, never silently used: a WaggleNode's
+  // endpoint is written by its agent, and an `http://` one would skip both authentications.
+  if (tls) refuseCleartext(baseUrl);
   return createClient(
     NodeAgentService,
     createConnectTransport({
@@ -117,8 +143,15 @@ export function createNodeAgentClient(
       // HTTP/2 pings keep a session with a long silent stream (an install, a quiet exec, an idle
       // preview connection) alive through servers and middleboxes that close idle sessions.
       pingIntervalMs: opts.pingIntervalMs ?? NODE_AGENT_PING_INTERVAL_MS,
-      ...(tls && baseUrl.startsWith('https:')
-        ? { nodeOptions: { ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.serverName } }
+      ...(tls
+        ? {
+            nodeOptions: {
+              ca: tls.ca,
+              cert: tls.cert,
+              key: tls.key,
+              servername: nodeAgentServerName(tls.nodeName),
+            },
+          }
         : {}),
     }),
   );

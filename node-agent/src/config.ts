@@ -107,6 +107,18 @@ export const configSchema = z.object({
   WAGGLE_AGENT_TLS_DIR: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
   /** How often the TLS directory is re-read (the operator renews short-lived certificates). */
   WAGGLE_AGENT_TLS_RELOAD_INTERVAL: durationMs.default(30_000),
+  /**
+   * Request this node's serving certificate from the operator through a CSR with this signer name
+   * (instead of WAGGLE_AGENT_TLS_DIR); needs WAGGLE_AGENT_CLIENT_CA_FILE.
+   */
+  WAGGLE_AGENT_CERT_SIGNER: z
+    .string()
+    .regex(/^[a-z0-9.-]+\/[a-z0-9.-]+$/, { error: 'use domain/name, e.g. waggle.dev/node-agent' })
+    .optional(),
+  /** The CA that signs operator and gateway certificates (the operator's published ca.crt). */
+  WAGGLE_AGENT_CLIENT_CA_FILE: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
+  /** Where the CSR-issued key and certificate are kept (default <WAGGLE_STATE_DIR>/pki). */
+  WAGGLE_AGENT_CERT_DIR: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
   WAGGLE_GUEST_BUILD_SCRIPT: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
   /** Move each QEMU out of the agent container's cgroups (into <root>/<hierarchy>/<name>). */
   WAGGLE_VM_CGROUP_ROOT: z
@@ -127,5 +139,11 @@ export class ConfigError extends Error {
 
 /** Parses the environment; throws one error listing every bad variable and how to fix it. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  return parseEnvConfig(configSchema, env, 'node-agent', (m) => new ConfigError(m));
+  const c = parseEnvConfig(configSchema, env, 'node-agent', (m) => new ConfigError(m));
+  if (c.WAGGLE_AGENT_CERT_SIGNER && (c.WAGGLE_AGENT_TLS_DIR || !c.WAGGLE_AGENT_CLIENT_CA_FILE)) {
+    throw new ConfigError(
+      'invalid node-agent configuration:\n  WAGGLE_AGENT_CERT_SIGNER needs WAGGLE_AGENT_CLIENT_CA_FILE and excludes WAGGLE_AGENT_TLS_DIR',
+    );
+  }
+  return c;
 }

@@ -1,13 +1,15 @@
 // node-agent entry point: all wiring lives here.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Agent } from './agent.ts';
-import { watchAgentTls } from './client.ts';
+import { type AgentTls, type AgentTlsSource, watchAgentTls } from './client.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { resolveGuestImages } from './guest-images.ts';
 import { createLogger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
+import { ServingCertificate } from './pki/serving-certificate.ts';
 import { NodeRegistrar } from './registration.ts';
 import { startServers } from './server.ts';
 import { detectAccelerator } from './vm/accelerator.ts';
@@ -122,19 +124,36 @@ async function main(): Promise<void> {
   let ready = false;
   // Assigned below; a renewal seen before the servers start is in tls.current() already.
   let servers: Awaited<ReturnType<typeof startServers>> | undefined;
-  const tls = config.WAGGLE_AGENT_TLS_DIR
-    ? watchAgentTls(config.WAGGLE_AGENT_TLS_DIR, {
-        intervalMs: config.WAGGLE_AGENT_TLS_RELOAD_INTERVAL,
-        onChange: (next) => {
-          try {
-            servers?.reloadTls({ cert: next.cert, key: next.key, clientCA: next.ca });
-            log.info({ node }, 'serving certificate reloaded');
-          } catch (err) {
-            log.error({ node, err: (err as Error).message }, 'could not load the renewed certificate');
-          }
-        },
-      })
-    : undefined;
+  const onTlsChange = (next: AgentTls) => {
+    try {
+      servers?.reloadTls({ cert: next.cert, key: next.key, clientCA: next.ca });
+      log.info({ node }, 'serving certificate reloaded');
+    } catch (err) {
+      log.error({ node, err: (err as Error).message }, 'could not load the renewed certificate');
+    }
+  };
+  let tls: AgentTlsSource | undefined;
+  if (config.WAGGLE_AGENT_CERT_SIGNER && config.WAGGLE_AGENT_CLIENT_CA_FILE) {
+    // This node's own identity: a key made here, a certificate the operator signs for this node.
+    const serving = new ServingCertificate({
+      kc: kubeConfigIfAny('true') as KubeConfig,
+      nodeName: node,
+      signerName: config.WAGGLE_AGENT_CERT_SIGNER,
+      dir: config.WAGGLE_AGENT_CERT_DIR ?? join(config.WAGGLE_STATE_DIR, 'pki'),
+      caFile: config.WAGGLE_AGENT_CLIENT_CA_FILE,
+      checkIntervalMs: config.WAGGLE_AGENT_TLS_RELOAD_INTERVAL,
+      log,
+      onChange: onTlsChange,
+    });
+    await serving.ensure();
+    serving.start();
+    tls = serving;
+  } else if (config.WAGGLE_AGENT_TLS_DIR) {
+    tls = watchAgentTls(config.WAGGLE_AGENT_TLS_DIR, {
+      intervalMs: config.WAGGLE_AGENT_TLS_RELOAD_INTERVAL,
+      onChange: onTlsChange,
+    });
+  }
   servers = await startServers({
     agent,
     metrics,

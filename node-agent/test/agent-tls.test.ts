@@ -6,12 +6,17 @@ import { connect as tlsConnect } from 'node:tls';
 import { type AgentProcess, createCA, freePorts, startAgentProcess, waitFor } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  AGENT_TLS_SERVER_NAME,
   Code,
   ConnectError,
   createNodeAgentClient,
   loadAgentTls,
+  nodeAgentServerName,
 } from '../src/client.ts';
+
+// The agent under test is node A's: its serving certificate names node A only.
+const NODE_A = 'node-a';
+const NODE_B = 'node-b';
+const tlsDir = (name: string) => ({ ...loadAgentTls(join(dir, name)), nodeName: NODE_A });
 
 let dir: string;
 let agent: AgentProcess;
@@ -33,7 +38,7 @@ beforeAll(async () => {
   await writeTlsDir(
     join(dir, 'server'),
     ca.certPem,
-    await ca.issue({ cn: 'node-agent', usage: 'server', dnsNames: [AGENT_TLS_SERVER_NAME] }),
+    await ca.issue({ cn: 'waggle-node-agent', usage: 'server', dnsNames: [nodeAgentServerName(NODE_A)] }),
   );
   await writeTlsDir(
     join(dir, 'client'),
@@ -49,7 +54,7 @@ beforeAll(async () => {
   await writeTlsDir(
     join(dir, 'node'),
     ca.certPem,
-    await ca.issue({ cn: 'waggle-node-agent', usage: 'both', dnsNames: [AGENT_TLS_SERVER_NAME] }),
+    await ca.issue({ cn: 'waggle-node-agent', usage: 'both', dnsNames: [nodeAgentServerName(NODE_B)] }),
   );
   // Trusts the agents' CA but presents a certificate from another CA.
   await writeTlsDir(join(dir, 'rogue'), ca.certPem, await rogue.issue({ cn: 'intruder', usage: 'client' }));
@@ -76,25 +81,46 @@ afterAll(async () => {
 
 describe('node-agent API over mutual TLS', () => {
   it('answers a client whose certificate the CA signed', async () => {
-    const client = createNodeAgentClient(httpsUrl, loadAgentTls(join(dir, 'client')));
+    const client = createNodeAgentClient(httpsUrl, tlsDir('client'));
     const info = await client.getNodeInfo({});
     expect(info.runtimes).toEqual(['shell']);
   });
 
   it('refuses a client certificate from another CA, and cleartext HTTP/2', async () => {
-    const rogue = createNodeAgentClient(httpsUrl, loadAgentTls(join(dir, 'rogue')));
+    const rogue = createNodeAgentClient(httpsUrl, tlsDir('rogue'));
     await expect(rogue.getNodeInfo({}, { timeoutMs: 5_000 })).rejects.toThrow();
     const cleartext = createNodeAgentClient(agent.apiUrl);
     await expect(cleartext.getNodeInfo({}, { timeoutMs: 5_000 })).rejects.toThrow();
   });
 
-  it('checks the agent is who the chart says (server name), and needs a client certificate for https', async () => {
-    const wrongName = createNodeAgentClient(httpsUrl, {
+  it("refuses node A's certificate when the caller means node B (the name is checked, not the IP)", async () => {
+    // The same address and CA, but the caller asks for node B: node A's certificate does not do.
+    const meantB = createNodeAgentClient(httpsUrl, {
       ...loadAgentTls(join(dir, 'client')),
-      serverName: 'not-the-agent',
+      nodeName: NODE_B,
     });
-    await expect(wrongName.getNodeInfo({}, { timeoutMs: 5_000 })).rejects.toThrow();
+    const err = await meantB
+      .getNodeInfo({}, { timeoutMs: 5_000 })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).rawMessage).toMatch(
+      new RegExp(
+        `Host: ${nodeAgentServerName(NODE_B).replaceAll('.', '\\.')}. is not in the cert's altnames`,
+      ),
+    );
+    // …and node A's identity works at the same address.
+    expect((await createNodeAgentClient(httpsUrl, tlsDir('client')).getNodeInfo({})).runtimes).toEqual([
+      'shell',
+    ]);
     expect(() => createNodeAgentClient(httpsUrl)).toThrow(/uses TLS: configure the client certificate/);
+  });
+
+  it('refuses an http:// endpoint when mutual TLS is configured, before any request', async () => {
+    // A WaggleNode whose endpoint says http:// (a compromised or misconfigured agent) must not
+    // turn the caller's mTLS off: the client is never made, with an error that says why.
+    expect(() => createNodeAgentClient(agent.apiUrl, tlsDir('client'))).toThrow(
+      /is not https: refusing to call it without TLS while mutual TLS is configured/,
+    );
   });
 
   it('lets each client identity call only its RPCs (operator: lifecycle; gateway: exec and files)', async () => {
@@ -103,9 +129,9 @@ describe('node-agent API over mutual TLS', () => {
         () => 'ok',
         (e: unknown) => ConnectError.from(e).code,
       );
-    const operator = createNodeAgentClient(httpsUrl, loadAgentTls(join(dir, 'client')));
-    const gateway = createNodeAgentClient(httpsUrl, loadAgentTls(join(dir, 'gateway')));
-    const node = createNodeAgentClient(httpsUrl, loadAgentTls(join(dir, 'node')));
+    const operator = createNodeAgentClient(httpsUrl, tlsDir('client'));
+    const gateway = createNodeAgentClient(httpsUrl, tlsDir('gateway'));
+    const node = createNodeAgentClient(httpsUrl, tlsDir('node'));
 
     expect(await code(operator.listVMs({}))).toBe('ok');
     expect(await code(operator.destroyVM({ vmId: 'none' }))).toBe('ok');
@@ -131,7 +157,7 @@ describe('node-agent API over mutual TLS', () => {
         const s = tlsConnect({
           host: '127.0.0.1',
           port,
-          servername: AGENT_TLS_SERVER_NAME,
+          servername: nodeAgentServerName(NODE_A),
           ca: client.ca,
           cert: client.cert,
           key: client.key,
@@ -144,8 +170,16 @@ describe('node-agent API over mutual TLS', () => {
         s.once('error', reject);
       });
     const before = await served();
-    const next = await ca.issue({ cn: 'node-agent', usage: 'server', dnsNames: [AGENT_TLS_SERVER_NAME] });
-    const other = await ca.issue({ cn: 'node-agent', usage: 'server', dnsNames: [AGENT_TLS_SERVER_NAME] });
+    const next = await ca.issue({
+      cn: 'node-agent',
+      usage: 'server',
+      dnsNames: [nodeAgentServerName(NODE_A)],
+    });
+    const other = await ca.issue({
+      cn: 'node-agent',
+      usage: 'server',
+      dnsNames: [nodeAgentServerName(NODE_A)],
+    });
     const serverDir = join(dir, 'server');
 
     // A certificate with the wrong key (files caught mid-update) is not loaded; the agent lives on.
@@ -161,7 +195,7 @@ describe('node-agent API over mutual TLS', () => {
       intervalMs: 200,
     });
     // The API keeps answering over the new certificate, in the same agent process.
-    const info = await createNodeAgentClient(httpsUrl, loadAgentTls(join(dir, 'client'))).getNodeInfo({});
+    const info = await createNodeAgentClient(httpsUrl, tlsDir('client')).getNodeInfo({});
     expect(info.runtimes).toEqual(['shell']);
     expect(agent.child.exitCode).toBeNull();
   });

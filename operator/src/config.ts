@@ -18,7 +18,14 @@ const agentCertSecrets = z
   .transform((v) =>
     v.split(',').map((item) => {
       const [secret, cn, dnsName] = item.trim().split(':') as [string, string, string | undefined];
-      return { secret, spec: { cn, ...(dnsName ? { dnsNames: [dnsName] } : {}) } };
+      // Without a DNS name it is a client identity (operator, gateway): client usage only, so it
+      // can never serve as a node-agent.
+      return {
+        secret,
+        spec: dnsName
+          ? { cn, dnsNames: [dnsName], usage: 'both' as const }
+          : { cn, usage: 'client' as const },
+      };
     }),
   );
 
@@ -62,7 +69,30 @@ export const operatorConfigSchema = z.object({
   WAGGLE_AGENT_CERT_VALIDITY: durationMs
     .refine((ms) => ms >= 600_000, { error: 'must be at least 10m' })
     .default(86_400_000),
-  WAGGLE_AGENT_CERT_CHECK_INTERVAL: durationMs.default(600_000),
+  WAGGLE_AGENT_CERT_CHECK_INTERVAL: durationMs.default(60_000),
+  /** ConfigMap the leader publishes the CA certificate in (node-agents verify clients with it). */
+  WAGGLE_AGENT_CA_CONFIGMAP: z
+    .string()
+    .regex(new RegExp(`^${NAME}$`))
+    .optional(),
+  /** The operator's own client identity, read through the API (instead of WAGGLE_AGENT_TLS_DIR). */
+  WAGGLE_AGENT_CLIENT_SECRET: z
+    .string()
+    .regex(new RegExp(`^${NAME}$`))
+    .optional(),
+  /** Signer name of node-agent serving certificates (CSRs); with WAGGLE_NODE_AGENT_REQUESTER, turns signing on. */
+  WAGGLE_NODE_AGENT_SIGNER: z
+    .string()
+    .regex(/^[a-z0-9.-]+\/[a-z0-9.-]+$/, { error: 'use domain/name, e.g. waggle.dev/node-agent' })
+    .optional(),
+  /** The only user whose CSRs are signed: system:serviceaccount:<namespace>:<node-agent ServiceAccount>. */
+  WAGGLE_NODE_AGENT_REQUESTER: z
+    .string()
+    .regex(/^system:serviceaccount:[a-z0-9-]+:[a-z0-9.-]+$/, {
+      error: 'use system:serviceaccount:<namespace>:<name>',
+    })
+    .optional(),
+  WAGGLE_AGENT_CSR_CHECK_INTERVAL: durationMs.default(2_000),
   /**
    * WaggleEnvironments per namespace, kept as a ResourceQuota in every namespace bound to the agent
    * ClusterRole or holding an environment (0: remove those quotas); unset: quotas not managed.
@@ -86,6 +116,16 @@ export function loadOperatorConfig(env: NodeJS.ProcessEnv = process.env): Operat
   if (!c.WAGGLE_AGENT_CA_SECRET !== !c.WAGGLE_AGENT_CERT_SECRETS) {
     throw new Error(
       'invalid operator configuration:\n  WAGGLE_AGENT_CA_SECRET and WAGGLE_AGENT_CERT_SECRETS go together (certificate rotation needs both)',
+    );
+  }
+  if (!c.WAGGLE_NODE_AGENT_SIGNER !== !c.WAGGLE_NODE_AGENT_REQUESTER) {
+    throw new Error(
+      'invalid operator configuration:\n  WAGGLE_NODE_AGENT_SIGNER and WAGGLE_NODE_AGENT_REQUESTER go together (signing checks the requester)',
+    );
+  }
+  if (c.WAGGLE_NODE_AGENT_SIGNER && !c.WAGGLE_AGENT_CA_SECRET) {
+    throw new Error(
+      'invalid operator configuration:\n  WAGGLE_NODE_AGENT_SIGNER needs WAGGLE_AGENT_CA_SECRET',
     );
   }
   return c;

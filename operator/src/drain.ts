@@ -1,8 +1,10 @@
 // `node operator/src/drain.ts [environments|nodes]`, the chart's uninstall hooks:
 // - environments (pre-delete): deletes every WaggleEnvironment and waits until the running
 //   operator has finalized them all (VMs destroyed), so `helm uninstall` leaves no VM behind;
-// - nodes (post-delete): deletes the WaggleNodes the node-agents registered, once they are gone.
-import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+// - nodes (post-delete): deletes the WaggleNodes the node-agents registered, once they are gone,
+//   and what the operator made for mTLS (no Helm release holds it): the CA Secret, the CA
+//   ConfigMap, the client identity Secrets and the node-agents' CSRs.
+import { CertificatesV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { durationMsSchema, ENVIRONMENT_PLURAL, GROUP, NODE_PLURAL, VERSION } from '@waggle/crds';
 import { pino } from 'pino';
 import { z } from 'zod';
@@ -10,6 +12,12 @@ import { z } from 'zod';
 const config = z
   .object({
     WAGGLE_DRAIN_TIMEOUT: durationMsSchema.default(180_000),
+    /** Namespace of the operator-made mTLS objects, and their names (comma-separated). */
+    WAGGLE_PKI_NAMESPACE: z.string().optional(),
+    WAGGLE_PKI_SECRETS: z.string().optional(),
+    WAGGLE_PKI_CONFIGMAPS: z.string().optional(),
+    /** CSRs of this signer are deleted. */
+    WAGGLE_PKI_CSR_SIGNER: z.string().optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .parse(Object.fromEntries(Object.entries(process.env).filter(([, v]) => v)));
@@ -40,7 +48,35 @@ if (process.argv[2] === 'nodes') {
       });
   }
   log.info({ nodes: nodes.items.length }, 'deleted the WaggleNodes');
+  await removeAgentPki();
   process.exit(0);
+}
+
+async function removeAgentPki(): Promise<void> {
+  const ignoreMissing = (err: { code?: number }) => {
+    if (err.code !== 404) throw err;
+  };
+  const namespace = config.WAGGLE_PKI_NAMESPACE;
+  const names = (v?: string) => (v ?? '').split(',').filter(Boolean);
+  if (namespace) {
+    const core = kc.makeApiClient(CoreV1Api);
+    for (const name of names(config.WAGGLE_PKI_SECRETS)) {
+      await core.deleteNamespacedSecret({ name, namespace }).catch(ignoreMissing);
+    }
+    for (const name of names(config.WAGGLE_PKI_CONFIGMAPS)) {
+      await core.deleteNamespacedConfigMap({ name, namespace }).catch(ignoreMissing);
+    }
+  }
+  if (config.WAGGLE_PKI_CSR_SIGNER) {
+    const certs = kc.makeApiClient(CertificatesV1Api);
+    const csrs = await certs.listCertificateSigningRequest({
+      fieldSelector: `spec.signerName=${config.WAGGLE_PKI_CSR_SIGNER}`,
+    });
+    for (const c of csrs.items) {
+      await certs.deleteCertificateSigningRequest({ name: c.metadata?.name as string }).catch(ignoreMissing);
+    }
+  }
+  log.info('deleted the operator-made mTLS objects');
 }
 
 type Env = { metadata: { name: string; namespace: string } };

@@ -7,6 +7,8 @@ import { loadOperatorConfig } from './config.ts';
 import { createOperatorMetrics } from './metrics.ts';
 import { type RunningOperator, startOperator } from './operator.ts';
 import { AgentCertificateRotator } from './pki/agent-certificate-rotator.ts';
+import { NodeAgentSigner } from './pki/node-agent-signer.ts';
+import { secretAgentTls } from './pki/secret-tls-source.ts';
 import { NamespaceQuotas } from './quota/namespace-quotas.ts';
 
 async function main(): Promise<void> {
@@ -14,9 +16,19 @@ async function main(): Promise<void> {
   const log = pino({ name: 'operator', level: config.LOG_LEVEL });
   const kc = new KubeConfig();
   kc.loadFromDefault();
-  const agentTls = config.WAGGLE_AGENT_TLS_DIR
-    ? watchAgentTls(config.WAGGLE_AGENT_TLS_DIR, { intervalMs: config.WAGGLE_AGENT_TLS_RELOAD_INTERVAL })
+  const clientTls = config.WAGGLE_AGENT_CLIENT_SECRET
+    ? secretAgentTls(kc, {
+        namespace: config.POD_NAMESPACE,
+        secret: config.WAGGLE_AGENT_CLIENT_SECRET,
+        intervalMs: config.WAGGLE_AGENT_TLS_RELOAD_INTERVAL,
+        log,
+      })
     : undefined;
+  const agentTls =
+    clientTls ??
+    (config.WAGGLE_AGENT_TLS_DIR
+      ? watchAgentTls(config.WAGGLE_AGENT_TLS_DIR, { intervalMs: config.WAGGLE_AGENT_TLS_RELOAD_INTERVAL })
+      : undefined);
 
   let operator: RunningOperator | undefined;
   const metrics = createOperatorMetrics({
@@ -45,15 +57,42 @@ async function main(): Promise<void> {
           kc,
           namespace: config.POD_NAMESPACE,
           caSecret: config.WAGGLE_AGENT_CA_SECRET,
+          ...(config.WAGGLE_AGENT_CA_CONFIGMAP ? { caConfigMap: config.WAGGLE_AGENT_CA_CONFIGMAP } : {}),
+          labels: {
+            'app.kubernetes.io/component': 'agent-pki',
+            'app.kubernetes.io/managed-by': 'waggle-operator',
+          },
           leaves: config.WAGGLE_AGENT_CERT_SECRETS,
           validityMs: config.WAGGLE_AGENT_CERT_VALIDITY,
           log,
-          onRenewed: (secret) => metrics.agentCertificatesRenewed.inc({ secret }),
+          onRenewed: (secret) => {
+            metrics.agentCertificatesRenewed.inc({ secret });
+            if (secret === config.WAGGLE_AGENT_CLIENT_SECRET)
+              void clientTls?.refresh().catch(() => undefined);
+          },
+        })
+      : undefined;
+  // Node-agents request their serving certificates (CSRs); the leader judges and signs them.
+  const signer =
+    rotator && config.WAGGLE_NODE_AGENT_SIGNER && config.WAGGLE_NODE_AGENT_REQUESTER
+      ? new NodeAgentSigner({
+          kc,
+          signerName: config.WAGGLE_NODE_AGENT_SIGNER,
+          requester: config.WAGGLE_NODE_AGENT_REQUESTER,
+          validityMs: config.WAGGLE_AGENT_CERT_VALIDITY,
+          ca: () => rotator.ca(),
+          log,
         })
       : undefined;
   const certificateTask = rotator && {
-    start: () => rotator.start(config.WAGGLE_AGENT_CERT_CHECK_INTERVAL),
-    stop: () => rotator.stop(),
+    start: () => {
+      rotator.start(config.WAGGLE_AGENT_CERT_CHECK_INTERVAL);
+      signer?.start(config.WAGGLE_AGENT_CSR_CHECK_INTERVAL);
+    },
+    stop: () => {
+      rotator.stop();
+      signer?.stop();
+    },
   };
 
   // Environments per namespace: a ResourceQuota in each of them (CEL cannot count objects).
@@ -75,7 +114,10 @@ async function main(): Promise<void> {
     log,
     identity: config.POD_NAME,
     ...(agentTls
-      ? { agentFactory: (endpoint: string) => createRotatingNodeAgentClient(endpoint, agentTls) }
+      ? {
+          agentFactory: (endpoint: string, nodeName: string) =>
+            createRotatingNodeAgentClient(endpoint, agentTls, nodeName),
+        }
       : {}),
     ...(config.WAGGLE_WATCH_NAMESPACE ? { namespace: config.WAGGLE_WATCH_NAMESPACE } : {}),
     config: {

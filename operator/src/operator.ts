@@ -9,9 +9,8 @@ import {
   type WaggleNode,
 } from '@waggle/crds';
 import { type Informer, keyOf, startInformer } from '@waggle/crds/informer';
-import type { NodeAgentClient } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
-import { AgentClients } from './environment/agent-clients.ts';
+import { AgentClients, type AgentFactory } from './environment/agent-clients.ts';
 import { EventRecorder } from './environment/events.ts';
 import { EnvironmentReconciler, type ReconcilerConfig } from './environment/reconciler.ts';
 import { EnvironmentStore } from './environment/store.ts';
@@ -44,7 +43,7 @@ export interface OperatorOptions {
   /** Watch one namespace only (default: all namespaces). */
   namespace?: string;
   /** For tests: how node-agent clients are made. */
-  agentFactory?: (endpoint: string) => NodeAgentClient;
+  agentFactory?: AgentFactory;
   onLeadershipLost?: () => void;
   /** Started when this replica starts leading, stopped when it stops (e.g. certificate rotation). */
   leaderTasks?: ReadonlyArray<{ start(): void; stop(): void }>;
@@ -167,7 +166,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const orphans = o.config.orphanVMCheckEveryMs
     ? new OrphanVMCollector({
         listNodes: () => nodes.list() as unknown as WaggleNode[],
-        agentFor: (endpoint) => agents.for(endpoint),
+        agentFor: (endpoint, nodeName) => agents.for(endpoint, nodeName),
         cachedUids: () => new Set(envs.list().map((e) => e.metadata?.uid as string)),
         liveUids: async () => {
           const all = (await api.listCustomObjectForAllNamespaces({

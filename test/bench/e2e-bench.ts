@@ -10,13 +10,7 @@ import { parseArgs } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { freeLoopbackPort, type RawVM, rawBoot, sampler } from '../../node-agent/bench/raw-baseline.ts';
-import {
-  AGENT_TLS_SERVER_NAME,
-  type AgentTls,
-  createNodeAgentClient,
-  Egress,
-  Runtime,
-} from '../../node-agent/src/client.ts';
+import { type AgentTls, createNodeAgentClient, Egress, Runtime } from '../../node-agent/src/client.ts';
 import { execScript } from '../../node-agent/src/guest/exec.ts';
 import { shellQuote } from '../../node-agent/src/guest/shell-quote.ts';
 import { runCommand } from '../../node-agent/src/guest/ssh-connections.ts';
@@ -62,7 +56,7 @@ const tool = async (name: string, args: Record<string, unknown>) => {
 
 // The agent serves mutual TLS and authorizes per identity, as in production: lifecycle calls
 // with the operator's client certificate, exec with the gateway's (both from the chart's Secrets).
-const clientTls = async (secret: string): Promise<AgentTls> => {
+const clientTls = async (secret: string): Promise<AgentTls & { nodeName: string }> => {
   const data = JSON.parse(
     await k(['get', 'secret', '-n', RELEASE_NAMESPACE, `${RELEASE}-${secret}`, '-o', 'jsonpath={.data}']),
   ) as Record<string, string>;
@@ -71,7 +65,7 @@ const clientTls = async (secret: string): Promise<AgentTls> => {
     ca: field('ca.crt'),
     cert: field('tls.crt'),
     key: field('tls.key'),
-    serverName: AGENT_TLS_SERVER_NAME,
+    nodeName: CLUSTER.nodeName,
   };
 };
 const agentUrl = `https://${CLUSTER.nodeIP}:7443`;

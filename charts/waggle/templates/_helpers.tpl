@@ -21,51 +21,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- /*
-The node-agent mTLS material as YAML (base64 values): ca, server, operator, gateway, each with
-crt and key. Kept from the Secrets of a previous release when they exist (new client
-certificates are signed with the kept CA), generated otherwise. Computed once per render and
-memoized, so every template (Secrets, checksum annotations) sees the same CA.
+Node-agent mTLS (docs/adr/0012-per-node-identity.md). The chart templates no certificate and no
+key: the operator's leader makes the CA at first start (a Secret in no Helm release), publishes
+its certificate in a ConfigMap for the node-agents, and issues the operator's and gateway's
+client identities into their Secrets; each node-agent makes its own key and gets its serving
+certificate through a CertificateSigningRequest for this release's signer. The names:
 */ -}}
-{{- define "waggle.agentTLS" -}}
-{{- if not (hasKey .Values "_agentTLS") -}}
-{{- $fullname := include "waggle.fullname" . -}}
-{{- $ns := .Release.Namespace -}}
-{{- $caSecret := lookup "v1" "Secret" $ns (printf "%s-agent-ca" $fullname) -}}
-{{- $out := dict -}}
-{{- $ca := dict -}}
-{{- if and $caSecret $caSecret.data -}}
-{{- $ca = buildCustomCert (index $caSecret.data "ca.crt") (index $caSecret.data "ca.key") -}}
-{{- $_ := set $out "ca" (dict "crt" (index $caSecret.data "ca.crt") "key" (index $caSecret.data "ca.key")) -}}
-{{- else -}}
-{{- $ca = genCA (printf "%s-node-agent-ca" $fullname) 3650 -}}
-{{- $_ := set $out "ca" (dict "crt" ($ca.Cert | b64enc) "key" ($ca.Key | b64enc)) -}}
-{{- end -}}
-{{- range $role, $spec := dict "server" (list "node-agent" "waggle-node-agent") "operator" (list "operator-agent-client" "waggle-operator") "gateway" (list "gateway-agent-client" "waggle-gateway") -}}
-{{- $existing := dict -}}
-{{- if and $caSecret $caSecret.data -}}
-{{- $existing = lookup "v1" "Secret" $ns (printf "%s-%s-tls" $fullname (index $spec 0)) -}}
-{{- end -}}
-{{- if and $existing $existing.data -}}
-{{- $_ := set $out $role (dict "crt" (index $existing.data "tls.crt") "key" (index $existing.data "tls.key")) -}}
-{{- else -}}
-{{- $cn := index $spec 1 -}}
-{{- $cert := dict -}}
-{{- if eq $role "server" -}}
-{{- $cert = genSignedCert $cn nil (list $cn) 3650 $ca -}}
-{{- else -}}
-{{- $cert = genSignedCert $cn nil nil 3650 $ca -}}
-{{- end -}}
-{{- $_ := set $out $role (dict "crt" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc)) -}}
-{{- end -}}
-{{- end -}}
-{{- $_ := set .Values "_agentTLS" $out -}}
-{{- end -}}
-{{- toYaml (get .Values "_agentTLS") -}}
-{{- end -}}
-
-{{- /* Pod annotation that rolls a workload when the node-agent CA changes. */ -}}
-{{- define "waggle.agentTLSChecksum" -}}
-{{- if .Values.nodeAgent.tls.enabled -}}
-checksum/agent-ca: {{ (include "waggle.agentTLS" . | fromYaml).ca.crt | sha256sum | trunc 16 }}
-{{- end -}}
-{{- end -}}
+{{- define "waggle.agentCASecret" -}}{{ include "waggle.fullname" . }}-agent-ca-key{{- end -}}
+{{- define "waggle.agentCAConfigMap" -}}{{ include "waggle.fullname" . }}-agent-ca{{- end -}}
+{{- define "waggle.operatorAgentIdentity" -}}{{ include "waggle.fullname" . }}-operator-agent-identity{{- end -}}
+{{- define "waggle.gatewayAgentIdentity" -}}{{ include "waggle.fullname" . }}-gateway-agent-identity{{- end -}}
+{{- define "waggle.agentSigner" -}}waggle.dev/{{ .Release.Namespace }}.{{ include "waggle.fullname" . }}-node-agent{{- end -}}

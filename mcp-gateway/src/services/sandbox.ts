@@ -98,12 +98,14 @@ export class SandboxService {
   readonly #cache: EnvironmentCache;
   readonly #activity: ActivityRecorder;
   readonly #clients = new Map<string, NodeAgentClient>();
-  readonly #clientFactory: (endpoint: string) => NodeAgentClient;
+  /** With mutual TLS, the client accepts only the serving certificate of `nodeName`. */
+  readonly #clientFactory: (endpoint: string, nodeName: string) => NodeAgentClient;
 
   constructor(
     cache: EnvironmentCache,
     activity: ActivityRecorder,
-    clientFactory: (endpoint: string) => NodeAgentClient = createNodeAgentClient,
+    clientFactory: (endpoint: string, nodeName: string) => NodeAgentClient = (endpoint) =>
+      createNodeAgentClient(endpoint),
   ) {
     this.#cache = cache;
     this.#activity = activity;
@@ -116,10 +118,11 @@ export class SandboxService {
     const endpoint = this.#cache.node(nodeName)?.status?.endpoint;
     if (!endpoint)
       throw new EnvironmentNotRunningError(id, 'unreachable', `node ${nodeName} is not registered`);
-    let agent = this.#clients.get(endpoint);
+    const key = `${nodeName} ${endpoint}`;
+    let agent = this.#clients.get(key);
     if (!agent) {
-      agent = this.#clientFactory(endpoint);
-      this.#clients.set(endpoint, agent);
+      agent = this.#clientFactory(endpoint, nodeName);
+      this.#clients.set(key, agent);
     }
     this.touch(env);
     return { agent, vmId: env.status?.vmId as string, id };

@@ -221,7 +221,7 @@ export class EnvironmentReconciler {
     }
     const endpoint = this.#d.getNode(nodeName)?.status?.endpoint;
     if (!endpoint) return { requeueAfterMs: 1_000 };
-    const agent = this.#d.agents.for(endpoint);
+    const agent = this.#d.agents.for(endpoint, nodeName);
 
     if (env.status?.phase !== 'Running') {
       const creation = this.#creates.take(
@@ -439,7 +439,7 @@ export class EnvironmentReconciler {
     if (!nodeName || this.#failedReleased.has(uid) || !this.#nodeAlive(nodeName)) return;
     const endpoint = this.#d.getNode(nodeName)?.status?.endpoint;
     if (!endpoint) return;
-    const agent = this.#d.agents.for(endpoint);
+    const agent = this.#d.agents.for(endpoint, nodeName);
     const r = this.#destroys.take(
       uid,
       () => agent.destroyVM({ vmId: uid }, { timeoutMs: this.#callTimeoutMs }),
@@ -573,7 +573,7 @@ export class EnvironmentReconciler {
       );
       return true;
     }
-    const agent = this.#d.agents.for(endpoint);
+    const agent = this.#d.agents.for(endpoint, nodeName);
     const r = this.#destroys.take(
       uid,
       () => agent.destroyVM({ vmId: uid }, { timeoutMs: this.#callTimeoutMs }),

@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 
 export interface OrphanVMCollectorOptions {
   listNodes: () => readonly WaggleNode[];
-  agentFor: (endpoint: string) => NodeAgentClient;
+  /** The node's client; the node name is what its TLS identity must say. */
+  agentFor: (endpoint: string, nodeName: string) => NodeAgentClient;
   /** UIDs of the environments in the informer cache: a cheap first filter. */
   cachedUids: () => ReadonlySet<string>;
   /**
@@ -49,7 +50,7 @@ export class OrphanVMCollector {
       if (ready?.status !== 'True' || !endpoint) continue;
       const name = node.metadata.name as string;
       try {
-        const { vms } = await this.#o.agentFor(endpoint).listVMs({}, { timeoutMs: 10_000 });
+        const { vms } = await this.#o.agentFor(endpoint, name).listVMs({}, { timeoutMs: 10_000 });
         for (const vm of vms) {
           const vmId = vm.spec?.vmId ?? '';
           if (!KUBERNETES_UID.test(vmId) || cached.has(vmId)) continue;
@@ -70,7 +71,7 @@ export class OrphanVMCollector {
       const name = node.metadata.name as string;
       try {
         const { existed } = await this.#o
-          .agentFor(node.status?.endpoint as string)
+          .agentFor(node.status?.endpoint as string, name)
           .destroyVM({ vmId }, { timeoutMs: 30_000 });
         if (!existed) continue; // its finalizer got there first
         collected.push(vmId);

@@ -1,6 +1,6 @@
 import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { issueLeaf, type LeafSpec, renewalReason } from './leaf-certificates.ts';
+import { createAgentCA, issueLeaf, type LeafSpec, renewalReason } from './leaf-certificates.ts';
 
 /** A Secret (`ca.crt`, `tls.crt`, `tls.key`) holding one node-agent mTLS identity. */
 export interface ManagedLeaf {
@@ -11,8 +11,17 @@ export interface ManagedLeaf {
 export interface AgentCertificateRotatorOptions {
   kc: KubeConfig;
   namespace: string;
-  /** Secret with `ca.crt` and `ca.key` (made by the chart; mounted by no pod). */
+  /**
+   * Secret with `ca.crt` and `ca.key`, mounted by no pod. Made here when absent (the chart does
+   * not template it, so the CA key is in no Helm release), and made anew when deleted.
+   */
   caSecret: string;
+  /** ConfigMap that publishes `ca.crt` to node-agents (they verify client certificates with it). */
+  caConfigMap?: string;
+  /** Validity of a CA made here (default 10 years; replace it by deleting the Secret). */
+  caValidityMs?: number;
+  /** Labels of the Secrets and ConfigMap made here (so an uninstall can find them). */
+  labels?: Record<string, string>;
   leaves: readonly ManagedLeaf[];
   validityMs: number;
   log: Logger;
@@ -40,15 +49,68 @@ export class AgentCertificateRotator {
     this.#api = opts.kc.makeApiClient(CoreV1Api);
   }
 
+  /** The CA, made (and published) first when its Secret does not exist. */
+  async ca(): Promise<{ certPem: string; keyPem: string }> {
+    const { namespace, caSecret } = this.#o;
+    const read = () =>
+      this.#api.readNamespacedSecret({ name: caSecret, namespace }).catch((err: { code?: number }) => {
+        if (err.code === 404) return undefined;
+        throw err;
+      });
+    let secret = await read();
+    if (!secret) {
+      const made = await createAgentCA(`${caSecret}`, this.#o.caValidityMs ?? 10 * 365 * 86_400_000);
+      try {
+        secret = await this.#api.createNamespacedSecret({
+          namespace,
+          body: {
+            metadata: { name: caSecret, namespace, labels: this.#o.labels ?? {} },
+            type: 'Opaque',
+            data: { 'ca.crt': encode(made.certPem), 'ca.key': encode(made.keyPem) },
+          },
+        });
+        this.#o.log.info({ secret: caSecret }, 'node-agent CA created');
+      } catch (err) {
+        if ((err as { code?: number }).code !== 409) throw err;
+        secret = await read(); // another leader made it first
+      }
+    }
+    const certPem = decode(secret?.data?.['ca.crt']);
+    const keyPem = decode(secret?.data?.['ca.key']);
+    if (!certPem || !keyPem) throw new Error(`Secret ${namespace}/${caSecret} lacks ca.crt or ca.key`);
+    if (this.#o.caConfigMap) await this.#publish(certPem);
+    return { certPem, keyPem };
+  }
+
+  async #publish(caCertPem: string): Promise<void> {
+    const { namespace } = this.#o;
+    const name = this.#o.caConfigMap as string;
+    const current = await this.#api
+      .readNamespacedConfigMap({ name, namespace })
+      .catch((err: { code?: number }) => {
+        if (err.code === 404) return undefined;
+        throw err;
+      });
+    if (current?.data?.['ca.crt'] === caCertPem) return;
+    if (current) {
+      await this.#api.replaceNamespacedConfigMap({
+        name,
+        namespace,
+        body: { ...current, data: { ...current.data, 'ca.crt': caCertPem } },
+      });
+    } else {
+      await this.#api.createNamespacedConfigMap({
+        namespace,
+        body: { metadata: { name, namespace, labels: this.#o.labels ?? {} }, data: { 'ca.crt': caCertPem } },
+      });
+    }
+    this.#o.log.info({ configMap: name }, 'node-agent CA published');
+  }
+
   /** One pass; returns the Secrets it renewed, with the reason. */
   async check(): Promise<Array<{ secret: string; reason: string }>> {
-    const { namespace, caSecret } = this.#o;
-    const ca = await this.#api.readNamespacedSecret({ name: caSecret, namespace });
-    const caCertPem = decode(ca.data?.['ca.crt']);
-    const caKeyPem = decode(ca.data?.['ca.key']);
-    if (!caCertPem || !caKeyPem) {
-      throw new Error(`Secret ${namespace}/${caSecret} lacks ca.crt or ca.key`);
-    }
+    const { namespace } = this.#o;
+    const { certPem: caCertPem, keyPem: caKeyPem } = await this.ca();
     const now = (this.#o.now ?? (() => new Date()))();
     const renewed: Array<{ secret: string; reason: string }> = [];
     for (const leaf of this.#o.leaves) {
@@ -87,7 +149,11 @@ export class AgentCertificateRotator {
       } else {
         await this.#api.createNamespacedSecret({
           namespace,
-          body: { metadata: { name: leaf.secret, namespace }, type: 'Opaque', data },
+          body: {
+            metadata: { name: leaf.secret, namespace, labels: this.#o.labels ?? {} },
+            type: 'Opaque',
+            data,
+          },
         });
       }
       renewed.push({ secret: leaf.secret, reason });

@@ -8,6 +8,8 @@ x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 export interface LeafSpec {
   cn: string;
   dnsNames?: string[];
+  /** Extended key usage: `client` (operator, gateway), `server` (node-agents) or both (default). */
+  usage?: 'client' | 'server' | 'both';
 }
 
 const CURVES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
@@ -34,7 +36,7 @@ async function signingKey(
 
 /**
  * Issues an ECDSA P-256 certificate for `spec`, signed by the CA, valid from a minute ago for
- * `validityMs`, usable for TLS server and client authentication (as the chart's are).
+ * `validityMs`; the key is made here (client identities whose Secrets the operator writes).
  */
 export async function issueLeaf(
   ca: { certPem: string; keyPem: string },
@@ -42,21 +44,39 @@ export async function issueLeaf(
   validityMs: number,
   now = new Date(),
 ): Promise<{ certPem: string; keyPem: string }> {
-  const caCert = new x509.X509Certificate(ca.certPem);
-  const signer = await signingKey(ca.keyPem);
   const leaf = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
     'sign',
     'verify',
   ])) as webcrypto.CryptoKeyPair;
+  const certPem = await signLeaf(ca, leaf.publicKey, spec, validityMs, now);
+  const keyPem = KeyObject.from(leaf.privateKey).export({ format: 'pem', type: 'pkcs8' }).toString();
+  return { certPem, keyPem };
+}
+
+/**
+ * Signs a certificate for someone else's public key (a node-agent's CSR): the subject, names and
+ * usages come from `spec` — what the signer decided — never from the request.
+ */
+export async function signLeaf(
+  ca: { certPem: string; keyPem: string },
+  publicKey: CryptoKey,
+  spec: LeafSpec,
+  validityMs: number,
+  now = new Date(),
+): Promise<string> {
+  const caCert = new x509.X509Certificate(ca.certPem);
+  const signer = await signingKey(ca.keyPem);
   const notBefore = new Date(now.getTime() - 60_000);
+  const usage = spec.usage ?? 'both';
+  const extended = [
+    ...(usage !== 'client' ? [x509.ExtendedKeyUsage.serverAuth] : []),
+    ...(usage !== 'server' ? [x509.ExtendedKeyUsage.clientAuth] : []),
+  ];
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(
-      x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
-      true,
-    ),
-    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-    await x509.SubjectKeyIdentifierExtension.create(leaf.publicKey),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+    new x509.ExtendedKeyUsageExtension(extended),
+    await x509.SubjectKeyIdentifierExtension.create(publicKey),
   ];
   // The authority key id must be the CA's own subject key id (OpenSSL finds the issuer by it);
   // Go (Helm's genCA) derives that differently from @peculiar's default, so copy it.
@@ -74,11 +94,40 @@ export async function issueLeaf(
     notBefore,
     notAfter: new Date(now.getTime() + validityMs),
     signingAlgorithm: signer.algorithm,
-    publicKey: leaf.publicKey,
+    publicKey,
     signingKey: signer.key,
     extensions,
   });
-  const keyPem = KeyObject.from(leaf.privateKey).export({ format: 'pem', type: 'pkcs8' }).toString();
+  return cert.toString('pem');
+}
+
+/**
+ * A new self-signed ECDSA P-256 CA for node-agent mTLS (made by the operator's leader at first
+ * start; its key is kept in a Secret no pod mounts and no Helm release contains).
+ */
+export async function createAgentCA(
+  cn: string,
+  validityMs: number,
+  now = new Date(),
+): Promise<{ certPem: string; keyPem: string }> {
+  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: `01${randomBytes(15).toString('hex')}`,
+    name: `CN=${cn}`,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + validityMs),
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const keyPem = KeyObject.from(keys.privateKey).export({ format: 'pem', type: 'pkcs8' }).toString();
   return { certPem: cert.toString('pem'), keyPem };
 }
 
@@ -107,6 +156,14 @@ export function renewalReason(
   const sans = (cert.subjectAltName ?? '').split(', ');
   const missing = (spec.dnsNames ?? []).filter((n) => !sans.includes(`DNS:${n}`));
   if (missing.length) return `missing DNS name ${missing.join(', ')}`;
+  const usage = spec.usage ?? 'both';
+  const eku = cert.keyUsage ?? [];
+  const wanted = [
+    ...(usage !== 'client' ? ['1.3.6.1.5.5.7.3.1'] : []), // serverAuth
+    ...(usage !== 'server' ? ['1.3.6.1.5.5.7.3.2'] : []), // clientAuth
+  ];
+  if (eku.length !== wanted.length || wanted.some((o) => !eku.includes(o)))
+    return `not a ${usage} certificate`;
   const from = cert.validFromDate.getTime();
   const to = cert.validToDate.getTime();
   // X.509 times have one-second resolution; allow for it (and the minute of backdating).
