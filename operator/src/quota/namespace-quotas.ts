@@ -42,9 +42,10 @@ const ignoreNotFound = (err: unknown) => {
  * RoleBinding to the agent ClusterRole, so a token used with kubectl cannot create environments
  * without end (CEL cannot count objects). Run by the leader only. The quota's status is written
  * once when missing, so it is in force at once instead of after kube-controller-manager's next
- * quota sync (which recounts it from then on). The admission policy refuses creates outside the
- * gateway in a namespace until the quota is in force (charts/waggle/templates/admission-policy.yaml).
- * Each quota is owned by the agent ClusterRole: `helm uninstall` removes them with it.
+ * quota sync (which recounts it from then on). A namespace bound to the agent ClusterRole has its
+ * quota from the moment of the RoleBinding; one reached through other RBAC gets it when its first
+ * environment appears (docs/adr/0011-admission-policy.md). Each quota is owned by the agent
+ * ClusterRole: `helm uninstall` removes them with it.
  */
 export class NamespaceQuotas {
   readonly #o: NamespaceQuotaOptions;
