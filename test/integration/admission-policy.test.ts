@@ -662,3 +662,24 @@ describe('the quota module', () => {
     ]);
   });
 });
+
+describe('the chart', () => {
+  it("refuses to render limits that would refuse the gateway's own environments", async () => {
+    const helm = await ensureHelm();
+    const render = (...set: string[]) =>
+      run(helm, ['template', RELEASE, CHART, ...set.flatMap((v) => ['--set', v])]).then(
+        () => 'rendered',
+        (e: { stderr?: string }) => String(e.stderr),
+      );
+    expect(await render('limits.maxLifetime=12h')).toMatch(
+      /gateway\.maxLifetime \(24h\) is longer than limits\.maxLifetime \(12h\): the gateway's environments would be refused/,
+    );
+    expect(await render('limits.maxIdleTimeout=10m')).toMatch(
+      /gateway\.defaultTimeoutMinutes \(30\) is longer than limits\.maxIdleTimeout \(10m\)/,
+    );
+    expect(await render('limits.maxCpus=9')).toMatch(/limits.*maxCpus/);
+    expect(
+      await render('limits.maxLifetime=1h30m', 'gateway.maxLifetime=90m', 'gateway.defaultTimeoutMinutes=90'),
+    ).toBe('rendered');
+  });
+});
