@@ -683,3 +683,37 @@ describe('the chart', () => {
     ).toBe('rendered');
   });
 });
+
+describe('limits.exempt (last: it changes the policy)', () => {
+  it('lets a break-glass group through and nobody else', async () => {
+    const helm = await ensureHelm();
+    const { stdout } = await run(helm, [
+      'template',
+      RELEASE,
+      CHART,
+      '-n',
+      RELEASE_NS,
+      '--set',
+      'limits.exempt.groups={system:masters}',
+      '--show-only',
+      'templates/admission-policy.yaml',
+    ]);
+    expect(stdout).toContain('name: not-exempt');
+    await kubectl(['apply', '-f', '-'], stdout);
+    const pinned = env('admin-pinned', { nodeName: 'node-a' });
+    await waitFor(
+      () =>
+        create('admin', 'team-gw', pinned).then(
+          () => 'created',
+          (e: { body?: string }) => String(e.body),
+        ),
+      (v) => v === 'created',
+      'an exempt admin creating a pinned environment without maxLifetime',
+      { timeoutMs: 15_000, intervalMs: 250 },
+    );
+    const r = await refusal(() =>
+      create('agent', 'team-a', env('still-not', { maxLifetime: '1h', nodeName: 'n' })),
+    );
+    expect(r.message).toMatch(/spec\.nodeName may be set only by the Waggle gateway and operator/);
+  });
+});
