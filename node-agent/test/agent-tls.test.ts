@@ -56,6 +56,12 @@ beforeAll(async () => {
     ca.certPem,
     await ca.issue({ cn: 'waggle-node-agent', usage: 'both', dnsNames: [nodeAgentServerName(NODE_B)] }),
   );
+  // The operator's name on a certificate made for serving (a node's usage): not a client identity.
+  await writeTlsDir(
+    join(dir, 'server-only'),
+    ca.certPem,
+    await ca.issue({ cn: 'waggle-operator', usage: 'server', dnsNames: [nodeAgentServerName(NODE_B)] }),
+  );
   // Trusts the agents' CA but presents a certificate from another CA.
   await writeTlsDir(join(dir, 'rogue'), ca.certPem, await rogue.issue({ cn: 'intruder', usage: 'client' }));
   const [apiPort, opsPort] = (await freePorts(2)) as [number, number];
@@ -113,6 +119,19 @@ describe('node-agent API over mutual TLS', () => {
       'shell',
     ]);
     expect(() => createNodeAgentClient(httpsUrl)).toThrow(/uses TLS: configure the client certificate/);
+  });
+
+  it('refuses a serving-only certificate as a client, even one with the operator’s name', async () => {
+    const err = await createNodeAgentClient(httpsUrl, tlsDir('server-only'))
+      .listVMs({}, { timeoutMs: 5_000 })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect(err).toBeInstanceOf(ConnectError);
+    // Refused in the handshake — the server checks the certificate's purpose and drops the
+    // connection (TLS 1.3: the client sees a reset or a cancelled stream, whichever comes
+    // first) — not by the RPC authorization (no PermissionDenied). The same CN
+    // from the same CA with client usage ('client') is answered (first test).
+    expect([Code.PermissionDenied, Code.DeadlineExceeded]).not.toContain((err as ConnectError).code);
+    expect((await createNodeAgentClient(httpsUrl, tlsDir('client')).listVMs({})).vms).toBeDefined();
   });
 
   it('refuses an http:// endpoint when mutual TLS is configured, before any request', async () => {

@@ -17,8 +17,11 @@ describe('operator configuration', () => {
       WAGGLE_AGENT_CERT_VALIDITY: '12h',
     });
     expect(c.WAGGLE_AGENT_CERT_SECRETS).toEqual([
-      { secret: 'waggle-node-agent-tls', spec: { cn: 'waggle-node-agent', dnsNames: ['waggle-node-agent'] } },
-      { secret: 'waggle-gateway-agent-client-tls', spec: { cn: 'waggle-gateway' } },
+      {
+        secret: 'waggle-node-agent-tls',
+        spec: { cn: 'waggle-node-agent', dnsNames: ['waggle-node-agent'], usage: 'both' },
+      },
+      { secret: 'waggle-gateway-agent-client-tls', spec: { cn: 'waggle-gateway', usage: 'client' } },
     ]);
     expect(c.WAGGLE_AGENT_CERT_VALIDITY).toBe(12 * 3_600_000);
   });
