@@ -134,7 +134,9 @@ const quotaIn = (namespace: string) =>
   cp
     .kubectl(['get', 'resourcequota', QUOTA, '-n', namespace, '-o', 'json'])
     .then((r) => (r.code === 0 ? (JSON.parse(r.stdout) as V1ResourceQuota) : undefined));
-const inForce = (q: V1ResourceQuota | undefined) => q?.status?.hard?.[COUNT] === String(LIMIT);
+// Quota admission refuses every create ("status unknown for quota") until both are in status.
+const inForce = (q: V1ResourceQuota | undefined) =>
+  q?.status?.hard?.[COUNT] === String(LIMIT) && q.status.used?.[COUNT] !== undefined;
 
 beforeAll(async () => {
   cp = await startControlPlane();
@@ -388,6 +390,36 @@ describe('an agent token used with kubectl instead of the gateway', () => {
     process.stderr.write(
       `admission-policy.test: quota in force ${Date.now() - t0} ms after the RoleBinding\n`,
     );
+  });
+
+  it('puts back a usage that kube-controller-manager could not count (fresh CRD): creates are not refused as "status unknown"', async () => {
+    const agent = kcFor(await agentNamespace('team-fresh')).makeApiClient(CustomObjectsApi);
+    await waitFor(() => quotaIn('team-fresh'), inForce, 'the quota in force in team-fresh', {
+      timeoutMs: 5_000,
+      intervalMs: 50,
+    });
+    // What kube-controller-manager's quota controller writes before it has an evaluator for a
+    // new CRD: `hard` copied from the spec, `used` without the count.
+    await kubectl([
+      'patch',
+      'resourcequota',
+      QUOTA,
+      '-n',
+      'team-fresh',
+      '--subresource=status',
+      '--type=json',
+      '-p',
+      JSON.stringify([{ op: 'replace', path: '/status', value: { hard: { [COUNT]: String(LIMIT) } } }]),
+    ]);
+    const healed = await waitFor(() => quotaIn('team-fresh'), inForce, 'the count back in status.used', {
+      timeoutMs: 5_000,
+      intervalMs: 50,
+    });
+    expect(healed?.status?.used?.[COUNT]).toBe('0');
+    await agent.createNamespacedCustomObject({
+      ...coords('team-fresh'),
+      body: env('after-heal', { maxLifetime: '1h' }),
+    });
   });
 
   it('counts from the first environment in a namespace reached through other RBAC (the documented window)', async () => {
@@ -656,6 +688,7 @@ describe('the quota module', () => {
       'legacy',
       'team-a',
       'team-count',
+      'team-fresh',
       'team-gw',
       'team-new',
       'team-quick',

@@ -183,7 +183,7 @@ export class EnvironmentReconciler {
     }
 
     const now = this.#now();
-    const d = deadlines(env);
+    const d = deadlines(env, now);
     if (now >= d.expiresAt) {
       const why =
         d.reason === 'MaxLifetime'

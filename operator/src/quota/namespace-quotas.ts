@@ -214,9 +214,16 @@ export class NamespaceQuotas {
       this.#o.log.info({ namespace: ns, quota: name, limit: this.#o.limit }, 'environment quota updated');
     }
 
-    if (quota.status?.hard?.[ENVIRONMENT_COUNT] !== this.#hard) {
-      // In force now: quota admission reads status.hard, which kube-controller-manager would only
-      // fill at its next sync (and a control plane without it never).
+    if (
+      quota.status?.hard?.[ENVIRONMENT_COUNT] !== this.#hard ||
+      quota.status?.used?.[ENVIRONMENT_COUNT] === undefined
+    ) {
+      // In force now: quota admission reads status.hard and status.used, which
+      // kube-controller-manager would only fill at its next sync (and a control plane without it
+      // never). Right after the CRD is installed its quota controller has no evaluator for
+      // waggleenvironments yet: it copies `hard` but leaves `used` without the count, and every
+      // create is refused ("status unknown for quota") until its next full resync, up to 5 min.
+      // Its later syncs keep a `used` entry they cannot compute, so filling it once is enough.
       const used =
         quota.status?.used?.[ENVIRONMENT_COUNT] ??
         String(
