@@ -526,6 +526,34 @@ describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake no
     }
   });
 
+  it('waits for a namespace’s brand-new ResourceQuota to be counted instead of failing the create', {
+    timeout: 60_000,
+  }, async () => {
+    const resource = 'count/waggleenvironments.waggle.dev';
+    await core.createNamespacedResourceQuota({
+      namespace: nsB,
+      body: { metadata: { name: 'fresh' }, spec: { hard: { [resource]: '5' } } },
+    });
+    try {
+      // Until its status is filled, quota admission refuses every create ("status unknown").
+      const creating = call(b, 'create_environment', { runtime: 'python' });
+      await new Promise((r) => setTimeout(r, 1_500));
+      const q = await core.readNamespacedResourceQuota({ name: 'fresh', namespace: nsB });
+      await core.replaceNamespacedResourceQuotaStatus({
+        name: 'fresh',
+        namespace: nsB,
+        body: { ...q, status: { hard: { [resource]: '5' }, used: { [resource]: '0' } } },
+      });
+      const r = await creating;
+      expect(r.isError, errorText(r)).toBeFalsy();
+      await ok(b, 'destroy_environment', {
+        environment_id: (r.structuredContent as { environment_id: string }).environment_id,
+      });
+    } finally {
+      await core.deleteNamespacedResourceQuota({ name: 'fresh', namespace: nsB });
+    }
+  });
+
   it('fails create_environment with the scheduler reason when no node fits, leaving nothing', {
     timeout: 60_000,
   }, async () => {

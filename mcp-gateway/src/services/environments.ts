@@ -66,6 +66,9 @@ const readyCondition = (e: WaggleEnvironment) =>
 const scheduledCondition = (e: WaggleEnvironment) =>
   e.status?.conditions?.find((c) => c.type === EnvironmentConditionType.Scheduled);
 
+/** How long a create waits for a namespace's new ResourceQuota to be counted. */
+const QUOTA_SETTLE_MS = 10_000;
+
 /**
  * The apiserver refused the object for a reason the caller can act on (a ResourceQuota, an
  * admission policy, validation): a user error with the apiserver's own words. Other failures
@@ -202,10 +205,23 @@ export class EnvironmentService {
         },
       },
     } as WaggleEnvironment;
-    try {
-      await this.#api.createNamespacedCustomObject({ ...this.#coords(caller.namespace), body });
-    } catch (err) {
-      throw refusedCreate(err) ?? err;
+    // A namespace's ResourceQuota is counted only once its status is filled (the operator does
+    // that within a second of making it); until then quota admission refuses every create as
+    // "status unknown". That is the cluster catching up, not a refusal: wait for it, bounded.
+    for (let waitedMs = 0; ; ) {
+      try {
+        await this.#api.createNamespacedCustomObject({ ...this.#coords(caller.namespace), body });
+        break;
+      } catch (err) {
+        const refused = refusedCreate(err);
+        if (refused && /status unknown for quota/.test(refused.message) && waitedMs < QUOTA_SETTLE_MS) {
+          const delay = Math.min(250 * 2 ** Math.floor(waitedMs / 1_000), 2_000);
+          await new Promise((r) => setTimeout(r, delay));
+          waitedMs += delay;
+          continue;
+        }
+        throw refused ?? err;
+      }
     }
     const pending = this.#justCreated.get(caller.id) ?? new Set<string>();
     pending.add(name);
