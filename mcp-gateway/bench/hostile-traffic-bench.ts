@@ -13,7 +13,7 @@ import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { cpus, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -27,6 +27,8 @@ const { values } = parseArgs({
     slowloris: { type: 'string', default: '500' },
     bodies: { type: 'string', default: '100' },
     calls: { type: 'string', default: '300' },
+    rate: { type: 'string', default: '20' },
+    'body-pause-ms': { type: 'string', default: '0' },
     'max-seconds': { type: 'string', default: '120' },
     attacker: { type: 'boolean', default: false },
     port: { type: 'string' },
@@ -35,6 +37,10 @@ const { values } = parseArgs({
 const SLOWLORIS = Number(values.slowloris);
 const BODIES = Number(values.bodies);
 const CALLS = Number(values.calls);
+/** Calls per second of the measured caller (paced the same idle and under attack). */
+const RATE = Number(values.rate);
+/** How long a body worker waits after a refusal before it sends the next body (0: at once). */
+const BODY_PAUSE_MS = Number(values['body-pause-ms']);
 const MAX_SECONDS = Number(values['max-seconds']);
 /** The chart's gateway.resources.limits.memory (512Mi). */
 const MEMORY_LIMIT_BYTES = 512 * 1024 * 1024;
@@ -111,7 +117,7 @@ async function attack(port: number): Promise<void> {
         const finish = () => {
           s.bodies.bytesWritten += written;
           req.destroy();
-          resolve();
+          setTimeout(resolve, BODY_PAUSE_MS);
         };
         req.on('response', (res) => {
           const k = String(res.statusCode);
@@ -125,7 +131,10 @@ async function attack(port: number): Promise<void> {
           finish();
         });
         const pump = () => {
-          while (written < BODY_BYTES && req.write(chunk)) written += chunk.length;
+          while (written < BODY_BYTES) {
+            written += chunk.length;
+            if (!req.write(chunk)) break;
+          }
         };
         req.on('drain', pump);
         pump();
@@ -163,6 +172,17 @@ function percentiles(ms: number[]) {
 async function rssBytes(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+/** Bytes the process read (all read syscalls, sockets included) and its CPU seconds. */
+async function processCounters(pid: number): Promise<{ readBytes: number; cpuSeconds: number }> {
+  const io = await readFile(`/proc/${pid}/io`, 'utf8');
+  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
+  // utime and stime are fields 14 and 15 of /proc/<pid>/stat (11 and 12 after the command).
+  return {
+    readBytes: Number(/rchar: (\d+)/.exec(io)?.[1] ?? 0),
+    cpuSeconds: (Number(stat[11]) + Number(stat[12])) / 100,
+  };
 }
 
 async function heapUsedBytes(base: string): Promise<number> {
@@ -214,7 +234,11 @@ async function main(): Promise<void> {
     );
     const measure = async (n: number) => {
       const ms: number[] = [];
+      const start = performance.now();
       for (let i = 0; i < n; i++) {
+        const due = start + (i * 1000) / RATE;
+        const wait = due - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
         const t = performance.now();
         const r = await client.callTool({ name: 'list_environments', arguments: {} });
         ms.push(performance.now() - t);
@@ -226,7 +250,9 @@ async function main(): Promise<void> {
     const rssIdle = await rssBytes(gwPid);
     const heapIdle = await heapUsedBytes(base);
     say(`idle: ${CALLS} calls`);
+    const idleStart = { at: Date.now(), ...(await processCounters(gwPid)) };
     const idle = await measure(CALLS);
+    const idleEnd = { at: Date.now(), ...(await processCounters(gwPid)) };
 
     say(`attack: ${SLOWLORIS} slow-loris connections, ${BODIES} unauthenticated ${BODY_BYTES}-byte bodies`);
     attacker = fork(fileURLToPath(import.meta.url), [
@@ -239,6 +265,8 @@ async function main(): Promise<void> {
       String(BODIES),
       '--max-seconds',
       String(MAX_SECONDS),
+      '--body-pause-ms',
+      String(BODY_PAUSE_MS),
     ]);
     const attackerStats = new Promise<unknown>((resolve) =>
       attacker?.on('message', (m) => {
@@ -248,24 +276,27 @@ async function main(): Promise<void> {
     await new Promise<void>((resolve) =>
       attacker?.on('message', (m) => (m as { ready?: boolean }).ready && resolve()),
     );
+    // The attacker stands for clients elsewhere: at the lowest CPU priority, so that on a small
+    // machine its own work does not count against the gateway (which still serves all of it).
+    setPriority(attacker.pid as number, 19);
+    const attackT0 = Date.now();
+    const attackCounters = await processCounters(gwPid);
+    // RSS from /proc (free); the heap only at the end (a /metrics scrape costs the gateway CPU).
     let rssPeak = 0;
-    let heapPeak = 0;
     const sampler = setInterval(() => {
       void rssBytes(gwPid).then((v) => {
         rssPeak = Math.max(rssPeak, v);
       });
-      void heapUsedBytes(base)
-        .then((v) => {
-          heapPeak = Math.max(heapPeak, v);
-        })
-        .catch(() => undefined);
     }, 250);
     await new Promise((r) => setTimeout(r, 3_000)); // the attack ramps up (slow-loris spread over 2 s)
+    const attackStart = Date.now();
     say(`under attack: ${CALLS} calls`);
-    const t0 = Date.now();
     const underAttack = await measure(CALLS);
-    const attackedMs = Date.now() - t0;
+    const attackMs = Date.now() - attackStart + 3_000;
+    const attackEnd = await processCounters(gwPid);
+    const measuredMs = Date.now() - attackT0;
     clearInterval(sampler);
+    const heapAttacked = await heapUsedBytes(base);
     attacker.send({ stop: true });
     const stats = await attackerStats;
     const sessions = Number(
@@ -280,11 +311,28 @@ async function main(): Promise<void> {
       benchmark: 'mcp-gateway under hostile traffic (loopback)',
       when: new Date().toISOString(),
       node: process.version,
-      cpus: (await import('node:os')).cpus().length,
+      cpus: cpus().length,
+      calls: { perPhase: CALLS, perSecond: RATE },
       gateway:
         'node mcp-gateway/src/main.ts, default configuration (headers timeout 10s, request timeout 60s)',
-      attack: { ...(stats as object), durationMs: attackedMs + 3_000 },
+      attack: {
+        ...(stats as object),
+        durationMs: attackMs,
+        bodyPauseMs: BODY_PAUSE_MS,
+        gatewayReadBytes: attackEnd.readBytes - attackCounters.readBytes,
+        refusedBodiesPerSecond: Math.round(
+          ((stats as { bodies: { requests: number } }).bodies.requests / attackMs) * 1000,
+        ),
+      },
       list_environments_ms: { idle: idleP, underAttack: attackP },
+      gatewayCpuPercent: {
+        idle: Math.round(
+          ((idleEnd.cpuSeconds - idleStart.cpuSeconds) / ((idleEnd.at - idleStart.at) / 1000)) * 100,
+        ),
+        underAttack: Math.round(
+          ((attackEnd.cpuSeconds - attackCounters.cpuSeconds) / (measuredMs / 1000)) * 100,
+        ),
+      },
       p99Ratio: Math.round((attackP.p99 / idleP.p99) * 100) / 100,
       goalP99Within2x: attackP.p99 <= 2 * idleP.p99,
       memory: {
@@ -292,7 +340,7 @@ async function main(): Promise<void> {
         rssIdleMiB: mib(rssIdle),
         rssPeakMiB: mib(rssPeak),
         heapUsedIdleMiB: mib(heapIdle),
-        heapUsedPeakMiB: mib(heapPeak),
+        heapUsedAfterAttackMiB: mib(heapAttacked),
         underLimit: rssPeak < MEMORY_LIMIT_BYTES,
       },
       gatewaySessionsAfter: sessions,

@@ -33,6 +33,16 @@ export interface AppOptions {
 const hasBody = (req: IncomingMessage): boolean =>
   req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 
+/**
+ * Answers without reading the rest of the request body: `Connection: close`, and the socket is
+ * destroyed as soon as the answer is handed to the kernel — Node would otherwise drain the body
+ * ("dump") until the connection is closed. Only what arrived with the headers is ever read.
+ */
+function closeAfterReply(req: IncomingMessage, res: ServerResponse): void {
+  res.setHeader('connection', 'close');
+  res.once('finish', () => req.socket.destroy());
+}
+
 const rpcError = (code: number, message: string) => ({ jsonrpc: '2.0', error: { code, message }, id: null });
 
 /**
@@ -89,7 +99,7 @@ export function buildApp(o: AppOptions) {
     message: string,
   ) => {
     // Do not read (or drain) a body we will not use: answer and close the connection.
-    if (hasBody(req.raw)) reply.header('connection', 'close');
+    if (hasBody(req.raw)) closeAfterReply(req.raw, reply.raw);
     return reply.code(status).send(rpcError(code, message));
   };
 
@@ -129,7 +139,7 @@ export function buildApp(o: AppOptions) {
     const status = err.statusCode ?? 500;
     if (status === 413) {
       o.metrics.bodyTooLarge.inc();
-      reply.header('connection', 'close');
+      closeAfterReply(req.raw, reply.raw);
       return reply
         .code(413)
         .send(
