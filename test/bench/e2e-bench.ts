@@ -69,8 +69,8 @@ const clientTls = async (secret: string): Promise<AgentTls & { nodeName: string 
   };
 };
 const agentUrl = `https://${CLUSTER.nodeIP}:7443`;
-const agent = createNodeAgentClient(agentUrl, await clientTls('operator-agent-client-tls'));
-const agentData = createNodeAgentClient(agentUrl, await clientTls('gateway-agent-client-tls'));
+const agent = createNodeAgentClient(agentUrl, await clientTls('operator-agent-identity'));
+const agentData = createNodeAgentClient(agentUrl, await clientTls('gateway-agent-identity'));
 const agentExec = async (vmId: string, code: string, language: string) => {
   for await (const m of agentData.exec({ vmId, code, language, timeoutMs: 30_000 }))
     if (m.event.case === 'result') return m.event.value;

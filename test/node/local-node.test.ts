@@ -8,6 +8,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { nodeAgentServerName } from '../../node-agent/src/client.ts';
 import { grantAgent } from '../src/agent-identity.ts';
 import { clusterDown, clusterStatus, hostLeftovers } from '../src/cluster/local-cluster.ts';
 import { etcdRequest } from '../src/cluster/pki.ts';
@@ -351,61 +352,101 @@ describe('the Helm chart on the real node', () => {
     vmPid = pids[0] as number;
   });
 
-  it('renews the chart’s long-lived mTLS certificates; the node-agent serves the new one without restarting', async () => {
+  it('the node-agent serves a certificate naming its node, issued through a CSR the operator signed; no release holds a key', async () => {
     const secret = async (name: string) => {
       const s = JSON.parse(await k(['get', 'secret', '-n', NS, name, '-o', 'json'])) as {
         data: Record<string, string>;
       };
       return (key: string) => Buffer.from(s.data[key] ?? '', 'base64').toString('utf8');
     };
-    const lifetime = (pem: string) => {
-      const c = new X509Certificate(pem);
-      return c.validToDate.getTime() - c.validFromDate.getTime();
-    };
-    // The operator's leader reissues every leaf at startup: the chart's are valid for 10 years.
-    for (const name of ['node-agent-tls', 'operator-agent-client-tls', 'gateway-agent-client-tls']) {
-      const pem = await waitFor(
-        async () => (await secret(`${RELEASE}-${name}`))('tls.crt'),
-        (p) => p !== '' && lifetime(p) <= 24 * 3_600_000 + 120_000,
-        `${name} renewed with a 24h certificate`,
-        { timeoutMs: 60_000, intervalMs: 1_000 },
-      );
-      const ca = new X509Certificate((await secret(`${RELEASE}-agent-ca`))('ca.crt'));
-      expect(new X509Certificate(pem).verify(ca.publicKey)).toBe(true);
+    const lifetime = (c: X509Certificate) => c.validToDate.getTime() - c.validFromDate.getTime();
+    // The operator's leader made the CA: its Secret is in no Helm release, and no Secret of the
+    // release carries a certificate or a key.
+    const manifest = await helmRun(stack, ['get', 'manifest', RELEASE, '--namespace', NS]);
+    const docs = parseAllDocuments(manifest).map(
+      (d) =>
+        d.toJS() as { kind?: string; metadata?: { name?: string }; data?: Record<string, string> } | null,
+    );
+    expect(docs.some((d) => d?.kind === 'Deployment')).toBe(true);
+    const pkiInRelease = docs.filter(
+      (d) =>
+        d?.kind === 'Secret' &&
+        (/agent/.test(d.metadata?.name ?? '') ||
+          Object.keys(d.data ?? {}).some((k) => /\.(key|crt)$/.test(k))),
+    );
+    expect(pkiInRelease).toEqual([]);
+    const caPem = (await secret(`${RELEASE}-agent-ca-key`))('ca.crt');
+    const ca = new X509Certificate(caPem);
+    expect(ca.ca).toBe(true);
+    expect(
+      await k(['get', 'configmap', '-n', NS, `${RELEASE}-agent-ca`, '-o', 'jsonpath={.data.ca\\.crt}']),
+    ).toBe(caPem);
+    // Client identities: short-lived, client usage only.
+    for (const name of ['operator-agent-identity', 'gateway-agent-identity']) {
+      const cert = new X509Certificate((await secret(`${RELEASE}-${name}`))('tls.crt'));
+      expect(cert.verify(ca.publicKey)).toBe(true);
+      expect(lifetime(cert)).toBeLessThanOrEqual(24 * 3_600_000 + 120_000);
+      expect(cert.keyUsage).toEqual(['1.3.6.1.5.5.7.3.2']);
     }
-    const renewed = new X509Certificate((await secret(`${RELEASE}-node-agent-tls`))('tls.crt'));
-    const agentPod = (await podsReady()).find((p) => p.metadata.name.startsWith(`${RELEASE}-node-agent-`));
+    // The CSR: requested by the node-agent ServiceAccount from a token the apiserver bound to
+    // the node, approved by the operator for that node, and its certificate is the one served.
+    const csrs = JSON.parse(
+      await k([
+        'get',
+        'csr',
+        '--field-selector',
+        `spec.signerName=waggle.dev/${NS}.${RELEASE}-node-agent`,
+        '-o',
+        'json',
+      ]),
+    ) as {
+      items: Array<{
+        spec: { username: string; extra?: Record<string, string[]> };
+        status: { certificate?: string; conditions?: Array<{ type: string; reason: string }> };
+      }>;
+    };
+    const issued = csrs.items.filter((c) => c.status.certificate);
+    expect(issued.length).toBeGreaterThanOrEqual(1);
+    for (const c of issued) {
+      expect(c.spec.username).toBe(`system:serviceaccount:${NS}:${RELEASE}-node-agent`);
+      expect(c.spec.extra?.['authentication.kubernetes.io/node-name']).toEqual(['waggle-node']);
+      expect(c.status.conditions?.find((x) => x.type === 'Approved')?.reason).toBe('NodeIdentityVerified');
+    }
+    const serials = issued.map(
+      (c) => new X509Certificate(Buffer.from(c.status.certificate as string, 'base64')).serialNumber,
+    );
 
-    // The kubelet refreshes the mounted Secret (about a minute) and the agent re-reads it.
-    const client = await secret(`${RELEASE}-operator-agent-client-tls`);
-    const servedSerial = () =>
-      new Promise<string>((resolve, reject) => {
+    const client = await secret(`${RELEASE}-operator-agent-identity`);
+    const served = (node: string) =>
+      new Promise<X509Certificate | string>((resolve) => {
         const s = tlsConnect({
           host: '10.250.255.1',
           port: 7443,
-          servername: 'waggle-node-agent',
-          ca: client('ca.crt'), // verified as the operator and gateway verify it
+          servername: nodeAgentServerName(node), // verified as the operator and gateway verify it
+          ca: client('ca.crt'),
           cert: client('tls.crt'),
           key: client('tls.key'),
           ALPNProtocols: ['h2'],
         });
         s.once('secureConnect', () => {
-          resolve(s.getPeerCertificate().serialNumber);
+          resolve(new X509Certificate(s.getPeerX509Certificate()?.raw as Buffer));
           s.destroy();
         });
-        s.once('error', reject);
+        s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
       });
-    await waitFor(
-      servedSerial,
-      (serial) => serial === renewed.serialNumber,
-      'the agent to serve the renewed certificate',
-      {
-        timeoutMs: 180_000,
-        intervalMs: 2_000,
-      },
-    );
-    const agentPodNow = (await podsReady()).find((p) => p.metadata.name.startsWith(`${RELEASE}-node-agent-`));
-    expect(agentPodNow?.metadata.name).toBe(agentPod?.metadata.name);
+    const cert = await served('waggle-node');
+    expect(cert).toBeInstanceOf(X509Certificate);
+    const c0 = cert as X509Certificate;
+    expect(c0.subjectAltName).toBe(`DNS:${nodeAgentServerName('waggle-node')}`);
+    expect(c0.keyUsage).toEqual(['1.3.6.1.5.5.7.3.1']);
+    expect(c0.verify(ca.publicKey)).toBe(true);
+    expect(lifetime(c0)).toBeLessThanOrEqual(24 * 3_600_000 + 120_000);
+    expect(serials).toContain(c0.serialNumber);
+    // A caller that means another node refuses this node's certificate.
+    expect(await served('other-node')).toBe('ERR_TLS_CERT_ALTNAME_INVALID');
+    // Its key was made on the node: it is in the agent's state directory, in no Secret.
+    const keyFile = await readFile(join(stack.cluster.paths.base, 'node-agent', 'pki', 'tls.key'), 'utf8');
+    expect(keyFile).toMatch(/BEGIN PRIVATE KEY/);
     const c = await mcpClient(token);
     try {
       const out = await tool<{ stdout: string }>(c, 'execute', {
@@ -508,37 +549,72 @@ describe('the Helm chart on the real node', () => {
     }
   });
 
-  it('replaces the node-agent CA when its Secrets are deleted; the environment stays usable', async () => {
+  it('replaces the CA when its Secret is deleted: identities and the node certificate are reissued, no pod restarts, the environment stays usable', async () => {
     const caOf = () =>
-      k(['get', 'secret', '-n', NS, `${RELEASE}-agent-ca`, '-o', 'jsonpath={.data.ca\\.crt}']);
+      k(
+        ['get', 'secret', '-n', NS, `${RELEASE}-agent-ca-key`, '-o', 'jsonpath={.data.ca\\.crt}'],
+        undefined,
+      ).catch(() => '');
     const caBefore = await caOf();
     expect(caBefore).not.toBe('');
     const before = (await podsReady()).map((p) => p.metadata.name);
-    // The leaf Secrets go too: the operator now owns their data, and Helm would not overwrite it.
-    await k(['delete', 'secret', '-n', NS, '-l', 'app.kubernetes.io/component=agent-tls']);
-    await installWaggle(stack);
-    const caAfter = await caOf();
-    expect(caAfter).not.toBe('');
-    expect(caAfter).not.toBe(caBefore);
-    // Every workload rolls (checksum/agent-ca): old pods would hold certificates of the old CA.
-    await waitFor(
-      podsReady,
-      (items) =>
-        allReady(items) &&
-        items.every((p) => !before.includes(p.metadata.name)) &&
-        items.filter((p) => p.metadata.name.startsWith(`${RELEASE}-operator-`)).length === 2,
-      'every pod replaced',
-      { timeoutMs: 180_000, intervalMs: 1_000 },
-    );
+    await k(['delete', 'secret', '-n', NS, `${RELEASE}-agent-ca-key`]);
+    // The leader notices at its next check (WAGGLE_AGENT_CERT_CHECK_INTERVAL, 1 min) and makes a new CA.
+    const caAfter = await waitFor(caOf, (c) => c !== '' && c !== caBefore, 'a new CA', {
+      timeoutMs: 120_000,
+      intervalMs: 2_000,
+    });
+    const ca = new X509Certificate(Buffer.from(caAfter, 'base64'));
+    // The kubelet refreshes the gateway's Secret and the agent's ConfigMap (about a minute); the
+    // agent then requests a certificate from the new CA and serves it without restarting.
+    const identity = JSON.parse(
+      await k(['get', 'secret', '-n', NS, `${RELEASE}-operator-agent-identity`, '-o', 'jsonpath={.data}']),
+    ) as Record<string, string>;
+    const f = (n: string) => Buffer.from(identity[n] ?? '', 'base64').toString('utf8');
+    expect(new X509Certificate(f('tls.crt')).verify(ca.publicKey)).toBe(true);
+    const servedByNewCA = () =>
+      new Promise<boolean>((resolve) => {
+        const s = tlsConnect({
+          host: '10.250.255.1',
+          port: 7443,
+          servername: nodeAgentServerName('waggle-node'),
+          ca: f('ca.crt'),
+          cert: f('tls.crt'),
+          key: f('tls.key'),
+          ALPNProtocols: ['h2'],
+        });
+        s.once('secureConnect', () => {
+          resolve(true);
+          s.destroy();
+        });
+        s.once('error', () => resolve(false));
+      });
+    await waitFor(servedByNewCA, (ok) => ok, 'the agent to serve a certificate from the new CA', {
+      timeoutMs: 240_000,
+      intervalMs: 2_000,
+    });
+    expect((await podsReady()).map((p) => p.metadata.name).sort()).toEqual([...before].sort());
     expect(await qemuPids()).toEqual([vmPid]);
-    const c = await mcpClient(token);
-    try {
-      const out = await tool<{ stdout: string }>(c, 'execute', { environment_id: envId, code: 'print(7*6)' });
-      expect(out.stdout).toBe('42\n');
-    } finally {
-      await c.close();
-    }
-  });
+    // The gateway picks up its reissued identity from its refreshed Secret (about a minute).
+    const out = await waitFor(
+      async () => {
+        const c = await mcpClient(token).catch((err: Error) => err);
+        if (c instanceof Error) return { stdout: c.message };
+        try {
+          return await tool<{ stdout: string }>(c, 'execute', {
+            environment_id: envId,
+            code: 'print(7*6)',
+          }).catch((err: Error) => ({ stdout: err.message }));
+        } finally {
+          await c.close();
+        }
+      },
+      (o) => o.stdout === '42\n',
+      'the gateway to reach the agent with its reissued identity',
+      { timeoutMs: 180_000, intervalMs: 5_000 },
+    );
+    expect(out.stdout).toBe('42\n');
+  }, 600_000);
 
   it('uninstalls leaving no pod, no QEMU process, no overlay and no VM state; the CRDs stay', async () => {
     await helmRun(stack, ['uninstall', RELEASE, '--namespace', NS, '--wait', '--timeout', '5m']);
@@ -556,6 +632,20 @@ describe('the Helm chart on the real node', () => {
     expect(overlays).toBe('');
     expect(await k(['get', 'wenv', '-A', '--no-headers'])).toBe('');
     expect(await k(['get', 'wagglenodes', '--no-headers'])).toBe('');
+    // What the operator made for mTLS (in no release) is removed by the cleanup hook, CSRs too.
+    expect(await k(['get', 'secret,configmap', '-n', NS, '-o', 'name'])).not.toMatch(
+      /agent-ca|agent-identity/,
+    );
+    expect(
+      await k([
+        'get',
+        'csr',
+        '--field-selector',
+        `spec.signerName=waggle.dev/${NS}.${RELEASE}-node-agent`,
+        '-o',
+        'name',
+      ]),
+    ).toBe('');
     expect(await k(['get', 'crd', 'waggleenvironments.waggle.dev', '-o', 'name'])).toMatch(
       /waggleenvironments\.waggle\.dev/,
     );
@@ -570,14 +660,20 @@ describe('the Helm chart on the real node', () => {
       intervalMs: 1_000,
     });
     expect(pods.filter((p) => p.metadata.name.startsWith(`${RELEASE}-operator-`))).toHaveLength(2);
-    // The CA and the three leaves come from the chart's lookup-or-generate helper under Helm 3 too.
+    // Under Helm 3 too the operator makes the CA and the client identities (the chart none).
     expect(
-      (await k(['get', 'secret', '-n', NS, '-l', 'app.kubernetes.io/component=agent-tls', '-o', 'name']))
-        .split('\n')
-        .filter(Boolean)
-        .sort(),
+      await waitFor(
+        async () =>
+          (await k(['get', 'secret', '-n', NS, '-l', 'app.kubernetes.io/component=agent-pki', '-o', 'name']))
+            .split('\n')
+            .filter(Boolean)
+            .sort(),
+        (names) => names.length === 3,
+        'the operator-made Secrets',
+        { timeoutMs: 60_000 },
+      ),
     ).toEqual(
-      ['agent-ca', 'gateway-agent-client-tls', 'node-agent-tls', 'operator-agent-client-tls'].map(
+      ['agent-ca-key', 'gateway-agent-identity', 'operator-agent-identity'].map(
         (n) => `secret/${RELEASE}-${n}`,
       ),
     );
