@@ -21,6 +21,8 @@ export const gatewayConfigSchema = z.object({
   WAGGLE_API_KEYS_FILE: z.string().min(1).optional(),
   WAGGLE_TOKEN_AUDIENCES: list.optional(),
   WAGGLE_AUTH_CACHE_TTL: durationMsSchema.default(60_000),
+  /** How long an accepted decision still stands while the apiserver cannot be asked ("0s": off). */
+  WAGGLE_AUTH_STALE_ON_ERROR: durationMsSchema.default(600_000),
   /** How long a refused token (401) or a denied namespace (403) is remembered. */
   WAGGLE_AUTH_NEGATIVE_CACHE_TTL: durationMsSchema.default(10_000),
   /** Failed authentications one client address may cause per minute before it gets 429. */

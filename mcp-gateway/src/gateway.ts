@@ -61,6 +61,7 @@ export async function startGateway(opts: {
     authenticators.push(
       new KubernetesTokenAuthenticator(kc, {
         ttlMs: c.WAGGLE_AUTH_CACHE_TTL,
+        staleOnErrorMs: c.WAGGLE_AUTH_STALE_ON_ERROR,
         negativeTtlMs: c.WAGGLE_AUTH_NEGATIVE_CACHE_TTL,
         failuresPerMinute: c.WAGGLE_AUTH_FAILURES_PER_MINUTE,
         reviewsPerSecond: c.WAGGLE_TOKEN_REVIEWS_PER_SECOND,

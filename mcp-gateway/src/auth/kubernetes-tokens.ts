@@ -32,7 +32,14 @@ export interface TokenAuthOptions {
   reviewsPerSecond?: number;
   /** Most decisions kept (each of the two caches); the oldest are dropped first. */
   maxEntries?: number;
+  /**
+   * While the apiserver cannot be asked (down, unreachable), an accepted decision older than
+   * `ttlMs` but younger than this still stands, so callers already working keep working through
+   * a control-plane outage; 0 turns it off. A token revoked meanwhile works that much longer.
+   */
+  staleOnErrorMs?: number;
   onReview?: (outcome: ReviewOutcome) => void;
+  onStale?: () => void;
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -64,6 +71,8 @@ export class KubernetesTokenAuthenticator implements Authenticator {
   readonly #failures: KeyedBuckets;
   readonly #reviews: TokenBucket;
   readonly #onReview: ((o: ReviewOutcome) => void) | undefined;
+  readonly #staleOnErrorMs: number;
+  readonly #onStale: (() => void) | undefined;
 
   constructor(kc: KubeConfig, opts: TokenAuthOptions) {
     this.#authn = kc.makeApiClient(AuthenticationV1Api);
@@ -77,6 +86,8 @@ export class KubernetesTokenAuthenticator implements Authenticator {
     const perSecond = opts.reviewsPerSecond ?? 20;
     this.#reviews = new TokenBucket(perSecond * 2, perSecond);
     this.#onReview = opts.onReview;
+    this.#staleOnErrorMs = opts.staleOnErrorMs ?? 0;
+    this.#onStale = opts.onStale;
   }
 
   async authenticate(
@@ -154,6 +165,12 @@ export class KubernetesTokenAuthenticator implements Authenticator {
       } else {
         this.#failures.refund(source);
         this.#onReview?.('error');
+        // The apiserver could not be asked: a decision it made recently still stands.
+        const stale = this.#cache.get(key);
+        if (stale?.caller && now - stale.at < this.#staleOnErrorMs) {
+          this.#onStale?.();
+          return stale.caller;
+        }
       }
       throw err;
     }
