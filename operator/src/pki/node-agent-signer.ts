@@ -17,6 +17,8 @@ export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
 /** The subject every node-agent serving certificate carries (the node is in its DNS name). */
 export const NODE_AGENT_CN = 'waggle-node-agent';
 const SERVER_NAME_SUFFIX = nodeAgentServerName('');
+// A node name: a DNS subdomain (so no wildcard, no empty label).
+const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const ALLOWED_USAGES = new Set(['digital signature', 'key encipherment', 'server auth']);
 
 export type Judgement =
@@ -71,6 +73,7 @@ export async function judgeNodeAgentCSR(
     return deny('InvalidRequest', `request exactly one name, DNS:${nodeAgentServerName('<node>')}`);
   }
   const claimed = dns[0].slice(0, -SERVER_NAME_SUFFIX.length);
+  if (!NODE_NAME.test(claimed)) return deny('InvalidRequest', `not a node name: ${claimed}`);
   if (claimed !== boundNode) {
     return deny(
       'NodeMismatch',
