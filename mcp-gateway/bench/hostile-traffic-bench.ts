@@ -175,13 +175,16 @@ async function rssBytes(pid: number): Promise<number> {
 }
 
 /** Bytes the process read (all read syscalls, sockets included) and its CPU seconds. */
-async function processCounters(pid: number): Promise<{ readBytes: number; cpuSeconds: number }> {
+async function processCounters(
+  pid: number,
+): Promise<{ readBytes: number; cpuSeconds: number; systemSeconds: number }> {
   const io = await readFile(`/proc/${pid}/io`, 'utf8');
   const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
   // utime and stime are fields 14 and 15 of /proc/<pid>/stat (11 and 12 after the command).
   return {
     readBytes: Number(/rchar: (\d+)/.exec(io)?.[1] ?? 0),
     cpuSeconds: (Number(stat[11]) + Number(stat[12])) / 100,
+    systemSeconds: Number(stat[12]) / 100,
   };
 }
 
@@ -331,6 +334,11 @@ async function main(): Promise<void> {
         ),
         underAttack: Math.round(
           ((attackEnd.cpuSeconds - attackCounters.cpuSeconds) / (measuredMs / 1000)) * 100,
+        ),
+        // Kernel time: accepting, reading and closing sockets, and freeing what the attacker
+        // pushed into their receive buffers.
+        underAttackSystem: Math.round(
+          ((attackEnd.systemSeconds - attackCounters.systemSeconds) / (measuredMs / 1000)) * 100,
         ),
       },
       p99Ratio: Math.round((attackP.p99 / idleP.p99) * 100) / 100,
