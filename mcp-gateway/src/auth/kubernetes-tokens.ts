@@ -92,7 +92,7 @@ export class KubernetesTokenAuthenticator implements Authenticator {
 
   async authenticate(
     token: string,
-    requestedNamespace: string | undefined,
+    requestedNamespace?: string,
     ctx: AuthContext = {},
   ): Promise<Caller | undefined> {
     const tokenHash = sha256(token);
