@@ -21,6 +21,8 @@ export const gatewayConfigSchema = z.object({
   WAGGLE_API_KEYS_FILE: z.string().min(1).optional(),
   WAGGLE_TOKEN_AUDIENCES: list.optional(),
   WAGGLE_AUTH_CACHE_TTL: durationMsSchema.default(60_000),
+  /** On SIGTERM, how long running tool calls may finish before they are stopped and answered. */
+  WAGGLE_SHUTDOWN_GRACE: durationMsSchema.default(20_000),
   /** How long an accepted decision still stands while the apiserver cannot be asked ("0s": off). */
   WAGGLE_AUTH_STALE_ON_ERROR: durationMsSchema.default(600_000),
   /** How long a refused token (401) or a denied namespace (403) is remembered. */

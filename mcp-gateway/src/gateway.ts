@@ -15,6 +15,7 @@ import { buildApp } from './http/app.ts';
 import { makeOriginPolicy } from './http/origin-guard.ts';
 import { previewResolver } from './http/preview-routes.ts';
 import { bearerAuth, insecureAuth } from './http/request-auth.ts';
+import { CallDrain } from './mcp/call-drain.ts';
 import { createMcpServer } from './mcp/server-factory.ts';
 import { SessionRegistry } from './mcp/sessions.ts';
 import { createGatewayMetrics } from './metrics.ts';
@@ -131,6 +132,7 @@ export async function startGateway(opts: {
   });
 
   const calls = new ConcurrencyLimiter(c.WAGGLE_MAX_CALLS_PER_CALLER);
+  const drain = new CallDrain();
   sessions = new SessionRegistry({
     newServer: (caller) =>
       createMcpServer(
@@ -139,11 +141,13 @@ export async function startGateway(opts: {
         log.child({ caller: caller.principal, namespace: caller.namespace }),
         metrics.observeTool,
         calls,
+        drain,
       ),
     idleTimeoutMs: c.WAGGLE_SESSION_IDLE_TIMEOUT,
     maxSessions: c.WAGGLE_MAX_SESSIONS,
     maxSessionsPerCaller: c.WAGGLE_MAX_SESSIONS_PER_CALLER,
     log,
+    draining: () => drain.draining,
   });
 
   const app = buildApp({
@@ -155,7 +159,8 @@ export async function startGateway(opts: {
       loopback,
     }),
     metrics,
-    ready: () => synced,
+    // Not ready while draining: the Service stops sending new connections here.
+    ready: () => synced && !drain.draining,
     bodyLimitBytes: maxCallBodyBytes(c.WAGGLE_MAX_FILE_BYTES),
     timeouts: {
       headersMs: c.WAGGLE_HEADERS_TIMEOUT,
@@ -181,6 +186,10 @@ export async function startGateway(opts: {
   return {
     url: `http://${urlHost}:${boundPort}/mcp`,
     async close() {
+      // Answer every running tool call before the connections go (call-drain.ts).
+      const drained = await drain.drain(c.WAGGLE_SHUTDOWN_GRACE, 5_000);
+      if (drained.finished || drained.interrupted) log.info(drained, 'tool calls drained');
+      await new Promise((r) => setTimeout(r, 200)); // the last answers reach their streams
       await sessions?.closeAll();
       await Promise.race([app.close(), new Promise((r) => setTimeout(r, 3_000).unref())]);
       await cache.stop();

@@ -12,7 +12,9 @@ async function main(): Promise<void> {
   const gateway = await startGateway({ config, kc, log });
   const shutdown = async (signal: string) => {
     log.info({ signal }, 'mcp-gateway stopping');
-    await Promise.race([gateway.close(), new Promise((r) => setTimeout(r, 5_000).unref())]);
+    // The drain (WAGGLE_SHUTDOWN_GRACE, then 5 s for interrupted calls to answer) plus closing.
+    const bound = config.WAGGLE_SHUTDOWN_GRACE + 10_000;
+    await Promise.race([gateway.close(), new Promise((r) => setTimeout(r, bound).unref())]);
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));

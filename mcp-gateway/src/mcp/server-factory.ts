@@ -13,9 +13,18 @@ import type { Logger } from 'pino';
 import type { Caller } from '../auth/caller.ts';
 import type { ConcurrencyLimiter } from '../auth/rate-limit.ts';
 import { UserError } from '../errors.ts';
+import type { CallDrain } from './call-drain.ts';
 import { describeInputIssues, errorResult, structuredResult, type ToolDefinition } from './tool.ts';
 
 const LOG_LEVELS = LoggingLevelSchema.options;
+
+const RESTARTING =
+  'the Waggle gateway is restarting and takes no new calls; your environments are kept. ' +
+  'Retry in a few seconds (reconnect if the session is gone).';
+const INTERRUPTED =
+  'the Waggle gateway restarted while this call ran and had to stop it; your environment is kept, ' +
+  'but the call may not have completed (a command may have been stopped part-way). Check its ' +
+  'effects and run it again; reconnect if the session is gone.';
 
 export const SERVER_INFO = { name: 'waggle', version: '0.1.0' } as const;
 
@@ -47,6 +56,8 @@ export function createMcpServer(
   observe?: ToolCallObserver,
   /** Tool calls the caller may have running at once, over all its sessions. */
   calls?: ConcurrencyLimiter,
+  /** Every call in this gateway, so a shutdown answers each of them (call-drain.ts). */
+  drain?: CallDrain,
 ): McpServer {
   const server = new McpServer(SERVER_INFO, {
     capabilities: { tools: { listChanged: false }, logging: {} },
@@ -86,9 +97,15 @@ export function createMcpServer(
     }
     const started = performance.now();
     const reqLog = log.child({ tool: tool.name, requestId: String(extra.requestId) });
+    const entry = drain?.enter(extra.signal);
+    if (drain && !entry) {
+      observe?.(tool.name, 'user_error', performance.now() - started);
+      return errorResult(RESTARTING, 'gateway_restarting');
+    }
     const release = calls ? calls.tryAcquire(caller.principal) : () => undefined;
     const done = (outcome: 'ok' | 'user_error' | 'internal_error') => {
       release?.();
+      entry?.leave();
       observe?.(tool.name, outcome, performance.now() - started);
     };
     if (!release) {
@@ -125,15 +142,24 @@ export function createMcpServer(
     try {
       const out = await tool.run(parsed.data, {
         caller,
-        signal: extra.signal,
+        signal: entry?.signal ?? extra.signal,
         log: reqLog,
         progress,
         notify,
         ...(requestBaseUrl ? { requestBaseUrl } : {}),
       });
+      if (entry?.interrupted()) {
+        done('user_error');
+        return errorResult(INTERRUPTED, 'gateway_restarting');
+      }
       done('ok');
       return structuredResult(out as Record<string, unknown>, tool.present?.(out));
     } catch (err) {
+      if (entry?.interrupted()) {
+        reqLog.info({ err: (err as Error).message }, 'tool call interrupted by shutdown');
+        done('user_error');
+        return errorResult(INTERRUPTED, 'gateway_restarting');
+      }
       if (err instanceof UserError) {
         reqLog.info({ code: err.code, err: err.message }, 'tool call refused');
         done('user_error');

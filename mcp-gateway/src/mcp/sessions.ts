@@ -23,6 +23,8 @@ export interface SessionOptions {
   maxSessions: number;
   maxSessionsPerCaller: number;
   log: Logger;
+  /** True while the gateway shuts down: new sessions get 503 (clients retry elsewhere). */
+  draining?: () => boolean;
 }
 
 const jsonRpcError = (res: ServerResponse, status: number, code: number, message: string) => {
@@ -75,6 +77,15 @@ export class SessionRegistry {
         400,
         -32000,
         'Bad Request: no Mcp-Session-Id header; start with an initialize request',
+      );
+    }
+    if (this.#o.draining?.()) {
+      res.setHeader('Retry-After', '2');
+      return jsonRpcError(
+        res,
+        503,
+        -32000,
+        'the gateway is restarting and opens no new sessions; retry in a few seconds',
       );
     }
     if (this.#sessions.size >= this.#o.maxSessions) {
