@@ -2,6 +2,7 @@ import { NodeConditionType, type WaggleNode } from '@waggle/crds';
 import type { NodeAgentClient } from '@waggle/node-agent/client';
 import { ConnectError } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
+import { startPeriodic } from '../runtime/periodic.ts';
 
 export interface OrphanVMCollectorOptions {
   listNodes: () => readonly WaggleNode[];
@@ -32,8 +33,7 @@ const KUBERNETES_UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
  */
 export class OrphanVMCollector {
   readonly #o: OrphanVMCollectorOptions;
-  #timer: NodeJS.Timeout | undefined;
-  #running = false;
+  #stop: (() => void) | undefined;
 
   constructor(opts: OrphanVMCollectorOptions) {
     this.#o = opts;
@@ -88,20 +88,16 @@ export class OrphanVMCollector {
   }
 
   start(intervalMs: number): void {
-    this.#timer = setInterval(() => {
-      if (this.#running) return;
-      this.#running = true;
-      this.collect()
-        .catch((err: Error) => this.#o.log.warn({ err: err.message }, 'orphaned VM collection failed'))
-        .finally(() => {
-          this.#running = false;
-        });
-    }, intervalMs);
-    this.#timer.unref();
+    this.#stop = startPeriodic(
+      () => this.collect(),
+      intervalMs,
+      (err) => this.#o.log.warn({ err: err.message }, 'orphaned VM collection failed'),
+      { immediately: false },
+    );
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stop?.();
+    this.#stop = undefined;
   }
 }

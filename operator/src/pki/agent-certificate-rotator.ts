@@ -1,5 +1,6 @@
 import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { startPeriodic } from '../runtime/periodic.ts';
 import { createAgentCA, issueLeaf, type LeafSpec, renewalReason } from './leaf-certificates.ts';
 
 /** A Secret (`ca.crt`, `tls.crt`, `tls.key`) holding one node-agent mTLS identity. */
@@ -41,8 +42,7 @@ const encode = (v: string) => Buffer.from(v, 'utf8').toString('base64');
 export class AgentCertificateRotator {
   readonly #o: AgentCertificateRotatorOptions;
   readonly #api: CoreV1Api;
-  #timer: NodeJS.Timeout | undefined;
-  #running = false;
+  #stop: (() => void) | undefined;
 
   constructor(opts: AgentCertificateRotatorOptions) {
     this.#o = opts;
@@ -165,24 +165,16 @@ export class AgentCertificateRotator {
 
   /** Checks now and then every `intervalMs` (a pass never overlaps the previous one). */
   start(intervalMs: number): void {
-    const tick = () => {
-      if (this.#running) return;
-      this.#running = true;
-      this.check()
-        .catch((err: Error) =>
-          this.#o.log.warn({ err: err.message }, 'agent certificate check failed; retrying later'),
-        )
-        .finally(() => {
-          this.#running = false;
-        });
-    };
-    tick();
-    this.#timer = setInterval(tick, intervalMs);
-    this.#timer.unref();
+    this.#stop = startPeriodic(
+      () => this.check(),
+      intervalMs,
+      (err) => this.#o.log.warn({ err: err.message }, 'agent certificate check failed; retrying later'),
+      { immediately: true },
+    );
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stop?.();
+    this.#stop = undefined;
   }
 }

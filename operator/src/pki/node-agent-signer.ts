@@ -8,6 +8,7 @@ import {
 import * as x509 from '@peculiar/x509';
 import { nodeAgentServerName } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
+import { startPeriodic } from '../runtime/periodic.ts';
 import { signLeaf } from './leaf-certificates.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
@@ -122,8 +123,7 @@ const conditionOf = (csr: V1CertificateSigningRequest, type: string) =>
 export class NodeAgentSigner {
   readonly #o: NodeAgentSignerOptions;
   readonly #api: CertificatesV1Api;
-  #timer: NodeJS.Timeout | undefined;
-  #running = false;
+  #stop: (() => void) | undefined;
 
   constructor(opts: NodeAgentSignerOptions) {
     this.#o = opts;
@@ -216,24 +216,16 @@ export class NodeAgentSigner {
 
   /** Checks now and then every `intervalMs` (a pass never overlaps the previous one). */
   start(intervalMs: number): void {
-    const tick = () => {
-      if (this.#running) return;
-      this.#running = true;
-      this.check()
-        .catch((err: Error) =>
-          this.#o.log.warn({ err: err.message }, 'node-agent CSR check failed; retrying later'),
-        )
-        .finally(() => {
-          this.#running = false;
-        });
-    };
-    tick();
-    this.#timer = setInterval(tick, intervalMs);
-    this.#timer.unref();
+    this.#stop = startPeriodic(
+      () => this.check(),
+      intervalMs,
+      (err) => this.#o.log.warn({ err: err.message }, 'node-agent CSR check failed; retrying later'),
+      { immediately: true },
+    );
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stop?.();
+    this.#stop = undefined;
   }
 }
