@@ -1,25 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CALLER_LABEL, LAST_ACTIVITY_ANNOTATION, type WaggleEnvironment } from '@waggle/crds';
 import { type FakeNodeAgent, startFakeNodeAgent } from '@waggle/node-agent/testing';
-import {
-  applyCRDs,
-  type ComponentProcess,
-  deleteTestNamespace,
-  freePorts,
-  registerFakeNode,
-  startOperatorProcess,
-  waitFor,
-} from '@waggle/test';
-import { pino } from 'pino';
+import { registerFakeNode, waitFor } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { loadGatewayConfig } from '../src/config.ts';
-import { type RunningGateway, startGateway } from '../src/gateway.ts';
+import type { RunningGateway } from '../src/gateway.ts';
+import { type FakeStack, startFakeStack } from './fake-stack.ts';
 import { call, connectClient, errorText, ok } from './mcp-client.ts';
 
 const kubeconfigPath = inject('kubeconfigPath');
@@ -32,49 +20,40 @@ const G = { group: 'waggle.dev', version: 'v1alpha1', plural: 'waggleenvironment
 const suffix = randomBytes(3).toString('hex');
 const nsA = `gw-a-${suffix}`;
 const nsB = `gw-b-${suffix}`;
-const KEY_A = `key-a-${randomBytes(16).toString('hex')}`;
-const KEY_B = `key-b-${randomBytes(16).toString('hex')}`;
-const KEY_C = `key-c-${randomBytes(16).toString('hex')}`; // nsA too, but another caller
+let KEY_A: string;
+let KEY_B: string;
+let KEY_C: string; // nsA too, but another caller
 
 let agent: FakeNodeAgent;
-let node: Awaited<ReturnType<typeof registerFakeNode>>;
-let operator: ComponentProcess;
 let gateway: RunningGateway;
-let dir: string;
 let a: Client;
 let b: Client;
 
+let stack: FakeStack;
+
 beforeAll(async () => {
-  await applyCRDs(kubeconfigPath);
-  for (const ns of [nsA, nsB]) await core.createNamespace({ body: { metadata: { name: ns } } });
-  agent = await startFakeNodeAgent({ createDelayMs: 100 });
-  // No shell runtime on the only node: shell environments are unschedulable.
-  node = await registerFakeNode(custom, {
-    name: `gw-node-${suffix}`,
-    endpoint: agent.url,
-    vms: 30,
-    runtimes: ['python', 'node'],
-  });
-  const [opsPort] = (await freePorts(1)) as [number];
-  operator = await startOperatorProcess({ kubeconfigPath, opsPort });
-  dir = await mkdtemp(join(tmpdir(), 'waggle-gw-'));
-  const keysFile = join(dir, 'keys.yaml');
-  await writeFile(
-    keysFile,
-    `keys:\n  - {name: agent-a, namespace: ${nsA}, key: ${KEY_A}}\n  - {name: agent-b, namespace: ${nsB}, key: ${KEY_B}}\n  - {name: agent-c, namespace: ${nsA}, key: ${KEY_C}}\n`,
-  );
-  gateway = await startGateway({
-    config: loadGatewayConfig({
-      WAGGLE_LISTEN_ADDR: '127.0.0.1:0',
-      WAGGLE_API_KEYS_FILE: keysFile,
+  stack = await startFakeStack({
+    kc,
+    kubeconfigPath,
+    name: 'gw',
+    namespaces: [nsA, nsB],
+    callers: [
+      { name: 'agent-a', namespace: nsA },
+      { name: 'agent-b', namespace: nsB },
+      { name: 'agent-c', namespace: nsA },
+    ],
+    node: { vms: 30, runtimes: ['python', 'node'] },
+    agent: { createDelayMs: 100 },
+    gatewayEnv: {
       WAGGLE_MAX_ENVIRONMENTS: '3',
       WAGGLE_UNSCHEDULABLE_GRACE: '1s',
       WAGGLE_ACTIVITY_INTERVAL: '1s',
-      WAGGLE_CREATE_TIMEOUT: '30s',
-    }),
-    kc,
-    log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+    },
   });
+  agent = stack.agent;
+  gateway = stack.gateway as RunningGateway;
+  const key = (name: string) => stack.keys[name] as string;
+  [KEY_A, KEY_B, KEY_C] = [key('agent-a'), key('agent-b'), key('agent-c')];
   a = await connectClient(gateway.url, KEY_A, 'agent-a');
   b = await connectClient(gateway.url, KEY_B, 'agent-b');
 }, 120_000);
@@ -82,12 +61,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await a?.close();
   await b?.close();
-  await gateway?.close();
-  for (const ns of [nsA, nsB]) await deleteTestNamespace(kc, ns);
-  await operator?.kill('SIGTERM');
-  await node?.remove();
-  await agent?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await stack?.close();
 });
 
 const envObject = (ns: string, name: string) =>

@@ -1,27 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { type FakeNodeAgent, startFakeNodeAgent } from '@waggle/node-agent/testing';
-import {
-  applyCRDs,
-  type ComponentProcess,
-  deleteTestNamespace,
-  freePorts,
-  registerFakeNode,
-  startOperatorProcess,
-} from '@waggle/test';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { loadGatewayConfig } from '../src/config.ts';
-import { type RunningGateway, startGateway } from '../src/gateway.ts';
+import type { RunningGateway } from '../src/gateway.ts';
 import { maxCallBodyBytes } from '../src/tools/schemas.ts';
+import { type FakeStack, startFakeStack } from './fake-stack.ts';
 import { call, connectClient, errorText, ok } from './mcp-client.ts';
 
 // The gateway under hostile traffic, through real sockets against a real apiserver (TokenReview,
@@ -32,58 +19,33 @@ const kubeconfigPath = inject('kubeconfigPath');
 const kc = new KubeConfig();
 kc.loadFromFile(kubeconfigPath);
 const core = kc.makeApiClient(CoreV1Api);
-const custom = kc.makeApiClient(CustomObjectsApi);
 const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
 const suffix = randomBytes(3).toString('hex');
 const ns = `hostile-${suffix}`;
-const key = (name: string) => `${name}-${randomBytes(16).toString('hex')}`;
-const KEY_MAIN = key('main');
-const KEY_SESSIONS = key('sessions');
-const KEY_CALLS = key('calls');
-const KEY_OTHER = key('other');
 const MAX_FILE_BYTES = 1024 * 1024;
 const BODY_LIMIT = maxCallBodyBytes(MAX_FILE_BYTES);
 const FAILURES_PER_MINUTE = 10;
 const AUDIENCE = 'waggle';
 
-let agent: FakeNodeAgent;
-let node: Awaited<ReturnType<typeof registerFakeNode>>;
-let operator: ComponentProcess;
+let stack: FakeStack;
 let gateway: RunningGateway;
-let dir: string;
+let KEY_MAIN: string;
+let KEY_SESSIONS: string;
+let KEY_CALLS: string;
+let KEY_OTHER: string;
 let main: Client;
 let host: string;
 let port: number;
 
 beforeAll(async () => {
-  await applyCRDs(kubeconfigPath);
-  await core.createNamespace({ body: { metadata: { name: ns } } });
-  agent = await startFakeNodeAgent({ createDelayMs: 50 });
-  node = await registerFakeNode(custom, {
-    name: `hostile-node-${suffix}`,
-    endpoint: agent.url,
-    vms: 10,
-    runtimes: ['python'],
-  });
-  const [opsPort] = (await freePorts(1)) as [number];
-  operator = await startOperatorProcess({ kubeconfigPath, opsPort });
-  dir = await mkdtemp(join(tmpdir(), 'waggle-hostile-'));
-  const keysFile = join(dir, 'keys.yaml');
-  await writeFile(
-    keysFile,
-    `keys:\n${[
-      ['main', KEY_MAIN],
-      ['sessions', KEY_SESSIONS],
-      ['calls', KEY_CALLS],
-      ['other', KEY_OTHER],
-    ]
-      .map(([n, k]) => `  - {name: ${n}, namespace: ${ns}, key: ${k}}`)
-      .join('\n')}\n`,
-  );
-  gateway = await startGateway({
-    config: loadGatewayConfig({
-      WAGGLE_LISTEN_ADDR: '127.0.0.1:0',
-      WAGGLE_API_KEYS_FILE: keysFile,
+  stack = await startFakeStack({
+    kc,
+    kubeconfigPath,
+    name: 'hostile',
+    namespaces: [ns],
+    callers: ['main', 'sessions', 'calls', 'other'].map((name) => ({ name, namespace: ns })),
+    node: { vms: 10, runtimes: ['python'] },
+    gatewayEnv: {
       WAGGLE_TOKEN_AUDIENCES: AUDIENCE,
       WAGGLE_MAX_FILE_BYTES: String(MAX_FILE_BYTES),
       WAGGLE_HEADERS_TIMEOUT: '1s',
@@ -92,11 +54,11 @@ beforeAll(async () => {
       WAGGLE_MAX_SESSIONS_PER_CALLER: '3',
       WAGGLE_MAX_CALLS_PER_CALLER: '2',
       WAGGLE_AUTH_FAILURES_PER_MINUTE: String(FAILURES_PER_MINUTE),
-      WAGGLE_CREATE_TIMEOUT: '30s',
-    }),
-    kc,
-    log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+    },
   });
+  gateway = stack.gateway as RunningGateway;
+  const key = (name: string) => stack.keys[name] as string;
+  [KEY_MAIN, KEY_SESSIONS, KEY_CALLS, KEY_OTHER] = [key('main'), key('sessions'), key('calls'), key('other')];
   const u = new URL(gateway.url);
   host = u.hostname;
   port = Number(u.port);
@@ -105,12 +67,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await main?.close();
-  await gateway?.close();
-  await deleteTestNamespace(kc, ns);
-  await operator?.kill('SIGTERM');
-  await node?.remove();
-  await agent?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await stack?.close();
 });
 
 const initialize = JSON.stringify({
