@@ -33,11 +33,10 @@ export async function newAgent(kubeconfig: string, namespace: string): Promise<A
     await k(['get', 'svc', '-n', RELEASE_NAMESPACE, `${RELEASE}-mcp`, '-o', 'jsonpath={.spec.clusterIP}'])
   ).trim();
   const client = new Client({ name: `agent-${namespace}`, version: '1.0.0' });
-  await client.connect(
-    new StreamableHTTPClientTransport(new URL(`http://${ip}:8080/mcp`), {
-      requestInit: { headers: { Authorization: `Bearer ${token}` } },
-    }),
-  );
+  const transport = new StreamableHTTPClientTransport(new URL(`http://${ip}:8080/mcp`), {
+    requestInit: { headers: { Authorization: `Bearer ${token}` } },
+  });
+  await client.connect(transport);
   const call = async (tool: string, args: Record<string, unknown>) =>
     (await client.callTool({ name: tool, arguments: args }, undefined, { timeout: 900_000 })) as Result;
   return {
@@ -50,7 +49,12 @@ export async function newAgent(kubeconfig: string, namespace: string): Promise<A
         throw new Error(`${namespace}: ${tool} failed: ${r.content.map((c) => c.text).join(' ')}`);
       return r.structuredContent as T;
     },
-    close: () => client.close(),
+    // End the session on the gateway too (DELETE /mcp), as a well-behaved client does; sessions
+    // count against the caller's limit until they end or idle out.
+    async close() {
+      await transport.terminateSession().catch(() => undefined);
+      await client.close();
+    },
   };
 }
 

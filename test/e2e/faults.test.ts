@@ -127,7 +127,7 @@ describe('faults on the real node: the caller sees a clear result, no VM or envi
           return { environments: [], error: (err as Error).message };
         }
       },
-      (r) => r.environments.some((e) => e.environment_id === steady && e.status === 'Running'),
+      (r) => r.environments.some((e) => e.environment_id === steady && e.status === 'running'),
       'the environment listed by a new gateway pod',
       { timeoutMs: 120_000, intervalMs: 2_000 },
     );
