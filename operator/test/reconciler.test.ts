@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { LAST_ACTIVITY_ANNOTATION, type WaggleEnvironment } from '@waggle/crds';
+import { Code } from '@waggle/node-agent/client';
 import { type FakeNodeAgent, startFakeNodeAgent } from '@waggle/node-agent/testing';
 import { applyCRDs, deleteTestNamespace, ensureKubeBinaries, registerFakeNode, waitFor } from '@waggle/test';
 import { pino } from 'pino';
@@ -396,6 +397,29 @@ describe('WaggleEnvironment reconciler (real apiserver, fake node-agent)', () =>
         .catch(() => undefined);
       await until(envs, (items) => items.length === 0, 'cleanup', 20_000);
     }
+  });
+
+  it('retries a CreateVM cut off by the node-agent going away (CANCEL) instead of failing the environment', {
+    timeout: 60_000,
+  }, async () => {
+    agent.createFailures.push(Code.Canceled, Code.Unavailable);
+    const before = agent.createCalls.length;
+    await createEnv('restarted-agent', { runtime: 'python' });
+    const running = await until(
+      envs,
+      (items) => items.find((e) => e.metadata.name === 'restarted-agent')?.status?.phase === 'Running',
+      'Running after two cut-off CreateVM calls',
+      30_000,
+    );
+    const uid = running.find((e) => e.metadata.name === 'restarted-agent')?.metadata.uid as string;
+    expect(agent.createCalls.slice(before).filter((id) => id === uid)).toHaveLength(3);
+    await custom.deleteNamespacedCustomObject({
+      ...G,
+      namespace,
+      plural: 'waggleenvironments',
+      name: 'restarted-agent',
+    });
+    await until(envs, (items) => items.length === 0, 'cleanup', 20_000);
   });
 
   it('fails an environment whose VM disappears from its node (VMFailed)', { timeout: 60_000 }, async () => {

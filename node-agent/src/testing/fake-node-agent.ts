@@ -18,6 +18,8 @@ export interface FakeNodeAgent {
   files: Map<string, Uint8Array>;
   /** While true, GetVM and DestroyVM never answer (a black-holed node). */
   stalled: boolean;
+  /** Codes the next CreateVM calls fail with, one per call (e.g. Canceled: the agent went away). */
+  createFailures: Code[];
   stop(): Promise<void>;
 }
 
@@ -66,6 +68,7 @@ export async function startFakeNodeAgent(
     if (!vms.has(vmId)) throw notFound(`no VM "${vmId}" on this node`);
   };
   const state = { stalled: false };
+  const createFailures: Code[] = [];
   /** Resolves at once, or never while stalled (until the caller gives up). */
   const unlessStalled = (signal: AbortSignal) =>
     state.stalled
@@ -82,6 +85,8 @@ export async function startFakeNodeAgent(
           if (opts.maxVMs !== undefined && !vms.has(id) && vms.size >= opts.maxVMs)
             throw new ConnectError(`all ${opts.maxVMs} VM slots are in use`, Code.ResourceExhausted);
           await new Promise((r) => setTimeout(r, opts.createDelayMs ?? 50));
+          const failure = createFailures.shift();
+          if (failure !== undefined) throw new ConnectError('the fake agent went away mid-call', failure);
           vms.add(id);
           createdAt.set(id, new Date().toISOString());
           return {
@@ -235,6 +240,7 @@ export async function startFakeNodeAgent(
     execCalls,
     cancelledExecs,
     files,
+    createFailures,
     get stalled() {
       return state.stalled;
     },

@@ -74,6 +74,8 @@ const RUNTIME = { python: Runtime.PYTHON, node: Runtime.NODE, shell: Runtime.SHE
 const keyOf = (e: WaggleEnvironment) => `${e.metadata.namespace}/${e.metadata.name}`;
 
 const DEFAULT_NODE_LOST_GRACE_MS = 600_000;
+/** Failures of a node-agent call that say nothing about the VM. */
+const TRANSIENT = new Set<Code>([Code.Unavailable, Code.DeadlineExceeded, Code.Canceled, Code.Aborted]);
 const DEFAULT_AGENT_CALL_TIMEOUT_MS = 15_000;
 const seconds = (ms: number) => `${Math.round(ms / 1000)} s`;
 
@@ -260,7 +262,10 @@ export class EnvironmentReconciler {
       if (creation.state === 'pending') return undefined; // its completion enqueues the key
       if (creation.state === 'failed') {
         const err = ConnectError.from(creation.error);
-        if (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded) throw err; // retry with backoff
+        // The node-agent went away mid-call (restart, rollout: its stream ends with CANCEL, since
+        // the operator never cancels its own CreateVM) or did not answer: retry with backoff; the
+        // agent adopts or re-creates the VM under the same id.
+        if (TRANSIENT.has(err.code)) throw err;
         if (err.code === Code.ResourceExhausted) {
           // The node is fuller than its WaggleNode said (a VM the operator does not count, a
           // capacity change): not the environment's fault. Give the slot back and schedule again.
