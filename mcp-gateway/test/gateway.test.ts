@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  RbacAuthorizationV1Api,
+} from '@kubernetes/client-node';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CALLER_LABEL, LAST_ACTIVITY_ANNOTATION, type WaggleEnvironment } from '@waggle/crds';
 import { type FakeNodeAgent, startFakeNodeAgent } from '@waggle/node-agent/testing';
@@ -474,6 +480,70 @@ describe('mcp-gateway over Streamable HTTP (real apiserver and operator, fake no
       await c.close();
     }
     for (const id of ids) await ok(a, 'destroy_environment', { environment_id: id });
+  });
+
+  it('turns an admission policy refusing extend_environment into an isError result with its reason', {
+    timeout: 60_000,
+  }, async () => {
+    // A cluster whose policy caps idle timeouts below the gateway's own maximum.
+    const admission = kc.makeApiClient(AdmissionregistrationV1Api);
+    const name = `cap-idle-${suffix}`;
+    await admission.createValidatingAdmissionPolicy({
+      body: {
+        metadata: { name },
+        spec: {
+          failurePolicy: 'Fail',
+          matchConstraints: {
+            resourceRules: [
+              {
+                apiGroups: ['waggle.dev'],
+                apiVersions: ['*'],
+                operations: ['UPDATE'],
+                resources: ['waggleenvironments'],
+              },
+            ],
+          },
+          validations: [
+            {
+              expression: "duration(object.spec.idleTimeout) <= duration('1h')",
+              message:
+                'spec.idleTimeout exceeds this cluster’s limit of 1h (chart value limits.maxIdleTimeout)',
+            },
+          ],
+        },
+      },
+    });
+    await admission.createValidatingAdmissionPolicyBinding({
+      body: {
+        metadata: { name },
+        spec: {
+          policyName: name,
+          validationActions: ['Deny'],
+          matchResources: {
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': nsA } },
+          },
+        },
+      },
+    });
+    try {
+      const { environment_id } = await ok<{ environment_id: string }>(a, 'create_environment', {
+        runtime: 'python',
+      });
+      // Policies take effect once the apiserver has loaded them: retry until refused.
+      const r = await waitFor(
+        () => call(a, 'extend_environment', { environment_id, timeout_minutes: 120 }),
+        (res) => res.isError === true,
+        'extend_environment refused by the policy',
+        { timeoutMs: 20_000, intervalMs: 500 },
+      );
+      expect(errorText(r)).toMatch(
+        /the cluster refused the new timeout: .*limit of 1h \(chart value limits\.maxIdleTimeout\)/,
+      );
+      await ok(a, 'destroy_environment', { environment_id });
+    } finally {
+      await admission.deleteValidatingAdmissionPolicyBinding({ name });
+      await admission.deleteValidatingAdmissionPolicy({ name });
+    }
   });
 
   it('turns a ResourceQuota refusal into an isError result with the apiserver’s reason', {

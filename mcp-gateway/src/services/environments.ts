@@ -75,6 +75,19 @@ const QUOTA_SETTLE_MS = 10_000;
  * (unreachable apiserver, the gateway's own RBAC) stay internal faults.
  */
 function refusedCreate(err: unknown): CreateFailedError | undefined {
+  const message = apiserverRefusal(err);
+  if (message === undefined) return undefined;
+  return new CreateFailedError(
+    `the cluster refused the new environment: ${message}. ` +
+      'Destroy environments you no longer need, or ask the cluster administrator about the limit.',
+  );
+}
+
+/**
+ * The apiserver's words when it refused a write for a reason the caller can act on (403 from a
+ * quota or an admission policy, 422 validation, 409); undefined for anything else.
+ */
+function apiserverRefusal(err: unknown): string | undefined {
   const e = err as { code?: number; body?: unknown };
   if (e.code !== 403 && e.code !== 422 && e.code !== 409) return undefined;
   let message = '';
@@ -86,10 +99,7 @@ function refusedCreate(err: unknown): CreateFailedError | undefined {
   }
   // The gateway's own ServiceAccount lacking RBAC is an operator mistake, not the caller's.
   if (e.code === 403 && !/quota|denied the request|admission|policy/i.test(message)) return undefined;
-  return new CreateFailedError(
-    `the cluster refused the new environment: ${message || `HTTP ${e.code}`}. ` +
-      'Destroy environments you no longer need, or ask the cluster administrator about the limit.',
-  );
+  return message || `HTTP ${e.code}`;
 }
 
 /**
@@ -350,6 +360,9 @@ export class EnvironmentService {
       )) as WaggleEnvironment;
     } catch (err) {
       if ((err as { code?: number }).code === 404) throw new EnvironmentNotFoundError(id);
+      // E.g. the cluster's admission policy caps idle timeouts lower than the gateway does.
+      const refused = apiserverRefusal(err);
+      if (refused) throw new InvalidRequestError(`the cluster refused the new timeout: ${refused}`);
       throw err;
     }
     this.#log.info({ envId: id, namespace: caller.namespace, timeoutMinutes }, 'environment extended');
