@@ -155,19 +155,7 @@ export class NodeAgentSigner {
     const j = await judgeNodeAgentCSR(csr, { requester: this.#o.requester, validityMs: this.#o.validityMs });
     const now = (this.#o.now ?? (() => new Date()))();
     if (!j.ok) {
-      await this.#api.replaceCertificateSigningRequestApproval({
-        name,
-        body: {
-          ...csr,
-          status: {
-            ...csr.status,
-            conditions: [
-              ...(csr.status?.conditions ?? []),
-              { type: 'Denied', status: 'True', reason: j.reason, message: j.message, lastUpdateTime: now },
-            ],
-          },
-        },
-      });
+      await this.#setApproval(csr, { type: 'Denied', reason: j.reason, message: j.message }, now);
       this.#o.log.warn(
         { csr: name, requester: csr.spec.username, reason: j.reason, message: j.message },
         'node-agent CSR denied',
@@ -176,25 +164,15 @@ export class NodeAgentSigner {
     }
     let current = csr;
     if (!conditionOf(csr, 'Approved')) {
-      current = await this.#api.replaceCertificateSigningRequestApproval({
-        name,
-        body: {
-          ...csr,
-          status: {
-            ...csr.status,
-            conditions: [
-              ...(csr.status?.conditions ?? []),
-              {
-                type: 'Approved',
-                status: 'True',
-                reason: 'NodeIdentityVerified',
-                message: `the requester's token is bound to node ${j.nodeName}`,
-                lastUpdateTime: now,
-              },
-            ],
-          },
+      current = await this.#setApproval(
+        csr,
+        {
+          type: 'Approved',
+          reason: 'NodeIdentityVerified',
+          message: `the requester's token is bound to node ${j.nodeName}`,
         },
-      });
+        now,
+      );
     }
     const certPem = await signLeaf(
       await this.#o.ca(),
@@ -212,6 +190,24 @@ export class NodeAgentSigner {
     });
     this.#o.log.info({ csr: name, node: j.nodeName }, 'node-agent serving certificate issued');
     return { outcome: 'issued', reason: 'NodeIdentityVerified' };
+  }
+
+  /** Adds an Approved or Denied condition through the approval subresource. */
+  #setApproval(
+    csr: V1CertificateSigningRequest,
+    c: { type: 'Approved' | 'Denied'; reason: string; message: string },
+    now: Date,
+  ): Promise<V1CertificateSigningRequest> {
+    return this.#api.replaceCertificateSigningRequestApproval({
+      name: csr.metadata?.name as string,
+      body: {
+        ...csr,
+        status: {
+          ...csr.status,
+          conditions: [...(csr.status?.conditions ?? []), { ...c, status: 'True', lastUpdateTime: now }],
+        },
+      },
+    });
   }
 
   /** Checks now and then every `intervalMs` (a pass never overlaps the previous one). */
