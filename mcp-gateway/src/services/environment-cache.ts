@@ -97,7 +97,47 @@ export class EnvironmentCache {
     };
   }
 
+  /**
+   * Resolves once the cache holds `resourceVersion` of one environment (or a later change of it,
+   * or its deletion), or after `timeoutMs`: read-your-writes for a caller that just patched the
+   * object and answers from the cache next (a preview URL must work the moment expose_port
+   * returns it). Best effort: on timeout the caller goes on with what the cache holds.
+   */
+  caughtUp(namespace: string, name: string, resourceVersion: string, timeoutMs = 5_000): Promise<void> {
+    if (this.get(namespace, name)?.metadata.resourceVersion === resourceVersion) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        unsubscribe();
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      const unsubscribe = this.subscribe(namespace, name, (type, env) => {
+        if (
+          type === 'delete' ||
+          env.metadata.resourceVersion === resourceVersion ||
+          isLater(env, resourceVersion)
+        ) {
+          done();
+        }
+      });
+      // The event may have landed between the first check and the subscription.
+      if (this.get(namespace, name)?.metadata.resourceVersion === resourceVersion) done();
+    });
+  }
+
   async stop(): Promise<void> {
     await Promise.all([this.#envs.stop(), this.#nodes.stop()]);
   }
+}
+
+/**
+ * Whether `env` is newer than `resourceVersion`. Resource versions are opaque to clients; every
+ * apiserver backed by etcd issues increasing integers, so they are compared as such when both
+ * parse, and never judged later otherwise (the wait then ends on the exact version or its timeout).
+ */
+function isLater(env: WaggleEnvironment, resourceVersion: string): boolean {
+  const seen = env.metadata.resourceVersion;
+  if (!seen || !/^\d+$/.test(seen) || !/^\d+$/.test(resourceVersion)) return false;
+  return BigInt(seen) > BigInt(resourceVersion);
 }

@@ -244,6 +244,18 @@ export class PreviewService {
    * update is retried on fresh data).
    */
   async #update(namespace: string, name: string, change: (current: Exposure[]) => Exposure[]): Promise<void> {
+    const written = await this.#patch(namespace, name, change);
+    // URLs are resolved from the watch cache: wait until it holds this write, so that the URL
+    // expose_port returns works at once (and an unexposed one stops at once).
+    if (written) await this.#cache.caughtUp(namespace, name, written);
+  }
+
+  /** Returns the resourceVersion the apiserver gave the patched object. */
+  async #patch(
+    namespace: string,
+    name: string,
+    change: (current: Exposure[]) => Exposure[],
+  ): Promise<string | undefined> {
     const coords = { group: GROUP, version: VERSION, plural: ENVIRONMENT_PLURAL, namespace, name };
     for (let attempt = 0; ; attempt++) {
       let env: WaggleEnvironment;
@@ -255,7 +267,7 @@ export class PreviewService {
       }
       const next = change(readExposures(env));
       try {
-        await this.#api.patchNamespacedCustomObject(
+        const patched = (await this.#api.patchNamespacedCustomObject(
           {
             ...coords,
             body: {
@@ -266,8 +278,8 @@ export class PreviewService {
             },
           },
           setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-        );
-        return;
+        )) as WaggleEnvironment;
+        return patched.metadata.resourceVersion;
       } catch (err) {
         if ((err as { code?: number }).code !== 409 || attempt >= 4) throw err;
       }
