@@ -21,7 +21,7 @@ declare module 'vitest' {
  */
 export default async function setup(project: TestProject): Promise<void> {
   const t0 = Date.now();
-  const cli = join(import.meta.dirname, '..', 'src', 'waggle-cli.ts');
+  const cli = join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
   const { stdout, stderr } = await run(process.execPath, [cli, 'up'], {
     maxBuffer: 16 << 20,
     timeout: 1_800_000,

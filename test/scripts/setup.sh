@@ -124,8 +124,8 @@ workspace_deps() {
 
 kube_binaries() {
   cd "$REPO"
-  node test/src/cli.ts build-kube all
-  node test/src/cli.ts build-helm
+  node test/src/cli/main.ts cluster build-kube all
+  node test/src/cli/main.ts cluster build-helm
 }
 
 # podman's default rlimits exceed this VM's hard limits (no CAP_SYS_RESOURCE): every container

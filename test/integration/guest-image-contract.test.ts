@@ -1,8 +1,8 @@
-import { ensureGuestImages } from '@waggle/test';
 import { describe, expect, it } from 'vitest';
-import { checkImage } from '../src/doctor.ts';
+import { checkImage } from '../src/cli/doctor/image-contract.ts';
+import { ensureGuestImages } from '../src/guest-images.ts';
 
-describe('doctor image checks (debugfs on the real built images)', () => {
+describe('pnpm waggle doctor --image: the guest contract (debugfs on the real built images)', () => {
   it('passes the built python image and names what a wrong runtime lacks', { timeout: 900_000 }, async () => {
     const images = await ensureGuestImages(['python']);
     const image = images.rootfs.python as string;
