@@ -703,7 +703,7 @@ describe('cluster down', () => {
   it('pnpm waggle down removes everything the cluster created on this machine, running VMs included', async () => {
     const paths = stack.cluster.paths;
     expect(await qemuPids()).toHaveLength(1); // the Helm 3 install's environment, still running
-    const cli = join(REPO, 'test', 'src', 'waggle-cli.ts');
+    const cli = join(REPO, 'test', 'src', 'cli', 'main.ts');
     await run(process.execPath, [cli, 'down'], { maxBuffer: 16 << 20, timeout: 300_000 });
     expect(await qemuPids()).toEqual([]);
     expect(await hostLeftovers(paths)).toEqual({
