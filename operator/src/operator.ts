@@ -1,14 +1,6 @@
 import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
-import {
-  ENVIRONMENT_PLURAL,
-  GROUP,
-  NODE_PLURAL,
-  NodeConditionType,
-  VERSION,
-  type WaggleEnvironment,
-  type WaggleNode,
-} from '@waggle/crds';
-import { type Informer, keyOf, startInformer } from '@waggle/crds/informer';
+import { ENVIRONMENT_PLURAL, GROUP, NodeConditionType, VERSION, type WaggleNode } from '@waggle/crds';
+import { environmentInformer, keyOf, nodeInformer } from '@waggle/crds/informer';
 import type { Logger } from 'pino';
 import { AgentClients, type AgentFactory } from './environment/agent-clients.ts';
 import { EventRecorder } from './environment/events.ts';
@@ -85,51 +77,31 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   let controller: Controller | undefined;
   const enqueue = (key: string) => controller?.enqueue(key);
 
-  const envs = startInformer<KubernetesObject>({
-    name: 'waggleenvironments',
+  const envs = environmentInformer({
     kc: o.kc,
-    path: o.namespace
-      ? `/apis/${GROUP}/${VERSION}/namespaces/${o.namespace}/${ENVIRONMENT_PLURAL}`
-      : `/apis/${GROUP}/${VERSION}/${ENVIRONMENT_PLURAL}`,
-    list: () =>
-      (o.namespace
-        ? api.listNamespacedCustomObject({
-            group: GROUP,
-            version: VERSION,
-            namespace: o.namespace,
-            plural: ENVIRONMENT_PLURAL,
-          })
-        : api.listCustomObjectForAllNamespaces({
-            group: GROUP,
-            version: VERSION,
-            resourcePlural: ENVIRONMENT_PLURAL,
-          })) as never,
-    onEvent: (_type, obj) => enqueue(keyOf(obj)),
+    namespace: o.namespace,
+    onEvent: (_type, env) => enqueue(keyOf(env)),
     resyncMs: o.config.resyncMs,
     log,
   });
   const envsOnNode = (node: string) => {
-    for (const e of envs.list() as unknown as WaggleEnvironment[]) {
-      if (e.status?.nodeName === node || !e.status?.nodeName)
-        enqueue(keyOf(e as unknown as KubernetesObject));
+    for (const e of envs.list()) {
+      if (e.status?.nodeName === node || !e.status?.nodeName) enqueue(keyOf(e));
     }
   };
   const nodeSignatures = new Map<string, string>();
   // Heartbeats judged by this process's clock; followers track them too, so a new leader
   // knows which nodes went quiet before it took over.
   const heartbeats = new HeartbeatTracker(() => nodes.healthySince());
-  const nodes: Informer<KubernetesObject> = startInformer<KubernetesObject>({
-    name: 'wagglenodes',
+  const nodes = nodeInformer({
     kc: o.kc,
-    path: `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`,
-    list: () => api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL }) as never,
-    onEvent: (type, obj) => {
+    onEvent: (type, node) => {
       // A heartbeat rewrites the node's status every few seconds; only a change that can alter
       // a decision (readiness, capacity, runtimes, endpoint, cordon) re-queues its environments.
-      const name = obj.metadata?.name ?? '';
+      const name = node.metadata.name ?? '';
       if (type === 'delete') heartbeats.forget(name);
-      else heartbeats.observe(name, (obj as unknown as WaggleNode).status?.lastHeartbeatTime);
-      const signature = type === 'delete' ? undefined : schedulingSignature(obj as unknown as WaggleNode);
+      else heartbeats.observe(name, node.status?.lastHeartbeatTime);
+      const signature = type === 'delete' ? undefined : schedulingSignature(node);
       if (type !== 'add' && signature !== undefined && nodeSignatures.get(name) === signature) return;
       if (signature === undefined) nodeSignatures.delete(name);
       else nodeSignatures.set(name, signature);
@@ -142,10 +114,10 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const agents = new AgentClients(o.agentFactory);
   const events = new EventRecorder(o.kc, { component: 'waggle-operator', instance: o.identity, log });
   const reconciler = new EnvironmentReconciler({
-    getEnv: (key) => envs.get(key) as unknown as WaggleEnvironment | undefined,
-    listEnvs: () => envs.list() as unknown as WaggleEnvironment[],
-    getNode: (name) => nodes.get(name) as unknown as WaggleNode | undefined,
-    listNodes: () => nodes.list() as unknown as WaggleNode[],
+    getEnv: (key) => envs.get(key),
+    listEnvs: () => envs.list(),
+    getNode: (name) => nodes.get(name),
+    listNodes: () => nodes.list(),
     nodeSilentForMs: (name) => heartbeats.silentForMs(name),
     store: new EnvironmentStore(o.kc),
     agents,
@@ -156,7 +128,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     ...(o.observe ? { onSchedulingFailure: o.observe.schedulingFailure } : {}),
   });
   const lifecycle = new NodeLifecycle(o.kc, {
-    listNodes: () => nodes.list() as unknown as WaggleNode[],
+    listNodes: () => nodes.list(),
     silentForMs: (name) => heartbeats.silentForMs(name),
     staleAfterMs: o.config.nodeStaleAfterMs,
     log,
@@ -165,9 +137,9 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
 
   const orphans = o.config.orphanVMCheckEveryMs
     ? new OrphanVMCollector({
-        listNodes: () => nodes.list() as unknown as WaggleNode[],
+        listNodes: () => nodes.list(),
         agentFor: (endpoint, nodeName) => agents.for(endpoint, nodeName),
-        cachedUids: () => new Set(envs.list().map((e) => e.metadata?.uid as string)),
+        cachedUids: () => new Set(envs.list().map((e) => e.metadata.uid as string)),
         liveUids: async () => {
           const all = (await api.listCustomObjectForAllNamespaces({
             group: GROUP,
@@ -238,7 +210,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     queueDepth: () => controller?.queue.length ?? 0,
     phases: () => {
       const out: Record<string, number> = {};
-      for (const e of envs.list() as unknown as WaggleEnvironment[]) {
+      for (const e of envs.list()) {
         const p = e.status?.phase ?? 'None';
         out[p] = (out[p] ?? 0) + 1;
       }

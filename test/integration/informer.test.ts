@@ -1,5 +1,12 @@
 import { CoreV1Api, CustomObjectsApi, KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
-import { type Informer, type InformerEvent, keyOf, startInformer } from '@waggle/crds/informer';
+import type { WaggleEnvironment } from '@waggle/crds';
+import {
+  environmentInformer,
+  type Informer,
+  type InformerEvent,
+  keyOf,
+  startInformer,
+} from '@waggle/crds/informer';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { applyCRDs, deleteTestNamespace } from '../src/index.ts';
@@ -12,7 +19,7 @@ const core = kc.makeApiClient(CoreV1Api);
 const namespace = `informer-${process.pid}`;
 const coords = { group: 'waggle.dev', version: 'v1alpha1', plural: 'waggleenvironments' };
 const events: Array<[InformerEvent, string]> = [];
-let informer: Informer<KubernetesObject>;
+let informer: Informer<WaggleEnvironment>;
 
 const createEnvironment = (name: string, runtime: string) =>
   custom.createNamespacedCustomObject({
@@ -38,16 +45,8 @@ async function until(check: () => boolean, what: string, timeoutMs = 10_000): Pr
 beforeAll(async () => {
   await applyCRDs(kubeconfigPath);
   await core.createNamespace({ body: { metadata: { name: namespace } } });
-  informer = startInformer<KubernetesObject>({
-    name: 'waggleenvironments',
+  informer = environmentInformer({
     kc,
-    path: '/apis/waggle.dev/v1alpha1/waggleenvironments',
-    list: () =>
-      custom.listCustomObjectForAllNamespaces({
-        group: coords.group,
-        version: coords.version,
-        resourcePlural: coords.plural,
-      }) as never,
     onEvent: (type, obj) => events.push([type, keyOf(obj)]),
     resyncMs: 500,
     log: pino({ level: 'silent' }),
@@ -65,17 +64,14 @@ describe('informer on a real apiserver', () => {
     const key = `${namespace}/inf-1`;
     await createEnvironment('inf-1', 'python');
     await until(() => events.some(([t, k]) => t === 'add' && k === key), 'add');
-    expect(informer.get(key)?.metadata?.name).toBe('inf-1');
+    expect(informer.get(key)?.metadata.name).toBe('inf-1');
 
     const obj = (await custom.getNamespacedCustomObject({ ...coords, namespace, name: 'inf-1' })) as {
       spec: { idleTimeout: string };
     };
     obj.spec.idleTimeout = '5m';
     await custom.replaceNamespacedCustomObject({ ...coords, namespace, name: 'inf-1', body: obj });
-    await until(
-      () => (informer.get(key) as unknown as { spec: { idleTimeout: string } })?.spec.idleTimeout === '5m',
-      'updated cache',
-    );
+    await until(() => informer.get(key)?.spec.idleTimeout === '5m', 'updated cache');
 
     await custom.deleteNamespacedCustomObject({ ...coords, namespace, name: 'inf-1' });
     await until(() => events.some(([t, k]) => t === 'delete' && k === key), 'delete');
@@ -101,7 +97,7 @@ describe('informer start-up', () => {
       list: async () => {
         calls++;
         if (calls <= 2) throw new Error('apiserver not ready'); // as during a control-plane restart
-        return custom.listNamespacedCustomObject({ ...coords, namespace }) as never;
+        return custom.listNamespacedCustomObject({ ...coords, namespace });
       },
       onEvent: () => undefined,
       log: pino({ level: 'silent' }),

@@ -1,6 +1,5 @@
 import {
   type KubeConfig,
-  type KubernetesListObject,
   type KubernetesObject,
   type ListPromise,
   makeInformer,
@@ -13,19 +12,34 @@ export interface InformerLogger {
 
 export type InformerEvent = 'add' | 'update' | 'delete';
 
-export interface InformerOptions<T extends KubernetesObject> {
+/**
+ * What the informer reads of an object: its name and namespace. Any Kubernetes object fits,
+ * client-node's models and the zod-derived `WaggleEnvironment`/`WaggleNode` alike (whose
+ * timestamps are the strings the API sends, not client-node's `Date`s).
+ */
+export interface InformerObject {
+  metadata?: { name?: string; namespace?: string };
+}
+
+/** A list response: the items and the resourceVersion the watch continues from. */
+export interface InformerList<T extends InformerObject> {
+  metadata?: { resourceVersion?: string };
+  items: T[];
+}
+
+export interface InformerOptions<T extends InformerObject> {
   name: string;
   kc: KubeConfig;
   /** API path to watch, e.g. /apis/waggle.dev/v1alpha1/waggleenvironments. */
   path: string;
-  list: () => Promise<KubernetesListObject<T>>;
+  list: () => Promise<InformerList<T>>;
   onEvent: (type: InformerEvent, obj: T) => void;
   /** Re-deliver every cached object this often (level-based safety net). */
   resyncMs?: number;
   log: InformerLogger;
 }
 
-export interface Informer<T extends KubernetesObject> {
+export interface Informer<T extends InformerObject> {
   /** Objects as last seen (namespace/name → object). */
   get(key: string): T | undefined;
   list(): readonly T[];
@@ -40,7 +54,7 @@ export interface Informer<T extends KubernetesObject> {
   stop(): Promise<void>;
 }
 
-export function keyOf(obj: KubernetesObject): string {
+export function keyOf(obj: InformerObject): string {
   const ns = obj.metadata?.namespace;
   return ns ? `${ns}/${obj.metadata?.name}` : (obj.metadata?.name ?? '');
 }
@@ -50,15 +64,21 @@ export function keyOf(obj: KubernetesObject): string {
  * after watch timeouts; other watch errors stop it, so this restarts it with capped backoff.
  * ListWatch reports a failed list as an error event and still resolves `start()`, so `synced`
  * waits for a list that really succeeded (a leader must never reconcile from an empty cache).
+ *
+ * ListWatch holds the objects as client-node's `KubernetesObject`; they are the JSON the
+ * apiserver sent for `path`, which is what `list` says it returns, so they are handed out as `T`
+ * (the one place that trusts the wire: for Waggle's own kinds the CRD's schema is generated from
+ * the same zod as `T`).
  */
-export function startInformer<T extends KubernetesObject>(opts: InformerOptions<T>): Informer<T> {
+export function startInformer<T extends InformerObject>(opts: InformerOptions<T>): Informer<T> {
   let listed = false;
   const list = async () => {
     const result = await opts.list();
     listed = true;
     return result;
   };
-  const informer = makeInformer<T>(opts.kc, opts.path, list as ListPromise<T>);
+  const informer = makeInformer<KubernetesObject>(opts.kc, opts.path, list as ListPromise<KubernetesObject>);
+  const typed = (obj: KubernetesObject) => obj as T;
   let stopped = false;
   let backoffMs = 200;
   let restartTimer: NodeJS.Timeout | undefined;
@@ -68,9 +88,9 @@ export function startInformer<T extends KubernetesObject>(opts: InformerOptions<
   });
 
   let healthySince: number | undefined;
-  const deliver = (type: InformerEvent) => (obj: T) => {
+  const deliver = (type: InformerEvent) => (obj: KubernetesObject) => {
     backoffMs = 200;
-    opts.onEvent(type, obj);
+    opts.onEvent(type, typed(obj));
   };
   informer.on('add', deliver('add'));
   informer.on('update', deliver('update'));
@@ -111,7 +131,7 @@ export function startInformer<T extends KubernetesObject>(opts: InformerOptions<
 
   const resync = opts.resyncMs
     ? setInterval(() => {
-        for (const obj of informer.list()) opts.onEvent('update', obj);
+        for (const obj of informer.list()) opts.onEvent('update', typed(obj));
       }, opts.resyncMs)
     : undefined;
   resync?.unref();
@@ -119,9 +139,10 @@ export function startInformer<T extends KubernetesObject>(opts: InformerOptions<
   return {
     get: (key) => {
       const [a, b] = key.split('/');
-      return b === undefined ? informer.get(a as string) : informer.get(b, a);
+      const obj = b === undefined ? informer.get(a as string) : informer.get(b, a);
+      return obj && typed(obj);
     },
-    list: () => informer.list(),
+    list: () => informer.list() as T[],
     healthySince: () => healthySince,
     synced,
     async stop() {

@@ -1,13 +1,6 @@
-import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
-import {
-  ENVIRONMENT_PLURAL,
-  GROUP,
-  NODE_PLURAL,
-  VERSION,
-  type WaggleEnvironment,
-  type WaggleNode,
-} from '@waggle/crds';
-import { type Informer, type InformerEvent, startInformer } from '@waggle/crds/informer';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { WaggleEnvironment, WaggleNode } from '@waggle/crds';
+import { environmentInformer, type Informer, type InformerEvent, nodeInformer } from '@waggle/crds/informer';
 import type { Logger } from 'pino';
 
 type Listener = (type: InformerEvent, env: WaggleEnvironment) => void;
@@ -18,47 +11,21 @@ type Listener = (type: InformerEvent, env: WaggleEnvironment) => void;
  * one environment (create_environment waits for Ready this way).
  */
 export class EnvironmentCache {
-  readonly #envs: Informer<KubernetesObject>;
-  readonly #nodes: Informer<KubernetesObject>;
+  readonly #envs: Informer<WaggleEnvironment>;
+  readonly #nodes: Informer<WaggleNode>;
   readonly #listeners = new Map<string, Set<Listener>>();
 
   constructor(kc: KubeConfig, log: Logger, opts: { namespace?: string } = {}) {
-    const api = kc.makeApiClient(CustomObjectsApi);
-    const ns = opts.namespace;
-    this.#envs = startInformer<KubernetesObject>({
-      name: 'waggleenvironments',
+    this.#envs = environmentInformer({
       kc,
-      path: ns
-        ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${ENVIRONMENT_PLURAL}`
-        : `/apis/${GROUP}/${VERSION}/${ENVIRONMENT_PLURAL}`,
-      list: () =>
-        (ns
-          ? api.listNamespacedCustomObject({
-              group: GROUP,
-              version: VERSION,
-              namespace: ns,
-              plural: ENVIRONMENT_PLURAL,
-            })
-          : api.listCustomObjectForAllNamespaces({
-              group: GROUP,
-              version: VERSION,
-              resourcePlural: ENVIRONMENT_PLURAL,
-            })) as never,
-      onEvent: (type, obj) => {
-        const key = `${obj.metadata?.namespace}/${obj.metadata?.name}`;
-        for (const l of this.#listeners.get(key) ?? []) l(type, obj as unknown as WaggleEnvironment);
+      namespace: opts.namespace,
+      onEvent: (type, env) => {
+        const key = `${env.metadata.namespace}/${env.metadata.name}`;
+        for (const l of this.#listeners.get(key) ?? []) l(type, env);
       },
       log,
     });
-    this.#nodes = startInformer<KubernetesObject>({
-      name: 'wagglenodes',
-      kc,
-      path: `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`,
-      list: () =>
-        api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL }) as never,
-      onEvent: () => undefined,
-      log,
-    });
+    this.#nodes = nodeInformer({ kc, log });
   }
 
   /** Resolves once both caches hold a full list. */
@@ -67,22 +34,20 @@ export class EnvironmentCache {
   }
 
   get(namespace: string, name: string): WaggleEnvironment | undefined {
-    return this.#envs.get(`${namespace}/${name}`) as unknown as WaggleEnvironment | undefined;
+    return this.#envs.get(`${namespace}/${name}`);
   }
 
   list(namespace: string): WaggleEnvironment[] {
-    return (this.#envs.list() as unknown as WaggleEnvironment[]).filter(
-      (e) => e.metadata.namespace === namespace,
-    );
+    return this.#envs.list().filter((e) => e.metadata.namespace === namespace);
   }
 
   /** Every environment the gateway watches (all namespaces it may see). */
-  listAll(): WaggleEnvironment[] {
-    return this.#envs.list() as unknown as WaggleEnvironment[];
+  listAll(): readonly WaggleEnvironment[] {
+    return this.#envs.list();
   }
 
   node(name: string): WaggleNode | undefined {
-    return this.#nodes.get(name) as unknown as WaggleNode | undefined;
+    return this.#nodes.get(name);
   }
 
   /** Calls `listener` on every change of one environment until the returned function is called. */

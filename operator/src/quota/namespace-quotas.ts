@@ -2,7 +2,6 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   type KubeConfig,
-  type KubernetesObject,
   PatchStrategy,
   RbacAuthorizationV1Api,
   setHeaderOptions,
@@ -10,8 +9,13 @@ import {
   type V1ResourceQuota,
   type V1RoleBinding,
 } from '@kubernetes/client-node';
-import { ENVIRONMENT_PLURAL, GROUP, VERSION } from '@waggle/crds';
-import { type Informer, startInformer } from '@waggle/crds/informer';
+import { ENVIRONMENT_PLURAL, GROUP, VERSION, type WaggleEnvironment } from '@waggle/crds';
+import {
+  environmentInformer,
+  type Informer,
+  type InformerObject,
+  startInformer,
+} from '@waggle/crds/informer';
 import type { Logger } from 'pino';
 import { Controller, describeError } from '../runtime/controller.ts';
 
@@ -53,7 +57,13 @@ export class NamespaceQuotas {
   readonly #custom: CustomObjectsApi;
   readonly #rbac: RbacAuthorizationV1Api;
   readonly #hard: string;
-  #informers: Array<Informer<KubernetesObject>> = [];
+  #informers:
+    | {
+        bindings: Informer<V1RoleBinding>;
+        quotas: Informer<V1ResourceQuota>;
+        envs: Informer<WaggleEnvironment>;
+      }
+    | undefined;
   #controller: Controller | undefined;
   #owner: V1OwnerReference | undefined;
   #ownerLookedUp = false;
@@ -76,77 +86,64 @@ export class NamespaceQuotas {
     });
     this.#controller = controller;
     controller.start();
-    const enqueue = (obj: KubernetesObject) => {
+    const enqueue = (obj: InformerObject) => {
       if (obj.metadata?.namespace) controller.enqueue(obj.metadata.namespace);
     };
     const ns = this.#o.namespace;
-    const rbacPath = ns
-      ? `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`
-      : '/apis/rbac.authorization.k8s.io/v1/rolebindings';
-    const quotaPath = ns ? `/api/v1/namespaces/${ns}/resourcequotas` : '/api/v1/resourcequotas';
-    const envPath = ns
-      ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${ENVIRONMENT_PLURAL}`
-      : `/apis/${GROUP}/${VERSION}/${ENVIRONMENT_PLURAL}`;
-    const coords = { group: GROUP, version: VERSION, plural: ENVIRONMENT_PLURAL };
-    this.#informers = [
-      startInformer<KubernetesObject>({
+    this.#informers = {
+      bindings: startInformer<V1RoleBinding>({
         name: 'namespace-quotas/rolebindings',
         kc: this.#o.kc,
-        path: rbacPath,
+        path: ns
+          ? `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`
+          : '/apis/rbac.authorization.k8s.io/v1/rolebindings',
         list: () =>
-          (ns
+          ns
             ? this.#rbac.listNamespacedRoleBinding({ namespace: ns })
-            : this.#rbac.listRoleBindingForAllNamespaces()) as never,
-        onEvent: (_type, obj) => {
-          if (this.#bindsAgentRole(obj as V1RoleBinding)) enqueue(obj);
+            : this.#rbac.listRoleBindingForAllNamespaces(),
+        onEvent: (_type, rb) => {
+          if (this.#bindsAgentRole(rb)) enqueue(rb);
         },
         log,
       }),
-      startInformer<KubernetesObject>({
+      quotas: startInformer<V1ResourceQuota>({
         name: 'namespace-quotas/resourcequotas',
         kc: this.#o.kc,
-        path: quotaPath,
+        path: ns ? `/api/v1/namespaces/${ns}/resourcequotas` : '/api/v1/resourcequotas',
         list: () =>
-          (ns
+          ns
             ? this.#core.listNamespacedResourceQuota({ namespace: ns })
-            : this.#core.listResourceQuotaForAllNamespaces()) as never,
+            : this.#core.listResourceQuotaForAllNamespaces(),
         // Edited or deleted by someone else: put it back.
-        onEvent: (_type, obj) => {
-          if (obj.metadata?.name === this.#o.quotaName) enqueue(obj);
+        onEvent: (_type, quota) => {
+          if (quota.metadata?.name === this.#o.quotaName) enqueue(quota);
         },
         log,
       }),
-      startInformer<KubernetesObject>({
+      envs: environmentInformer({
         name: 'namespace-quotas/waggleenvironments',
         kc: this.#o.kc,
-        path: envPath,
-        list: () =>
-          (ns
-            ? this.#custom.listNamespacedCustomObject({ ...coords, namespace: ns })
-            : this.#custom.listCustomObjectForAllNamespaces({
-                ...coords,
-                resourcePlural: ENVIRONMENT_PLURAL,
-              })) as never,
-        onEvent: (type, obj) => {
-          if (type === 'add') enqueue(obj);
+        namespace: ns,
+        onEvent: (type, env) => {
+          if (type === 'add') enqueue(env);
         },
         log,
       }),
-    ];
+    };
     log.info({ limit: this.#o.limit, quota: this.#o.quotaName }, 'keeping per-namespace environment quotas');
   }
 
   stop(): void {
     const informers = this.#informers;
-    this.#informers = [];
+    this.#informers = undefined;
     void this.#controller?.stop();
     this.#controller = undefined;
-    for (const i of informers) void i.stop();
+    for (const i of Object.values(informers ?? {})) void i.stop();
   }
 
   /** Resolves once every watch has listed (for tests). */
   async synced(): Promise<void> {
-    await Promise.all(this.#informers.map((i) => i.synced));
+    await Promise.all(Object.values(this.#informers ?? {}).map((i) => i.synced));
   }
 
   #bindsAgentRole(rb: V1RoleBinding): boolean {
@@ -154,17 +151,16 @@ export class NamespaceQuotas {
   }
 
   #wanted(ns: string): boolean {
-    const [bindings, , envs] = this.#informers;
-    const inNs = (o: KubernetesObject) => o.metadata?.namespace === ns;
+    const inNs = (o: InformerObject) => o.metadata?.namespace === ns;
     return (
-      (envs?.list().some(inNs) ?? false) ||
-      (bindings?.list().some((rb) => inNs(rb) && this.#bindsAgentRole(rb as V1RoleBinding)) ?? false)
+      (this.#informers?.envs.list().some(inNs) ?? false) ||
+      (this.#informers?.bindings.list().some((rb) => inNs(rb) && this.#bindsAgentRole(rb)) ?? false)
     );
   }
 
   async #reconcile(ns: string): Promise<undefined> {
     const name = this.#o.quotaName;
-    const current = this.#informers[1]?.get(`${ns}/${name}`) as V1ResourceQuota | undefined;
+    const current = this.#informers?.quotas.get(`${ns}/${name}`);
     const ours = current?.metadata?.labels?.['app.kubernetes.io/managed-by'] === QUOTA_MANAGED_BY;
     if (this.#o.limit <= 0) {
       if (current && ours) {
