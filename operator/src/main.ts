@@ -129,7 +129,7 @@ async function main(): Promise<void> {
       agentCallTimeoutMs: config.WAGGLE_AGENT_CALL_TIMEOUT,
       unschedulableRetryMs: config.WAGGLE_UNSCHEDULABLE_RETRY,
       destroyTimeoutMs: config.WAGGLE_DESTROY_TIMEOUT,
-      createTimeoutMs: config.WAGGLE_CREATE_TIMEOUT,
+      createVMTimeoutMs: config.WAGGLE_CREATE_TIMEOUT,
       verifyEveryMs: config.WAGGLE_VERIFY_INTERVAL,
       orphanVMCheckEveryMs: config.WAGGLE_ORPHAN_VM_CHECK_INTERVAL,
       orphanVMGraceMs: config.WAGGLE_ORPHAN_VM_GRACE,

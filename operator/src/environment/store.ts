@@ -7,13 +7,15 @@ import {
   type WaggleEnvironmentStatus,
 } from '@waggle/crds';
 
+import type { EnvironmentWriter } from './ports.ts';
+
 export const FINALIZER = 'waggle.dev/vm-cleanup';
 
 /**
  * Writes to WaggleEnvironments. Every write carries the resourceVersion the reconciler read, so a
  * stale view fails with 409 Conflict (and is retried with fresh state) instead of overwriting.
  */
-export class EnvironmentStore {
+export class EnvironmentStore implements EnvironmentWriter {
   readonly #api: CustomObjectsApi;
 
   constructor(kc: KubeConfig) {
@@ -30,19 +32,22 @@ export class EnvironmentStore {
     };
   }
 
-  async setFinalizer(env: WaggleEnvironment, present: boolean): Promise<void> {
+  async setFinalizer(env: WaggleEnvironment, present: boolean): Promise<WaggleEnvironment> {
     const current = env.metadata.finalizers ?? [];
     const finalizers = present
       ? [...new Set([...current, FINALIZER])]
       : current.filter((f) => f !== FINALIZER);
-    await this.#api.replaceNamespacedCustomObject({
+    return (await this.#api.replaceNamespacedCustomObject({
       ...this.#coords(env),
       body: { ...env, metadata: { ...env.metadata, finalizers } },
-    });
+    })) as WaggleEnvironment;
   }
 
-  async updateStatus(env: WaggleEnvironment, status: WaggleEnvironmentStatus): Promise<void> {
-    await this.#api.replaceNamespacedCustomObjectStatus({ ...this.#coords(env), body: { ...env, status } });
+  async updateStatus(env: WaggleEnvironment, status: WaggleEnvironmentStatus): Promise<WaggleEnvironment> {
+    return (await this.#api.replaceNamespacedCustomObjectStatus({
+      ...this.#coords(env),
+      body: { ...env, status },
+    })) as WaggleEnvironment;
   }
 
   async delete(env: WaggleEnvironment): Promise<void> {

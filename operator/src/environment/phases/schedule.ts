@@ -1,0 +1,33 @@
+import { EnvironmentConditionType, EnvironmentReason, type WaggleEnvironment } from '@waggle/crds';
+import type { ReconcileResult } from '../../runtime/controller.ts';
+import { getCondition } from '../conditions.ts';
+import { keyOf } from '../placement.ts';
+import * as status from '../status.ts';
+import type { Lifetime, PhaseContext } from './context.ts';
+
+/** Pending (no node yet): place the environment on a node, or say why none fits. */
+export async function schedule(
+  ctx: PhaseContext,
+  env: WaggleEnvironment,
+  life: Lifetime,
+): Promise<ReconcileResult> {
+  const result = await ctx.placement.place(env);
+  if ('reason' in result) {
+    ctx.onSchedulingFailure();
+    const wasUnschedulable =
+      getCondition(env.status?.conditions, EnvironmentConditionType.Scheduled)?.reason ===
+      EnvironmentReason.Unschedulable;
+    await ctx.setStatus(env, status.unschedulable(env, ctx.now, result.reason, life.expiresAt));
+    if (!wasUnschedulable)
+      await ctx.events.record(env, 'Warning', EnvironmentReason.Unschedulable, result.reason);
+    return { requeueAfterMs: Math.min(ctx.config.unschedulableRetryMs, life.untilExpiryMs) };
+  }
+  try {
+    await ctx.setStatus(env, status.scheduled(env, ctx.now, result.node, life.expiresAt));
+  } catch (err) {
+    ctx.placement.forget(keyOf(env)); // not written: give the slot back
+    throw err;
+  }
+  await ctx.events.record(env, 'Normal', EnvironmentReason.Scheduled, `Assigned to ${result.node}`);
+  return { requeueAfterMs: Math.min(life.untilExpiryMs, ctx.config.verifyEveryMs) };
+}

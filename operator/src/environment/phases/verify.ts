@@ -1,0 +1,53 @@
+import { EnvironmentReason, k8sTime, type WaggleEnvironment } from '@waggle/crds';
+import { VMState } from '@waggle/node-agent/client';
+import type { ReconcileResult } from '../../runtime/controller.ts';
+import { classifyAgentFailure } from '../agent-errors.ts';
+import { keyOf } from '../placement.ts';
+import type { VmAgent } from '../ports.ts';
+import type { Lifetime, PhaseContext } from './context.ts';
+import { fail } from './fail.ts';
+
+/**
+ * Running: keep the expiry current, and make sure the VM still exists and runs. The GetVM runs
+ * off the worker with a deadline; its completion brings the key back.
+ */
+export async function verifyRunning(
+  ctx: PhaseContext,
+  running: WaggleEnvironment,
+  node: string,
+  agent: VmAgent,
+  life: Lifetime,
+): Promise<ReconcileResult | undefined> {
+  let env = running;
+  const uid = env.metadata.uid as string;
+  const lastActivityTime = k8sTime(life.lastActivity);
+  if (env.status?.expiresAt !== life.expiresAt || env.status?.lastActivityTime !== lastActivityTime) {
+    env = await ctx.setStatus(env, { expiresAt: life.expiresAt, lastActivityTime });
+  }
+  const verify = ctx.calls.verifies.take(
+    uid,
+    () => agent.getVM({ vmId: uid }, { timeoutMs: ctx.config.agentCallTimeoutMs }),
+    () => ctx.enqueue(keyOf(env)),
+  );
+  if (verify.state === 'started' || verify.state === 'pending') return undefined;
+  if (verify.state === 'failed') {
+    const failure = classifyAgentFailure(verify.error);
+    if (failure.kind === 'vm-not-found') {
+      await fail(ctx, env, EnvironmentReason.VMFailed, `the VM disappeared from ${node}`, life.expiresAt);
+      return { requeueAfterMs: life.untilExpiryMs };
+    }
+    throw failure.error; // retried with backoff; the VM is not judged on a failed call
+  }
+  const vm = verify.value.vm;
+  if (vm?.state === VMState.VM_STATE_FAILED) {
+    await fail(
+      ctx,
+      env,
+      EnvironmentReason.VMExited,
+      `the VM on ${node} stopped: ${vm.message || 'its QEMU exited'}`,
+      life.expiresAt,
+    );
+    return { requeueAfterMs: life.untilExpiryMs };
+  }
+  return { requeueAfterMs: Math.min(life.untilExpiryMs, ctx.config.verifyEveryMs) };
+}

@@ -1,0 +1,591 @@
+import { k8sTime, type WaggleEnvironment, type WaggleEnvironmentStatus, type WaggleNode } from '@waggle/crds';
+import { Code, ConnectError, VMState } from '@waggle/node-agent/client';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { InvolvedObject } from './events.ts';
+import type { EnvironmentWriter, EventSink, VmAgent, VmAgents } from './ports.ts';
+import { EnvironmentReconciler, type ReconcilerConfig } from './reconciler.ts';
+import { FINALIZER } from './store.ts';
+
+// Table-driven tests of the reconciler's phase transitions against in-memory fakes of its ports
+// (store, node-agent clients, events, clock). The same reconciler runs against a real apiserver
+// and fake node-agents in operator/test/reconciler.test.ts; these run in milliseconds.
+
+const T0 = Date.parse('2026-12-01T10:00:00Z');
+const CONFIG: ReconcilerConfig = {
+  nodeStaleAfterMs: 30_000,
+  nodeLostGraceMs: 600_000,
+  agentCallTimeoutMs: 15_000,
+  unschedulableRetryMs: 10_000,
+  destroyTimeoutMs: 120_000,
+  verifyEveryMs: 30_000,
+  createVMTimeoutMs: 300_000,
+};
+
+type Outcome<T> = { ok: T } | { code: Code; message?: string } | 'hang';
+const settle = <T>(o: Outcome<T>): Promise<T> =>
+  o === 'hang'
+    ? new Promise<T>(() => undefined)
+    : 'ok' in o
+      ? Promise.resolve(o.ok)
+      : Promise.reject(new ConnectError(o.message ?? 'failed', o.code));
+
+/** The cluster and one node-agent, in memory. */
+class World {
+  now = T0;
+  readonly envs = new Map<string, WaggleEnvironment>();
+  readonly nodes = new Map<string, WaggleNode>();
+  /** How long each node's heartbeat has been silent. */
+  readonly silentMs = new Map<string, number>();
+  readonly events: Array<{ type: string; reason: string; message: string }> = [];
+  readonly enqueued: string[] = [];
+  readonly calls: string[] = [];
+  createVM: Outcome<object> = { ok: {} };
+  getVM: Outcome<object> = { ok: { vm: { state: VMState.VM_STATE_RUNNING } } };
+  destroyVM: Outcome<{ existed: boolean }> = { ok: { existed: true } };
+  #rv = 1;
+
+  readonly store: EnvironmentWriter = {
+    setFinalizer: async (env, present) => {
+      const current = this.#current(env);
+      const rest = (current.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
+      const next = this.#write({
+        ...current,
+        metadata: { ...current.metadata, finalizers: present ? [...rest, FINALIZER] : rest },
+      });
+      if (!present && next.metadata.deletionTimestamp) this.envs.delete(keyOf(next));
+      return next;
+    },
+    updateStatus: async (env, status: WaggleEnvironmentStatus) =>
+      this.#write({ ...this.#current(env), status }),
+    delete: async (env) => {
+      const current = this.envs.get(keyOf(env));
+      if (!current) return;
+      if (current.metadata.finalizers?.length) {
+        this.#write({
+          ...current,
+          metadata: { ...current.metadata, deletionTimestamp: k8sTime(new Date(this.now)) },
+        });
+      } else this.envs.delete(keyOf(env));
+    },
+  };
+
+  readonly events$: EventSink = {
+    record: async (_obj: InvolvedObject, type, reason, message) => {
+      this.events.push({ type, reason, message });
+    },
+  };
+
+  readonly agents: VmAgents = {
+    for: (endpoint, node): VmAgent => {
+      expect(endpoint).toBe(`https://${node}:7443`);
+      return {
+        createVM: (async () => {
+          this.calls.push('createVM');
+          return settle(this.createVM);
+        }) as unknown as VmAgent['createVM'],
+        getVM: (async () => {
+          this.calls.push('getVM');
+          return settle(this.getVM);
+        }) as unknown as VmAgent['getVM'],
+        destroyVM: (async () => {
+          this.calls.push('destroyVM');
+          return settle(this.destroyVM);
+        }) as unknown as VmAgent['destroyVM'],
+      };
+    },
+  };
+
+  /** Stale-write check, as the apiserver does with resourceVersion. */
+  #current(env: WaggleEnvironment): WaggleEnvironment {
+    const current = this.envs.get(keyOf(env));
+    if (!current) throw Object.assign(new Error('not found'), { code: 404 });
+    if (current.metadata.resourceVersion !== env.metadata.resourceVersion) {
+      throw Object.assign(new Error('conflict'), { code: 409 });
+    }
+    return current;
+  }
+
+  #write(env: WaggleEnvironment): WaggleEnvironment {
+    const next = structuredClone({
+      ...env,
+      metadata: { ...env.metadata, resourceVersion: String(++this.#rv) },
+    });
+    this.envs.set(keyOf(next), next);
+    return next;
+  }
+
+  addNode(name: string, opts: { vms?: number; ready?: boolean; silentMs?: number } = {}): void {
+    this.nodes.set(name, {
+      apiVersion: 'waggle.dev/v1alpha1',
+      kind: 'WaggleNode',
+      metadata: { name },
+      spec: {},
+      status: {
+        endpoint: `https://${name}:7443`,
+        capacity: { vms: opts.vms ?? 10, cpus: 64, memoryMiB: 65_536 },
+        runtimes: ['python', 'node', 'shell'],
+        conditions: [
+          {
+            type: 'Ready',
+            status: opts.ready === false ? 'False' : 'True',
+            reason: 'Heartbeat',
+            message: '',
+            lastTransitionTime: k8sTime(new Date(T0)),
+          },
+        ],
+      },
+    } as unknown as WaggleNode);
+    this.silentMs.set(name, opts.silentMs ?? 0);
+  }
+
+  addEnv(
+    name: string,
+    opts: {
+      status?: WaggleEnvironmentStatus;
+      finalizer?: boolean;
+      idleTimeout?: string;
+      createdAt?: number;
+    } = {},
+  ): string {
+    const env = {
+      apiVersion: 'waggle.dev/v1alpha1',
+      kind: 'WaggleEnvironment',
+      metadata: {
+        name,
+        namespace: 'ns',
+        uid: `uid-${name}`,
+        generation: 1,
+        creationTimestamp: k8sTime(new Date(opts.createdAt ?? T0)),
+        ...(opts.finalizer === false ? {} : { finalizers: [FINALIZER] }),
+      },
+      spec: {
+        runtime: 'python',
+        resources: { cpus: 1, memoryMiB: 512, diskMiB: 2048 },
+        network: { egress: 'all' },
+        idleTimeout: opts.idleTimeout ?? '30m',
+        maxLifetime: '24h',
+      },
+      ...(opts.status ? { status: opts.status } : {}),
+    } as unknown as WaggleEnvironment;
+    this.#write(env);
+    return `ns/${name}`;
+  }
+
+  reconciler(): EnvironmentReconciler {
+    return new EnvironmentReconciler({
+      getEnv: (key) => this.envs.get(key),
+      listEnvs: () => [...this.envs.values()],
+      getNode: (name) => this.nodes.get(name),
+      listNodes: () => [...this.nodes.values()],
+      nodeSilentForMs: (name) => this.silentMs.get(name) ?? Number.POSITIVE_INFINITY,
+      store: this.store,
+      agents: this.agents,
+      events: this.events$,
+      log: pino({ level: 'silent' }),
+      config: CONFIG,
+      enqueue: (key) => this.enqueued.push(key),
+      now: () => new Date(this.now),
+    });
+  }
+
+  status(key: string): WaggleEnvironmentStatus | undefined {
+    return this.envs.get(key)?.status;
+  }
+
+  condition(key: string, type: string) {
+    return this.status(key)?.conditions?.find((c) => c.type === type);
+  }
+
+  reasons(): string[] {
+    return this.events.map((e) => e.reason);
+  }
+}
+
+const keyOf = (e: WaggleEnvironment) => `${e.metadata.namespace}/${e.metadata.name}`;
+/** Lets off-worker node-agent calls finish (their completion enqueues the key). */
+const drain = () => new Promise((r) => setImmediate(r));
+
+/** Reconciles `key` like the work queue would: again while a finished call queued it. */
+async function reconcileUntilQuiet(w: World, r: EnvironmentReconciler, key: string, passes = 8) {
+  let result: Awaited<ReturnType<EnvironmentReconciler['reconcile']>>;
+  for (let i = 0; i < passes; i++) {
+    w.enqueued.length = 0;
+    result = await r.reconcile(key);
+    await drain();
+    if (!w.enqueued.includes(key)) return result;
+  }
+  throw new Error(`${key} was still being queued after ${passes} passes: ${JSON.stringify(w.status(key))}`);
+}
+
+/** Pushes a scheduled environment to Running against a healthy node. */
+async function runningEnv(w: World, r: EnvironmentReconciler, name = 'e'): Promise<string> {
+  w.addNode('n1');
+  const key = w.addEnv(name);
+  await reconcileUntilQuiet(w, r, key); // scheduled
+  await reconcileUntilQuiet(w, r, key); // CreateVM → Running
+  expect(w.status(key)?.phase).toBe('Running');
+  w.events.length = 0;
+  w.calls.length = 0;
+  return key;
+}
+
+describe('a new environment', () => {
+  it('gets its finalizer and a node in one pass, then boots to Running', async () => {
+    const w = new World();
+    w.addNode('n1');
+    const key = w.addEnv('e', { finalizer: false });
+    const r = w.reconciler();
+
+    const first = await r.reconcile(key);
+    expect(w.envs.get(key)?.metadata.finalizers).toEqual([FINALIZER]);
+    expect(w.status(key)).toMatchObject({ phase: 'Scheduled', nodeName: 'n1' });
+    expect(w.condition(key, 'Scheduled')).toMatchObject({ status: 'True', reason: 'Scheduled' });
+    expect(first?.requeueAfterMs).toBe(CONFIG.verifyEveryMs);
+
+    await r.reconcile(key);
+    expect(w.status(key)).toMatchObject({ phase: 'Booting' });
+    expect(w.condition(key, 'Ready')).toMatchObject({ status: 'False', reason: 'Booting' });
+    await drain();
+    expect(w.enqueued).toContain(key); // the finished CreateVM queues the key
+    await r.reconcile(key);
+    expect(w.status(key)).toMatchObject({
+      phase: 'Running',
+      vmId: 'uid-e',
+      startedAt: k8sTime(new Date(T0)),
+    });
+    expect(w.condition(key, 'Ready')).toMatchObject({ status: 'True', reason: 'Running' });
+    expect(w.reasons()).toEqual(['Scheduled', 'Running']);
+    expect(w.calls).toEqual(['createVM']);
+  });
+
+  it.each([
+    ['no node registered', () => undefined, /no WaggleNode|0\/0|no nodes/i],
+    ['the only node not Ready', (w: World) => w.addNode('n1', { ready: false }), /not ready/i],
+    ['the only node silent', (w: World) => w.addNode('n1', { silentMs: 60_000 }), /heartbeat/i],
+    ['the only node full', (w: World) => w.addNode('n1', { vms: 0 }), /VM slot|capacity|full/i],
+  ])('stays Pending with Unschedulable (once as an Event) when %s', async (_case, setup, reason) => {
+    const w = new World();
+    setup(w);
+    const key = w.addEnv('e');
+    const r = w.reconciler();
+    const result = await r.reconcile(key);
+    await r.reconcile(key);
+    expect(w.status(key)?.phase).toBe('Pending');
+    expect(w.condition(key, 'Scheduled')).toMatchObject({ status: 'False', reason: 'Unschedulable' });
+    expect(w.status(key)?.message).toMatch(reason);
+    expect(result?.requeueAfterMs).toBe(CONFIG.unschedulableRetryMs);
+    expect(w.reasons()).toEqual(['Unschedulable']);
+  });
+});
+
+describe('Scheduled × CreateVM outcome', () => {
+  it.each<[string, Outcome<object>, { phase: string; throws?: boolean; reason?: string; node?: string }]>([
+    ['succeeds', { ok: {} }, { phase: 'Running', reason: 'Running', node: 'n1' }],
+    [
+      'is cut off by an agent restart (Canceled)',
+      { code: Code.Canceled },
+      { phase: 'Booting', throws: true },
+    ],
+    ['finds the agent unavailable', { code: Code.Unavailable }, { phase: 'Booting', throws: true }],
+    ['times out', { code: Code.DeadlineExceeded }, { phase: 'Booting', throws: true }],
+    [
+      'is refused for room (ResourceExhausted)',
+      { code: Code.ResourceExhausted },
+      { phase: 'Pending', reason: 'Unschedulable' },
+    ],
+    [
+      'fails to boot (Internal)',
+      { code: Code.Internal, message: 'kernel panic' },
+      { phase: 'Failed', reason: 'VMFailed', node: 'n1' },
+    ],
+  ])('CreateVM %s', async (_case, outcome, want) => {
+    const w = new World();
+    w.addNode('n1');
+    const key = w.addEnv('e');
+    const r = w.reconciler();
+    await r.reconcile(key); // Scheduled
+    w.createVM = outcome;
+    await r.reconcile(key); // starts CreateVM → Booting
+    await drain();
+    const pass = r.reconcile(key);
+    if (want.throws) {
+      await expect(pass).rejects.toBeInstanceOf(ConnectError); // the queue retries with backoff
+    } else await pass;
+    expect(w.status(key)?.phase).toBe(want.phase);
+    if (want.reason) expect(w.condition(key, 'Ready')?.reason).toBe(want.reason);
+    expect(w.status(key)?.nodeName).toBe(want.node ?? (want.phase === 'Pending' ? undefined : 'n1'));
+    if (want.phase === 'Failed') expect(w.status(key)?.message).toBe('the VM did not start: kernel panic');
+    if (want.phase === 'Pending') {
+      expect(w.condition(key, 'Scheduled')).toMatchObject({ status: 'False', reason: 'Unschedulable' });
+      // The slot was given back: the next pass places it again.
+      await r.reconcile(key);
+      expect(w.status(key)).toMatchObject({ phase: 'Scheduled', nodeName: 'n1' });
+    }
+  });
+
+  it('a retried CreateVM after a transient failure runs the environment', async () => {
+    const w = new World();
+    w.addNode('n1');
+    const key = w.addEnv('e');
+    const r = w.reconciler();
+    await r.reconcile(key);
+    w.createVM = { code: Code.Unavailable };
+    await r.reconcile(key);
+    await drain();
+    await expect(r.reconcile(key)).rejects.toThrow();
+    w.createVM = { ok: {} };
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.status(key)?.phase).toBe('Running');
+    expect(w.calls).toEqual(['createVM', 'createVM']);
+  });
+});
+
+describe('Running × GetVM outcome', () => {
+  it.each<[string, Outcome<object>, { phase: string; reason?: string; throws?: boolean; message?: RegExp }]>([
+    [
+      'the VM runs',
+      { ok: { vm: { state: VMState.VM_STATE_RUNNING } } },
+      { phase: 'Running', reason: 'Running' },
+    ],
+    [
+      'the VM exited',
+      { ok: { vm: { state: VMState.VM_STATE_FAILED, message: 'killed by OOM' } } },
+      { phase: 'Failed', reason: 'VMExited', message: /stopped: killed by OOM/ },
+    ],
+    [
+      'the VM is gone',
+      { code: Code.NotFound },
+      { phase: 'Failed', reason: 'VMFailed', message: /disappeared from n1/ },
+    ],
+    [
+      'the agent does not answer',
+      { code: Code.Unavailable },
+      { phase: 'Running', reason: 'Running', throws: true },
+    ],
+  ])('%s', async (_case, outcome, want) => {
+    const w = new World();
+    const r = w.reconciler();
+    const key = await runningEnv(w, r);
+    w.getVM = outcome;
+    await r.reconcile(key); // starts GetVM off the worker
+    await drain();
+    const pass = r.reconcile(key);
+    if (want.throws) await expect(pass).rejects.toBeInstanceOf(ConnectError);
+    else await pass;
+    expect(w.status(key)?.phase).toBe(want.phase);
+    expect(w.condition(key, 'Ready')?.reason).toBe(want.reason);
+    if (want.message) expect(w.status(key)?.message).toMatch(want.message);
+    expect(w.calls).toEqual(['getVM']);
+  });
+});
+
+describe('phase × node state', () => {
+  it.each(['Scheduled', 'Booting', 'Running'] as const)(
+    '%s on a node silent past the stale window: VM kept, NodeReachable=False, then recovered',
+    async (phase) => {
+      const w = new World();
+      w.addNode('n1', { silentMs: CONFIG.nodeStaleAfterMs + 5_000 });
+      const key = w.addEnv('e', { status: { phase, nodeName: 'n1' } });
+      const r = w.reconciler();
+      const result = await r.reconcile(key);
+      await r.reconcile(key);
+      expect(w.status(key)?.phase).toBe(phase);
+      expect(w.condition(key, 'NodeReachable')).toMatchObject({ status: 'False', reason: 'NodeUnreachable' });
+      expect(w.condition(key, 'Ready')).toMatchObject({ status: 'False', reason: 'NodeUnreachable' });
+      expect(result?.requeueAfterMs).toBe(CONFIG.verifyEveryMs);
+      expect(w.calls).toEqual([]); // nothing is asked of a node that does not answer
+      expect(w.reasons()).toEqual(['NodeUnreachable']); // one Event, not one per pass
+
+      w.silentMs.set('n1', 0);
+      await r.reconcile(key);
+      expect(w.condition(key, 'NodeReachable')).toMatchObject({ status: 'True', reason: 'NodeReachable' });
+      expect(w.condition(key, 'Ready')?.status).toBe(phase === 'Running' ? 'True' : 'False');
+      expect(w.reasons()).toEqual(['NodeUnreachable', 'NodeReachable']);
+    },
+  );
+
+  it.each(['Scheduled', 'Booting', 'Running'] as const)(
+    '%s on a node silent past the node-lost grace: Failed NodeLost; its VM destroyed when the node returns',
+    async (phase) => {
+      const w = new World();
+      w.addNode('n1', { silentMs: CONFIG.nodeStaleAfterMs + (CONFIG.nodeLostGraceMs ?? 0) });
+      const key = w.addEnv('e', { status: { phase, nodeName: 'n1' } });
+      const r = w.reconciler();
+      await r.reconcile(key);
+      expect(w.status(key)?.phase).toBe('Failed');
+      expect(w.condition(key, 'Ready')?.reason).toBe('NodeLost');
+      expect(w.status(key)?.message).toMatch(/no heartbeat for 630 s \(node-lost grace 600 s\)/);
+      await reconcileUntilQuiet(w, r, key);
+      expect(w.calls).toEqual([]); // not while it is silent
+
+      w.silentMs.set('n1', 0);
+      await reconcileUntilQuiet(w, r, key);
+      await reconcileUntilQuiet(w, r, key);
+      expect(w.calls).toEqual(['destroyVM']); // once
+      expect(w.reasons()).toEqual(['NodeLost', 'VMDestroyed']);
+      expect(w.status(key)?.phase).toBe('Failed'); // the object stays for the user to read
+    },
+  );
+
+  it('waits without calling anything while the node is registered without an endpoint', async () => {
+    const w = new World();
+    w.addNode('n1');
+    (w.nodes.get('n1')?.status as { endpoint?: string }).endpoint = undefined;
+    const key = w.addEnv('e', { status: { phase: 'Scheduled', nodeName: 'n1' } });
+    expect(await w.reconciler().reconcile(key)).toEqual({ requeueAfterMs: 1_000 });
+    expect(w.calls).toEqual([]);
+  });
+});
+
+describe('expiry (by the injected clock)', () => {
+  it('deletes an environment idle past its timeout, with an Expired condition and Event', async () => {
+    const w = new World();
+    const r = w.reconciler();
+    const key = await runningEnv(w, r);
+    w.now += 29 * 60_000;
+    const result = await reconcileUntilQuiet(w, r, key);
+    expect(w.envs.get(key)?.metadata.deletionTimestamp).toBeUndefined();
+    expect(result?.requeueAfterMs).toBeLessThanOrEqual(60_000);
+    w.now += 61_000;
+    await r.reconcile(key);
+    expect(w.envs.get(key)?.metadata.deletionTimestamp).toBe(k8sTime(new Date(w.now)));
+    expect(w.condition(key, 'Ready')).toMatchObject({
+      reason: 'Expired',
+      message: 'expired: idle timeout 30m reached',
+    });
+    expect(w.reasons()).toEqual(['Expired']);
+  });
+
+  it('keeps the expiry of a Failed environment current and expires it too', async () => {
+    const w = new World();
+    w.addNode('n1');
+    const key = w.addEnv('e', { status: { phase: 'Failed', nodeName: 'n1' } });
+    const r = w.reconciler();
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.status(key)?.expiresAt).toBe(k8sTime(new Date(T0 + 30 * 60_000)));
+    w.now += 31 * 60_000;
+    await r.reconcile(key);
+    expect(w.envs.get(key)?.metadata.deletionTimestamp).toBeDefined();
+  });
+});
+
+describe('deletion', () => {
+  async function deleting(w: World, r: EnvironmentReconciler): Promise<string> {
+    const key = await runningEnv(w, r);
+    const env = w.envs.get(key) as WaggleEnvironment;
+    await w.store.delete(env);
+    return key;
+  }
+
+  it('destroys the VM, releases the finalizer, and lets pending environments try again', async () => {
+    const w = new World();
+    const r = w.reconciler();
+    const key = await deleting(w, r);
+    const pending = w.addEnv('waiting', { status: { phase: 'Pending' } });
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.envs.has(key)).toBe(false);
+    expect(w.calls).toEqual(['destroyVM']);
+    expect(w.reasons()).toEqual(['Terminating']);
+    expect(w.enqueued).toContain(pending);
+  });
+
+  it('retries a failed destroy with backoff until destroyTimeout after the deletionTimestamp, then releases', async () => {
+    const w = new World();
+    const r = w.reconciler();
+    const key = await deleting(w, r);
+    w.destroyVM = { code: Code.Unavailable, message: 'connection refused' };
+    await r.reconcile(key);
+    await drain();
+    await expect(r.reconcile(key)).rejects.toThrow(/connection refused/);
+    expect(w.envs.has(key)).toBe(true);
+
+    // A new operator (failover) past the deadline: the deadline comes from the object, not memory.
+    w.now += CONFIG.destroyTimeoutMs;
+    const successor = w.reconciler();
+    await successor.reconcile(key); // its own DestroyVM
+    await drain();
+    await successor.reconcile(key);
+    expect(w.envs.has(key)).toBe(false);
+    expect(w.events.at(-1)).toMatchObject({
+      type: 'Warning',
+      reason: 'VMNotDestroyed',
+      message: expect.stringMatching(
+        /could not destroy the VM on n1 for 120 s since the deletion \(connection refused\)/,
+      ),
+    });
+  });
+
+  it('waits for a deregistered node, bounded by destroyTimeout since the deletion', async () => {
+    const w = new World();
+    const r = w.reconciler();
+    const key = await deleting(w, r);
+    w.nodes.delete('n1');
+    w.now += 100_000;
+    expect(await r.reconcile(key)).toEqual({ requeueAfterMs: 5_000 });
+    w.now += 19_000;
+    expect(await r.reconcile(key)).toEqual({ requeueAfterMs: 1_000 });
+    w.now += 1_000;
+    await r.reconcile(key);
+    expect(w.envs.has(key)).toBe(false);
+    expect(w.events.at(-1)?.message).toMatch(/node n1 has not been registered for 120 s since the deletion/);
+    expect(w.calls).toEqual([]);
+  });
+
+  it('waits for a CreateVM in flight before destroying (no VM left behind)', async () => {
+    const w = new World();
+    w.addNode('n1');
+    const key = w.addEnv('e');
+    const r = w.reconciler();
+    await r.reconcile(key);
+    w.createVM = 'hang';
+    await r.reconcile(key); // CreateVM in flight
+    await w.store.delete(w.envs.get(key) as WaggleEnvironment);
+    expect(await r.reconcile(key)).toEqual({ requeueAfterMs: 5_000 });
+    expect(w.calls).toEqual(['createVM']);
+    expect(w.status(key)?.phase).toBe('Terminating');
+  });
+
+  it('releases at once an environment that never had a node', async () => {
+    const w = new World();
+    const key = w.addEnv('e', { status: { phase: 'Pending' } });
+    await w.store.delete(w.envs.get(key) as WaggleEnvironment);
+    await w.reconciler().reconcile(key);
+    expect(w.envs.has(key)).toBe(false);
+    expect(w.events).toEqual([
+      { type: 'Normal', reason: 'Terminating', message: 'Deleting (no VM was started)' },
+    ]);
+  });
+});
+
+describe('placement', () => {
+  it('never overcommits a node across concurrent reconciles before the cache shows the writes', async () => {
+    const w = new World();
+    w.addNode('n1', { vms: 2 });
+    const keys = ['a', 'b', 'c', 'd'].map((n) => w.addEnv(n));
+    // A cache that lags: it still shows every environment without a node.
+    const stale = [...w.envs.values()].map((e) => structuredClone(e));
+    const r = new EnvironmentReconciler({
+      ...({} as object),
+      getEnv: (key) => w.envs.get(key),
+      listEnvs: () => stale,
+      getNode: (name) => w.nodes.get(name),
+      listNodes: () => [...w.nodes.values()],
+      nodeSilentForMs: () => 0,
+      store: w.store,
+      agents: w.agents,
+      events: w.events$,
+      log: pino({ level: 'silent' }),
+      config: CONFIG,
+      enqueue: () => undefined,
+      now: () => new Date(w.now),
+    });
+    await Promise.all(keys.map((k) => r.reconcile(k)));
+    expect(keys.map((k) => w.status(k)?.phase).sort()).toEqual([
+      'Pending',
+      'Pending',
+      'Scheduled',
+      'Scheduled',
+    ]);
+  });
+});

@@ -1,0 +1,198 @@
+import {
+  EnvironmentConditionType,
+  EnvironmentReason,
+  k8sTime,
+  type WaggleEnvironment,
+  type WaggleEnvironmentStatus,
+} from '@waggle/crds';
+import { setCondition } from './conditions.ts';
+
+/**
+ * Status builders: each names one state an environment can enter and returns the status fields
+ * that say so (phase, message, conditions). Pure functions of the environment, the clock and the
+ * facts of the transition, so the phase handlers only decide *which* state comes next.
+ */
+export type StatusPatch = Partial<WaggleEnvironmentStatus>;
+
+const { Ready, Scheduled, NodeReachable } = EnvironmentConditionType;
+const R = EnvironmentReason;
+
+type ConditionChange = { type: string; status: 'True' | 'False'; reason: string; message: string };
+
+function conditions(env: WaggleEnvironment, now: Date, ...changes: ConditionChange[]) {
+  let list = env.status?.conditions;
+  for (const c of changes) list = setCondition(list, c, now);
+  return list;
+}
+
+export function unschedulable(
+  env: WaggleEnvironment,
+  now: Date,
+  reason: string,
+  expiresAt: string,
+): StatusPatch {
+  return {
+    phase: 'Pending',
+    expiresAt,
+    message: reason,
+    conditions: conditions(env, now, {
+      type: Scheduled,
+      status: 'False',
+      reason: R.Unschedulable,
+      message: reason,
+    }),
+  };
+}
+
+export function scheduled(env: WaggleEnvironment, now: Date, node: string, expiresAt: string): StatusPatch {
+  return {
+    phase: 'Scheduled',
+    nodeName: node,
+    expiresAt,
+    message: `scheduled to ${node}`,
+    conditions: conditions(env, now, {
+      type: Scheduled,
+      status: 'True',
+      reason: R.Scheduled,
+      message: `assigned to node ${node}`,
+    }),
+  };
+}
+
+export function booting(env: WaggleEnvironment, now: Date, node: string, expiresAt: string): StatusPatch {
+  return {
+    phase: 'Booting',
+    expiresAt,
+    message: `booting a ${env.spec.runtime} microVM on ${node}`,
+    conditions: conditions(env, now, {
+      type: Ready,
+      status: 'False',
+      reason: R.Booting,
+      message: `creating the VM on ${node}`,
+    }),
+  };
+}
+
+export function running(env: WaggleEnvironment, now: Date, node: string, expiresAt: string): StatusPatch {
+  return {
+    phase: 'Running',
+    vmId: env.metadata.uid as string,
+    startedAt: k8sTime(now),
+    expiresAt,
+    message: `running on ${node}`,
+    conditions: conditions(env, now, {
+      type: Ready,
+      status: 'True',
+      reason: R.Running,
+      message: 'the guest is ready',
+    }),
+  };
+}
+
+/** The node refused the VM for lack of room: back to Pending, without a node, to be placed again. */
+export function refusedByNode(
+  env: WaggleEnvironment,
+  now: Date,
+  message: string,
+  expiresAt: string,
+): StatusPatch {
+  return {
+    phase: 'Pending',
+    nodeName: undefined,
+    expiresAt,
+    message,
+    conditions: conditions(
+      env,
+      now,
+      { type: Scheduled, status: 'False', reason: R.Unschedulable, message },
+      { type: Ready, status: 'False', reason: R.Unschedulable, message },
+    ),
+  };
+}
+
+export function failed(
+  env: WaggleEnvironment,
+  now: Date,
+  reason: string,
+  message: string,
+  expiresAt: string,
+): StatusPatch {
+  return {
+    phase: 'Failed',
+    expiresAt,
+    message,
+    conditions: conditions(env, now, { type: Ready, status: 'False', reason, message }),
+  };
+}
+
+export function nodeUnreachable(
+  env: WaggleEnvironment,
+  now: Date,
+  message: string,
+  expiresAt: string,
+): StatusPatch {
+  return {
+    expiresAt,
+    message,
+    conditions: conditions(
+      env,
+      now,
+      { type: NodeReachable, status: 'False', reason: R.NodeUnreachable, message },
+      { type: Ready, status: 'False', reason: R.NodeUnreachable, message },
+    ),
+  };
+}
+
+export function nodeReachableAgain(env: WaggleEnvironment, now: Date, node: string): StatusPatch {
+  const isRunning = env.status?.phase === 'Running';
+  const reachable: ConditionChange = {
+    type: NodeReachable,
+    status: 'True',
+    reason: R.NodeReachable,
+    message: `node ${node} heartbeats again`,
+  };
+  const ready: ConditionChange = {
+    type: Ready,
+    status: 'True',
+    reason: R.Running,
+    message: 'the guest is ready',
+  };
+  return {
+    message: isRunning ? `running on ${node}` : `waiting for the VM on ${node}`,
+    conditions: isRunning ? conditions(env, now, reachable, ready) : conditions(env, now, reachable),
+  };
+}
+
+export function expired(env: WaggleEnvironment, now: Date, why: string): StatusPatch {
+  return {
+    conditions: conditions(env, now, {
+      type: Ready,
+      status: 'False',
+      reason: R.Expired,
+      message: `expired: ${why} reached`,
+    }),
+  };
+}
+
+export function terminating(env: WaggleEnvironment, now: Date): StatusPatch {
+  return {
+    phase: 'Terminating',
+    message: 'destroying the VM',
+    conditions: conditions(env, now, {
+      type: Ready,
+      status: 'False',
+      reason: R.Terminating,
+      message: 'deletion in progress',
+    }),
+  };
+}
+
+/** The full status to write, or undefined when it would not change anything. */
+export function nextStatus(env: WaggleEnvironment, patch: StatusPatch): WaggleEnvironmentStatus | undefined {
+  const status: WaggleEnvironmentStatus = {
+    ...env.status,
+    ...patch,
+    observedGeneration: env.metadata.generation ?? 0,
+  };
+  return JSON.stringify(status) === JSON.stringify(env.status) ? undefined : status;
+}
