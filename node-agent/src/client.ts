@@ -8,7 +8,9 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import { NodeAgentService } from './gen/waggle/nodeagent/v1/node_agent_pb.js';
 
 export { Code, ConnectError } from '@connectrpc/connect';
+export { classifyNodeAgentError, type NodeAgentFailure } from './client-errors.ts';
 export * from './gen/waggle/nodeagent/v1/node_agent_pb.js';
+export { fromProtoEgress, fromProtoRuntime, toProtoEgress, toProtoRuntime } from './proto-enums.ts';
 
 export type NodeAgentClient = Client<typeof NodeAgentService>;
 

@@ -33,8 +33,10 @@ export class ResourceExhaustedError extends NodeAgentError {
 /** The VM's QEMU is gone (killed, crashed, out of memory): nothing can run in it any more. */
 export class VMExitedError extends NodeAgentError {
   override name = 'VMExitedError';
+  readonly vmId: string;
   constructor(vmId: string, why: string) {
     super(`VM ${vmId} has exited: ${why}`);
+    this.vmId = vmId;
   }
 }
 
@@ -74,13 +76,21 @@ export class GuestFileError extends NodeAgentError {
     /** The guest did not answer a file request in time (the file session was reset). */
     | 'timed_out'
     | 'failed';
-  constructor(code: GuestFileError['code'], message: string) {
+  /** The guest path the error is about (for a link leading outside: the link, not its target). */
+  readonly path: string;
+  constructor(code: GuestFileError['code'], path: string, message: string) {
     super(message);
     this.code = code;
+    this.path = path;
   }
 }
 
 /** Nothing accepts connections on the guest port a tunnel asked for. */
 export class GuestPortClosedError extends NodeAgentError {
   override name = 'GuestPortClosedError';
+  readonly port: number;
+  constructor(port: number, message: string) {
+    super(message);
+    this.port = port;
+  }
 }

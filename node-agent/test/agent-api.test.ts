@@ -7,9 +7,11 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   Code,
   ConnectError,
+  classifyNodeAgentError,
   createNodeAgentClient,
   Egress,
   type ExecResult,
+  FileErrorKind,
   type NodeAgentClient,
   Runtime,
 } from '../src/client.ts';
@@ -144,6 +146,19 @@ describe('node-agent over ConnectRPC (real process, real VMs)', () => {
     expect(await connectCode(client.getVM({ vmId: 'nope' }))).toBe(Code.NotFound);
     expect(await connectCode(client.readFile({ vmId: 'api-py', path: 'missing' }))).toBe(Code.NotFound);
     expect(await connectCode(client.readFile({ vmId: 'api-py', path: 'in' }))).toBe(Code.FailedPrecondition);
+    // File errors carry their typed detail, so a missing file is never read as a missing VM.
+    for (const [path, kind, at] of [
+      ['missing', FileErrorKind.NOT_FOUND, '/home/sandbox/missing'],
+      ['in', FileErrorKind.IS_DIRECTORY, '/home/sandbox/in'],
+    ] as const) {
+      const f = classifyNodeAgentError(
+        await client.readFile({ vmId: 'api-py', path }).catch((e: unknown) => e),
+      );
+      expect(f.kind === 'file' && { kind: f.detail.kind, path: f.detail.path }, path).toEqual({
+        kind,
+        path: at,
+      });
+    }
     expect(await connectCode(client.readFile({ vmId: 'api-py', path: '/etc/passwd' }))).toBe(
       Code.InvalidArgument,
     );

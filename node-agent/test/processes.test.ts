@@ -7,8 +7,10 @@ import type { Agent } from '../src/agent.ts';
 import {
   Code,
   ConnectError,
+  classifyNodeAgentError,
   createNodeAgentClient,
   type NodeAgentClient,
+  ProcessNotFoundReason,
   type ReadProcessOutputResponse,
 } from '../src/client.ts';
 import { PROCESS_LIMITS } from '../src/guest/processes.ts';
@@ -237,22 +239,26 @@ describe('background processes (real agent API, real VMs)', () => {
     const known = (await client.startProcess({ vmId: A, code: 'true', language: 'shell' })).processId;
     const unknown = await failure(read(A, 'proc-0123456789abcdef'));
     expect(unknown.code).toBe(Code.NotFound);
-    expect(unknown.metadata.get('waggle-process-error')).toBe('not_found');
-    expect(unknown.metadata.get('waggle-process-ids')?.split(',')).toContain(known);
+    const unknownProcess = classifyNodeAgentError(unknown);
+    expect(unknownProcess.kind).toBe('process-not-found');
+    if (unknownProcess.kind === 'process-not-found') {
+      expect(unknownProcess.detail.reason).toBe(ProcessNotFoundReason.NOT_FOUND);
+      expect(unknownProcess.detail.knownProcessIds).toContain(known);
+    }
     expect(unknown.rawMessage).toMatch(
       /^no background process "proc-0123456789abcdef" in this VM; its processes: .*\(/,
     );
     const kill = await failure(client.killProcess({ vmId: A, processId: 'nonsense' }));
     expect(kill.code).toBe(Code.NotFound);
-    expect(kill.metadata.get('waggle-process-error')).toBe('not_found');
+    expect(classifyNodeAgentError(kill).kind).toBe('process-not-found');
     // A's process is unknown in B.
     const elsewhere = await failure(read(B, known));
     expect(elsewhere.code).toBe(Code.NotFound);
     expect(elsewhere.rawMessage).toMatch(/none has been started in it/);
-    // An unknown VM is NotFound without the process header (callers tell the two apart).
+    // An unknown VM is NotFound without the process detail (callers tell the two apart).
     const noVM = await failure(read('no-such-vm', known));
     expect(noVM.code).toBe(Code.NotFound);
-    expect(noVM.metadata.get('waggle-process-error')).toBeNull();
+    expect(classifyNodeAgentError(noVM).kind).toBe('vm-not-found');
     const lang = await failure(client.startProcess({ vmId: A, code: 'x', language: 'cobol' }));
     expect(lang.code).toBe(Code.InvalidArgument);
     expect(lang.rawMessage).toMatch(/language "cobol" is not supported; use python, node or shell/);
@@ -293,7 +299,7 @@ describe('background processes (real agent API, real VMs)', () => {
     expect(Date.now() - t0).toBeLessThan(20_000);
     const gone = await failure(read(B, last));
     expect(gone.code).toBe(Code.NotFound);
-    expect(gone.metadata.get('waggle-process-error')).toBeNull();
+    expect(classifyNodeAgentError(gone).kind).toBe('vm-not-found');
     // A's processes are not affected.
     const stillA = await client.startProcess({ vmId: A, code: 'print("a")', language: 'python' });
     expect((await readToEnd(A, stillA.processId)).map((r) => r.stdout).join('')).toBe('a\n');
@@ -314,7 +320,8 @@ describe('ForwardPort (preview URL tunnels) through the real API edge', () => {
       })(),
     );
     expect(closed.code).toBe(Code.FailedPrecondition);
-    expect(closed.metadata.get('waggle-port-error')).toBe('not_listening');
+    const refused = classifyNodeAgentError(closed);
+    expect(refused.kind === 'port-not-listening' && refused.detail.port).toBe(9);
     expect(closed.rawMessage).toMatch(/nothing is listening on port 9/);
 
     // A guest server that writes without end to whoever connects.

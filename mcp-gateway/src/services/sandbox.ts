@@ -1,23 +1,10 @@
 import type { Duplex } from 'node:stream';
 import { parseDuration, type WaggleEnvironment } from '@waggle/crds';
-import {
-  Code,
-  ConnectError,
-  createNodeAgentClient,
-  type ExecResult,
-  type NodeAgentClient,
-} from '@waggle/node-agent/client';
-import {
-  BusyError,
-  EnvironmentNotRunningError,
-  FileError,
-  InvalidRequestError,
-  PortNotListeningError,
-  ProcessLimitError,
-  ProcessNotFoundError,
-} from '../errors.ts';
+import { createNodeAgentClient, type ExecResult, type NodeAgentClient } from '@waggle/node-agent/client';
+import { EnvironmentNotRunningError, InvalidRequestError } from '../errors.ts';
 import type { ActivityRecorder } from './activity.ts';
 import type { EnvironmentCache } from './environment-cache.ts';
+import { agentCallError } from './node-agent-errors.ts';
 import { openTunnel } from './port-tunnel.ts';
 
 /**
@@ -128,40 +115,13 @@ export class SandboxService {
     return { agent, vmId: env.status?.vmId as string, id };
   }
 
-  /** Maps a node-agent error; unknown ones are rethrown as internal faults. */
+  /** Maps a node-agent error (see node-agent-errors.ts); unknown ones are rethrown as internal faults. */
   #translate(id: string, err: unknown, path?: string, processId?: string): never {
-    const e = ConnectError.from(err);
-    const fileCode = e.metadata.get('waggle-file-error');
-    if (fileCode) {
-      const hint =
-        fileCode === 'not_found'
-          ? ' Use list_files to see what exists.'
-          : fileCode === 'too_large'
-            ? ' Read or write a smaller file, or split it.'
-            : '';
-      throw new FileError(`file_${fileCode}`, `${e.rawMessage}.${hint}`);
-    }
-    if (e.metadata.get('waggle-port-error') === 'not_listening')
-      throw new PortNotListeningError(e.rawMessage);
-    // NotFound with this header is the process, not the VM.
-    const processError = e.metadata.get('waggle-process-error');
-    if (processError) {
-      const known = (e.metadata.get('waggle-process-ids') ?? '').split(',').filter(Boolean);
-      throw new ProcessNotFoundError(id, processId ?? '', processError, known);
-    }
-    if (e.code === Code.NotFound)
-      throw new EnvironmentNotRunningError(id, 'Failed', 'its VM is gone from the node');
-    if (e.metadata.get('waggle-vm-state') === 'exited')
-      throw new EnvironmentNotRunningError(id, 'Failed', firstLine(e.rawMessage));
-    if (e.code === Code.InvalidArgument) throw new InvalidRequestError(e.rawMessage);
-    if (e.code === Code.Unavailable || e.code === Code.DeadlineExceeded)
-      throw new EnvironmentNotRunningError(
-        id,
-        'unreachable',
-        `the node did not answer${path ? ` while accessing ${path}` : ''}: ${e.rawMessage}`,
-      );
-    if (e.code === Code.ResourceExhausted) throw new BusyError(e.rawMessage);
-    throw e;
+    throw agentCallError(err, {
+      envId: id,
+      ...(path !== undefined ? { path } : {}),
+      ...(processId !== undefined ? { processId } : {}),
+    });
   }
 
   async exec(
@@ -306,16 +266,7 @@ export class SandboxService {
       );
       return { processId: r.processId, startedAt: r.startedAt };
     } catch (err) {
-      const e = ConnectError.from(err);
-      if (e.code === Code.ResourceExhausted) {
-        // "16 background processes already run in this VM, the most at once; … (running: a, b)"
-        const m = /^(\d+) background processes already run[^;]*;.*\(running: (.*)\)$/.exec(e.rawMessage);
-        throw new ProcessLimitError(
-          t.id,
-          m ? `${m[1]} already run, the most at once (running: ${m[2]})` : e.rawMessage,
-        );
-      }
-      return this.#translate(t.id, err);
+      throw agentCallError(err, { envId: t.id, startingProcess: true });
     }
   }
 
@@ -377,6 +328,3 @@ export class SandboxService {
     }
   }
 }
-
-/** The first line of a node-agent message (the rest is console output for the operator). */
-const firstLine = (m: string) => m.split('\n')[0] ?? m;

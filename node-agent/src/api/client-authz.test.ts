@@ -1,6 +1,10 @@
 import { Code, ConnectError, createContextValues } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
-import { authorizeClients, clientIdentity, isAllowed } from './client-authz.ts';
+import { file_waggle_nodeagent_v1_node_agent } from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
+import { authorizeClients, CLIENT_PERMISSIONS, clientIdentity, isAllowed } from './client-authz.ts';
+
+/** Every RPC the generated descriptors define, over every service of the proto file. */
+const RPCS = file_waggle_nodeagent_v1_node_agent.services.flatMap((s) => s.methods.map((m) => m.name));
 
 const call = (identity: string | undefined, method: string) => {
   const contextValues = createContextValues();
@@ -20,6 +24,22 @@ describe('node-agent client authorization', () => {
     expect(isAllowed('waggle-gateway', 'CreateVM')).toBe(false);
     expect(isAllowed('waggle-gateway', 'DestroyVM')).toBe(false);
     expect(isAllowed('waggle-gateway', 'ListVMs')).toBe(false);
+  });
+
+  it('lets some client call every RPC of the proto (a new RPC needs its entry, or mTLS denies it)', () => {
+    expect(RPCS.length).toBeGreaterThan(0);
+    const callable = new Set([...CLIENT_PERMISSIONS.values()].flatMap((methods) => [...methods]));
+    expect(RPCS.filter((rpc) => !callable.has(rpc))).toEqual([]);
+  });
+
+  it('names only RPCs that exist (a renamed or removed RPC leaves no stale entry)', () => {
+    const known = new Set(RPCS);
+    for (const [client, methods] of CLIENT_PERMISSIONS) {
+      expect(
+        [...methods].filter((m) => !known.has(m)),
+        client,
+      ).toEqual([]);
+    }
   });
 
   it('denies unknown and empty identities; cleartext (no identity) is not checked', () => {

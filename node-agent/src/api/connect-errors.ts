@@ -11,48 +11,81 @@ import {
   VMExitedError,
   VMNotFoundError,
 } from '../errors.ts';
+import {
+  FileErrorDetailSchema,
+  FileErrorKind,
+  PortNotListeningDetailSchema,
+  ProcessNotFoundDetailSchema,
+  ProcessNotFoundReason,
+  VMExitedDetailSchema,
+} from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
 
-/** Translates a domain error into a Connect error (the only place protocol codes are chosen). */
+/** The wire kind of each file error (FileErrorDetail.kind). */
+const FILE_ERROR_KIND: Record<GuestFileError['code'], FileErrorKind> = {
+  not_found: FileErrorKind.NOT_FOUND,
+  is_directory: FileErrorKind.IS_DIRECTORY,
+  not_directory: FileErrorKind.NOT_DIRECTORY,
+  too_large: FileErrorKind.TOO_LARGE,
+  permission_denied: FileErrorKind.PERMISSION_DENIED,
+  outside_sandbox: FileErrorKind.OUTSIDE_SANDBOX,
+  not_regular_file: FileErrorKind.NOT_REGULAR_FILE,
+  timed_out: FileErrorKind.TIMED_OUT,
+  failed: FileErrorKind.FAILED,
+};
+
+const PROCESS_NOT_FOUND_REASON: Record<ProcessNotFoundError['reason'], ProcessNotFoundReason> = {
+  not_found: ProcessNotFoundReason.NOT_FOUND,
+  forgotten: ProcessNotFoundReason.FORGOTTEN,
+};
+
+/**
+ * Translates a domain error into a Connect error (the only place protocol codes are chosen).
+ * Where a code alone is ambiguous (NotFound: the VM or a process? FailedPrecondition: which?)
+ * the error carries a typed detail from the proto.
+ */
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   const e = err as Error;
   if (e instanceof InvalidArgumentError) return new ConnectError(e.message, Code.InvalidArgument);
   if (e instanceof VMNotFoundError) return new ConnectError(e.message, Code.NotFound);
   if (e instanceof ProcessNotFoundError) {
-    // NotFound alone means "no such VM" to callers: the header says it is the process.
-    const ce = new ConnectError(e.message, Code.NotFound);
-    ce.metadata.set('waggle-process-error', e.reason);
-    ce.metadata.set('waggle-process-ids', e.knownIds.join(','));
-    return ce;
+    return new ConnectError(e.message, Code.NotFound, undefined, [
+      {
+        desc: ProcessNotFoundDetailSchema,
+        value: { reason: PROCESS_NOT_FOUND_REASON[e.reason], knownProcessIds: e.knownIds },
+      },
+    ]);
   }
   if (e instanceof VMConflictError) return new ConnectError(e.message, Code.AlreadyExists);
   if (e instanceof ResourceExhaustedError) return new ConnectError(e.message, Code.ResourceExhausted);
   if (e instanceof GuestUnavailableError) return new ConnectError(e.message, Code.Unavailable);
   if (e instanceof VMBootError) return new ConnectError(e.message, Code.Internal);
   if (e instanceof GuestPortClosedError) {
-    const ce = new ConnectError(e.message, Code.FailedPrecondition);
-    ce.metadata.set('waggle-port-error', 'not_listening');
-    return ce;
+    return new ConnectError(e.message, Code.FailedPrecondition, undefined, [
+      { desc: PortNotListeningDetailSchema, value: { port: e.port } },
+    ]);
   }
   if (e instanceof VMExitedError) {
-    const ce = new ConnectError(e.message, Code.FailedPrecondition);
-    ce.metadata.set('waggle-vm-state', 'exited');
-    return ce;
+    return new ConnectError(e.message, Code.FailedPrecondition, undefined, [
+      { desc: VMExitedDetailSchema, value: { vmId: e.vmId } },
+    ]);
   }
-  if (e instanceof GuestFileError) {
-    const code =
-      e.code === 'not_found'
-        ? Code.NotFound
-        : e.code === 'permission_denied'
-          ? Code.PermissionDenied
-          : e.code === 'failed'
-            ? Code.Internal
-            : Code.FailedPrecondition;
-    const ce = new ConnectError(e.message, code);
-    ce.metadata.set('waggle-file-error', e.code);
-    return ce;
-  }
+  if (e instanceof GuestFileError) return fileConnectError(e);
   return new ConnectError(e?.message ?? String(err), Code.Internal);
+}
+
+function fileConnectError(e: GuestFileError): ConnectError {
+  const code =
+    e.code === 'not_found'
+      ? Code.NotFound
+      : e.code === 'permission_denied'
+        ? Code.PermissionDenied
+        : e.code === 'failed'
+          ? Code.Internal
+          : Code.FailedPrecondition;
+  return new ConnectError(e.message, code, undefined, [
+    { desc: FileErrorDetailSchema, value: { kind: FILE_ERROR_KIND[e.code], path: e.path } },
+  ]);
 }
 
 /** Wraps a handler so domain errors leave as Connect errors. */

@@ -142,6 +142,7 @@ function request<T>(
       reject(
         new GuestFileError(
           'timed_out',
+          path,
           `could not ${action} ${path}: the guest did not answer within ${s.timeoutMs / 1000} s ` +
             '(a FIFO or device that blocks?); the file session was reset',
         ),
@@ -172,12 +173,13 @@ function fileError(err: unknown, path: string, action: string): Error {
   if (code === STATUS.NO_SUCH_FILE) {
     return new GuestFileError(
       'not_found',
+      path,
       `${path} does not exist; list the parent directory to see what is there`,
     );
   }
   if (code === STATUS.PERMISSION_DENIED)
-    return new GuestFileError('permission_denied', `permission denied: ${path}`);
-  return new GuestFileError('failed', `could not ${action} ${path}: ${err.message}`);
+    return new GuestFileError('permission_denied', path, `permission denied: ${path}`);
+  return new GuestFileError('failed', path, `could not ${action} ${path}: ${err.message}`);
 }
 
 /** `request` with its SFTP errors translated to file errors about `path`. */
@@ -208,7 +210,7 @@ const kindOf = (s: Stats): string =>
             ? 'a directory'
             : 'not a regular file';
 const notRegular = (path: string, s: Stats) =>
-  new GuestFileError('not_regular_file', `${path} is ${kindOf(s)}, not a regular file`);
+  new GuestFileError('not_regular_file', path, `${path} is ${kindOf(s)}, not a regular file`);
 const entry = (name: string, path: string, s: Stats): FileEntry => ({
   name,
   path,
@@ -240,6 +242,7 @@ async function confined(s: Ctx, requested: string, path: string): Promise<string
   if (!isWithinAllowedRoots(posix.normalize(real))) {
     throw new GuestFileError(
       'outside_sandbox',
+      requested,
       `${requested} leads (through a symbolic link) to ${real}, outside the sandbox; ` +
         `file tools only reach ${ALLOWED_ROOTS.join(' and ')}`,
     );
@@ -254,11 +257,12 @@ async function confined(s: Ctx, requested: string, path: string): Promise<string
 async function ensureDir(s: Ctx, dir: string, requested: string): Promise<string> {
   const st = await statOrUndefined(s, dir);
   if (st) {
-    if (!st.isDirectory()) throw new GuestFileError('not_directory', `${dir} exists and is not a directory`);
+    if (!st.isDirectory())
+      throw new GuestFileError('not_directory', dir, `${dir} exists and is not a directory`);
     return confined(s, requested, dir);
   }
   if (!isWithinAllowedRoots(dir) || (ALLOWED_ROOTS as readonly string[]).includes(dir)) {
-    throw new GuestFileError('not_found', `${dir} does not exist in the guest`);
+    throw new GuestFileError('not_found', dir, `${dir} does not exist in the guest`);
   }
   const parent = await ensureDir(s, posix.dirname(dir), requested);
   const created = posix.join(parent, posix.basename(dir));
@@ -298,11 +302,12 @@ export async function writeGuestFile(
   if (data.length > opts.maxBytes) {
     throw new GuestFileError(
       'too_large',
+      path,
       `content is ${data.length} bytes; the limit is ${opts.maxBytes} bytes`,
     );
   }
   if ((ALLOWED_ROOTS as readonly string[]).includes(path)) {
-    throw new GuestFileError('is_directory', `${path} is a directory; give a file path inside it`);
+    throw new GuestFileError('is_directory', path, `${path} is a directory; give a file path inside it`);
   }
   const s = await fileSession(client, opts);
   const dir = await ensureDir(s, posix.dirname(path), path);
@@ -313,7 +318,7 @@ export async function writeGuestFile(
     st = await statOrUndefined(s, target);
   }
   if (st?.isDirectory()) {
-    throw new GuestFileError('is_directory', `${path} is a directory; give a file path inside it`);
+    throw new GuestFileError('is_directory', path, `${path} is a directory; give a file path inside it`);
   }
   if (st && !st.isFile()) throw notRegular(path, st);
   const handle = await call<Buffer>(s, 'write', path, (sftp, cb) =>
@@ -348,11 +353,19 @@ export async function readGuestFile(
   const real = await confined(s, path, path);
   const st = await call<Stats>(s, 'read', path, (sftp, cb) => sftp.stat(real, cb));
   if (st.isDirectory()) {
-    throw new GuestFileError('is_directory', `${path} is a directory; use list_files to see its contents`);
+    throw new GuestFileError(
+      'is_directory',
+      path,
+      `${path} is a directory; use list_files to see its contents`,
+    );
   }
   if (!st.isFile()) throw notRegular(path, st);
   const tooLarge = (size: number) =>
-    new GuestFileError('too_large', `${path} is ${size} bytes; the read limit is ${opts.maxBytes} bytes`);
+    new GuestFileError(
+      'too_large',
+      path,
+      `${path} is ${size} bytes; the read limit is ${opts.maxBytes} bytes`,
+    );
   if (st.size > opts.maxBytes) throw tooLarge(st.size);
   const handle = await call<Buffer>(s, 'read', path, (sftp, cb) => sftp.open(real, 'r', cb));
   try {
@@ -376,6 +389,7 @@ export async function readGuestFile(
     if (total > opts.maxBytes) {
       throw new GuestFileError(
         'too_large',
+        path,
         `${path} grew past the read limit of ${opts.maxBytes} bytes while it was being read`,
       );
     }
@@ -401,7 +415,7 @@ export async function listGuestFiles(
   const real = await confined(s, path, path);
   const st = await call<Stats>(s, 'list', path, (sftp, cb) => sftp.stat(real, cb));
   if (!st.isDirectory()) {
-    throw new GuestFileError('not_directory', `${path} is not a directory; use read_file to read it`);
+    throw new GuestFileError('not_directory', path, `${path} is not a directory; use read_file to read it`);
   }
   const handle = await call<Buffer>(s, 'list', path, (sftp, cb) => sftp.opendir(real, cb));
   const list: Array<{ filename: string; attrs: Stats }> = [];

@@ -39,6 +39,7 @@ export function openGuestPort(client: Client, port: number): Promise<ClientChann
         if (reason === 2 || /refused/i.test(err.message)) {
           reject(
             new GuestPortClosedError(
+              port,
               `nothing is listening on port ${port} in the environment; start the server first (e.g. ` +
                 '`python3 -m http.server 8000` with execute background: true) and make it listen on 0.0.0.0 or 127.0.0.1',
             ),

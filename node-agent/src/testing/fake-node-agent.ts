@@ -3,7 +3,9 @@
 import { createServer, type Http2Server, type Http2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { toConnectError } from '../api/connect-errors.ts';
 import { Code, ConnectError, NodeAgentService, VMState } from '../client.ts';
+import { GuestFileError, ProcessNotFoundError } from '../errors.ts';
 
 export interface FakeNodeAgent {
   url: string;
@@ -23,11 +25,7 @@ export interface FakeNodeAgent {
   stop(): Promise<void>;
 }
 
-const notFound = (what: string, fileCode?: string) => {
-  const e = new ConnectError(what, Code.NotFound);
-  if (fileCode) e.metadata.set('waggle-file-error', fileCode);
-  return e;
-};
+const notFound = (what: string) => new ConnectError(what, Code.NotFound);
 
 /**
  * Exec echoes: stdout is the code it was given, so a test can see which VM ran what. Code that
@@ -59,10 +57,12 @@ export async function startFakeNodeAgent(
     const procs = processes.get(vmId) ?? new Map();
     const p = procs.get(processId);
     if (p) return p;
-    const e = new ConnectError(`no background process "${processId}" in this VM`, Code.NotFound);
-    e.metadata.set('waggle-process-error', 'not_found');
-    e.metadata.set('waggle-process-ids', [...procs.keys()].join(','));
-    throw e;
+    // The agent's own error edge, so the fake's errors carry the same typed details.
+    throw toConnectError(
+      new ProcessNotFoundError(`no background process "${processId}" in this VM`, 'not_found', [
+        ...procs.keys(),
+      ]),
+    );
   };
   const requireVM = (vmId: string) => {
     if (!vms.has(vmId)) throw notFound(`no VM "${vmId}" on this node`);
@@ -154,7 +154,9 @@ export async function startFakeNodeAgent(
         async readFile(req) {
           requireVM(req.vmId);
           const content = files.get(`${req.vmId}:${req.path}`);
-          if (!content) throw notFound(`${req.path} does not exist`, 'not_found');
+          if (!content) {
+            throw toConnectError(new GuestFileError('not_found', req.path, `${req.path} does not exist`));
+          }
           return { path: req.path, content, size: BigInt(content.length) };
         },
         async listFiles(req) {

@@ -1,6 +1,6 @@
 import { NodeConditionType, type WaggleNode } from '@waggle/crds';
 import type { NodeAgentClient } from '@waggle/node-agent/client';
-import { ConnectError } from '@waggle/node-agent/client';
+import { classifyNodeAgentError } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 import { startPeriodic } from '../runtime/periodic.ts';
 
@@ -59,7 +59,8 @@ export class OrphanVMCollector {
           candidates.push({ node, vmId });
         }
       } catch (err) {
-        this.#o.log.debug({ node: name, err: ConnectError.from(err).rawMessage }, 'could not list VMs');
+        const f = classifyNodeAgentError(err);
+        this.#o.log.debug({ node: name, kind: f.kind, err: f.message }, 'could not list VMs');
       }
     }
     if (candidates.length === 0) return [];
@@ -78,10 +79,8 @@ export class OrphanVMCollector {
         this.#o.log.warn({ node: name, vmId }, 'destroyed orphaned VM');
         this.#o.onCollected?.(node, vmId);
       } catch (err) {
-        this.#o.log.warn(
-          { node: name, vmId, err: ConnectError.from(err).rawMessage },
-          'could not destroy orphaned VM',
-        );
+        const f = classifyNodeAgentError(err);
+        this.#o.log.warn({ node: name, vmId, kind: f.kind, err: f.message }, 'could not destroy orphaned VM');
       }
     }
     return collected;

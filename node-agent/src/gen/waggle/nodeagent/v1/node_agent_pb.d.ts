@@ -6,12 +6,16 @@
 // ConnectRPC (Connect, gRPC and gRPC-Web protocols). Callers: the operator (lifecycle) and the
 // MCP gateway (exec, files, packages). Errors use Connect codes:
 //   INVALID_ARGUMENT  bad request (message names the field and the fix)
-//   NOT_FOUND         no such VM / file
+//   NOT_FOUND         no such VM / file / background process
 //   ALREADY_EXISTS    CreateVM with an existing id but a different spec
-//   FAILED_PRECONDITION  path is a directory / not a directory, file too large
-//   RESOURCE_EXHAUSTED   node full, no image for the runtime
+//   FAILED_PRECONDITION  path is a directory / not a directory, file too large, VM exited,
+//                     nothing listens on the port
+//   RESOURCE_EXHAUSTED   node full, no image for the runtime, too many processes or tunnels
 //   UNAVAILABLE       the guest cannot be reached
 //   INTERNAL          VM failed to boot (message carries the guest console tail)
+// A code alone cannot say which of those it is: errors about a file, a process, a port or an
+// exited VM carry one of the *Detail messages below as a Connect error detail. Callers read
+// them through classifyNodeAgentError (`@waggle/node-agent/client`), never from messages.
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
@@ -1051,6 +1055,94 @@ export declare type GetNodeInfoResponse = Message<"waggle.nodeagent.v1.GetNodeIn
 export declare const GetNodeInfoResponseSchema: GenMessage<GetNodeInfoResponse>;
 
 /**
+ * A file RPC failed for a reason the caller can act on (NOT_FOUND, PERMISSION_DENIED,
+ * FAILED_PRECONDITION or INTERNAL).
+ *
+ * @generated from message waggle.nodeagent.v1.FileErrorDetail
+ */
+export declare type FileErrorDetail = Message<"waggle.nodeagent.v1.FileErrorDetail"> & {
+  /**
+   * @generated from field: waggle.nodeagent.v1.FileErrorKind kind = 1;
+   */
+  kind: FileErrorKind;
+
+  /**
+   * The absolute guest path the error is about (for a link leading outside: the link as asked
+   * for, not its target).
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.FileErrorDetail.
+ * Use `create(FileErrorDetailSchema)` to create a new message.
+ */
+export declare const FileErrorDetailSchema: GenMessage<FileErrorDetail>;
+
+/**
+ * NOT_FOUND about a background process, not the VM.
+ *
+ * @generated from message waggle.nodeagent.v1.ProcessNotFoundDetail
+ */
+export declare type ProcessNotFoundDetail = Message<"waggle.nodeagent.v1.ProcessNotFoundDetail"> & {
+  /**
+   * @generated from field: waggle.nodeagent.v1.ProcessNotFoundReason reason = 1;
+   */
+  reason: ProcessNotFoundReason;
+
+  /**
+   * The processes the VM does know.
+   *
+   * @generated from field: repeated string known_process_ids = 2;
+   */
+  knownProcessIds: string[];
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.ProcessNotFoundDetail.
+ * Use `create(ProcessNotFoundDetailSchema)` to create a new message.
+ */
+export declare const ProcessNotFoundDetailSchema: GenMessage<ProcessNotFoundDetail>;
+
+/**
+ * FAILED_PRECONDITION from ForwardPort: nothing accepts connections on the guest port.
+ *
+ * @generated from message waggle.nodeagent.v1.PortNotListeningDetail
+ */
+export declare type PortNotListeningDetail = Message<"waggle.nodeagent.v1.PortNotListeningDetail"> & {
+  /**
+   * @generated from field: uint32 port = 1;
+   */
+  port: number;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.PortNotListeningDetail.
+ * Use `create(PortNotListeningDetailSchema)` to create a new message.
+ */
+export declare const PortNotListeningDetailSchema: GenMessage<PortNotListeningDetail>;
+
+/**
+ * FAILED_PRECONDITION: the VM's QEMU is gone (killed, crashed, out of memory).
+ *
+ * @generated from message waggle.nodeagent.v1.VMExitedDetail
+ */
+export declare type VMExitedDetail = Message<"waggle.nodeagent.v1.VMExitedDetail"> & {
+  /**
+   * @generated from field: string vm_id = 1;
+   */
+  vmId: string;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.VMExitedDetail.
+ * Use `create(VMExitedDetailSchema)` to create a new message.
+ */
+export declare const VMExitedDetailSchema: GenMessage<VMExitedDetail>;
+
+/**
  * @generated from enum waggle.nodeagent.v1.Runtime
  */
 export enum Runtime {
@@ -1136,6 +1228,101 @@ export enum VMState {
  * Describes the enum waggle.nodeagent.v1.VMState.
  */
 export declare const VMStateSchema: GenEnum<VMState>;
+
+/**
+ * @generated from enum waggle.nodeagent.v1.FileErrorKind
+ */
+export enum FileErrorKind {
+  /**
+   * @generated from enum value: FILE_ERROR_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: FILE_ERROR_KIND_NOT_FOUND = 1;
+   */
+  NOT_FOUND = 1,
+
+  /**
+   * @generated from enum value: FILE_ERROR_KIND_IS_DIRECTORY = 2;
+   */
+  IS_DIRECTORY = 2,
+
+  /**
+   * @generated from enum value: FILE_ERROR_KIND_NOT_DIRECTORY = 3;
+   */
+  NOT_DIRECTORY = 3,
+
+  /**
+   * @generated from enum value: FILE_ERROR_KIND_TOO_LARGE = 4;
+   */
+  TOO_LARGE = 4,
+
+  /**
+   * @generated from enum value: FILE_ERROR_KIND_PERMISSION_DENIED = 5;
+   */
+  PERMISSION_DENIED = 5,
+
+  /**
+   * The path leads (through a symbolic link) outside the directories file RPCs may use.
+   *
+   * @generated from enum value: FILE_ERROR_KIND_OUTSIDE_SANDBOX = 6;
+   */
+  OUTSIDE_SANDBOX = 6,
+
+  /**
+   * A device, FIFO or socket: file RPCs only read and write regular files.
+   *
+   * @generated from enum value: FILE_ERROR_KIND_NOT_REGULAR_FILE = 7;
+   */
+  NOT_REGULAR_FILE = 7,
+
+  /**
+   * The guest did not answer a file request in time (the agent reset its file session).
+   *
+   * @generated from enum value: FILE_ERROR_KIND_TIMED_OUT = 8;
+   */
+  TIMED_OUT = 8,
+
+  /**
+   * @generated from enum value: FILE_ERROR_KIND_FAILED = 9;
+   */
+  FAILED = 9,
+}
+
+/**
+ * Describes the enum waggle.nodeagent.v1.FileErrorKind.
+ */
+export declare const FileErrorKindSchema: GenEnum<FileErrorKind>;
+
+/**
+ * @generated from enum waggle.nodeagent.v1.ProcessNotFoundReason
+ */
+export enum ProcessNotFoundReason {
+  /**
+   * @generated from enum value: PROCESS_NOT_FOUND_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Never started in this VM (or the agent restarted since, which forgets processes).
+   *
+   * @generated from enum value: PROCESS_NOT_FOUND_REASON_NOT_FOUND = 1;
+   */
+  NOT_FOUND = 1,
+
+  /**
+   * Ended and forgotten to make room for newer processes.
+   *
+   * @generated from enum value: PROCESS_NOT_FOUND_REASON_FORGOTTEN = 2;
+   */
+  FORGOTTEN = 2,
+}
+
+/**
+ * Describes the enum waggle.nodeagent.v1.ProcessNotFoundReason.
+ */
+export declare const ProcessNotFoundReasonSchema: GenEnum<ProcessNotFoundReason>;
 
 /**
  * @generated from service waggle.nodeagent.v1.NodeAgentService
