@@ -12,7 +12,8 @@ import * as x509 from '@peculiar/x509';
 import type { Logger } from 'pino';
 import { type AgentTls, type AgentTlsSource, nodeAgentServerName } from '../client.ts';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+// Node's global Web Crypto (the same object as node:crypto's `webcrypto`, typed as @peculiar/x509 expects).
+x509.cryptoProvider.set(crypto);
 
 export interface ServingCertificateOptions {
   kc: KubeConfig;

@@ -2,7 +2,8 @@ import 'reflect-metadata'; // @peculiar/x509 uses tsyringe, which needs the Refl
 import { createPrivateKey, KeyObject, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+// Node's global Web Crypto (the same object as node:crypto's `webcrypto`, typed as @peculiar/x509 expects).
+x509.cryptoProvider.set(crypto);
 
 /** What a node-agent mTLS leaf certificate is for: its CN and, for the agents' serving certificate, DNS names. */
 export interface LeafSpec {

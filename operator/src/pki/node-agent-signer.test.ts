@@ -6,7 +6,8 @@ import { nodeAgentServerName } from '@waggle/node-agent/client';
 import { describe, expect, it } from 'vitest';
 import { judgeNodeAgentCSR, NODE_NAME_EXTRA } from './node-agent-signer.ts';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+// Node's global Web Crypto (the same object as node:crypto's `webcrypto`, typed as @peculiar/x509 expects).
+x509.cryptoProvider.set(crypto);
 
 const REQUESTER = 'system:serviceaccount:waggle-system:waggle-node-agent';
 const policy = { requester: REQUESTER, validityMs: 86_400_000 };

@@ -1,5 +1,4 @@
 import 'reflect-metadata'; // @peculiar/x509 uses tsyringe, which needs the Reflect metadata polyfill
-import { webcrypto } from 'node:crypto';
 import {
   CertificatesV1Api,
   type KubeConfig,
@@ -11,7 +10,8 @@ import type { Logger } from 'pino';
 import { startPeriodic } from '../runtime/periodic.ts';
 import { signLeaf } from './leaf-certificates.ts';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+// Node's global Web Crypto (the same object as node:crypto's `webcrypto`, typed as @peculiar/x509 expects).
+x509.cryptoProvider.set(crypto);
 
 /** The user-info extra the apiserver records for ServiceAccount tokens bound to a pod's (or a) Node. */
 export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
