@@ -1,14 +1,12 @@
 import { EnvironmentReason, type WaggleEnvironment } from '@waggle/crds';
-import { Egress, Runtime } from '@waggle/node-agent/client';
+import { classifyNodeAgentError, toProtoEgress, toProtoRuntime } from '@waggle/node-agent/client';
 import type { ReconcileResult } from '../../runtime/controller.ts';
-import { classifyAgentFailure } from '../agent-errors.ts';
+
 import { keyOf } from '../placement.ts';
 import type { VmAgent } from '../ports.ts';
 import * as status from '../status.ts';
 import type { Lifetime, PhaseContext } from './context.ts';
 import { fail } from './fail.ts';
-
-const RUNTIME = { python: Runtime.PYTHON, node: Runtime.NODE, shell: Runtime.SHELL } as const;
 
 /**
  * Scheduled or Booting: create the VM on the node. The CreateVM call runs off the worker (it
@@ -30,11 +28,11 @@ export async function boot(
         {
           spec: {
             vmId: uid,
-            runtime: RUNTIME[env.spec.runtime],
+            runtime: toProtoRuntime(env.spec.runtime),
             cpus: env.spec.resources.cpus,
             memoryMib: env.spec.resources.memoryMiB,
             diskMib: env.spec.resources.diskMiB,
-            egress: env.spec.network.egress === 'none' ? Egress.NONE : Egress.ALL,
+            egress: toProtoEgress(env.spec.network.egress),
             allowDomains: env.spec.network.allowDomains ?? [],
           },
         },
@@ -49,12 +47,12 @@ export async function boot(
     case 'pending':
       return undefined; // its completion enqueues the key
     case 'failed': {
-      const failure = classifyAgentFailure(creation.error);
+      const failure = classifyNodeAgentError(creation.error);
       // The node-agent went away mid-call (restart, rollout: its stream ends with CANCEL, since
       // the operator never cancels its own CreateVM) or did not answer: retry with backoff; the
       // agent adopts or re-creates the VM under the same id.
       if (failure.kind === 'transient') throw failure.error;
-      if (failure.kind === 'node-full') {
+      if (failure.kind === 'resource-exhausted') {
         // The node is fuller than its WaggleNode said (a VM the operator does not count, a
         // capacity change): not the environment's fault. Give the slot back and schedule again.
         ctx.placement.forget(key);

@@ -1,6 +1,7 @@
 import { EnvironmentReason, type WaggleEnvironment } from '@waggle/crds';
+import { classifyNodeAgentError } from '@waggle/node-agent/client';
 import type { ReconcileResult } from '../../runtime/controller.ts';
-import { classifyAgentFailure } from '../agent-errors.ts';
+
 import { keyOf } from '../placement.ts';
 import * as status from '../status.ts';
 import { FINALIZER } from '../store.ts';
@@ -92,7 +93,7 @@ async function destroyOnNode(
     'Warning',
     'VMNotDestroyed',
     `could not destroy the VM on ${node} for ${limit} since the deletion ` +
-      `(${classifyAgentFailure(r.error).message}); releasing the environment. ${ORPHAN_HINT}`,
+      `(${classifyNodeAgentError(r.error).message}); releasing the environment. ${ORPHAN_HINT}`,
   );
   return true;
 }

@@ -1,5 +1,6 @@
 import type { WaggleEnvironment } from '@waggle/crds';
-import { classifyAgentFailure } from '../agent-errors.ts';
+import { classifyNodeAgentError } from '@waggle/node-agent/client';
+
 import { keyOf } from '../placement.ts';
 import type { PhaseContext } from './context.ts';
 
@@ -22,7 +23,7 @@ export async function releaseFailedVM(ctx: PhaseContext, env: WaggleEnvironment)
   );
   if (r.state === 'failed') {
     ctx.log.warn(
-      { envId: env.metadata.name, node, err: classifyAgentFailure(r.error).message },
+      { envId: env.metadata.name, node, err: classifyNodeAgentError(r.error).message },
       'could not destroy a failed environment’s VM; trying again on the next reconcile',
     );
   } else if (r.state === 'done') {

@@ -1,7 +1,7 @@
 import { EnvironmentReason, k8sTime, type WaggleEnvironment } from '@waggle/crds';
-import { VMState } from '@waggle/node-agent/client';
+import { classifyNodeAgentError, VMState } from '@waggle/node-agent/client';
 import type { ReconcileResult } from '../../runtime/controller.ts';
-import { classifyAgentFailure } from '../agent-errors.ts';
+
 import { keyOf } from '../placement.ts';
 import type { VmAgent } from '../ports.ts';
 import type { Lifetime, PhaseContext } from './context.ts';
@@ -31,7 +31,7 @@ export async function verifyRunning(
   );
   if (verify.state === 'started' || verify.state === 'pending') return undefined;
   if (verify.state === 'failed') {
-    const failure = classifyAgentFailure(verify.error);
+    const failure = classifyNodeAgentError(verify.error);
     if (failure.kind === 'vm-not-found') {
       await fail(ctx, env, EnvironmentReason.VMFailed, `the VM disappeared from ${node}`, life.expiresAt);
       return { requeueAfterMs: life.untilExpiryMs };
