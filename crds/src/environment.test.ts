@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { environmentSpecSchema, RESOURCE_LIMITS, waggleEnvironmentSchema } from './environment.ts';
+import { environmentSpecSchema, waggleEnvironmentSchema } from './environment.ts';
+import { RESOURCE_LIMITS } from './vocabulary.ts';
 
 const env = (spec: Record<string, unknown>) => ({
   apiVersion: 'waggle.dev/v1alpha1',

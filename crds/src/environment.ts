@@ -2,24 +2,19 @@ import { z } from 'zod';
 import { conditionsSchema, objectMetaSchema, timestamp } from './condition.ts';
 import { durationSchema } from './duration.ts';
 import { API_VERSION } from './group.ts';
+import {
+  ALLOW_DOMAIN_PATTERN,
+  DEFAULT_EGRESS,
+  egressModeSchema,
+  MAX_ALLOW_DOMAINS,
+  RESOURCE_LIMITS,
+  runtimeSchema,
+} from './vocabulary.ts';
 
 export const ENVIRONMENT_KIND = 'WaggleEnvironment';
 export const ENVIRONMENT_PLURAL = 'waggleenvironments';
 export const ENVIRONMENT_SINGULAR = 'waggleenvironment';
 export const ENVIRONMENT_SHORT_NAMES = ['wenv'];
-
-export const RUNTIMES = ['python', 'node', 'shell'] as const;
-export const runtimeSchema = z.enum(RUNTIMES);
-export type Runtime = z.output<typeof runtimeSchema>;
-
-/** Limits a single environment may request. Per-node capacity is enforced by scheduling. */
-export const RESOURCE_LIMITS = {
-  cpus: { min: 1, max: 8, default: 1 },
-  memoryMiB: { min: 128, max: 32768, default: 512 },
-  diskMiB: { min: 512, max: 65536, default: 2048 },
-  /** Each vCPU needs at least this much memory. */
-  minMemoryMiBPerCpu: 128,
-} as const;
 
 export const DURATION_LIMITS = {
   idleTimeout: { min: '1s', max: '168h', default: '30m' },
@@ -64,14 +59,9 @@ export const resourcesSchema = z
   });
 export type Resources = z.output<typeof resourcesSchema>;
 
-export const EGRESS_MODES = ['none', 'all'] as const;
-/** `example.org` or `*.example.net`: a domain name, optionally with a leading wildcard label. */
-export const ALLOW_DOMAIN_PATTERN =
-  /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-export const MAX_ALLOW_DOMAINS = 64;
 export const networkSchema = z
   .object({
-    egress: z.enum(EGRESS_MODES).default('all').meta({
+    egress: egressModeSchema.default(DEFAULT_EGRESS).meta({
       description:
         'Outbound network access from the guest: "all" (the internet, needed to install packages; never the node, other VMs or private, shared or link-local ranges unless the cluster admin allow-lists them) or "none" (no network at all).',
     }),
@@ -89,7 +79,7 @@ export const networkSchema = z
           'With egress "all": the only domain names the guest may resolve and connect to ("example.org", "*.example.net" for names below it); other names are refused at once. Unset or empty: the whole internet.',
       }),
   })
-  .default({ egress: 'all' })
+  .default({ egress: DEFAULT_EGRESS })
   .meta({
     description: 'Guest networking. Immutable.',
     'x-kubernetes-validations': [

@@ -8,3 +8,4 @@ export * from './group.ts';
 export * from './node.ts';
 export * from './render.ts';
 export * from './structural-schema.ts';
+export * from './vocabulary.ts';

@@ -1,16 +1,12 @@
 import { z } from 'zod';
 import { conditionsSchema, objectMetaSchema, timestamp } from './condition.ts';
-import { runtimeSchema } from './environment.ts';
 import { API_VERSION } from './group.ts';
+import { acceleratorSchema, runtimeSchema } from './vocabulary.ts';
 
 export const NODE_KIND = 'WaggleNode';
 export const NODE_PLURAL = 'wagglenodes';
 export const NODE_SINGULAR = 'wagglenode';
 export const NODE_SHORT_NAMES = ['wnode'];
-
-export const ACCELERATORS = ['kvm', 'tcg'] as const;
-export const acceleratorSchema = z.enum(ACCELERATORS);
-export type Accelerator = z.output<typeof acceleratorSchema>;
 
 const count = (description: string) => z.int().min(0).meta({ description });
 

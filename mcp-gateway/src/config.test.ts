@@ -37,6 +37,13 @@ describe('gateway configuration', () => {
       loadGatewayConfig({ WAGGLE_AUTH_MODE: 'insecure', WAGGLE_LISTEN_ADDR: '0.0.0.0:8080' }),
     ).toThrow(/insecure is allowed only on a loopback address/);
     expect(isLoopbackListen('[::1]:80')).toBe(true);
+    expect(
+      loadGatewayConfig({ WAGGLE_AUTH_MODE: 'insecure', WAGGLE_LISTEN_ADDR: '[::1]:8080' })
+        .WAGGLE_LISTEN_ADDR,
+    ).toBe('[::1]:8080');
+    expect(() => loadGatewayConfig({ WAGGLE_LISTEN_ADDR: '::1:8080' })).toThrow(
+      /WAGGLE_LISTEN_ADDR="::1:8080": use host:port.*IPv6 in brackets/,
+    );
     expect(isLoopbackListen('10.0.0.1:80')).toBe(false);
   });
 

@@ -1,7 +1,13 @@
-import { durationMsSchema, parseEnvConfig } from '@waggle/crds';
+import {
+  durationMsSchema,
+  hostPortSchema,
+  logLevelSchema,
+  parseEnvConfig,
+  parseHostPort,
+} from '@waggle/crds';
 import { z } from 'zod';
 
-const hostPort = z.string().regex(/^[^\s]+:\d{1,5}$/, { error: 'use host:port, e.g. 127.0.0.1:8080' });
+const hostPort = hostPortSchema;
 const positiveInt = z.coerce.number().int().positive();
 const list = z.string().transform((v) =>
   v
@@ -76,7 +82,7 @@ export const gatewayConfigSchema = z.object({
   /** Directory with ca.crt, tls.crt, tls.key: talk mutual TLS to node-agents. */
   WAGGLE_AGENT_TLS_DIR: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
   WAGGLE_AGENT_TLS_RELOAD_INTERVAL: durationMsSchema.default(30_000),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_LEVEL: logLevelSchema,
 });
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
 
@@ -116,12 +122,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gateway
   return c;
 }
 
-export function splitHostPort(addr: string): { host: string; port: number } {
-  const i = addr.lastIndexOf(':');
-  return { host: addr.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(addr.slice(i + 1)) };
-}
-
 export function isLoopbackListen(addr: string): boolean {
-  const { host } = splitHostPort(addr);
+  const { host } = parseHostPort(addr);
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

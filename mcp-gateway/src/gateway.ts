@@ -1,4 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
+import { parseHostPort } from '@waggle/crds';
 import {
   createNodeAgentClient,
   createRotatingNodeAgentClient,
@@ -10,7 +11,7 @@ import { ApiKeyAuthenticator } from './auth/api-keys.ts';
 import { type Authenticator, chainAuthenticators } from './auth/caller.ts';
 import { KubernetesTokenAuthenticator } from './auth/kubernetes-tokens.ts';
 import { ConcurrencyLimiter } from './auth/rate-limit.ts';
-import { type GatewayConfig, isLoopbackListen, splitHostPort } from './config.ts';
+import { type GatewayConfig, isLoopbackListen } from './config.ts';
 import { buildApp } from './http/app.ts';
 import { makeOriginPolicy } from './http/origin-guard.ts';
 import { previewResolver } from './http/preview-routes.ts';
@@ -175,7 +176,7 @@ export async function startGateway(opts: {
     },
     log,
   });
-  const { host, port } = splitHostPort(c.WAGGLE_LISTEN_ADDR);
+  const { host, port } = parseHostPort(c.WAGGLE_LISTEN_ADDR);
   await app.listen({ host, port });
   const addr = app.server.address();
   const boundPort = typeof addr === 'object' && addr ? addr.port : port;

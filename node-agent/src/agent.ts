@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import type { Accelerator } from '@waggle/crds';
 import type { Logger } from 'pino';
 import type { ClientChannel } from 'ssh2';
 import { InvalidArgumentError, ResourceExhaustedError } from './errors.ts';
@@ -8,7 +9,6 @@ import { installPackages, type PackageManager } from './guest/packages.ts';
 import { checkGuestPort, openGuestPort } from './guest/port-forward.ts';
 import { type ProcessOutput, ProcessRegistry } from './guest/processes.ts';
 import { GuestConnections } from './guest/ssh-connections.ts';
-import type { Accelerator } from './vm/qemu-args.ts';
 import type { VMManager } from './vm/vm-manager.ts';
 import { vmPaths } from './vm/vm-manager.ts';
 import type { VMRecord, VMSpec } from './vm/vm-record.ts';

@@ -12,6 +12,14 @@ describe('loadConfig', () => {
     expect(c.WAGGLE_GUEST_RUNTIMES).toEqual(['python', 'node', 'shell']);
   });
 
+  it('takes IPv6 listen addresses in brackets and refuses them without', () => {
+    expect(loadConfig({ WAGGLE_AGENT_LISTEN: '[::1]:7443' }).WAGGLE_AGENT_LISTEN).toBe('[::1]:7443');
+    expect(() => loadConfig({ WAGGLE_AGENT_OPS_LISTEN: '::1:7444' })).toThrow(
+      /WAGGLE_AGENT_OPS_LISTEN="::1:7444": use host:port/,
+    );
+    expect(() => loadConfig({ WAGGLE_ACCEL: 'hvf' })).toThrow(/WAGGLE_ACCEL="hvf"/);
+  });
+
   it('parses the compatibility variables', () => {
     const c = loadConfig({
       WAGGLE_DEFAULT_EXEC_TIMEOUT: '45s',

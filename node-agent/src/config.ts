@@ -1,12 +1,20 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism, hostname, totalmem } from 'node:os';
-import { durationMsSchema, parseEnvConfig } from '@waggle/crds';
+import {
+  ACCELERATORS,
+  durationMsSchema,
+  hostPortSchema,
+  logLevelSchema,
+  parseEnvConfig,
+  RUNTIMES,
+  runtimeSchema,
+} from '@waggle/crds';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { parseVMNetworkCidr } from './vm/network/subnets.ts';
 
 const durationMs = durationMsSchema;
-const hostPort = z.string().regex(/^[^:\s]+:\d{1,5}$/, { error: 'use host:port, e.g. 127.0.0.1:7443' });
+const hostPort = hostPortSchema;
 const positiveInt = z.coerce.number().int().positive();
 const cidr = (example: string) =>
   z.string().refine(
@@ -44,7 +52,7 @@ export const configSchema = z.object({
   WAGGLE_AGENT_OPS_LISTEN: hostPort.default('127.0.0.1:7444'),
   WAGGLE_AGENT_ENDPOINT: z.url().optional(),
   WAGGLE_STATE_DIR: z.string().min(1).default('/var/lib/waggle'),
-  WAGGLE_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+  WAGGLE_ACCEL: z.enum(['auto', ...ACCELERATORS]).default('auto'),
   /** Each VM gets a /30 of it: the link between the node and the VM's network namespace. */
   WAGGLE_VM_NETWORK_CIDR: cidr('10.254.0.0/16')
     .refine(
@@ -90,9 +98,9 @@ export const configSchema = z.object({
   WAGGLE_IMAGE_SHELL: z.string().optional(),
   WAGGLE_GUEST_RUNTIMES: z
     .string()
-    .default('python,node,shell')
+    .default(RUNTIMES.join(','))
     .transform((v) => v.split(',').map((s) => s.trim()))
-    .pipe(z.array(z.enum(['python', 'node', 'shell'])).min(1)),
+    .pipe(z.array(runtimeSchema).min(1)),
   WAGGLE_DEFAULT_EXEC_TIMEOUT: durationMs.default(30_000),
   WAGGLE_MAX_EXEC_TIMEOUT: durationMs.default(300_000),
   WAGGLE_INSTALL_TIMEOUT: durationMs.default(600_000),
@@ -129,7 +137,7 @@ export const configSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_.-]+$/, { error: 'use a plain directory name, e.g. waggle-vms' })
     .default('waggle-vms'),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_LEVEL: logLevelSchema,
 });
 export type AgentConfig = z.output<typeof configSchema>;
 

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { access, constants, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { RUNTIMES } from '@waggle/crds';
 import { detectAccelerator } from './vm/accelerator.ts';
 
 const run = promisify(execFile);
@@ -115,7 +116,7 @@ async function main(): Promise<number> {
     what: 'guest kernel + initramfs built',
     detail: kernel ?? 'run: bash images/guest/build.sh kernel',
   });
-  for (const rt of ['python', 'node', 'shell']) {
+  for (const rt of RUNTIMES) {
     const d = await built(`rootfs-${rt}-`);
     checks.push({
       ok: !!d,

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import type { Runtime } from '@waggle/crds';
 import { Agent } from './agent.ts';
 import { type AgentTls, type AgentTlsSource, watchAgentTls } from './client.ts';
 import { ConfigError, loadConfig } from './config.ts';
@@ -117,7 +118,7 @@ async function main(): Promise<void> {
         cpus: config.WAGGLE_CAPACITY_CPUS,
         memoryMiB: config.WAGGLE_CAPACITY_MEMORY_MIB,
       },
-      runtimes: Object.keys(images.rootfs) as Array<'python' | 'node' | 'shell'>,
+      runtimes: Object.keys(images.rootfs) as Runtime[],
     },
   });
 

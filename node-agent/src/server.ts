@@ -1,5 +1,6 @@
 import type { Http2SecureServer } from 'node:http2';
 import { fastifyConnectPlugin } from '@connectrpc/connect-fastify';
+import { parseHostPort } from '@waggle/crds';
 import { fastify } from 'fastify';
 import type { Agent } from './agent.ts';
 import { authorizeClients, clientIdentityValues } from './api/client-authz.ts';
@@ -7,11 +8,6 @@ import { nodeAgentRoutes } from './api/routes.ts';
 import type { Metrics } from './metrics.ts';
 
 const TLS_MIN_VERSION = 'TLSv1.3';
-
-const split = (hp: string) => {
-  const i = hp.lastIndexOf(':');
-  return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) };
-};
 
 /**
  * Two listeners: the ConnectRPC API over HTTP/2 — with `tls`, mutual TLS that admits only
@@ -89,8 +85,8 @@ export async function startServers(opts: {
     opts.metrics.vms.set(opts.agent.vms.list().length);
     return reply.type(opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics());
   });
-  const a = split(opts.listen);
-  const o = split(opts.opsListen);
+  const a = parseHostPort(opts.listen);
+  const o = parseHostPort(opts.opsListen);
   const apiUrl = await api.listen({ host: a.host, port: a.port });
   const opsUrl = await ops.listen({ host: o.host, port: o.port });
   return {

@@ -7,6 +7,17 @@ describe('operator configuration', () => {
     expect(c.WAGGLE_ORPHAN_VM_CHECK_INTERVAL).toBe(60_000);
     expect(c.WAGGLE_AGENT_CERT_VALIDITY).toBe(86_400_000);
     expect(c.WAGGLE_AGENT_CERT_SECRETS).toBeUndefined();
+    expect(c.LOG_LEVEL).toBe('info');
+  });
+
+  it('takes an IPv6 ops address in brackets and refuses one without', () => {
+    expect(loadOperatorConfig({ WAGGLE_OPERATOR_OPS_LISTEN: '[::]:8081' }).WAGGLE_OPERATOR_OPS_LISTEN).toBe(
+      '[::]:8081',
+    );
+    expect(() => loadOperatorConfig({ WAGGLE_OPERATOR_OPS_LISTEN: ':::8081' })).toThrow(
+      /WAGGLE_OPERATOR_OPS_LISTEN=":::8081": use host:port/,
+    );
+    expect(() => loadOperatorConfig({ LOG_LEVEL: 'verbose' })).toThrow(/LOG_LEVEL="verbose"/);
   });
 
   it('parses the certificate Secrets to keep renewed', () => {

@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
-import { durationMsSchema, parseEnvConfig } from '@waggle/crds';
+import { durationMsSchema, hostPortSchema, logLevelSchema, parseEnvConfig } from '@waggle/crds';
 import { z } from 'zod';
 
 const durationMs = durationMsSchema;
-const hostPort = z.string().regex(/^[^:\s]+:\d{1,5}$/, { error: 'use host:port, e.g. 0.0.0.0:8081' });
+const hostPort = hostPortSchema;
 
 const NAME = '[a-z0-9]([-a-z0-9.]*[a-z0-9])?';
 const LEAF = new RegExp(`^${NAME}:${NAME}(:${NAME})?$`);
@@ -107,7 +107,7 @@ export const operatorConfigSchema = z.object({
     .string()
     .regex(new RegExp(`^${NAME}$`))
     .default('waggle-agent'),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_LEVEL: logLevelSchema,
 });
 export type OperatorConfig = z.output<typeof operatorConfigSchema>;
 

@@ -5,7 +5,14 @@
 //   and what the operator made for mTLS (no Helm release holds it): the CA Secret, the CA
 //   ConfigMap, the client identity Secrets and the node-agents' CSRs.
 import { CertificatesV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import { durationMsSchema, ENVIRONMENT_PLURAL, GROUP, NODE_PLURAL, VERSION } from '@waggle/crds';
+import {
+  durationMsSchema,
+  ENVIRONMENT_PLURAL,
+  GROUP,
+  logLevelSchema,
+  NODE_PLURAL,
+  VERSION,
+} from '@waggle/crds';
 import { pino } from 'pino';
 import { z } from 'zod';
 
@@ -18,7 +25,7 @@ const config = z
     WAGGLE_PKI_CONFIGMAPS: z.string().optional(),
     /** CSRs of this signer are deleted. */
     WAGGLE_PKI_CSR_SIGNER: z.string().optional(),
-    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    LOG_LEVEL: logLevelSchema,
   })
   .parse(Object.fromEntries(Object.entries(process.env).filter(([, v]) => v)));
 const log = pino({ name: 'operator-drain', level: config.LOG_LEVEL });

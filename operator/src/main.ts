@@ -1,5 +1,6 @@
 // operator entry point: all wiring lives here.
 import { KubeConfig } from '@kubernetes/client-node';
+import { parseHostPort } from '@waggle/crds';
 import { createRotatingNodeAgentClient, watchAgentTls } from '@waggle/node-agent/client';
 import { fastify } from 'fastify';
 import { pino } from 'pino';
@@ -45,11 +46,7 @@ async function main(): Promise<void> {
   ops.get('/metrics', async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
-  const [host, port] = [
-    config.WAGGLE_OPERATOR_OPS_LISTEN.slice(0, config.WAGGLE_OPERATOR_OPS_LISTEN.lastIndexOf(':')),
-    Number(config.WAGGLE_OPERATOR_OPS_LISTEN.slice(config.WAGGLE_OPERATOR_OPS_LISTEN.lastIndexOf(':') + 1)),
-  ];
-  await ops.listen({ host, port });
+  await ops.listen(parseHostPort(config.WAGGLE_OPERATOR_OPS_LISTEN));
 
   const rotator =
     config.WAGGLE_AGENT_CA_SECRET && config.WAGGLE_AGENT_CERT_SECRETS

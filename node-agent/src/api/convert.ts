@@ -1,30 +1,23 @@
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { EGRESS_MODES, RUNTIMES } from '@waggle/crds';
 import { InvalidArgumentError } from '../errors.ts';
 import {
-  Egress,
   type ExecResult,
   ExecResultSchema,
   type VMSpec as PbVMSpec,
   type ReadProcessOutputResponseSchema,
-  Runtime,
   type VM,
   VMSchema,
   VMState,
 } from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
 import type { GuestRunResult } from '../guest/exec.ts';
 import type { ProcessOutput } from '../guest/processes.ts';
+import { fromProtoEgress, fromProtoRuntime, toProtoEgress, toProtoRuntime } from '../proto-enums.ts';
 import type { VMRecord, VMSpec } from '../vm/vm-record.ts';
 
-const RUNTIMES: Record<number, VMSpec['runtime']> = {
-  [Runtime.PYTHON]: 'python',
-  [Runtime.NODE]: 'node',
-  [Runtime.SHELL]: 'shell',
-};
-const RUNTIME_TO_PB: Record<VMSpec['runtime'], Runtime> = {
-  python: Runtime.PYTHON,
-  node: Runtime.NODE,
-  shell: Runtime.SHELL,
-};
+const protoNames = (prefix: string, words: readonly string[]) =>
+  words.map((w) => `${prefix}_${w.toUpperCase()}`).join(', ');
+
 const STATES: Record<VMRecord['state'], VMState> = {
   booting: VMState.VM_STATE_BOOTING,
   running: VMState.VM_STATE_RUNNING,
@@ -34,16 +27,19 @@ const STATES: Record<VMRecord['state'], VMState> = {
 
 export function specFromPb(spec: PbVMSpec | undefined): VMSpec {
   if (!spec) throw new InvalidArgumentError('spec is required');
-  const runtime = RUNTIMES[spec.runtime];
+  const runtime = fromProtoRuntime(spec.runtime);
   if (!runtime)
-    throw new InvalidArgumentError('spec.runtime must be RUNTIME_PYTHON, RUNTIME_NODE or RUNTIME_SHELL');
+    throw new InvalidArgumentError(`spec.runtime must be one of ${protoNames('RUNTIME', RUNTIMES)}`);
+  const egress = fromProtoEgress(spec.egress);
+  if (!egress)
+    throw new InvalidArgumentError(`spec.egress must be one of ${protoNames('EGRESS', EGRESS_MODES)}`);
   return {
     vmId: spec.vmId,
     runtime,
     cpus: spec.cpus,
     memoryMiB: spec.memoryMib,
     diskMiB: spec.diskMib,
-    egress: spec.egress === Egress.NONE ? 'none' : 'all',
+    egress,
     allowDomains: [...spec.allowDomains],
   };
 }
@@ -52,11 +48,11 @@ export function vmToPb(vm: VMRecord): VM {
   return create(VMSchema, {
     spec: {
       vmId: vm.vmId,
-      runtime: RUNTIME_TO_PB[vm.runtime],
+      runtime: toProtoRuntime(vm.runtime),
       cpus: vm.cpus,
       memoryMib: vm.memoryMiB,
       diskMib: vm.diskMiB,
-      egress: vm.egress === 'none' ? Egress.NONE : Egress.ALL,
+      egress: toProtoEgress(vm.egress),
       allowDomains: vm.allowDomains,
     },
     state: STATES[vm.state],

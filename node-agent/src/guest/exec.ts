@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Runtime } from '@waggle/crds';
 import type { Client } from 'ssh2';
 import { GuestUnavailableError, InvalidArgumentError } from '../errors.ts';
 import { CappedBuffer } from './output-buffer.ts';
@@ -9,7 +10,7 @@ export const LANGUAGES = {
   python: { interpreter: 'python3', ext: 'py' },
   node: { interpreter: 'node', ext: 'js' },
   shell: { interpreter: 'bash', ext: 'sh' },
-} as const;
+} as const satisfies Record<Runtime, { interpreter: string; ext: string }>;
 export type Language = keyof typeof LANGUAGES;
 
 export const SANDBOX_USER = { name: 'sandbox', uid: 1000, gid: 1000, home: '/home/sandbox' } as const;

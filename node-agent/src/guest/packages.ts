@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Runtime } from '@waggle/crds';
 import type { Client } from 'ssh2';
 import { InvalidArgumentError } from '../errors.ts';
 import {
@@ -25,13 +26,13 @@ export const PACKAGE_PATTERNS: Record<PackageManager, RegExp> = {
   apt: /^[a-z0-9][a-z0-9+.-]{0,100}(?:=[A-Za-z0-9.+:~-]{1,60})?$/,
 };
 
-const RUNTIME_MANAGER: Record<'python' | 'node' | 'shell', PackageManager> = {
+const RUNTIME_MANAGER: Record<Runtime, PackageManager> = {
   python: 'pip',
   node: 'npm',
   shell: 'apt',
 };
 
-export function managerFor(runtime: 'python' | 'node' | 'shell', override?: PackageManager): PackageManager {
+export function managerFor(runtime: Runtime, override?: PackageManager): PackageManager {
   return override ?? RUNTIME_MANAGER[runtime];
 }
 
@@ -101,7 +102,7 @@ export function installScript(id: string, manager: PackageManager, packages: str
 export async function installPackages(
   client: Client,
   opts: {
-    runtime: 'python' | 'node' | 'shell';
+    runtime: Runtime;
     packages: string[];
     manager?: PackageManager;
     timeoutMs: number;

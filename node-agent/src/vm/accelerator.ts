@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { access, constants, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Accelerator } from './qemu-args.ts';
+import type { Accelerator } from '@waggle/crds';
 
 export interface AcceleratorChoice {
   accelerator: Accelerator;

@@ -1,6 +1,5 @@
+import type { Accelerator } from '@waggle/crds';
 import { tscKernelArgs } from './host-tsc.ts';
-
-export type Accelerator = 'kvm' | 'tcg';
 
 /** TCG translation cache size (QEMU's default is 1 GiB). */
 export const TCG_TB_SIZE_MIB = 128;

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, stat, statfs, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import type { Accelerator } from '@waggle/crds';
 import type { Logger } from 'pino';
 import {
   InvalidArgumentError,
@@ -16,7 +17,7 @@ import { CleanupStack } from './cleanup-stack.ts';
 import { generateEcdsaKeyPair } from './keys.ts';
 import type { VMNetwork, VMNetworks } from './network/vm-network.ts';
 import { isOurProcess, pidsWithMarker, terminate } from './proc.ts';
-import { type Accelerator, buildQemuArgs } from './qemu-args.ts';
+import { buildQemuArgs } from './qemu-args.ts';
 import { launchDetached } from './qemu-launch.ts';
 import { consoleTail, waitForGuestReady } from './readiness.ts';
 import {

@@ -1,3 +1,10 @@
+import {
+  ALLOW_DOMAIN_PATTERN,
+  egressModeSchema,
+  MAX_ALLOW_DOMAINS,
+  RESOURCE_LIMITS,
+  runtimeSchema,
+} from '@waggle/crds';
 import { z } from 'zod';
 import { vmNetworkSchema } from './network/vm-network-record.ts';
 
@@ -9,11 +16,11 @@ export const vmSpecSchema = z.object({
     error:
       'vmId must be 1-63 characters of lowercase letters, digits and dashes, starting with a letter or digit',
   }),
-  runtime: z.enum(['python', 'node', 'shell']),
-  cpus: z.int().min(1).max(8),
-  memoryMiB: z.int().min(128).max(32768),
-  diskMiB: z.int().min(512).max(65536),
-  egress: z.enum(['none', 'all']),
+  runtime: runtimeSchema,
+  cpus: z.int().min(RESOURCE_LIMITS.cpus.min).max(RESOURCE_LIMITS.cpus.max),
+  memoryMiB: z.int().min(RESOURCE_LIMITS.memoryMiB.min).max(RESOURCE_LIMITS.memoryMiB.max),
+  diskMiB: z.int().min(RESOURCE_LIMITS.diskMiB.min).max(RESOURCE_LIMITS.diskMiB.max),
+  egress: egressModeSchema,
   /**
    * With egress `all`: the only names the guest may resolve and reach (`example.org`,
    * `*.example.net`); empty means the whole internet.
@@ -22,11 +29,12 @@ export const vmSpecSchema = z.object({
     .array(
       z
         .string()
-        .regex(/^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, {
+        // The API's pattern, case-insensitive: names are compared lowercased.
+        .regex(new RegExp(ALLOW_DOMAIN_PATTERN.source, 'i'), {
           error: 'allowDomains entries are domain names like "example.org" or "*.example.net"',
         }),
     )
-    .max(64)
+    .max(MAX_ALLOW_DOMAINS)
     .default([]),
 });
 export type VMSpec = z.output<typeof vmSpecSchema>;
