@@ -1,9 +1,8 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { waitFor } from '@waggle/test';
+import { call, errorText, ok, waitFor } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { call, errorText, ok } from './mcp-client.ts';
 import { type RealStack, startRealStack } from './real-stack.ts';
 
 // Preview URLs, renew, pictures, live output and log messages through the real stack: a real

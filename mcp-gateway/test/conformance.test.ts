@@ -3,8 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
-import { applyCRDs } from '@waggle/test';
+import { applyCRDs, loadKubeConfig } from '@waggle/test';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadGatewayConfig } from '../src/config.ts';
@@ -31,8 +30,7 @@ let out: string;
 
 beforeAll(async () => {
   await applyCRDs(kubeconfigPath);
-  const kc = new KubeConfig();
-  kc.loadFromFile(kubeconfigPath);
+  const kc = loadKubeConfig(kubeconfigPath);
   // The suite speaks unauthenticated MCP to a localhost server: the gateway's insecure mode.
   gateway = await startGateway({
     config: loadGatewayConfig({ WAGGLE_LISTEN_ADDR: '127.0.0.1:0', WAGGLE_AUTH_MODE: 'insecure' }),

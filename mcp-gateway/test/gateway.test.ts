@@ -10,11 +10,10 @@ import {
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CALLER_LABEL, LAST_ACTIVITY_ANNOTATION, type WaggleEnvironment } from '@waggle/crds';
 import { type FakeNodeAgent, startFakeNodeAgent } from '@waggle/node-agent/testing';
-import { registerFakeNode, waitFor } from '@waggle/test';
+import { call, connectClient, errorText, ok, registerFakeNode, waitFor } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunningGateway } from '../src/gateway.ts';
 import { type FakeStack, startFakeStack } from './fake-stack.ts';
-import { call, connectClient, errorText, ok } from './mcp-client.ts';
 
 const kubeconfigPath = inject('kubeconfigPath');
 const kc = new KubeConfig();

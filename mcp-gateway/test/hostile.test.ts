@@ -2,24 +2,20 @@ import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { connect, type Socket } from 'node:net';
-import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { call, connectClient, endSession, errorText, kubeClients, ok } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunningGateway } from '../src/gateway.ts';
 import { maxCallBodyBytes } from '../src/tools/schemas.ts';
 import { type FakeStack, startFakeStack } from './fake-stack.ts';
-import { call, connectClient, errorText, ok } from './mcp-client.ts';
 
 // The gateway under hostile traffic, through real sockets against a real apiserver (TokenReview,
 // SubjectAccessReview), a real operator and a fake node-agent. Timeouts and limits are set small
 // so that each limit is reached in seconds.
 
 const kubeconfigPath = inject('kubeconfigPath');
-const kc = new KubeConfig();
-kc.loadFromFile(kubeconfigPath);
-const core = kc.makeApiClient(CoreV1Api);
-const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+const { kc, core, rbac } = kubeClients(kubeconfigPath);
 const suffix = randomBytes(3).toString('hex');
 const ns = `hostile-${suffix}`;
 const MAX_FILE_BYTES = 1024 * 1024;
@@ -435,10 +431,7 @@ describe('mcp-gateway under hostile traffic', () => {
       clients.push(await connectClient(gateway.url, KEY_SESSIONS, 's3'));
       expect((await clients[2]?.listTools())?.tools.length).toBeGreaterThan(0);
     } finally {
-      for (const c of clients) {
-        await (c.transport as StreamableHTTPClientTransport).terminateSession().catch(() => undefined);
-        await c.close();
-      }
+      for (const c of clients) await endSession(c);
     }
   });
 

@@ -1,8 +1,7 @@
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { ENVIRONMENT_PLURAL, GROUP, VERSION, type WaggleEnvironment } from '@waggle/crds';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { applyCRDs, deleteTestNamespace } from '../../test/src/index.ts';
+import { applyCRDs, deleteTestNamespace, kubeClients } from '../../test/src/index.ts';
 import { makeCaller } from '../src/auth/caller.ts';
 import { EnvironmentCache } from '../src/services/environment-cache.ts';
 import type { EnvironmentService } from '../src/services/environments.ts';
@@ -12,10 +11,7 @@ import { PreviewService } from '../src/services/previews.ts';
 // apiserver: a URL must work the moment expose_port returns it (an agent hands it on at once),
 // and stop the moment unexpose_port returns. Real apiserver, real watch.
 const kubeconfigPath = inject('kubeconfigPath');
-const kc = new KubeConfig();
-kc.loadFromFile(kubeconfigPath);
-const custom = kc.makeApiClient(CustomObjectsApi);
-const core = kc.makeApiClient(CoreV1Api);
+const { kc, custom, core } = kubeClients(kubeconfigPath);
 const namespace = `previews-${process.pid}`;
 const name = 'env-previews';
 const log = pino({ level: 'silent' });

@@ -1,9 +1,8 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { createNodeAgentClient } from '@waggle/node-agent/client';
-import { type AgentProcess, waitFor } from '@waggle/test';
+import { type AgentProcess, call, errorText, ok, type ToolResult, waitFor } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { call, errorText, ok, type ToolResult } from './mcp-client.ts';
 import { type RealStack, startRealStack } from './real-stack.ts';
 
 // Background processes through the whole stack: the SDK client → gateway → a real node-agent

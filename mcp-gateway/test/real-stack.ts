@@ -2,16 +2,19 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import type { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { createNodeAgentClient } from '@waggle/node-agent/client';
 import {
   type AgentProcess,
   applyCRDs,
   type ComponentProcess,
+  call,
+  connectClient,
   deleteTestNamespace,
   freePorts,
   killStrayVMs,
+  kubeClients,
   startAgentProcess,
   startOperatorProcess,
   waitFor,
@@ -19,7 +22,6 @@ import {
 import { pino } from 'pino';
 import { loadGatewayConfig } from '../src/config.ts';
 import { type RunningGateway, startGateway } from '../src/gateway.ts';
-import { call, connectClient } from './mcp-client.ts';
 
 /** One caller of the gateway: an API key mapped to its own namespace, and an SDK client. */
 export interface Tenant {
@@ -56,10 +58,7 @@ export async function startRealStack(opts: {
   tenants: string[];
   gatewayEnv?: Record<string, string>;
 }): Promise<RealStack> {
-  const kc = new KubeConfig();
-  kc.loadFromFile(opts.kubeconfigPath);
-  const core = kc.makeApiClient(CoreV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
+  const { kc, core, custom } = kubeClients(opts.kubeconfigPath);
   const suffix = randomBytes(3).toString('hex');
   const nodeName = `${opts.name}-node-${suffix}`;
   const dir = await mkdtemp(join(tmpdir(), `waggle-${opts.name}-`));

@@ -3,16 +3,13 @@
 // Without this, an MCP client whose response stream just closes waits for the answer until its
 // own timeout (minutes; seen on the real node in test/e2e/faults.test.ts).
 import { randomBytes } from 'node:crypto';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { waitFor } from '@waggle/test';
+import { call, connectClient, errorText, loadKubeConfig, ok, waitFor } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type FakeStack, startFakeStack } from './fake-stack.ts';
-import { call, connectClient, errorText, ok } from './mcp-client.ts';
 
 const kubeconfigPath = inject('kubeconfigPath');
-const kc = new KubeConfig();
-kc.loadFromFile(kubeconfigPath);
+const kc = loadKubeConfig(kubeconfigPath);
 const ns = `gw-stop-${randomBytes(3).toString('hex')}`;
 
 let stack: FakeStack;

@@ -1,13 +1,10 @@
 import { X509Certificate } from 'node:crypto';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { createCA, deleteTestNamespace } from '@waggle/test';
+import { createCA, deleteTestNamespace, kubeClients } from '@waggle/test';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { AgentCertificateRotator } from '../src/pki/agent-certificate-rotator.ts';
 
-const kc = new KubeConfig();
-kc.loadFromFile(inject('kubeconfigPath'));
-const core = kc.makeApiClient(CoreV1Api);
+const { kc, core } = kubeClients(inject('kubeconfigPath'));
 const namespace = `agent-certs-${process.pid}`;
 const DAY = 86_400_000;
 const b64 = (s: string) => Buffer.from(s).toString('base64');

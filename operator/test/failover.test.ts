@@ -1,17 +1,20 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { WaggleEnvironment } from '@waggle/crds';
 import { type FakeNodeAgent, startFakeNodeAgent } from '@waggle/node-agent/testing';
-import { applyCRDs, deleteTestNamespace, freePorts, registerFakeNode, waitFor } from '@waggle/test';
+import {
+  applyCRDs,
+  deleteTestNamespace,
+  freePorts,
+  kubeClients,
+  registerFakeNode,
+  waitFor,
+} from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 const MAIN = join(import.meta.dirname, '..', 'src', 'main.ts');
 const kubeconfigPath = inject('kubeconfigPath');
-const kc = new KubeConfig();
-kc.loadFromFile(kubeconfigPath);
-const custom = kc.makeApiClient(CustomObjectsApi);
-const core = kc.makeApiClient(CoreV1Api);
+const { kc, custom, core } = kubeClients(kubeconfigPath);
 const G = { group: 'waggle.dev', version: 'v1alpha1' };
 const namespace = `failover-${process.pid}`;
 const nodeName = `fake-failover-${process.pid}`;

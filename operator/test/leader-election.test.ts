@@ -1,12 +1,11 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import { loadKubeConfig } from '@waggle/test';
 import { pino } from 'pino';
 import { describe, expect, inject, it } from 'vitest';
 import { LeaderElector } from '../src/runtime/leader-election.ts';
 
-const kc = new KubeConfig();
-kc.loadFromFile(inject('kubeconfigPath'));
+const kc = loadKubeConfig(inject('kubeconfigPath'));
 const log = pino({ level: 'silent' });
 
 function elector(name: string, identity: string, state: Record<string, boolean>) {

@@ -1,7 +1,6 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { WaggleEnvironment } from '@waggle/crds';
 import { createNodeAgentClient } from '@waggle/node-agent/client';
 import {
@@ -9,6 +8,7 @@ import {
   applyCRDs,
   deleteTestNamespace,
   freePorts,
+  kubeClients,
   startAgentProcess,
   waitFor,
 } from '@waggle/test';
@@ -17,10 +17,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type RunningOperator, startOperator } from '../src/operator.ts';
 
 const kubeconfigPath = inject('kubeconfigPath');
-const kc = new KubeConfig();
-kc.loadFromFile(kubeconfigPath);
-const custom = kc.makeApiClient(CustomObjectsApi);
-const core = kc.makeApiClient(CoreV1Api);
+const { kc, custom, core } = kubeClients(kubeconfigPath);
 const G = { group: 'waggle.dev', version: 'v1alpha1', plural: 'waggleenvironments' };
 const namespace = `real-agent-${process.pid}`;
 let stateDir = '';

@@ -1,20 +1,23 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { LAST_ACTIVITY_ANNOTATION, type WaggleEnvironment } from '@waggle/crds';
 import { Code } from '@waggle/node-agent/client';
 import { type FakeNodeAgent, startFakeNodeAgent } from '@waggle/node-agent/testing';
-import { applyCRDs, deleteTestNamespace, ensureKubeBinaries, registerFakeNode, waitFor } from '@waggle/test';
+import {
+  applyCRDs,
+  deleteTestNamespace,
+  ensureKubeBinaries,
+  kubeClients,
+  registerFakeNode,
+  waitFor,
+} from '@waggle/test';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type RunningOperator, startOperator } from '../src/operator.ts';
 
 const run = promisify(execFile);
 const kubeconfigPath = inject('kubeconfigPath');
-const kc = new KubeConfig();
-kc.loadFromFile(kubeconfigPath);
-const custom = kc.makeApiClient(CustomObjectsApi);
-const core = kc.makeApiClient(CoreV1Api);
+const { kc, custom, core } = kubeClients(kubeconfigPath);
 const G = { group: 'waggle.dev', version: 'v1alpha1' };
 const namespace = `operator-${process.pid}`;
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });

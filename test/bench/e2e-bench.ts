@@ -7,18 +7,20 @@ import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { freeLoopbackPort, type RawVM, rawBoot, sampler } from '../../node-agent/bench/raw-baseline.ts';
-import { type AgentTls, createNodeAgentClient, Egress, Runtime } from '../../node-agent/src/client.ts';
-import { execScript } from '../../node-agent/src/guest/exec.ts';
-import { shellQuote } from '../../node-agent/src/guest/shell-quote.ts';
-import { runCommand } from '../../node-agent/src/guest/ssh-connections.ts';
-import { resolveGuestImages } from '../../node-agent/src/guest-images.ts';
-import { detectAccelerator } from '../../node-agent/src/vm/accelerator.ts';
-import { readHostTscKHz } from '../../node-agent/src/vm/host-tsc.ts';
+import {
+  execScript,
+  freeLoopbackPort,
+  type RawVM,
+  rawBoot,
+  runCommand,
+  sampler,
+  shellQuote,
+} from '@waggle/node-agent/bench';
+import { type AgentTls, createNodeAgentClient, Egress, Runtime } from '@waggle/node-agent/client';
+import { detectAccelerator, readHostTscKHz, resolveGuestImages } from '@waggle/node-agent/host';
 import { grantAgent } from '../src/agent-identity.ts';
 import { CLUSTER } from '../src/cluster/layout.ts';
+import { connectClient } from '../src/mcp-client.ts';
 import { installWaggle, prepareLocalStack, RELEASE, RELEASE_NAMESPACE } from '../src/stack.ts';
 
 const { values } = parseArgs({
@@ -41,12 +43,7 @@ const token = await grantAgent(k, { namespace: ns, duration: '2h' });
 const ip = (
   await k(['get', 'svc', '-n', RELEASE_NAMESPACE, `${RELEASE}-mcp`, '-o', 'jsonpath={.spec.clusterIP}'])
 ).trim();
-const mcp = new Client({ name: 'bench-e2e', version: '1.0.0' });
-await mcp.connect(
-  new StreamableHTTPClientTransport(new URL(`http://${ip}:8080/mcp`), {
-    requestInit: { headers: { Authorization: `Bearer ${token}` } },
-  }),
-);
+const mcp = await connectClient(`http://${ip}:8080/mcp`, token, 'bench-e2e');
 type Out = { structuredContent?: Record<string, unknown>; isError?: boolean; content: unknown };
 const tool = async (name: string, args: Record<string, unknown>) => {
   const r = (await mcp.callTool({ name, arguments: args }, undefined, { timeout: 300_000 })) as Out;

@@ -1,13 +1,12 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CLUSTER } from '../src/cluster/layout.ts';
+import { connectClient, ok } from '../src/mcp-client.ts';
 import { RELEASE, RELEASE_NAMESPACE } from '../src/stack.ts';
 import { waitFor } from '../src/wait.ts';
-import { type Agent, kubectlFor, newAgent, type Result, text } from './agents.ts';
+import { type Agent, kubectlFor, newAgent, text } from './agents.ts';
 
 const kubeconfig = inject('e2eKubeconfig');
 const k = kubectlFor(kubeconfig);
@@ -49,20 +48,9 @@ describe('agents through the Helm-installed stack and its Service (MCP SDK clien
   it('serves an MCP client at the URL and with the token pnpm waggle up printed', {
     timeout: 300_000,
   }, async () => {
-    const client = new Client({ name: 'first-user', version: '1.0.0' });
-    await client.connect(
-      new StreamableHTTPClientTransport(new URL(inject('upUrl')), {
-        requestInit: { headers: { Authorization: `Bearer ${inject('upToken')}` } },
-      }),
-    );
+    const client = await connectClient(inject('upUrl'), inject('upToken'), 'first-user');
     try {
-      const call = async (name: string, args: Record<string, unknown>) => {
-        const r = (await client.callTool({ name, arguments: args }, undefined, {
-          timeout: 300_000,
-        })) as Result;
-        if (r.isError) throw new Error(`${name}: ${text(r)}`);
-        return r.structuredContent as Record<string, unknown>;
-      };
+      const call = (name: string, args: Record<string, unknown>) => ok(client, name, args);
       const env = await call('create_environment', { runtime: 'node' });
       const out = await call('execute', { environment_id: env.environment_id, code: 'console.log(6 * 7)' });
       expect(out).toMatchObject({ stdout: '42\n', exit_code: 0 });

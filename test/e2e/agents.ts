@@ -1,8 +1,8 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { grantAgent, type Kubectl } from '../src/agent-identity.ts';
 import { kubectlFor as localKubectl } from '../src/cluster/local-cluster.ts';
 import { ensureKubeBinaries } from '../src/kube-binaries.ts';
+import { connectClient, endSession, call as mcpCall } from '../src/mcp-client.ts';
 import { RELEASE, RELEASE_NAMESPACE } from '../src/stack.ts';
 
 /** kubectl against the e2e cluster; throws with stderr. */
@@ -32,13 +32,9 @@ export async function newAgent(kubeconfig: string, namespace: string): Promise<A
   const ip = (
     await k(['get', 'svc', '-n', RELEASE_NAMESPACE, `${RELEASE}-mcp`, '-o', 'jsonpath={.spec.clusterIP}'])
   ).trim();
-  const client = new Client({ name: `agent-${namespace}`, version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(`http://${ip}:8080/mcp`), {
-    requestInit: { headers: { Authorization: `Bearer ${token}` } },
-  });
-  await client.connect(transport);
-  const call = async (tool: string, args: Record<string, unknown>) =>
-    (await client.callTool({ name: tool, arguments: args }, undefined, { timeout: 900_000 })) as Result;
+  const client = await connectClient(`http://${ip}:8080/mcp`, token, `agent-${namespace}`);
+  const call = async (tool: string, args: Record<string, unknown>): Promise<Result> =>
+    mcpCall(client, tool, args, { timeout: 900_000 });
   return {
     namespace,
     client,
@@ -49,12 +45,7 @@ export async function newAgent(kubeconfig: string, namespace: string): Promise<A
         throw new Error(`${namespace}: ${tool} failed: ${r.content.map((c) => c.text).join(' ')}`);
       return r.structuredContent as T;
     },
-    // End the session on the gateway too (DELETE /mcp), as a well-behaved client does; sessions
-    // count against the caller's limit until they end or idle out.
-    async close() {
-      await transport.terminateSession().catch(() => undefined);
-      await client.close();
-    },
+    close: () => endSession(client),
   };
 }
 

@@ -3,7 +3,6 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
-  CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
   PatchStrategy,
@@ -18,6 +17,7 @@ import {
   applyCRDs,
   type ControlPlane,
   ensureHelm,
+  kubeClients,
   renderKubeconfig,
   startControlPlane,
   waitFor,
@@ -142,9 +142,7 @@ beforeAll(async () => {
   cp = await startControlPlane();
   caPem = await readFile(join(cp.dir, 'pki', 'ca.crt'), 'utf8');
   await applyCRDs(cp.kubeconfigPath);
-  const admin = new KubeConfig();
-  admin.loadFromFile(cp.kubeconfigPath);
-  clients.admin = admin.makeApiClient(CustomObjectsApi);
+  clients.admin = kubeClients(cp.kubeconfigPath).custom;
 
   // Made before the policy exists (as by an older release): the policy must never stand in the
   // way of the operator finishing it, however far it is outside today's limits.
@@ -680,9 +678,7 @@ describe('the quota module', () => {
     await kubectl(['create', 'namespace', 'unrelated']);
     await new Promise((r) => setTimeout(r, 1_000));
     expect(await quotaIn('unrelated')).toBeUndefined();
-    const core = new KubeConfig();
-    core.loadFromFile(cp.kubeconfigPath);
-    const list = await core.makeApiClient(CoreV1Api).listResourceQuotaForAllNamespaces();
+    const list = await kubeClients(cp.kubeconfigPath).core.listResourceQuotaForAllNamespaces();
     // legacy and team-gw: they held environments (made by an admin and by the gateway).
     expect(list.items.map((q) => q.metadata?.namespace).sort()).toEqual([
       'legacy',

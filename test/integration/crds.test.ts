@@ -2,9 +2,8 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { deleteTestNamespace, ensureKubeBinaries } from '../src/index.ts';
+import { deleteTestNamespace, ensureKubeBinaries, kubeClients } from '../src/index.ts';
 
 const run = promisify(execFile);
 const REPO = join(import.meta.dirname, '..', '..');
@@ -14,10 +13,7 @@ const ENVS = 'waggleenvironments';
 const NODES = 'wagglenodes';
 
 const kubeconfigPath = inject('kubeconfigPath');
-const kc = new KubeConfig();
-kc.loadFromFile(kubeconfigPath);
-const custom = kc.makeApiClient(CustomObjectsApi);
-const core = kc.makeApiClient(CoreV1Api);
+const { kc, custom, core } = kubeClients(kubeconfigPath);
 const namespace = `crd-test-${randomBytes(3).toString('hex')}`;
 let kubectlPath = '';
 

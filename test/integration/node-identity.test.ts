@@ -11,28 +11,23 @@ import { createServer as createTlsServer, type Server, connect as tlsConnect } f
 import { promisify } from 'node:util';
 import {
   CertificatesV1Api,
-  CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
   type KubernetesObject,
-  KubernetesObjectApi,
 } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { nodeAgentServerName } from '../../node-agent/src/client.ts';
+import { nodeAgentServerName } from '@waggle/node-agent/client';
 import { ServingCertificate } from '../../node-agent/src/pki/serving-certificate.ts';
 import { AgentCertificateRotator } from '../../operator/src/pki/agent-certificate-rotator.ts';
 import { NodeAgentSigner } from '../../operator/src/pki/node-agent-signer.ts';
-import { applyCRDs, CHART, deleteTestNamespace, ensureHelm, waitFor } from '../src/index.ts';
+import { applyCRDs, CHART, deleteTestNamespace, ensureHelm, kubeClients, waitFor } from '../src/index.ts';
 
 const run = promisify(execFile);
 const kubeconfigPath = inject('kubeconfigPath');
-const admin = new KubeConfig();
-admin.loadFromFile(kubeconfigPath);
-const core = admin.makeApiClient(CoreV1Api);
+const { kc: admin, core, objects } = kubeClients(kubeconfigPath);
 const certs = admin.makeApiClient(CertificatesV1Api);
-const objects = KubernetesObjectApi.makeApiClient(admin);
 const suffix = randomBytes(3).toString('hex');
 const namespace = `node-identity-${suffix}`;
 const release = `nid${suffix}`;

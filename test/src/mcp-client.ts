@@ -2,6 +2,9 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 
+// An MCP test client: the SDK's own Client over Streamable HTTP, as an agent would connect, and
+// helpers to call tools.
+
 /** The SDK's own Client over Streamable HTTP with a bearer token, as an agent would connect. */
 export async function connectClient(
   url: string,
@@ -14,6 +17,17 @@ export async function connectClient(
   });
   await client.connect(transport);
   return client;
+}
+
+/**
+ * Ends the session on the server too (DELETE /mcp), as a well-behaved client does, then closes
+ * the client: sessions count against the caller's limit until they end or idle out.
+ */
+export async function endSession(client: Client): Promise<void> {
+  const transport = client.transport;
+  if (transport instanceof StreamableHTTPClientTransport)
+    await transport.terminateSession().catch(() => undefined);
+  await client.close();
 }
 
 export type ToolResult = CallToolResult & { structuredContent?: Record<string, unknown> };
