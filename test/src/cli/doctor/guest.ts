@@ -2,7 +2,7 @@
 // will get, decided the way the node-agent decides it (a probe boot under KVM when possible).
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { detectAccelerator } from '../../../../node-agent/src/vm/accelerator.ts';
+import { detectAccelerator } from '@waggle/node-agent/host';
 import { cacheRoot } from '../../cache.ts';
 import { type Check, exists } from './check.ts';
 
