@@ -1,7 +1,7 @@
 import { ENVIRONMENT_PLURAL, GROUP, VERSION, type WaggleEnvironment } from '@waggle/crds';
+import { applyCRDs, deleteTestNamespace, kubeClients } from '@waggle/test';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { applyCRDs, deleteTestNamespace, kubeClients } from '../../test/src/index.ts';
 import { makeCaller } from '../src/auth/caller.ts';
 import { EnvironmentCache } from '../src/services/environment-cache.ts';
 import type { EnvironmentService } from '../src/services/environments.ts';
