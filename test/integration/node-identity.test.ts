@@ -15,10 +15,10 @@ import {
   KubeConfig,
   type KubernetesObject,
 } from '@kubernetes/client-node';
+import { nodeAgentServerName } from '@waggle/node-agent/client';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { nodeAgentServerName } from '@waggle/node-agent/client';
 import { ServingCertificate } from '../../node-agent/src/pki/serving-certificate.ts';
 import { AgentCertificateRotator } from '../../operator/src/pki/agent-certificate-rotator.ts';
 import { NodeAgentSigner } from '../../operator/src/pki/node-agent-signer.ts';
