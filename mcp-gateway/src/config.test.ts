@@ -7,13 +7,29 @@ describe('gateway configuration', () => {
     expect(c).toMatchObject({
       WAGGLE_LISTEN_ADDR: '127.0.0.1:8080',
       WAGGLE_MAX_ENVIRONMENTS: 10,
-      WAGGLE_DEFAULT_CPUS: 1,
-      WAGGLE_DEFAULT_MEMORY_MB: 512,
       WAGGLE_DEFAULT_TIMEOUT_MIN: 30,
       WAGGLE_DEFAULT_EXEC_TIMEOUT: 30_000,
       WAGGLE_MAX_EXEC_TIMEOUT: 300_000,
       WAGGLE_AUTH_MODE: 'kubernetes',
     });
+  });
+
+  it('leaves resources and network to the CRD defaults unless configured, within the CRD limits', () => {
+    const c = loadGatewayConfig({});
+    expect(c.WAGGLE_DEFAULT_CPUS).toBeUndefined();
+    expect(c.WAGGLE_DEFAULT_MEMORY_MB).toBeUndefined();
+    expect(c.WAGGLE_DEFAULT_NETWORK).toBeUndefined();
+    expect(loadGatewayConfig({ WAGGLE_DEFAULT_CPUS: '2', WAGGLE_DEFAULT_NETWORK: 'none' })).toMatchObject({
+      WAGGLE_DEFAULT_CPUS: 2,
+      WAGGLE_DEFAULT_NETWORK: 'none',
+    });
+    expect(() => loadGatewayConfig({ WAGGLE_DEFAULT_CPUS: '9' })).toThrow(
+      /WAGGLE_DEFAULT_CPUS="9": must be from 1 to 8/,
+    );
+    // 8 cpus need 1024 MiB; the CRD's default memory (512) is not enough.
+    expect(() => loadGatewayConfig({ WAGGLE_DEFAULT_CPUS: '8' })).toThrow(
+      /WAGGLE_DEFAULT_MEMORY_MB \(512\) must be at least 128 per cpu/,
+    );
   });
 
   it('names every bad variable', () => {

@@ -1,14 +1,23 @@
 import {
+  DURATION_LIMITS,
   durationMsSchema,
   hostPortSchema,
   logLevelSchema,
+  parseDuration,
   parseEnvConfig,
   parseHostPort,
+  RESOURCE_LIMITS,
 } from '@waggle/crds';
 import { z } from 'zod';
 
 const hostPort = hostPortSchema;
 const positiveInt = z.coerce.number().int().positive();
+const resource = (limits: { min: number; max: number }) =>
+  z.coerce
+    .number()
+    .int()
+    .min(limits.min, { error: `must be from ${limits.min} to ${limits.max} (the CRD's limits)` })
+    .max(limits.max, { error: `must be from ${limits.min} to ${limits.max} (the CRD's limits)` });
 const list = z.string().transform((v) =>
   v
     .split(',')
@@ -42,11 +51,17 @@ export const gatewayConfigSchema = z.object({
   WAGGLE_ALLOWED_ORIGINS: list.optional(),
   WAGGLE_WATCH_NAMESPACE: z.string().min(1).optional(),
   WAGGLE_MAX_ENVIRONMENTS: positiveInt.default(10),
-  WAGGLE_DEFAULT_CPUS: positiveInt.default(1),
-  WAGGLE_DEFAULT_MEMORY_MB: positiveInt.default(512),
-  WAGGLE_DEFAULT_TIMEOUT_MIN: positiveInt.default(30),
-  /** Guest network of a new environment when create_environment does not say: none | internet. */
-  WAGGLE_DEFAULT_NETWORK: z.enum(['none', 'internet']).default('internet'),
+  /** spec.resources of new environments; unset: the CRD's defaults (RESOURCE_LIMITS). */
+  WAGGLE_DEFAULT_CPUS: resource(RESOURCE_LIMITS.cpus).optional(),
+  WAGGLE_DEFAULT_MEMORY_MB: resource(RESOURCE_LIMITS.memoryMiB).optional(),
+  WAGGLE_DEFAULT_TIMEOUT_MIN: positiveInt.default(
+    parseDuration(DURATION_LIMITS.idleTimeout.default) / 60_000,
+  ),
+  /**
+   * Guest network of a new environment when create_environment does not say: none | internet;
+   * unset: the CRD's default (internet).
+   */
+  WAGGLE_DEFAULT_NETWORK: z.enum(['none', 'internet']).optional(),
   /** Longest an environment may live, however active (spec.maxLifetime); caps timeout_minutes. */
   WAGGLE_MAX_LIFETIME: durationMsSchema
     .refine((ms) => ms >= 60_000 && ms <= 168 * 3_600_000, {
@@ -96,6 +111,13 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gateway
   if (c.WAGGLE_DEFAULT_EXEC_TIMEOUT > c.WAGGLE_MAX_EXEC_TIMEOUT) {
     throw new ConfigError(
       'invalid mcp-gateway configuration:\n  WAGGLE_DEFAULT_EXEC_TIMEOUT must not exceed WAGGLE_MAX_EXEC_TIMEOUT',
+    );
+  }
+  const cpus = c.WAGGLE_DEFAULT_CPUS ?? RESOURCE_LIMITS.cpus.default;
+  const memoryMiB = c.WAGGLE_DEFAULT_MEMORY_MB ?? RESOURCE_LIMITS.memoryMiB.default;
+  if (memoryMiB < cpus * RESOURCE_LIMITS.minMemoryMiBPerCpu) {
+    throw new ConfigError(
+      `invalid mcp-gateway configuration:\n  WAGGLE_DEFAULT_MEMORY_MB (${memoryMiB}) must be at least ${RESOURCE_LIMITS.minMemoryMiBPerCpu} per cpu (WAGGLE_DEFAULT_CPUS ${cpus})`,
     );
   }
   if (c.WAGGLE_DEFAULT_TIMEOUT_MIN * 60_000 > c.WAGGLE_MAX_LIFETIME) {

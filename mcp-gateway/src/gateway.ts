@@ -1,5 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import { parseHostPort } from '@waggle/crds';
+import { DEFAULT_EGRESS, parseHostPort } from '@waggle/crds';
 import {
   createNodeAgentClient,
   createRotatingNodeAgentClient,
@@ -22,6 +22,7 @@ import { SessionRegistry } from './mcp/sessions.ts';
 import { createGatewayMetrics } from './metrics.ts';
 import { ActivityRecorder } from './services/activity.ts';
 import { EnvironmentCache } from './services/environment-cache.ts';
+import { networkChoiceOf } from './services/environment-spec.ts';
 import { EnvironmentService } from './services/environments.ts';
 import { PreviewService } from './services/previews.ts';
 import { SandboxService } from './services/sandbox.ts';
@@ -88,13 +89,13 @@ export async function startGateway(opts: {
     kc,
     cache,
     {
-      cpus: c.WAGGLE_DEFAULT_CPUS,
-      memoryMiB: c.WAGGLE_DEFAULT_MEMORY_MB,
+      ...(c.WAGGLE_DEFAULT_CPUS !== undefined ? { cpus: c.WAGGLE_DEFAULT_CPUS } : {}),
+      ...(c.WAGGLE_DEFAULT_MEMORY_MB !== undefined ? { memoryMiB: c.WAGGLE_DEFAULT_MEMORY_MB } : {}),
       idleTimeoutMinutes: c.WAGGLE_DEFAULT_TIMEOUT_MIN,
       maxPerCaller: c.WAGGLE_MAX_ENVIRONMENTS,
       createTimeoutMs: c.WAGGLE_CREATE_TIMEOUT,
       unschedulableGraceMs: c.WAGGLE_UNSCHEDULABLE_GRACE,
-      network: c.WAGGLE_DEFAULT_NETWORK,
+      ...(c.WAGGLE_DEFAULT_NETWORK ? { network: c.WAGGLE_DEFAULT_NETWORK } : {}),
       maxLifetimeMs: c.WAGGLE_MAX_LIFETIME,
     },
     log,
@@ -128,7 +129,7 @@ export async function startGateway(opts: {
       maxFileBytes: c.WAGGLE_MAX_FILE_BYTES,
       maxOutputBytes: c.WAGGLE_MAX_OUTPUT_BYTES,
       defaultIdleTimeoutMinutes: c.WAGGLE_DEFAULT_TIMEOUT_MIN,
-      defaultNetwork: c.WAGGLE_DEFAULT_NETWORK,
+      defaultNetwork: c.WAGGLE_DEFAULT_NETWORK ?? networkChoiceOf(DEFAULT_EGRESS),
     },
   });
 

@@ -8,12 +8,10 @@ import {
   ENVIRONMENT_PLURAL,
   EnvironmentConditionType,
   EnvironmentReason,
-  formatDuration,
   GROUP,
   k8sTime,
   LAST_ACTIVITY_ANNOTATION,
   parseDuration,
-  type Runtime,
   VERSION,
   type WaggleEnvironment,
 } from '@waggle/crds';
@@ -27,31 +25,13 @@ import {
   LimitReachedError,
 } from '../errors.ts';
 import type { EnvironmentCache } from './environment-cache.ts';
+import { type CreateRequest, newEnvironmentSpec, type SpecDefaults } from './environment-spec.ts';
 
-export interface EnvironmentDefaults {
-  cpus: number;
-  memoryMiB: number;
-  idleTimeoutMinutes: number;
+export interface EnvironmentDefaults extends SpecDefaults {
   maxPerCaller: number;
   createTimeoutMs: number;
   /** How long an environment may sit Unschedulable before create_environment gives up. */
   unschedulableGraceMs: number;
-  /** Guest network when the caller does not say (WAGGLE_DEFAULT_NETWORK). */
-  network: NetworkChoice;
-  /** spec.maxLifetime of new environments (WAGGLE_MAX_LIFETIME); caps every idle timeout. */
-  maxLifetimeMs: number;
-}
-
-/** What a caller may ask for: no network, or the internet (never the node or private ranges). */
-export type NetworkChoice = 'none' | 'internet';
-
-export interface CreateRequest {
-  runtime: Runtime;
-  name?: string;
-  timeoutMinutes?: number;
-  network?: NetworkChoice;
-  /** With the internet: the only domain names the guest may reach. */
-  allowDomains?: string[];
 }
 
 /** Phase changes while an environment starts, for progress notifications. */
@@ -203,17 +183,8 @@ export class EnvironmentService {
         labels: { [CALLER_LABEL]: caller.id, 'app.kubernetes.io/managed-by': 'waggle-mcp-gateway' },
         annotations: { [CALLER_ANNOTATION]: caller.principal },
       },
-      spec: {
-        runtime: req.runtime,
-        ...(req.name ? { displayName: req.name } : {}),
-        resources: { cpus: this.#defaults.cpus, memoryMiB: this.#defaults.memoryMiB, diskMiB: 2048 },
-        idleTimeout: `${req.timeoutMinutes ?? this.#defaults.idleTimeoutMinutes}m`,
-        maxLifetime: formatDuration(this.#defaults.maxLifetimeMs),
-        network: {
-          egress: (req.network ?? this.#defaults.network) === 'none' ? 'none' : 'all',
-          ...(req.allowDomains?.length ? { allowDomains: req.allowDomains } : {}),
-        },
-      },
+      // Only what was chosen: the apiserver applies the CRD's defaults to the rest.
+      spec: newEnvironmentSpec(req, this.#defaults),
     } as WaggleEnvironment;
     // A namespace's ResourceQuota is counted only once its status is filled (the operator does
     // that within a second of making it); until then quota admission refuses every create as

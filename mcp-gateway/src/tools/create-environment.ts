@@ -1,4 +1,4 @@
-import { ALLOW_DOMAIN_PATTERN, MAX_ALLOW_DOMAINS } from '@waggle/crds';
+import { ALLOW_DOMAIN_PATTERN, MAX_ALLOW_DOMAINS, parseDuration } from '@waggle/crds';
 import { z } from 'zod';
 import { InvalidRequestError } from '../errors.ts';
 import { defineTool } from '../mcp/tool.ts';
@@ -102,7 +102,8 @@ export const createEnvironmentTool = (d: ToolDeps) =>
       );
       return {
         ...summarize(env),
-        timeout: args.timeout_minutes ?? d.limits.defaultIdleTimeoutMinutes,
+        // As the apiserver stored it (the CRD default applies if the gateway sent none).
+        timeout: Math.round(parseDuration(env.spec.idleTimeout) / 60_000),
       };
     },
   });
