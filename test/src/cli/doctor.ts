@@ -2,11 +2,12 @@
 // has and lacks for `pnpm waggle up` and for running Waggle VMs, each prerequisite once; with
 // --image, whether a custom guest image meets the guest contract.
 import { parseArgs } from 'node:util';
+import { RUNTIMES, type Runtime } from '@waggle/crds';
 import { cacheRoot } from '../cache.ts';
 import { clusterStatus } from '../cluster/local-cluster.ts';
 import { type CliIO, UsageError } from './dispatch.ts';
 import { type Check, failures, renderCheck } from './doctor/check.ts';
-import { GUEST_RUNTIMES, guestChecks } from './doctor/guest.ts';
+import { guestChecks } from './doctor/guest.ts';
 import { diskChecks, hostChecks, portChecks } from './doctor/host.ts';
 import { checkImage } from './doctor/image-contract.ts';
 import { toolchainChecks } from './doctor/toolchains.ts';
@@ -14,7 +15,7 @@ import { MCP_PORT } from './mcp-forward.ts';
 
 export interface DoctorOptions {
   image?: string;
-  runtime: (typeof GUEST_RUNTIMES)[number];
+  runtime: Runtime;
 }
 
 export function parseDoctorArgs(args: string[]): DoctorOptions {
@@ -23,8 +24,8 @@ export function parseDoctorArgs(args: string[]): DoctorOptions {
     options: { image: { type: 'string' }, runtime: { type: 'string', default: 'python' } },
   });
   const runtime = values.runtime as DoctorOptions['runtime'];
-  if (!GUEST_RUNTIMES.includes(runtime))
-    throw new UsageError(`unknown runtime "${values.runtime}"; choose from: ${GUEST_RUNTIMES.join(', ')}`);
+  if (!RUNTIMES.includes(runtime))
+    throw new UsageError(`unknown runtime "${values.runtime}"; choose from: ${RUNTIMES.join(', ')}`);
   return { ...(values.image ? { image: values.image } : {}), runtime };
 }
 

@@ -2,11 +2,10 @@
 // will get, decided the way the node-agent decides it (a probe boot under KVM when possible).
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { RUNTIMES } from '@waggle/crds';
 import { detectAccelerator } from '@waggle/node-agent/host';
 import { cacheRoot } from '../../cache.ts';
 import { type Check, exists } from './check.ts';
-
-export const GUEST_RUNTIMES = ['python', 'node', 'shell'] as const;
 
 /** The newest completed build in `dir` whose name starts with `prefix` (images/guest/build.sh layout). */
 export async function newestBuild(dir: string, prefix: string): Promise<string | undefined> {
@@ -28,7 +27,7 @@ export async function guestChecks(): Promise<Check[]> {
       detail: kernel ?? 'not built yet; setup.sh builds it (or bash images/guest/build.sh kernel)',
     },
   ];
-  for (const rt of GUEST_RUNTIMES) {
+  for (const rt of RUNTIMES) {
     const d = await newestBuild(images, `rootfs-${rt}-`);
     checks.push({
       ok: d ? true : 'warn',
