@@ -1,5 +1,6 @@
 export * from './condition.ts';
 export * from './crd.ts';
+export * from './create-deadlines.ts';
 export * from './duration.ts';
 export * from './env-config.ts';
 export * from './environment.ts';

@@ -1,5 +1,6 @@
+import { CREATE_DEADLINE_DEFAULTS, renamedVariablesSet } from '@waggle/crds';
 import { describe, expect, it } from 'vitest';
-import { isLoopbackListen, loadGatewayConfig } from './config.ts';
+import { GATEWAY_RENAMED_VARIABLES, isLoopbackListen, loadGatewayConfig } from './config.ts';
 
 describe('gateway configuration', () => {
   it('has the original Waggle defaults', () => {
@@ -84,6 +85,22 @@ describe('gateway configuration', () => {
     expect(loadGatewayConfig({ WAGGLE_TOKEN_AUDIENCES: 'waggle, other' }).WAGGLE_TOKEN_AUDIENCES).toEqual([
       'waggle',
       'other',
+    ]);
+  });
+
+  it('names the create wait for what it bounds and still reads the old name', () => {
+    expect(loadGatewayConfig({}).WAGGLE_CREATE_WAIT_TIMEOUT).toBe(CREATE_DEADLINE_DEFAULTS.createWaitMs);
+    expect(loadGatewayConfig({ WAGGLE_CREATE_WAIT_TIMEOUT: '4m' }).WAGGLE_CREATE_WAIT_TIMEOUT).toBe(240_000);
+    expect(loadGatewayConfig({ WAGGLE_CREATE_TIMEOUT: '2m' }).WAGGLE_CREATE_WAIT_TIMEOUT).toBe(120_000);
+    expect(
+      loadGatewayConfig({ WAGGLE_CREATE_TIMEOUT: '2m', WAGGLE_CREATE_WAIT_TIMEOUT: '4m' })
+        .WAGGLE_CREATE_WAIT_TIMEOUT,
+    ).toBe(240_000);
+    expect(() => loadGatewayConfig({ WAGGLE_CREATE_TIMEOUT: 'soon' })).toThrow(
+      /WAGGLE_CREATE_WAIT_TIMEOUT="soon" \(set as WAGGLE_CREATE_TIMEOUT\)/,
+    );
+    expect(renamedVariablesSet({ WAGGLE_CREATE_TIMEOUT: '2m' }, GATEWAY_RENAMED_VARIABLES)).toEqual([
+      { old: 'WAGGLE_CREATE_TIMEOUT', current: 'WAGGLE_CREATE_WAIT_TIMEOUT' },
     ]);
   });
 });

@@ -1,4 +1,5 @@
 import {
+  CREATE_DEADLINE_DEFAULTS,
   DURATION_LIMITS,
   durationMsSchema,
   hostPortSchema,
@@ -7,6 +8,7 @@ import {
   parseEnvConfig,
   parseHostPort,
   RESOURCE_LIMITS,
+  type RenamedVariable,
 } from '@waggle/crds';
 import { z } from 'zod';
 
@@ -77,7 +79,11 @@ export const gatewayConfigSchema = z.object({
   WAGGLE_DEFAULT_EXEC_TIMEOUT: durationMsSchema.default(30_000),
   WAGGLE_MAX_EXEC_TIMEOUT: durationMsSchema.default(300_000),
   WAGGLE_INSTALL_TIMEOUT: durationMsSchema.default(600_000),
-  WAGGLE_CREATE_TIMEOUT: durationMsSchema.default(180_000),
+  /**
+   * How long create_environment waits for Running before it deletes the environment and answers
+   * isError (formerly WAGGLE_CREATE_TIMEOUT); see docs/reliability.md#timeouts-and-how-they-nest.
+   */
+  WAGGLE_CREATE_WAIT_TIMEOUT: durationMsSchema.default(CREATE_DEADLINE_DEFAULTS.createWaitMs),
   WAGGLE_UNSCHEDULABLE_GRACE: durationMsSchema.default(5_000),
   WAGGLE_ACTIVITY_INTERVAL: durationMsSchema.default(30_000),
   WAGGLE_SESSION_IDLE_TIMEOUT: durationMsSchema.default(1_800_000),
@@ -101,13 +107,24 @@ export const gatewayConfigSchema = z.object({
 });
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
 
+/** Old names still read for one release (with a warning at start). */
+export const GATEWAY_RENAMED_VARIABLES: readonly RenamedVariable[] = [
+  { old: 'WAGGLE_CREATE_TIMEOUT', current: 'WAGGLE_CREATE_WAIT_TIMEOUT' },
+];
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
 /** Parses the environment; throws one error listing every bad variable and how to fix it. */
 export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const c = parseEnvConfig(gatewayConfigSchema, env, 'mcp-gateway', (m) => new ConfigError(m));
+  const c = parseEnvConfig(
+    gatewayConfigSchema,
+    env,
+    'mcp-gateway',
+    (m) => new ConfigError(m),
+    GATEWAY_RENAMED_VARIABLES,
+  );
   if (c.WAGGLE_DEFAULT_EXEC_TIMEOUT > c.WAGGLE_MAX_EXEC_TIMEOUT) {
     throw new ConfigError(
       'invalid mcp-gateway configuration:\n  WAGGLE_DEFAULT_EXEC_TIMEOUT must not exceed WAGGLE_MAX_EXEC_TIMEOUT',

@@ -93,7 +93,7 @@ export async function startGateway(opts: {
       ...(c.WAGGLE_DEFAULT_MEMORY_MB !== undefined ? { memoryMiB: c.WAGGLE_DEFAULT_MEMORY_MB } : {}),
       idleTimeoutMinutes: c.WAGGLE_DEFAULT_TIMEOUT_MIN,
       maxPerCaller: c.WAGGLE_MAX_ENVIRONMENTS,
-      createTimeoutMs: c.WAGGLE_CREATE_TIMEOUT,
+      createWaitTimeoutMs: c.WAGGLE_CREATE_WAIT_TIMEOUT,
       unschedulableGraceMs: c.WAGGLE_UNSCHEDULABLE_GRACE,
       ...(c.WAGGLE_DEFAULT_NETWORK ? { network: c.WAGGLE_DEFAULT_NETWORK } : {}),
       maxLifetimeMs: c.WAGGLE_MAX_LIFETIME,

@@ -1,12 +1,14 @@
 // mcp-gateway entry point: all wiring lives in startGateway; this parses config and handles signals.
 import { KubeConfig } from '@kubernetes/client-node';
+import { logRenamedVariables } from '@waggle/crds';
 import { pino } from 'pino';
-import { loadGatewayConfig } from './config.ts';
+import { GATEWAY_RENAMED_VARIABLES, loadGatewayConfig } from './config.ts';
 import { startGateway } from './gateway.ts';
 
 async function main(): Promise<void> {
   const config = loadGatewayConfig();
   const log = pino({ name: 'mcp-gateway', level: config.LOG_LEVEL });
+  logRenamedVariables(log, process.env, GATEWAY_RENAMED_VARIABLES);
   const kc = new KubeConfig();
   kc.loadFromDefault();
   const gateway = await startGateway({ config, kc, log });

@@ -1,3 +1,4 @@
+import { CREATE_DEADLINE_DEFAULTS } from '@waggle/crds';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from './config.ts';
 
@@ -53,5 +54,11 @@ describe('loadConfig', () => {
     expect(msg).toMatch(/WAGGLE_MAX_EXEC_TIMEOUT="forever": use a duration/);
     expect(msg).toMatch(/WAGGLE_RUNTIME_NODE_EXEC_COMMAND=.*use an absolute path/);
     expect(msg).toMatch(/WAGGLE_GUEST_RUNTIMES/);
+  });
+
+  it('bounds a guest boot by less than the operator gives a whole CreateVM', () => {
+    expect(loadConfig({}).WAGGLE_BOOT_TIMEOUT).toBe(CREATE_DEADLINE_DEFAULTS.guestBootMs);
+    expect(loadConfig({}).WAGGLE_BOOT_TIMEOUT).toBeLessThan(CREATE_DEADLINE_DEFAULTS.createVMMs);
+    expect(loadConfig({ WAGGLE_BOOT_TIMEOUT: '4m' }).WAGGLE_BOOT_TIMEOUT).toBe(240_000);
   });
 });

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import {
   ACCELERATORS,
+  CREATE_DEADLINE_DEFAULTS,
   durationMsSchema,
   hostPortSchema,
   logLevelSchema,
@@ -104,7 +105,11 @@ export const configSchema = z.object({
   WAGGLE_DEFAULT_EXEC_TIMEOUT: durationMs.default(30_000),
   WAGGLE_MAX_EXEC_TIMEOUT: durationMs.default(300_000),
   WAGGLE_INSTALL_TIMEOUT: durationMs.default(600_000),
-  WAGGLE_BOOT_TIMEOUT: durationMs.default(120_000),
+  /**
+   * QEMU started → guest ready; CreateVM fails when it passes. Shorter than the operator's
+   * WAGGLE_CREATE_VM_TIMEOUT: see docs/reliability.md#timeouts-and-how-they-nest.
+   */
+  WAGGLE_BOOT_TIMEOUT: durationMs.default(CREATE_DEADLINE_DEFAULTS.guestBootMs),
   WAGGLE_HEARTBEAT_INTERVAL: durationMs.default(10_000),
   /** Register a WaggleNode: auto (when a kubeconfig or in-cluster config exists), true, false. */
   WAGGLE_REGISTER: z.enum(['auto', 'true', 'false']).default('auto'),

@@ -1,5 +1,6 @@
+import { CREATE_DEADLINE_DEFAULTS, renamedVariablesSet } from '@waggle/crds';
 import { describe, expect, it } from 'vitest';
-import { loadOperatorConfig } from './config.ts';
+import { loadOperatorConfig, OPERATOR_RENAMED_VARIABLES } from './config.ts';
 
 describe('operator configuration', () => {
   it('has working defaults', () => {
@@ -49,5 +50,21 @@ describe('operator configuration', () => {
       loadOperatorConfig({ WAGGLE_AGENT_CERT_SECRETS: 'no-colon', WAGGLE_AGENT_CA_SECRET: 'ca' }),
     ).toThrow(/WAGGLE_AGENT_CERT_SECRETS="no-colon": use secret:commonName\[:dnsName\]/);
     expect(() => loadOperatorConfig({ WAGGLE_AGENT_CERT_SECRETS: 'a:b' })).toThrow(/go together/);
+  });
+
+  it('names the CreateVM deadline for what it bounds and still reads the old name', () => {
+    expect(loadOperatorConfig({}).WAGGLE_CREATE_VM_TIMEOUT).toBe(CREATE_DEADLINE_DEFAULTS.createVMMs);
+    expect(loadOperatorConfig({ WAGGLE_CREATE_VM_TIMEOUT: '8m' }).WAGGLE_CREATE_VM_TIMEOUT).toBe(480_000);
+    expect(loadOperatorConfig({ WAGGLE_CREATE_TIMEOUT: '6m' }).WAGGLE_CREATE_VM_TIMEOUT).toBe(360_000);
+    expect(
+      loadOperatorConfig({ WAGGLE_CREATE_TIMEOUT: '6m', WAGGLE_CREATE_VM_TIMEOUT: '8m' })
+        .WAGGLE_CREATE_VM_TIMEOUT,
+    ).toBe(480_000);
+    expect(() => loadOperatorConfig({ WAGGLE_CREATE_TIMEOUT: '10ms' })).toThrow(
+      /WAGGLE_CREATE_VM_TIMEOUT="10ms" \(set as WAGGLE_CREATE_TIMEOUT\): must be at least 1s/,
+    );
+    expect(renamedVariablesSet({ WAGGLE_CREATE_TIMEOUT: '6m' }, OPERATOR_RENAMED_VARIABLES)).toEqual([
+      { old: 'WAGGLE_CREATE_TIMEOUT', current: 'WAGGLE_CREATE_VM_TIMEOUT' },
+    ]);
   });
 });

@@ -1,5 +1,12 @@
 import { hostname } from 'node:os';
-import { durationMsSchema, hostPortSchema, logLevelSchema, parseEnvConfig } from '@waggle/crds';
+import {
+  CREATE_DEADLINE_DEFAULTS,
+  durationMsSchema,
+  hostPortSchema,
+  logLevelSchema,
+  parseEnvConfig,
+  type RenamedVariable,
+} from '@waggle/crds';
 import { z } from 'zod';
 
 const durationMs = durationMsSchema;
@@ -52,7 +59,13 @@ export const operatorConfigSchema = z.object({
   WAGGLE_NODE_CHECK_INTERVAL: durationMs.default(5_000),
   WAGGLE_UNSCHEDULABLE_RETRY: durationMs.default(15_000),
   WAGGLE_DESTROY_TIMEOUT: durationMs.default(120_000),
-  WAGGLE_CREATE_TIMEOUT: durationMs.default(300_000),
+  /**
+   * Deadline of one CreateVM call, guest boot included (formerly WAGGLE_CREATE_TIMEOUT); longer
+   * than the node-agent's WAGGLE_BOOT_TIMEOUT. See docs/reliability.md#timeouts-and-how-they-nest.
+   */
+  WAGGLE_CREATE_VM_TIMEOUT: durationMs
+    .refine((ms) => ms >= 1_000, { error: 'must be at least 1s' })
+    .default(CREATE_DEADLINE_DEFAULTS.createVMMs),
   WAGGLE_VERIFY_INTERVAL: durationMs.default(10_000),
   /** How often Ready nodes are checked for VMs whose environment is gone; "0s" turns it off. */
   WAGGLE_ORPHAN_VM_CHECK_INTERVAL: durationMs.default(60_000),
@@ -111,8 +124,13 @@ export const operatorConfigSchema = z.object({
 });
 export type OperatorConfig = z.output<typeof operatorConfigSchema>;
 
+/** Old names still read for one release (with a warning at start). */
+export const OPERATOR_RENAMED_VARIABLES: readonly RenamedVariable[] = [
+  { old: 'WAGGLE_CREATE_TIMEOUT', current: 'WAGGLE_CREATE_VM_TIMEOUT' },
+];
+
 export function loadOperatorConfig(env: NodeJS.ProcessEnv = process.env): OperatorConfig {
-  const c = parseEnvConfig(operatorConfigSchema, env, 'operator');
+  const c = parseEnvConfig(operatorConfigSchema, env, 'operator', undefined, OPERATOR_RENAMED_VARIABLES);
   if (!c.WAGGLE_AGENT_CA_SECRET !== !c.WAGGLE_AGENT_CERT_SECRETS) {
     throw new Error(
       'invalid operator configuration:\n  WAGGLE_AGENT_CA_SECRET and WAGGLE_AGENT_CERT_SECRETS go together (certificate rotation needs both)',

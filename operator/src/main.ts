@@ -1,10 +1,10 @@
 // operator entry point: all wiring lives here.
 import { KubeConfig } from '@kubernetes/client-node';
-import { parseHostPort } from '@waggle/crds';
+import { logRenamedVariables, parseHostPort } from '@waggle/crds';
 import { createRotatingNodeAgentClient, watchAgentTls } from '@waggle/node-agent/client';
 import { fastify } from 'fastify';
 import { pino } from 'pino';
-import { loadOperatorConfig } from './config.ts';
+import { loadOperatorConfig, OPERATOR_RENAMED_VARIABLES } from './config.ts';
 import { createOperatorMetrics } from './metrics.ts';
 import { type RunningOperator, startOperator } from './operator.ts';
 import { AgentCertificateRotator } from './pki/agent-certificate-rotator.ts';
@@ -15,6 +15,7 @@ import { NamespaceQuotas } from './quota/namespace-quotas.ts';
 async function main(): Promise<void> {
   const config = loadOperatorConfig();
   const log = pino({ name: 'operator', level: config.LOG_LEVEL });
+  logRenamedVariables(log, process.env, OPERATOR_RENAMED_VARIABLES);
   const kc = new KubeConfig();
   kc.loadFromDefault();
   const clientTls = config.WAGGLE_AGENT_CLIENT_SECRET
@@ -126,7 +127,7 @@ async function main(): Promise<void> {
       agentCallTimeoutMs: config.WAGGLE_AGENT_CALL_TIMEOUT,
       unschedulableRetryMs: config.WAGGLE_UNSCHEDULABLE_RETRY,
       destroyTimeoutMs: config.WAGGLE_DESTROY_TIMEOUT,
-      createVMTimeoutMs: config.WAGGLE_CREATE_TIMEOUT,
+      createVMTimeoutMs: config.WAGGLE_CREATE_VM_TIMEOUT,
       verifyEveryMs: config.WAGGLE_VERIFY_INTERVAL,
       orphanVMCheckEveryMs: config.WAGGLE_ORPHAN_VM_CHECK_INTERVAL,
       orphanVMGraceMs: config.WAGGLE_ORPHAN_VM_GRACE,

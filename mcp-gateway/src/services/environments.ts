@@ -29,7 +29,8 @@ import { type CreateRequest, newEnvironmentSpec, type SpecDefaults } from './env
 
 export interface EnvironmentDefaults extends SpecDefaults {
   maxPerCaller: number;
-  createTimeoutMs: number;
+  /** How long create() waits for Running (WAGGLE_CREATE_WAIT_TIMEOUT). */
+  createWaitTimeoutMs: number;
   /** How long an environment may sit Unschedulable before create_environment gives up. */
   unschedulableGraceMs: number;
 }
@@ -219,7 +220,7 @@ export class EnvironmentService {
     name: string,
     opts: { signal?: AbortSignal; onProgress?: CreateProgress },
   ): Promise<WaggleEnvironment> {
-    const { createTimeoutMs, unschedulableGraceMs } = this.#defaults;
+    const { createWaitTimeoutMs, unschedulableGraceMs } = this.#defaults;
     return new Promise<WaggleEnvironment>((resolve, reject) => {
       let seen = false;
       let lastPhase = '';
@@ -276,11 +277,11 @@ export class EnvironmentService {
         () =>
           finish(
             new CreateFailedError(
-              `environment "${name}" was not ready after ${Math.round(createTimeoutMs / 1000)} s ` +
+              `environment "${name}" was not ready after ${Math.round(createWaitTimeoutMs / 1000)} s ` +
                 `(last phase: ${lastPhase || 'Pending'}); it has been removed. Try again later.`,
             ),
           ),
-        createTimeoutMs,
+        createWaitTimeoutMs,
       );
       cleanups.push(() => clearTimeout(timer));
       if (opts.signal) {

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, stat, statfs, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Accelerator } from '@waggle/crds';
+import { type Accelerator, CREATE_DEADLINE_DEFAULTS } from '@waggle/crds';
 import type { Logger } from 'pino';
 import {
   InvalidArgumentError,
@@ -99,7 +99,7 @@ export class VMManager {
     this.#o = {
       qemuBinary: 'qemu-system-x86_64',
       qemuImgBinary: 'qemu-img',
-      bootTimeoutMs: 90_000,
+      bootTimeoutMs: CREATE_DEADLINE_DEFAULTS.guestBootMs,
       maxVMs: 16,
       ...opts,
     };
