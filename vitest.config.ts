@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { NodeLifecycleLast } from './test/node/sequencer.ts';
 
 // Four projects:
 //  - unit: fast tests beside the code (`<pkg>/src/**/*.test.ts`), no external processes.
@@ -6,10 +7,12 @@ import { defineConfig } from 'vitest/config';
 //    etcd + kube-apiserver started once by the global setup (see test/src/control-plane.ts).
 //  - e2e: agents through the Helm-installed stack on the real single-node cluster (`test/e2e/`).
 //  - node: tests under `test/node/` on the real single-node cluster (kubelet, containerd,
-//    the Helm chart installed); run on its own after the others (`pnpm test:node`).
+//    the Helm chart installed); run on its own after the others (`pnpm test:node`). Its files
+//    share the node; the chart lifecycle, ending with `pnpm waggle down`, runs last.
 export default defineConfig({
   test: {
     reporters: ['default', './test/src/summary-reporter.ts'],
+    sequence: { sequencer: NodeLifecycleLast },
     projects: [
       {
         extends: true,

@@ -1,292 +1,37 @@
-import { execFile } from 'node:child_process';
+// The Helm chart's life on the real node, in order: install, run code, the node's certificate,
+// agent pod deletion and container crash, upgrade, CA replacement, uninstall, a Helm 3 install;
+// then `pnpm waggle down` removes everything (so this file runs last: ./sequencer.ts).
 import { X509Certificate } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { promisify } from 'node:util';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { nodeAgentServerName } from '@waggle/node-agent/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { grantAgent } from '../src/agent-identity.ts';
 import { clusterDown, clusterStatus, hostLeftovers } from '../src/cluster/local-cluster.ts';
-import { etcdRequest } from '../src/cluster/pki.ts';
 import { pidsMentioning } from '../src/control-plane.ts';
 import { ensureHelm, HELM3_VERSION } from '../src/helm.ts';
-import {
-  CHART,
-  helmRun,
-  installWaggle,
-  type LocalStack,
-  localChartValues,
-  prepareLocalStack,
-  RELEASE,
-  RELEASE_NAMESPACE,
-} from '../src/stack.ts';
+import { helmRun, installWaggle, RELEASE } from '../src/stack.ts';
 import { waitFor } from '../src/wait.ts';
+import {
+  AGENTS,
+  allReady,
+  k,
+  mcpClient,
+  NS,
+  podsReady,
+  qemuPids,
+  REPO,
+  run,
+  stack,
+  startWithoutWaggle,
+  tool,
+} from './fixture.ts';
 
-const run = promisify(execFile);
-const REPO = join(import.meta.dirname, '..', '..');
-const NS = RELEASE_NAMESPACE;
-const AGENTS = 'agents-a';
+startWithoutWaggle();
 
-let stack: LocalStack;
-const k = (args: string[], input?: string) => stack.cluster.k(args, input);
-
-beforeAll(async () => {
-  stack = await prepareLocalStack();
-  // Start from a node without Waggle (a developer's `pnpm waggle up` may have left one).
-  if ((await helmRun(stack, ['list', '-n', NS, '-q'])).includes(RELEASE)) {
-    await helmRun(stack, ['uninstall', RELEASE, '--namespace', NS, '--wait', '--timeout', '5m']);
-  }
-  await k(['delete', 'namespace', AGENTS, '--ignore-not-found', '--wait=true']);
-});
-
-afterAll(async () => {
-  // Leave the machine clean even when a test failed half-way (the last test checks it).
-  await clusterDown().catch(() => undefined);
-});
-
-type ToolOut = { structuredContent?: Record<string, unknown>; isError?: boolean; content: unknown };
-
-async function mcpClient(token: string): Promise<Client> {
-  const ip = (await k(['get', 'svc', '-n', NS, `${RELEASE}-mcp`, '-o', 'jsonpath={.spec.clusterIP}'])).trim();
-  const client = new Client({ name: 'node-test', version: '1.0.0' });
-  await client.connect(
-    new StreamableHTTPClientTransport(new URL(`http://${ip}:8080/mcp`), {
-      requestInit: { headers: { Authorization: `Bearer ${token}` } },
-    }),
-  );
-  return client;
-}
-
-async function tool<T = Record<string, unknown>>(
-  c: Client,
-  name: string,
-  args: Record<string, unknown>,
-): Promise<T> {
-  const r = (await c.callTool({ name, arguments: args }, undefined, { timeout: 300_000 })) as ToolOut;
-  if (r.isError) throw new Error(`${name}: ${JSON.stringify(r.content)}`);
-  return r.structuredContent as T;
-}
-
-const qemuPids = async (): Promise<number[]> =>
-  run('pgrep', ['-f', '^qemu-system-x86_64 ']).then(
-    (r) => r.stdout.split('\n').filter(Boolean).map(Number),
-    () => [],
-  );
-
-const podsReady = async () => {
-  const pods = JSON.parse(await k(['get', 'pods', '-n', NS, '-o', 'json'])) as {
-    items: Array<{
-      metadata: { name: string; deletionTimestamp?: string };
-      status: { conditions?: Array<{ type: string; status: string }> };
-    }>;
-  };
-  return pods.items;
-};
-const allReady = (items: Awaited<ReturnType<typeof podsReady>>) =>
-  items.length > 0 &&
-  items.every(
-    (p) =>
-      !p.metadata.deletionTimestamp &&
-      p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
-  );
-
-describe('the local single-node cluster', () => {
-  it('is idempotent: a second up keeps every running component', async () => {
-    const before = await clusterStatus();
-    expect(before.components.map((c) => c.name)).toEqual([
-      'containerd',
-      'etcd',
-      'kube-apiserver',
-      'kube-controller-manager',
-      'kube-scheduler',
-      'kubelet',
-      'kube-proxy',
-    ]);
-    expect(before.components.every((c) => c.running)).toBe(true);
-    const t = Date.now();
-    await prepareLocalStack();
-    expect(Date.now() - t).toBeLessThan(60_000);
-    expect((await clusterStatus()).components).toEqual(before.components);
-    expect(await k(['get', 'nodes', '--no-headers'])).toMatch(/^waggle-node\s+Ready\s/);
-  });
-
-  it('runs etcd like a real control plane: TLS only, and only the apiserver’s client certificate opens it', async () => {
-    const p = stack.cluster.paths;
-    // What a process on the node (or a guest that reached the node's loopback) would try first.
-    const plain = await fetch('http://127.0.0.1:12379/v3/kv/range', {
-      method: 'POST',
-      body: JSON.stringify({ key: 'L3JlZ2lzdHJ5L3NlY3JldHMv', range_end: 'L3JlZ2lzdHJ5L3NlY3JldHMw' }),
-    }).then(
-      async (r) => `HTTP ${r.status} ${await r.text()}`,
-      (err: Error) => `refused: ${(err.cause as Error | undefined)?.message ?? err.message}`,
-    );
-    // Go answers plain HTTP on a TLS port with a 400 ("client sent an HTTP request to an HTTPS
-    // server"), or the connection is refused; never a key.
-    expect(plain).toMatch(/^refused|^HTTP 400 /);
-    expect(plain).not.toMatch(/kvs/);
-    // TLS without a client certificate: the handshake is refused, or the request is.
-    const anonymous = await etcdRequest(p, {
-      path: '/v3/kv/range',
-      method: 'POST',
-      body: JSON.stringify({ key: 'L3JlZ2lzdHJ5L3NlY3JldHMv', range_end: 'L3JlZ2lzdHJ5L3NlY3JldHMw' }),
-      withClientCert: false,
-    }).then(
-      (status) => `HTTP ${status}`,
-      (err: Error) => `refused: ${err.message}`,
-    );
-    expect(anonymous).toMatch(/^refused/);
-    // The apiserver's certificate works (so the refusals above are not a dead etcd).
-    expect(await etcdRequest(p)).toBe(200);
-    const args = (
-      await readFile(
-        `/proc/${(await clusterStatus()).components.find((c) => c.name === 'etcd')?.pid}/cmdline`,
-        'utf8',
-      )
-    ).split('\0');
-    expect(args).toContain('--client-cert-auth=true');
-    expect(args).toContain('--peer-client-cert-auth=true');
-  });
-
-  it('survives a crash: components killed with SIGKILL (stale pid files) come back with the next up', async () => {
-    const before = await clusterStatus();
-    const victims = before.components.filter((c) => c.name === 'kube-scheduler' || c.name === 'kubelet');
-    expect(victims).toHaveLength(2);
-    for (const v of victims) process.kill(v.pid as number, 'SIGKILL');
-    await waitFor(
-      clusterStatus,
-      (s) => s.components.filter((c) => !c.running).length === 2,
-      'the killed components to be seen as stopped',
-      { timeoutMs: 10_000, intervalMs: 200 },
-    );
-    await prepareLocalStack();
-    const after = await clusterStatus();
-    expect(after.components.every((c) => c.running)).toBe(true);
-    for (const v of victims) {
-      expect(after.components.find((c) => c.name === v.name)?.pid, v.name).not.toBe(v.pid);
-    }
-    await waitFor(
-      () => k(['get', 'nodes', '--no-headers']),
-      (out) => /^waggle-node\s+Ready\s/.test(out),
-      'the node Ready again',
-      { timeoutMs: 60_000 },
-    );
-  });
-
-  it('keeps at most two builds of each component image in podman', async () => {
-    for (const c of ['operator', 'mcp-gateway', 'node-agent']) {
-      const tags = (
-        await run('podman', ['images', '--format', '{{.Tag}}', '--filter', `reference=localhost/waggle/${c}`])
-      ).stdout
-        .split('\n')
-        .filter(Boolean);
-      expect(tags, c).toContain(stack.images[c as keyof typeof stack.images].split(':').pop());
-      expect(tags.length, `${c}: ${tags.join(' ')}`).toBeLessThanOrEqual(2);
-    }
-  });
-});
-
-describe('the Helm chart on the real node', () => {
-  it('passes helm lint and ships the generated CRDs unchanged', async () => {
-    expect(await helmRun(stack, ['lint', CHART])).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
-    for (const f of ['waggle.dev_waggleenvironments.yaml', 'waggle.dev_wagglenodes.yaml']) {
-      expect(
-        await readFile(join(CHART, 'crds', f), 'utf8'),
-        `charts/waggle/crds/${f} is stale: cp crds/${f} charts/waggle/crds/`,
-      ).toBe(await readFile(join(REPO, 'crds', f), 'utf8'));
-    }
-  });
-
-  it('rejects bad values with messages that name the field', async () => {
-    const bad: Array<[string[], RegExp]> = [
-      [['--set', 'operator.replicas=0'], /operator\.replicas.*minimum.*1|operator\/replicas.*1/s],
-      [['--set', 'nodeAgent.runtimes={ruby}'], /nodeAgent\.runtimes\.0|nodeAgent\/runtimes\/0/],
-      [
-        ['--set', 'gateway.defaultExecTimeout=soon'],
-        /gateway\.defaultExecTimeout|gateway\/defaultExecTimeout/,
-      ],
-      [
-        [
-          '--set',
-          'gateway.apiKeys.keys[0].name=x',
-          '--set',
-          'gateway.apiKeys.keys[0].namespace=Bad_NS',
-          '--set',
-          'gateway.apiKeys.keys[0].key=k',
-        ],
-        /namespace/,
-      ],
-      [['--set', 'nodeAgent.accelerator=fast'], /nodeAgent\.accelerator|nodeAgent\/accelerator/],
-      [['--set', 'operator.replicaz=2'], /replicaz/],
-    ];
-    for (const [args, expected] of bad) {
-      const err = await helmRun(stack, ['template', RELEASE, CHART, ...args]).then(
-        () => 'accepted',
-        (e: Error) => e.message,
-      );
-      expect(err, args.join(' ')).toMatch(/values don't meet the specifications of the schema/);
-      expect(err, args.join(' ')).toMatch(expected);
-    }
-  });
-
-  it('works with Helm 3 as well: lint, the same objects, schema errors, a server dry-run', async () => {
-    const helm3 = await ensureHelm({ version: HELM3_VERSION });
-    const h3 = (args: string[]) =>
-      run(helm3, args, {
-        env: { ...process.env, KUBECONFIG: stack.cluster.kubeconfigPath },
-        maxBuffer: 32 << 20,
-      }).then(
-        (r) => r.stdout,
-        (e: { stderr?: string; message: string }) => {
-          throw new Error(`helm ${HELM3_VERSION} ${args[0]} failed: ${e.stderr || e.message}`);
-        },
-      );
-    expect(await h3(['version', '--short'])).toMatch(/^v3\./);
-    expect(await h3(['lint', CHART])).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
-
-    const objects = (manifest: string) =>
-      parseAllDocuments(manifest)
-        .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string } } | null)
-        .filter((o) => o?.kind)
-        .map((o) => `${o?.kind}/${o?.metadata?.name}`)
-        .sort();
-    const values = localChartValues(stack);
-    const rendered3 = objects(await h3(['template', RELEASE, CHART, '-n', NS, ...values]));
-    const rendered4 = objects(await helmRun(stack, ['template', RELEASE, CHART, '-n', NS, ...values]));
-    expect(rendered3).toEqual(rendered4);
-    expect(rendered3).toEqual(
-      expect.arrayContaining([`Deployment/${RELEASE}-operator`, `DaemonSet/${RELEASE}-node-agent`]),
-    );
-
-    // Helm 3 validates values.schema.json with another JSON Schema library (draft 7).
-    const refused = await h3(['template', RELEASE, CHART, '--set', 'operator.replicas=0']).then(
-      () => 'accepted',
-      (e: Error) => e.message,
-    );
-    expect(refused).toMatch(/values don't meet the specifications of the schema/);
-    expect(refused).toMatch(/operator.*replicas/s);
-
-    // Against the live apiserver (capabilities, lookup) without changing anything.
-    expect(await h3(['install', `${RELEASE}-helm3`, CHART, '-n', NS, '--dry-run=server', ...values])).toMatch(
-      /STATUS: pending-install/,
-    );
-    expect(await h3(['list', '-A', '-q'])).not.toMatch(/helm3/);
-  });
-
-  it('renders the local values even when a content-hash tag is all digits', async () => {
-    // A 12-hex-digit hash is all decimal digits about once in 280 builds; `--set` would make it a
-    // number and the schema would refuse the install (this broke CI once).
-    const digits = {
-      ...stack,
-      images: { ...stack.images, 'node-agent': 'localhost/waggle/node-agent:176362492599' },
-    };
-    const out = await helmRun(stack, ['template', RELEASE, CHART, ...localChartValues(digits)]);
-    expect(out).toContain('image: localhost/waggle/node-agent:176362492599');
-  });
-
+describe('the Helm chart installed on the real node', () => {
   it('installs: two operator replicas, the gateway and the node-agent become Ready', async () => {
     await installWaggle(stack);
     const pods = await waitFor(podsReady, allReady, 'every pod Ready', {
