@@ -59,7 +59,11 @@ export interface ReconcilerDeps {
   now?: () => Date;
 }
 
-const DEFAULTS = { nodeLostGraceMs: 600_000, agentCallTimeoutMs: 15_000, createVMTimeoutMs: 300_000 };
+const DEFAULTS = {
+  nodeLostGraceMs: 600_000,
+  agentCallTimeoutMs: 15_000,
+  createVMTimeoutMs: CREATE_DEADLINE_DEFAULTS.createVMMs,
+};
 
 /**
  * Level-based reconciler for WaggleEnvironments (docs/architecture.md, operator; ADR 0006).
