@@ -1,4 +1,11 @@
-import { deadlines, EnvironmentReason, k8sTime, type WaggleEnvironment, type WaggleNode } from '@waggle/crds';
+import {
+  CREATE_DEADLINE_DEFAULTS,
+  deadlines,
+  EnvironmentReason,
+  k8sTime,
+  type WaggleEnvironment,
+  type WaggleNode,
+} from '@waggle/crds';
 import type { Logger } from 'pino';
 import type { ReconcileResult } from '../runtime/controller.ts';
 import { OffWorkerCalls } from './off-worker-calls.ts';
