@@ -260,10 +260,22 @@ describe('a new environment', () => {
   });
 
   it.each([
-    ['no node registered', () => undefined, /no WaggleNode|0\/0|no nodes/i],
-    ['the only node not Ready', (w: World) => w.addNode('n1', { ready: false }), /not ready/i],
-    ['the only node silent', (w: World) => w.addNode('n1', { silentMs: 60_000 }), /heartbeat/i],
-    ['the only node full', (w: World) => w.addNode('n1', { vms: 0 }), /VM slot|capacity|full/i],
+    ['no node registered', () => undefined, /^0\/0 nodes are available: no WaggleNode is registered/],
+    [
+      'the only node not Ready',
+      (w: World) => w.addNode('n1', { ready: false }),
+      /^0\/1 nodes are available: 1 not ready$/,
+    ],
+    [
+      'the only node silent',
+      (w: World) => w.addNode('n1', { silentMs: 60_000 }),
+      /^0\/1 nodes are available: 1 heartbeat is stale$/,
+    ],
+    [
+      'the only node full',
+      (w: World) => w.addNode('n1', { vms: 0 }),
+      /^0\/1 nodes are available: 1 no free VM slot$/,
+    ],
   ])('stays Pending with Unschedulable (once as an Event) when %s', async (_case, setup, reason) => {
     const w = new World();
     setup(w);
@@ -500,10 +512,16 @@ describe('deletion', () => {
     await expect(r.reconcile(key)).rejects.toThrow(/connection refused/);
     expect(w.envs.has(key)).toBe(true);
 
-    // A new operator (failover) past the deadline: the deadline comes from the object, not memory.
+    // A new operator (failover) past the deadline: the deadline comes from the object, not memory;
+    // its own failures are still retried for a short window before it gives up.
     w.now += CONFIG.destroyTimeoutMs;
     const successor = w.reconciler();
     await successor.reconcile(key); // its own DestroyVM
+    await drain();
+    await expect(successor.reconcile(key)).rejects.toThrow(/connection refused/);
+    expect(w.envs.has(key)).toBe(true);
+    w.now += 30_000;
+    await successor.reconcile(key);
     await drain();
     await successor.reconcile(key);
     expect(w.envs.has(key)).toBe(false);
@@ -514,6 +532,38 @@ describe('deletion', () => {
         /could not destroy the VM on n1 for 120 s since the deletion \(connection refused\)/,
       ),
     });
+  });
+
+  it('gives a destroy delayed past the deadline by a slow CreateVM its own retries (one failure releases nothing)', async () => {
+    const w = new World();
+    w.addNode('n1');
+    const key = w.addEnv('e');
+    const r = w.reconciler();
+    await r.reconcile(key); // Scheduled
+    let finishCreate: () => void = () => undefined;
+    w.createVM = 'hang';
+    const created = new Promise<object>((resolve) => {
+      finishCreate = () => resolve({});
+    });
+    w.agents.for = ((original) => (endpoint: string, node: string) => {
+      const agent = original(endpoint, node);
+      return { ...agent, createVM: (() => created) as unknown as VmAgent['createVM'] };
+    })(w.agents.for.bind(w.agents));
+    await r.reconcile(key); // CreateVM in flight
+    await w.store.delete(w.envs.get(key) as WaggleEnvironment);
+    expect(await r.reconcile(key)).toEqual({ requeueAfterMs: 5_000 });
+    w.now += 200_000; // the boot takes longer than destroyTimeout
+    finishCreate();
+    await drain();
+    w.destroyVM = { code: Code.Unavailable, message: 'agent restarting' };
+    await r.reconcile(key); // DestroyVM
+    await drain();
+    await expect(r.reconcile(key)).rejects.toThrow(/agent restarting/);
+    expect(w.envs.has(key)).toBe(true); // not released on one failure
+    w.destroyVM = { ok: { existed: true } };
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.envs.has(key)).toBe(false);
+    expect(w.reasons()).not.toContain('VMNotDestroyed');
   });
 
   it('waits for a deregistered node, bounded by destroyTimeout since the deletion', async () => {
@@ -555,6 +605,74 @@ describe('deletion', () => {
     expect(w.events).toEqual([
       { type: 'Normal', reason: 'Terminating', message: 'Deleting (no VM was started)' },
     ]);
+  });
+});
+
+describe('more transitions', () => {
+  it('Booting with its CreateVM still running: no second call, no status change', async () => {
+    const w = new World();
+    w.addNode('n1');
+    const key = w.addEnv('e');
+    const r = w.reconciler();
+    await r.reconcile(key);
+    w.createVM = 'hang';
+    await r.reconcile(key);
+    const booting = w.envs.get(key)?.metadata.resourceVersion;
+    expect(await r.reconcile(key)).toBeUndefined();
+    expect(await r.reconcile(key)).toBeUndefined();
+    expect(w.calls).toEqual(['createVM']);
+    expect(w.envs.get(key)?.metadata.resourceVersion).toBe(booting);
+  });
+
+  it('a Failed environment whose node is registered without an endpoint is kept, nothing called', async () => {
+    const w = new World();
+    w.addNode('n1');
+    (w.nodes.get('n1')?.status as { endpoint?: string }).endpoint = undefined;
+    const key = w.addEnv('e', { status: { phase: 'Failed', nodeName: 'n1' } });
+    const result = await w.reconciler().reconcile(key);
+    expect(result?.requeueAfterMs).toBe(30 * 60_000);
+    expect(w.calls).toEqual([]);
+    expect(w.status(key)?.phase).toBe('Failed');
+  });
+
+  it('a Pending environment expires too (nothing was started)', async () => {
+    const w = new World();
+    const key = w.addEnv('e', { idleTimeout: '1m' });
+    const r = w.reconciler();
+    await r.reconcile(key);
+    expect(w.status(key)?.phase).toBe('Pending');
+    w.now += 61_000;
+    await r.reconcile(key);
+    expect(w.envs.get(key)?.metadata.deletionTimestamp).toBeDefined();
+    await r.reconcile(key);
+    expect(w.envs.has(key)).toBe(false);
+    expect(w.reasons()).toEqual(['Unschedulable', 'Expired', 'Terminating']);
+    expect(w.calls).toEqual([]);
+  });
+
+  it('acts on the cached object when the cache lags a write (a stale write is a conflict, retried)', async () => {
+    const w = new World();
+    w.addNode('n1');
+    const key = w.addEnv('e');
+    const stale = structuredClone(w.envs.get(key) as WaggleEnvironment);
+    const r = w.reconciler();
+    await r.reconcile(key); // Scheduled
+    const lagging = new EnvironmentReconciler({
+      getEnv: () => stale,
+      listEnvs: () => [stale],
+      getNode: (name) => w.nodes.get(name),
+      listNodes: () => [...w.nodes.values()],
+      nodeSilentForMs: () => 0,
+      store: w.store,
+      agents: w.agents,
+      events: w.events$,
+      log: pino({ level: 'silent' }),
+      config: CONFIG,
+      enqueue: () => undefined,
+      now: () => new Date(w.now),
+    });
+    await expect(lagging.reconcile(key)).rejects.toMatchObject({ code: 409 });
+    expect(w.status(key)).toMatchObject({ phase: 'Scheduled', nodeName: 'n1' });
   });
 });
 

@@ -91,6 +91,7 @@ export class EnvironmentReconciler {
     destroys: new OffWorkerCalls<DestroyVMResponse>(),
   };
   readonly #failedReleased = new Set<string>();
+  readonly #destroyFailingSince = new Map<string, number>();
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
@@ -135,6 +136,7 @@ export class EnvironmentReconciler {
       placement: this.#placement,
       calls: this.#calls,
       failedReleased: this.#failedReleased,
+      destroyFailingSince: this.#destroyFailingSince,
       listEnvs: d.listEnvs,
       enqueue: d.enqueue,
       onSchedulingFailure: () => d.onSchedulingFailure?.(),

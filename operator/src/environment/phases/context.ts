@@ -44,6 +44,8 @@ export interface PhaseContext {
   };
   /** Failed environments whose VM this operator has destroyed (or found gone), by UID. */
   failedReleased: Set<string>;
+  /** When this operator first saw a DestroyVM fail, by UID (the short retry window of finalize). */
+  destroyFailingSince: Map<string, number>;
   listEnvs: () => readonly WaggleEnvironment[];
   enqueue: (key: string) => void;
   onSchedulingFailure: () => void;

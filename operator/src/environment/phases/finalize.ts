@@ -7,6 +7,13 @@ import * as status from '../status.ts';
 import { FINALIZER } from '../store.ts';
 import type { PhaseContext } from './context.ts';
 
+/**
+ * However late a destroy starts (a CreateVM in flight delays it up to its own deadline; a new
+ * leader takes over), its failures are retried at least this long (capped by destroyTimeout)
+ * before the environment is released with its VM possibly left behind.
+ */
+const MIN_DESTROY_RETRY_MS = 30_000;
+
 const ORPHAN_HINT =
   "If the node comes back, the operator destroys the orphaned VM (id = this environment's UID) there.";
 
@@ -42,6 +49,7 @@ export async function finalize(
   ctx.calls.verifies.forget(uid);
   ctx.calls.destroys.forget(uid);
   ctx.failedReleased.delete(uid);
+  ctx.destroyFailingSince.delete(uid);
   ctx.placement.forget(keyOf(env));
   await ctx.store.setFinalizer(env, false);
   // Capacity freed: let pending environments try again.
@@ -53,7 +61,9 @@ export async function finalize(
 /**
  * Destroys the environment's VM on its node. Returns true when the finalizer may be released:
  * the VM is gone, or the node could not be reached (or was not registered) for destroyTimeoutMs
- * since the deletion, which is recorded as an Event. Otherwise returns when to try again.
+ * since the deletion — and failed destroys were retried for MIN_DESTROY_RETRY_MS —, which is
+ * recorded as an Event. Otherwise returns when to try again. The deletion time is the
+ * apiserver's; a skewed operator clock can only shorten the wait to the retry window.
  */
 async function destroyOnNode(
   ctx: PhaseContext,
@@ -87,7 +97,10 @@ async function destroyOnNode(
     return { requeueAfterMs: ctx.config.agentCallTimeoutMs + 1_000 }; // its completion enqueues the key sooner
   }
   if (r.state === 'done') return true;
-  if (waitedMs < limitMs) throw r.error; // retry with backoff
+  const failingSince = ctx.destroyFailingSince.get(uid) ?? ctx.now.getTime();
+  ctx.destroyFailingSince.set(uid, failingSince);
+  const retriedMs = ctx.now.getTime() - failingSince;
+  if (waitedMs < limitMs || retriedMs < Math.min(MIN_DESTROY_RETRY_MS, limitMs)) throw r.error; // retry with backoff
   await ctx.events.record(
     env,
     'Warning',
