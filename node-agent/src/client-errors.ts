@@ -12,6 +12,7 @@ import {
   type VMExitedDetail,
   VMExitedDetailSchema,
 } from './gen/waggle/nodeagent/v1/node_agent_pb.js';
+import { detailFromLegacyHeaders } from './legacy-error-headers.ts';
 
 /**
  * What a failed node-agent call means:
@@ -64,6 +65,8 @@ export function classifyNodeAgentError(err: unknown): NodeAgentFailure {
   if (port) return { ...base, kind: 'port-not-listening', detail: port };
   const [exited] = error.findDetails(VMExitedDetailSchema);
   if (exited) return { ...base, kind: 'vm-exited', detail: exited };
+  const legacy = detailFromLegacyHeaders(error); // an agent from before the typed details
+  if (legacy) return { ...base, ...legacy };
   if (TRANSIENT.has(error.code)) return { ...base, kind: 'transient' };
   switch (error.code) {
     case Code.NotFound:

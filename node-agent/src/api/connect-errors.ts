@@ -1,3 +1,4 @@
+import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import {
   GuestFileError,
@@ -19,6 +20,7 @@ import {
   ProcessNotFoundReason,
   VMExitedDetailSchema,
 } from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
+import { setLegacyHeaders } from '../legacy-error-headers.ts';
 
 /** The wire kind of each file error (FileErrorDetail.kind). */
 const FILE_ERROR_KIND: Record<GuestFileError['code'], FileErrorKind> = {
@@ -49,26 +51,33 @@ export function toConnectError(err: unknown): ConnectError {
   if (e instanceof InvalidArgumentError) return new ConnectError(e.message, Code.InvalidArgument);
   if (e instanceof VMNotFoundError) return new ConnectError(e.message, Code.NotFound);
   if (e instanceof ProcessNotFoundError) {
-    return new ConnectError(e.message, Code.NotFound, undefined, [
-      {
-        desc: ProcessNotFoundDetailSchema,
-        value: { reason: PROCESS_NOT_FOUND_REASON[e.reason], knownProcessIds: e.knownIds },
-      },
-    ]);
+    const value = { reason: PROCESS_NOT_FOUND_REASON[e.reason], knownProcessIds: e.knownIds };
+    return setLegacyHeaders(
+      new ConnectError(e.message, Code.NotFound, undefined, [{ desc: ProcessNotFoundDetailSchema, value }]),
+      { kind: 'process-not-found', detail: create(ProcessNotFoundDetailSchema, value) },
+    );
   }
   if (e instanceof VMConflictError) return new ConnectError(e.message, Code.AlreadyExists);
   if (e instanceof ResourceExhaustedError) return new ConnectError(e.message, Code.ResourceExhausted);
   if (e instanceof GuestUnavailableError) return new ConnectError(e.message, Code.Unavailable);
   if (e instanceof VMBootError) return new ConnectError(e.message, Code.Internal);
   if (e instanceof GuestPortClosedError) {
-    return new ConnectError(e.message, Code.FailedPrecondition, undefined, [
-      { desc: PortNotListeningDetailSchema, value: { port: e.port } },
-    ]);
+    const value = { port: e.port };
+    return setLegacyHeaders(
+      new ConnectError(e.message, Code.FailedPrecondition, undefined, [
+        { desc: PortNotListeningDetailSchema, value },
+      ]),
+      { kind: 'port-not-listening', detail: create(PortNotListeningDetailSchema, value) },
+    );
   }
   if (e instanceof VMExitedError) {
-    return new ConnectError(e.message, Code.FailedPrecondition, undefined, [
-      { desc: VMExitedDetailSchema, value: { vmId: e.vmId } },
-    ]);
+    const value = { vmId: e.vmId };
+    return setLegacyHeaders(
+      new ConnectError(e.message, Code.FailedPrecondition, undefined, [
+        { desc: VMExitedDetailSchema, value },
+      ]),
+      { kind: 'vm-exited', detail: create(VMExitedDetailSchema, value) },
+    );
   }
   if (e instanceof GuestFileError) return fileConnectError(e);
   return new ConnectError(e?.message ?? String(err), Code.Internal);
@@ -83,9 +92,11 @@ function fileConnectError(e: GuestFileError): ConnectError {
         : e.code === 'failed'
           ? Code.Internal
           : Code.FailedPrecondition;
-  return new ConnectError(e.message, code, undefined, [
-    { desc: FileErrorDetailSchema, value: { kind: FILE_ERROR_KIND[e.code], path: e.path } },
-  ]);
+  const value = { kind: FILE_ERROR_KIND[e.code], path: e.path };
+  return setLegacyHeaders(
+    new ConnectError(e.message, code, undefined, [{ desc: FileErrorDetailSchema, value }]),
+    { kind: 'file', detail: create(FileErrorDetailSchema, value) },
+  );
 }
 
 /** Wraps a handler so domain errors leave as Connect errors. */
