@@ -11,6 +11,7 @@ import {
   type RenamedVariable,
 } from '@waggle/crds';
 import { z } from 'zod';
+import { NETWORK_CHOICES } from './services/environment-spec.ts';
 
 const hostPort = hostPortSchema;
 const positiveInt = z.coerce.number().int().positive();
@@ -63,7 +64,7 @@ export const gatewayConfigSchema = z.object({
    * Guest network of a new environment when create_environment does not say: none | internet;
    * unset: the CRD's default (internet).
    */
-  WAGGLE_DEFAULT_NETWORK: z.enum(['none', 'internet']).optional(),
+  WAGGLE_DEFAULT_NETWORK: z.enum(NETWORK_CHOICES).optional(),
   /** Longest an environment may live, however active (spec.maxLifetime); caps timeout_minutes. */
   WAGGLE_MAX_LIFETIME: durationMsSchema
     .refine((ms) => ms >= 60_000 && ms <= 168 * 3_600_000, {

@@ -1,7 +1,8 @@
 import { type EgressMode, formatDuration, type Runtime, type WaggleEnvironmentSpecInput } from '@waggle/crds';
 
 /** What a caller may ask for: no network, or the internet (never the node or private ranges). */
-export type NetworkChoice = 'none' | 'internet';
+export const NETWORK_CHOICES = ['none', 'internet'] as const;
+export type NetworkChoice = (typeof NETWORK_CHOICES)[number];
 
 export const egressFor = (choice: NetworkChoice): EgressMode => (choice === 'none' ? 'none' : 'all');
 export const networkChoiceOf = (egress: EgressMode): NetworkChoice =>

@@ -2,6 +2,7 @@ import { ALLOW_DOMAIN_PATTERN, MAX_ALLOW_DOMAINS, parseDuration } from '@waggle/
 import { z } from 'zod';
 import { InvalidRequestError } from '../errors.ts';
 import { defineTool } from '../mcp/tool.ts';
+import { NETWORK_CHOICES } from '../services/environment-spec.ts';
 import type { ToolDeps } from './deps.ts';
 import { environmentSummary, runtime, summarize } from './schemas.ts';
 
@@ -35,7 +36,7 @@ export const createEnvironmentTool = (d: ToolDeps) =>
           `Idle timeout in minutes (default ${d.limits.defaultIdleTimeoutMinutes}, at most ${d.environments.maxTimeoutMinutes()}: the maximum lifetime, however active).`,
         ),
       network: z
-        .enum(['none', 'internet'], { error: 'network must be "none" or "internet"' })
+        .enum(NETWORK_CHOICES, { error: 'network must be "none" or "internet"' })
         .optional()
         .describe(
           `"internet": the guest can reach the internet (package indexes) but never this cluster's nodes, pods, services or private networks; "none": no network at all. Default "${d.limits.defaultNetwork}".`,
