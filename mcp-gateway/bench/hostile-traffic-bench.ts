@@ -17,10 +17,7 @@ import { cpus, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { applyCRDs, freePorts, startControlPlane } from '@waggle/test';
+import { applyCRDs, connectClient, freePorts, kubeClients, startControlPlane } from '@waggle/test';
 
 const { values } = parseArgs({
   options: {
@@ -201,9 +198,9 @@ async function main(): Promise<void> {
   let attacker: ChildProcess | undefined;
   try {
     await applyCRDs(cp.kubeconfigPath);
-    const kc = new KubeConfig();
-    kc.loadFromFile(cp.kubeconfigPath);
-    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: 'bench-hostile' } } });
+    await kubeClients(cp.kubeconfigPath).core.createNamespace({
+      body: { metadata: { name: 'bench-hostile' } },
+    });
     const key = `bench-${Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('hex')}`;
     await writeFile(
       join(dir, 'keys.yaml'),
@@ -229,12 +226,7 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 200));
     }
 
-    const client = new Client({ name: 'bench', version: '1' });
-    await client.connect(
-      new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
-        requestInit: { headers: { Authorization: `Bearer ${key}` } },
-      }),
-    );
+    const client = await connectClient(`${base}/mcp`, key, 'bench');
     const measure = async (n: number) => {
       const ms: number[] = [];
       const start = performance.now();

@@ -1,8 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import { type AgentProcess, applyCRDs, freePorts, startAgentProcess } from '@waggle/test';
+import { type AgentProcess, applyCRDs, freePorts, kubeClients, startAgentProcess } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   Code,
@@ -89,11 +88,8 @@ afterAll(async () => {
   await killAgent('SIGTERM');
   // WaggleNodes are cluster-scoped: remove ours once the agent can no longer re-register it, so
   // later test files never see a "healthy" node whose endpoint is gone.
-  const kc = new KubeConfig();
-  kc.loadFromFile(kubeconfigPath);
-  await kc
-    .makeApiClient(CustomObjectsApi)
-    .deleteClusterCustomObject({
+  await kubeClients(kubeconfigPath)
+    .custom.deleteClusterCustomObject({
       group: 'waggle.dev',
       version: 'v1alpha1',
       plural: 'wagglenodes',
@@ -202,9 +198,7 @@ describe('node-agent over ConnectRPC (real process, real VMs)', () => {
   });
 
   it('registers its WaggleNode and keeps the heartbeat fresh', { timeout: 60_000 }, async () => {
-    const kc = new KubeConfig();
-    kc.loadFromFile(kubeconfigPath);
-    const api = kc.makeApiClient(CustomObjectsApi);
+    const api = kubeClients(kubeconfigPath).custom;
     const get = async () =>
       (await api.getClusterCustomObject({
         group: 'waggle.dev',

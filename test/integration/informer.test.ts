@@ -1,4 +1,4 @@
-import { CoreV1Api, CustomObjectsApi, KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import type { WaggleEnvironment } from '@waggle/crds';
 import {
   environmentInformer,
@@ -9,13 +9,10 @@ import {
 } from '@waggle/crds/informer';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { applyCRDs, deleteTestNamespace } from '../src/index.ts';
+import { applyCRDs, deleteTestNamespace, kubeClients } from '../src/index.ts';
 
 const kubeconfigPath = inject('kubeconfigPath');
-const kc = new KubeConfig();
-kc.loadFromFile(kubeconfigPath);
-const custom = kc.makeApiClient(CustomObjectsApi);
-const core = kc.makeApiClient(CoreV1Api);
+const { kc, custom, core } = kubeClients(kubeconfigPath);
 const namespace = `informer-${process.pid}`;
 const coords = { group: 'waggle.dev', version: 'v1alpha1', plural: 'waggleenvironments' };
 const events: Array<[InformerEvent, string]> = [];

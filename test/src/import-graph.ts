@@ -78,12 +78,12 @@ export function workspacePackages(root: string): WorkspacePackage[] {
   });
 }
 
-function* typescriptFiles(dir: string): Generator<string> {
+function* sourceFiles(dir: string): Generator<string> {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     if (entry.name === 'node_modules' || entry.name.startsWith('.')) continue;
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) yield* typescriptFiles(path);
-    else if (/\.[cm]?ts$/.test(entry.name)) yield path;
+    if (entry.isDirectory()) yield* sourceFiles(path);
+    else if (/\.[cm]?[jt]s$/.test(entry.name)) yield path;
   }
 }
 
