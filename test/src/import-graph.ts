@@ -99,7 +99,7 @@ export function importGraph(root: string, packages = workspacePackages(root)): I
     packages.find((p) => path === join(root, p.dir) || path.startsWith(join(root, p.dir) + sep))?.dir;
   const edges: ImportEdge[] = [];
   for (const pkg of packages) {
-    for (const path of typescriptFiles(join(root, pkg.dir))) {
+    for (const path of sourceFiles(join(root, pkg.dir))) {
       const file = relative(root, path).split(sep).join('/');
       const role = roleOf(pkg.dir, file.slice(pkg.dir.length + 1));
       for (const specifier of importSpecifiers(readFileSync(path, 'utf8'))) {
