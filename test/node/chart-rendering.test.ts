@@ -53,6 +53,38 @@ describe('the Helm chart rendered for the real node', () => {
     }
   });
 
+  it('renders the three create timeouts under their own names and refuses values that break their nesting', async () => {
+    const rendered = await helmRun(stack, [
+      'template',
+      RELEASE,
+      CHART,
+      '--set',
+      'nodeAgent.bootTimeout=100s',
+      '--set',
+      'operator.createVMTimeout=4m',
+      '--set',
+      'gateway.createWaitTimeout=150s',
+    ]);
+    const envOf = (name: string) => new RegExp(`name: ${name}, value: "?([^" }]+)`).exec(rendered)?.[1];
+    expect([
+      envOf('WAGGLE_BOOT_TIMEOUT'),
+      envOf('WAGGLE_CREATE_VM_TIMEOUT'),
+      envOf('WAGGLE_CREATE_WAIT_TIMEOUT'),
+    ]).toEqual(['100s', '4m', '150s']);
+    expect(rendered).not.toMatch(/WAGGLE_CREATE_TIMEOUT\b/); // the deprecated name is only read, never set
+    const refused = async (args: string[]) =>
+      helmRun(stack, ['template', RELEASE, CHART, ...args]).then(
+        () => 'accepted',
+        (e: Error) => e.message,
+      );
+    expect(await refused(['--set', 'nodeAgent.bootTimeout=1h'])).toMatch(
+      /nodeAgent\.bootTimeout \(1h\) must be shorter than operator\.createVMTimeout/,
+    );
+    expect(
+      await refused(['--set', 'nodeAgent.bootTimeout=200s', '--set', 'operator.createVMTimeout=10m']),
+    ).toMatch(/nodeAgent\.bootTimeout \(200s\) must be shorter than gateway\.createWaitTimeout/);
+  });
+
   it('works with Helm 3 as well: lint, the same objects, schema errors, a server dry-run', async () => {
     const helm3 = await ensureHelm({ version: HELM3_VERSION });
     const h3 = (args: string[]) =>
