@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { InvolvedObject } from './events.ts';
 import type { EnvironmentWriter, EventSink, VmAgent, VmAgents } from './ports.ts';
-import { EnvironmentReconciler, type ReconcilerConfig } from './reconciler.ts';
+import { EnvironmentReconciler, type ReconcilerConfig, type ReconcilerDeps } from './reconciler.ts';
 import { FINALIZER } from './store.ts';
 
 // Table-driven tests of the reconciler's phase transitions against in-memory fakes of its ports
@@ -172,7 +172,8 @@ class World {
     return `ns/${name}`;
   }
 
-  reconciler(): EnvironmentReconciler {
+  /** A reconciler over this world; `deps` replaces some of its views (e.g. a lagging cache). */
+  reconciler(deps: Partial<ReconcilerDeps> = {}): EnvironmentReconciler {
     return new EnvironmentReconciler({
       getEnv: (key) => this.envs.get(key),
       listEnvs: () => [...this.envs.values()],
@@ -186,6 +187,7 @@ class World {
       config: CONFIG,
       enqueue: (key) => this.enqueued.push(key),
       now: () => new Date(this.now),
+      ...deps,
     });
   }
 
@@ -657,20 +659,7 @@ describe('more transitions', () => {
     const stale = structuredClone(w.envs.get(key) as WaggleEnvironment);
     const r = w.reconciler();
     await r.reconcile(key); // Scheduled
-    const lagging = new EnvironmentReconciler({
-      getEnv: () => stale,
-      listEnvs: () => [stale],
-      getNode: (name) => w.nodes.get(name),
-      listNodes: () => [...w.nodes.values()],
-      nodeSilentForMs: () => 0,
-      store: w.store,
-      agents: w.agents,
-      events: w.events$,
-      log: pino({ level: 'silent' }),
-      config: CONFIG,
-      enqueue: () => undefined,
-      now: () => new Date(w.now),
-    });
+    const lagging = w.reconciler({ getEnv: () => stale, listEnvs: () => [stale] });
     await expect(lagging.reconcile(key)).rejects.toMatchObject({ code: 409 });
     expect(w.status(key)).toMatchObject({ phase: 'Scheduled', nodeName: 'n1' });
   });
@@ -683,21 +672,7 @@ describe('placement', () => {
     const keys = ['a', 'b', 'c', 'd'].map((n) => w.addEnv(n));
     // A cache that lags: it still shows every environment without a node.
     const stale = [...w.envs.values()].map((e) => structuredClone(e));
-    const r = new EnvironmentReconciler({
-      ...({} as object),
-      getEnv: (key) => w.envs.get(key),
-      listEnvs: () => stale,
-      getNode: (name) => w.nodes.get(name),
-      listNodes: () => [...w.nodes.values()],
-      nodeSilentForMs: () => 0,
-      store: w.store,
-      agents: w.agents,
-      events: w.events$,
-      log: pino({ level: 'silent' }),
-      config: CONFIG,
-      enqueue: () => undefined,
-      now: () => new Date(w.now),
-    });
+    const r = w.reconciler({ listEnvs: () => stale, enqueue: () => undefined });
     await Promise.all(keys.map((k) => r.reconcile(k)));
     expect(keys.map((k) => w.status(k)?.phase).sort()).toEqual([
       'Pending',
