@@ -4,7 +4,16 @@ import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { connect, type Socket } from 'node:net';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { call, connectClient, endSession, errorText, kubeClients, ok } from '@waggle/test';
+import {
+  agentServiceAccount,
+  call,
+  connectClient,
+  endSession,
+  errorText,
+  initializeBody,
+  kubeClients,
+  ok,
+} from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunningGateway } from '../src/gateway.ts';
 import { maxCallBodyBytes } from '../src/tools/schemas.ts';
@@ -66,12 +75,7 @@ afterAll(async () => {
   await stack?.close();
 });
 
-const initialize = JSON.stringify({
-  jsonrpc: '2.0',
-  id: 1,
-  method: 'initialize',
-  params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
-});
+const initialize = initializeBody();
 
 /** A raw connection: what the server sent, when it closed, how many bytes we managed to send. */
 interface RawResult {
@@ -155,41 +159,7 @@ async function apiserverTokenReviews(): Promise<number> {
 
 /** A ServiceAccount in `ns` allowed to use Waggle, and a token for it with the given audiences. */
 async function serviceAccountToken(name: string, audiences: string[]): Promise<string> {
-  await core
-    .createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name } } })
-    .catch(() => undefined);
-  await rbac
-    .createNamespacedRole({
-      namespace: ns,
-      body: {
-        metadata: { name: 'waggle-agent' },
-        rules: [
-          {
-            apiGroups: ['waggle.dev'],
-            resources: ['waggleenvironments'],
-            verbs: ['create', 'get', 'list', 'delete'],
-          },
-        ],
-      },
-    })
-    .catch(() => undefined);
-  await rbac
-    .createNamespacedRoleBinding({
-      namespace: ns,
-      body: {
-        metadata: { name },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'waggle-agent' },
-        subjects: [{ kind: 'ServiceAccount', name, namespace: ns }],
-      },
-    })
-    .catch(() => undefined);
-  return (
-    await core.createNamespacedServiceAccountToken({
-      name,
-      namespace: ns,
-      body: { spec: { audiences, expirationSeconds: 600 } },
-    })
-  ).status?.token as string;
+  return (await agentServiceAccount({ core, rbac }, ns, name))(audiences);
 }
 
 describe('mcp-gateway under hostile traffic', () => {

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { NamespaceQuotas } from '../../operator/src/quota/namespace-quotas.ts';
 import {
+  agentServiceAccount,
   applyCRDs,
   type ControlPlane,
   ensureHelm,
@@ -72,6 +73,11 @@ const kcFor = (token: string): KubeConfig => {
   return kc;
 };
 
+/** A client as ServiceAccount `name` in `namespace` with a Role of its own granting `verbs` on environments. */
+const roleClient = async (namespace: string, name: string, verbs: string[]) =>
+  kcFor(
+    await (await agentServiceAccount(kubeClients(cp.kubeconfigPath), namespace, name, verbs))(),
+  ).makeApiClient(CustomObjectsApi);
 const env = (
   name: string,
   spec: Record<string, unknown>,
@@ -210,28 +216,7 @@ beforeAll(async () => {
   const agentToken = await agentNamespace('team-a');
   clients.agent = kcFor(agentToken).makeApiClient(CustomObjectsApi);
   // A namespace editor: may also update and patch environments (the agent role cannot).
-  await kubectl(['create', 'serviceaccount', 'editor', '-n', 'team-a']);
-  await kubectl([
-    'create',
-    'role',
-    'env-editor',
-    '-n',
-    'team-a',
-    '--verb=create,get,list,update,patch',
-    `--resource=${PLURAL}.${GROUP}`,
-  ]);
-  await kubectl([
-    'create',
-    'rolebinding',
-    'env-editor',
-    '-n',
-    'team-a',
-    '--role=env-editor',
-    '--serviceaccount=team-a:editor',
-  ]);
-  clients.editor = kcFor(
-    (await kubectl(['create', 'token', 'editor', '-n', 'team-a', '--duration=1h'])).trim(),
-  ).makeApiClient(CustomObjectsApi);
+  clients.editor = await roleClient('team-a', 'editor', ['create', 'get', 'list', 'update', 'patch']);
 
   // The policy takes effect once the apiserver has loaded it, and creates wait for the quota.
   await waitFor(() => quotaIn('team-a'), inForce, 'the quota in force in team-a', { timeoutMs: 30_000 });
@@ -424,28 +409,7 @@ describe('an agent token used with kubectl instead of the gateway', () => {
     // Access through a Role of its own, not the agent ClusterRole: nothing tells the operator
     // about the namespace until its first environment.
     await kubectl(['create', 'namespace', 'team-new']);
-    await kubectl(['create', 'serviceaccount', 'agent', '-n', 'team-new']);
-    await kubectl([
-      'create',
-      'role',
-      'envs',
-      '-n',
-      'team-new',
-      '--verb=create,get,list',
-      `--resource=${PLURAL}.${GROUP}`,
-    ]);
-    await kubectl([
-      'create',
-      'rolebinding',
-      'envs',
-      '-n',
-      'team-new',
-      '--role=envs',
-      '--serviceaccount=team-new:agent',
-    ]);
-    const agent = kcFor(
-      (await kubectl(['create', 'token', 'agent', '-n', 'team-new', '--duration=1h'])).trim(),
-    ).makeApiClient(CustomObjectsApi);
+    const agent = await roleClient('team-new', 'agent', ['create', 'get', 'list']);
     await agent.createNamespacedCustomObject({
       ...coords('team-new'),
       body: env('first', { maxLifetime: '1h' }),

@@ -70,6 +70,15 @@ describe('the Helm chart installed on the real node', () => {
   let token = '';
   let envId = '';
   let vmPid = 0;
+  /** Runs python in the environment through a new MCP session; returns its stdout. */
+  const pythonOut = async (code: string): Promise<string> => {
+    const c = await mcpClient(token);
+    try {
+      return (await tool<{ stdout: string }>(c, 'execute', { environment_id: envId, code })).stdout;
+    } finally {
+      await c.close();
+    }
+  };
 
   it('runs code in an environment created through the gateway Service', async () => {
     token = await grantAgent(k, { namespace: AGENTS });
@@ -192,16 +201,7 @@ describe('the Helm chart installed on the real node', () => {
     // Its key was made on the node: it is in the agent's state directory, in no Secret.
     const keyFile = await readFile(join(stack.cluster.paths.base, 'node-agent', 'pki', 'tls.key'), 'utf8');
     expect(keyFile).toMatch(/BEGIN PRIVATE KEY/);
-    const c = await mcpClient(token);
-    try {
-      const out = await tool<{ stdout: string }>(c, 'execute', {
-        environment_id: envId,
-        code: 'print(2*21)',
-      });
-      expect(out.stdout).toBe('42\n');
-    } finally {
-      await c.close();
-    }
+    expect(await pythonOut('print(2*21)')).toBe('42\n');
   });
 
   it('keeps environments usable when the node-agent pod is deleted', async () => {
@@ -211,16 +211,7 @@ describe('the Helm chart installed on the real node', () => {
       intervalMs: 1_000,
     });
     expect(await qemuPids()).toEqual([vmPid]); // the same QEMU process, adopted by the new agent
-    const c = await mcpClient(token);
-    try {
-      const out = await tool<{ stdout: string }>(c, 'execute', {
-        environment_id: envId,
-        code: 'print("still here")',
-      });
-      expect(out.stdout).toBe('still here\n');
-    } finally {
-      await c.close();
-    }
+    expect(await pythonOut('print("still here")')).toBe('still here\n');
     expect(await k(['get', 'wenv', '-n', AGENTS, envId, '--no-headers'])).toMatch(/Running/);
   });
 
@@ -251,16 +242,7 @@ describe('the Helm chart installed on the real node', () => {
       intervalMs: 1_000,
     });
     expect(await qemuPids()).toEqual([vmPid]); // outside the container's cgroup: untouched
-    const c = await mcpClient(token);
-    try {
-      const out = await tool<{ stdout: string }>(c, 'execute', {
-        environment_id: envId,
-        code: 'print("survived a crash")',
-      });
-      expect(out.stdout).toBe('survived a crash\n');
-    } finally {
-      await c.close();
-    }
+    expect(await pythonOut('print("survived a crash")')).toBe('survived a crash\n');
   });
 
   it('rolls out a helm upgrade with a changed value without losing the running environment', async () => {
@@ -285,13 +267,7 @@ describe('the Helm chart installed on the real node', () => {
       env.spec.template.spec.containers[0]?.env.find((e) => e.name === 'WAGGLE_MAX_ENVIRONMENTS')?.value,
     ).toBe('20');
     expect(await qemuPids()).toEqual([vmPid]);
-    const c = await mcpClient(token);
-    try {
-      const out = await tool<{ stdout: string }>(c, 'execute', { environment_id: envId, code: 'print(6*7)' });
-      expect(out.stdout).toBe('42\n');
-    } finally {
-      await c.close();
-    }
+    expect(await pythonOut('print(6*7)')).toBe('42\n');
   });
 
   it('replaces the CA when its Secret is deleted: identities and the node certificate are reissued, no pod restarts, the environment stays usable', async () => {

@@ -37,3 +37,54 @@ export function kubeClients(path: string): KubeClients {
 
 /** Group, version and plural of WaggleEnvironment, for CustomObjectsApi calls. */
 export const ENVIRONMENTS = { group: GROUP, version: VERSION, plural: ENVIRONMENT_PLURAL } as const;
+
+const ignoreExists = (err: unknown) => {
+  if ((err as { code?: number }).code !== 409) throw err;
+};
+
+/** What an agent needs on waggleenvironments (the gateway checks these by SubjectAccessReview). */
+export const AGENT_VERBS = ['create', 'get', 'list', 'delete'] as const;
+
+/**
+ * A ServiceAccount `name` in `namespace`, and a Role and RoleBinding (both named `name`) granting
+ * it `verbs` on waggleenvironments (an agent's by default; none: no RBAC at all), created if
+ * missing. Returns a function that mints a 10-minute token for it with the given audiences.
+ */
+export async function agentServiceAccount(
+  clients: Pick<KubeClients, 'core' | 'rbac'>,
+  namespace: string,
+  name: string,
+  verbs: readonly string[] = AGENT_VERBS,
+): Promise<(audiences?: string[]) => Promise<string>> {
+  const { core, rbac } = clients;
+  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name } } }).catch(ignoreExists);
+  if (verbs.length) {
+    await rbac
+      .createNamespacedRole({
+        namespace,
+        body: {
+          metadata: { name },
+          rules: [{ apiGroups: [GROUP], resources: [ENVIRONMENT_PLURAL], verbs: [...verbs] }],
+        },
+      })
+      .catch(ignoreExists);
+    await rbac
+      .createNamespacedRoleBinding({
+        namespace,
+        body: {
+          metadata: { name },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+          subjects: [{ kind: 'ServiceAccount', name, namespace }],
+        },
+      })
+      .catch(ignoreExists);
+  }
+  return async (audiences = []) =>
+    (
+      await core.createNamespacedServiceAccountToken({
+        name,
+        namespace,
+        body: { spec: { audiences, expirationSeconds: 600 } },
+      })
+    ).status?.token as string;
+}

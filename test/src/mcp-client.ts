@@ -58,3 +58,30 @@ export async function ok<T = Record<string, unknown>>(
 
 export const errorText = (r: ToolResult): string =>
   r.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n');
+
+/** The JSON-RPC body of an MCP `initialize`, for tests that speak raw HTTP to the gateway's edge. */
+export function initializeBody(clientName = 'raw'): string {
+  return JSON.stringify({
+    jsonrpc: '2.0',
+    id: 1,
+    method: 'initialize',
+    params: {
+      protocolVersion: '2025-11-25',
+      capabilities: {},
+      clientInfo: { name: clientName, version: '1' },
+    },
+  });
+}
+
+/** POSTs a raw MCP `initialize` to `url` with extra headers (a token, an Origin, …). */
+export function postInitialize(url: string, headers: Record<string, string> = {}, clientName = 'raw') {
+  return fetch(url, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      ...headers,
+    },
+    body: initializeBody(clientName),
+  });
+}

@@ -1,7 +1,7 @@
 // The HTTP edge: bearer tokens and API keys, ServiceAccount tokens checked with RBAC, Origin and
 // Host checks, health and metrics.
 import { request as httpRequest } from 'node:http';
-import { connectClient, ok } from '@waggle/test';
+import { agentServiceAccount, connectClient, ok, postInitialize } from '@waggle/test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { RunningGateway } from '../../src/gateway.ts';
 import { core, envObject, nsA, nsB, rbac, useGatewayStack } from './fixture.ts';
@@ -14,25 +14,7 @@ beforeAll(() => {
 });
 
 describe('mcp-gateway HTTP edge', () => {
-  const post = (headers: Record<string, string>) =>
-    fetch(gateway.url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-        ...headers,
-      },
-      body: JSON.stringify({
-        jsonrpc: '2.0',
-        id: 1,
-        method: 'initialize',
-        params: {
-          protocolVersion: '2025-11-25',
-          capabilities: {},
-          clientInfo: { name: 'raw', version: '1' },
-        },
-      }),
-    });
+  const post = (headers: Record<string, string>) => postInitialize(gateway.url, headers);
 
   it('refuses a missing or unknown token with 401 and WWW-Authenticate', async () => {
     const none = await post({});
@@ -90,38 +72,9 @@ describe('mcp-gateway HTTP edge', () => {
     timeout: 60_000,
   }, async () => {
     const sa = 'agent-sa';
-    await core.createNamespacedServiceAccount({ namespace: nsB, body: { metadata: { name: sa } } });
-    await core.createNamespacedServiceAccount({ namespace: nsB, body: { metadata: { name: 'no-rbac' } } });
-    await rbac.createNamespacedRole({
-      namespace: nsB,
-      body: {
-        metadata: { name: 'waggle-agent' },
-        rules: [
-          {
-            apiGroups: ['waggle.dev'],
-            resources: ['waggleenvironments'],
-            verbs: ['create', 'get', 'list', 'delete'],
-          },
-        ],
-      },
-    });
-    await rbac.createNamespacedRoleBinding({
-      namespace: nsB,
-      body: {
-        metadata: { name: 'agent-sa' },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'waggle-agent' },
-        subjects: [{ kind: 'ServiceAccount', name: sa, namespace: nsB }],
-      },
-    });
-    const token = async (name: string) =>
-      (
-        await core.createNamespacedServiceAccountToken({
-          name,
-          namespace: nsB,
-          body: { spec: { audiences: [], expirationSeconds: 600 } },
-        })
-      ).status?.token as string;
-    const saClient = await connectClient(gateway.url, await token(sa), 'sa-agent');
+    const saToken = await agentServiceAccount({ core, rbac }, nsB, sa);
+    const noRbacToken = await agentServiceAccount({ core, rbac }, nsB, 'no-rbac', []);
+    const saClient = await connectClient(gateway.url, await saToken(), 'sa-agent');
     try {
       const created = await ok<{ environment_id: string }>(saClient, 'create_environment', {
         runtime: 'python',
@@ -133,35 +86,17 @@ describe('mcp-gateway HTTP edge', () => {
     } finally {
       await saClient.close();
     }
-    const denied = await post({ authorization: `Bearer ${await token('no-rbac')}` });
+    const denied = await post({ authorization: `Bearer ${await noRbacToken()}` });
     expect(denied.status).toBe(403);
     expect(await denied.text()).toMatch(/may not use waggleenvironments in namespace/);
     // Allowed to create only: the gateway must not lend it its own list/delete permissions.
-    await core.createNamespacedServiceAccount({
-      namespace: nsB,
-      body: { metadata: { name: 'create-only' } },
-    });
-    await rbac.createNamespacedRole({
-      namespace: nsB,
-      body: {
-        metadata: { name: 'create-only' },
-        rules: [{ apiGroups: ['waggle.dev'], resources: ['waggleenvironments'], verbs: ['create'] }],
-      },
-    });
-    await rbac.createNamespacedRoleBinding({
-      namespace: nsB,
-      body: {
-        metadata: { name: 'create-only' },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'create-only' },
-        subjects: [{ kind: 'ServiceAccount', name: 'create-only', namespace: nsB }],
-      },
-    });
-    const partial = await post({ authorization: `Bearer ${await token('create-only')}` });
+    const createOnlyToken = await agentServiceAccount({ core, rbac }, nsB, 'create-only', ['create']);
+    const partial = await post({ authorization: `Bearer ${await createOnlyToken()}` });
     expect(partial.status).toBe(403);
     expect(((await partial.json()) as { error: { message: string } }).error.message).toMatch(
       /lacks "get", "list", "delete" on waggleenvironments/,
     );
-    const otherNs = await post({ authorization: `Bearer ${await token(sa)}`, 'x-waggle-namespace': nsA });
+    const otherNs = await post({ authorization: `Bearer ${await saToken()}`, 'x-waggle-namespace': nsA });
     expect(otherNs.status).toBe(403);
   });
 

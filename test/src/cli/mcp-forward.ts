@@ -3,6 +3,7 @@
 import { join } from 'node:path';
 import type { DaemonSpec } from '../cluster/daemons.ts';
 import { clusterPaths } from '../cluster/layout.ts';
+import { postInitialize } from '../mcp-client.ts';
 
 export const MCP_PORT = Number(process.env.WAGGLE_UP_PORT ?? 8080);
 export const MCP_URL = `http://127.0.0.1:${MCP_PORT}/mcp`;
@@ -21,24 +22,9 @@ export function mcpForwarder(target: string): DaemonSpec {
 
 /** POSTs an MCP initialize with the token; true when the gateway answers 200. */
 export async function mcpAnswers(token: string): Promise<boolean> {
-  const r = await fetch(MCP_URL, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${token}`,
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-    },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'initialize',
-      params: {
-        protocolVersion: '2025-11-25',
-        capabilities: {},
-        clientInfo: { name: 'waggle-up', version: '1' },
-      },
-    }),
-  }).catch(() => undefined);
+  const r = await postInitialize(MCP_URL, { authorization: `Bearer ${token}` }, 'waggle-up').catch(
+    () => undefined,
+  );
   await r?.body?.cancel();
   return r?.status === 200;
 }
