@@ -220,6 +220,18 @@ async function reconcileUntilQuiet(w: World, r: EnvironmentReconciler, key: stri
   throw new Error(`${key} was still being queued after ${passes} passes: ${JSON.stringify(w.status(key))}`);
 }
 
+/** An environment placed on a healthy node whose CreateVM never answers (a boot in flight). */
+async function withCreateInFlight() {
+  const w = new World();
+  w.addNode('n1');
+  const key = w.addEnv('e');
+  const r = w.reconciler();
+  await r.reconcile(key); // Scheduled
+  w.createVM = 'hang';
+  await r.reconcile(key); // CreateVM in flight
+  return { w, r, key };
+}
+
 /** Pushes a scheduled environment to Running against a healthy node. */
 async function runningEnv(w: World, r: EnvironmentReconciler, name = 'e'): Promise<string> {
   w.addNode('n1');
@@ -585,13 +597,7 @@ describe('deletion', () => {
   });
 
   it('waits for a CreateVM in flight before destroying (no VM left behind)', async () => {
-    const w = new World();
-    w.addNode('n1');
-    const key = w.addEnv('e');
-    const r = w.reconciler();
-    await r.reconcile(key);
-    w.createVM = 'hang';
-    await r.reconcile(key); // CreateVM in flight
+    const { w, r, key } = await withCreateInFlight();
     await w.store.delete(w.envs.get(key) as WaggleEnvironment);
     expect(await r.reconcile(key)).toEqual({ requeueAfterMs: 5_000 });
     expect(w.calls).toEqual(['createVM']);
@@ -612,13 +618,7 @@ describe('deletion', () => {
 
 describe('more transitions', () => {
   it('Booting with its CreateVM still running: no second call, no status change', async () => {
-    const w = new World();
-    w.addNode('n1');
-    const key = w.addEnv('e');
-    const r = w.reconciler();
-    await r.reconcile(key);
-    w.createVM = 'hang';
-    await r.reconcile(key);
+    const { w, r, key } = await withCreateInFlight();
     const booting = w.envs.get(key)?.metadata.resourceVersion;
     expect(await r.reconcile(key)).toBeUndefined();
     expect(await r.reconcile(key)).toBeUndefined();
