@@ -16,7 +16,19 @@ import type { FastifyRequest } from 'fastify';
  * call nothing.
  */
 export const CLIENT_PERMISSIONS: ReadonlyMap<string, ReadonlySet<string>> = new Map([
-  ['waggle-operator', new Set(['CreateVM', 'GetVM', 'ListVMs', 'DestroyVM', 'GetNodeInfo'])],
+  [
+    'waggle-operator',
+    new Set([
+      'CreateVM',
+      'GetVM',
+      'ListVMs',
+      'DestroyVM',
+      'GetNodeInfo',
+      'SuspendVM',
+      'ResumeVM',
+      'SetWarmPools',
+    ]),
+  ],
   [
     'waggle-gateway',
     new Set([

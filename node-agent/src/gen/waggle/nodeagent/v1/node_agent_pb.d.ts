@@ -120,6 +120,35 @@ export declare type VM = Message<"waggle.nodeagent.v1.VM"> & {
    * @generated from field: string message = 7;
    */
   message: string;
+
+  /**
+   * @generated from field: waggle.nodeagent.v1.VMOrigin origin = 8;
+   */
+  origin: VMOrigin;
+
+  /**
+   * The warm pool the VM came from (origin WARM), "<namespace>/<name>".
+   *
+   * @generated from field: string pool = 9;
+   */
+  pool: string;
+
+  /**
+   * When it was last suspended / resumed (RFC 3339), and how long the last resume took.
+   *
+   * @generated from field: string suspended_at = 10;
+   */
+  suspendedAt: string;
+
+  /**
+   * @generated from field: string resumed_at = 11;
+   */
+  resumedAt: string;
+
+  /**
+   * @generated from field: uint32 resume_ms = 12;
+   */
+  resumeMs: number;
 };
 
 /**
@@ -136,6 +165,14 @@ export declare type CreateVMRequest = Message<"waggle.nodeagent.v1.CreateVMReque
    * @generated from field: waggle.nodeagent.v1.VMSpec spec = 1;
    */
   spec?: VMSpec | undefined;
+
+  /**
+   * Bind a warm VM of this pool ("<namespace>/<name>") if the node holds a ready one whose
+   * template equals spec; otherwise the VM is restored or booted as usual.
+   *
+   * @generated from field: string pool = 2;
+   */
+  pool: string;
 };
 
 /**
@@ -251,6 +288,207 @@ export declare type DestroyVMResponse = Message<"waggle.nodeagent.v1.DestroyVMRe
  * Use `create(DestroyVMResponseSchema)` to create a new message.
  */
 export declare const DestroyVMResponseSchema: GenMessage<DestroyVMResponse>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.SuspendVMRequest
+ */
+export declare type SuspendVMRequest = Message<"waggle.nodeagent.v1.SuspendVMRequest"> & {
+  /**
+   * @generated from field: string vm_id = 1;
+   */
+  vmId: string;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.SuspendVMRequest.
+ * Use `create(SuspendVMRequestSchema)` to create a new message.
+ */
+export declare const SuspendVMRequestSchema: GenMessage<SuspendVMRequest>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.SuspendVMResponse
+ */
+export declare type SuspendVMResponse = Message<"waggle.nodeagent.v1.SuspendVMResponse"> & {
+  /**
+   * @generated from field: waggle.nodeagent.v1.VM vm = 1;
+   */
+  vm?: VM | undefined;
+
+  /**
+   * Size of the saved state on the node's disk.
+   *
+   * @generated from field: uint64 state_bytes = 2;
+   */
+  stateBytes: bigint;
+
+  /**
+   * @generated from field: uint32 suspend_ms = 3;
+   */
+  suspendMs: number;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.SuspendVMResponse.
+ * Use `create(SuspendVMResponseSchema)` to create a new message.
+ */
+export declare const SuspendVMResponseSchema: GenMessage<SuspendVMResponse>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.ResumeVMRequest
+ */
+export declare type ResumeVMRequest = Message<"waggle.nodeagent.v1.ResumeVMRequest"> & {
+  /**
+   * @generated from field: string vm_id = 1;
+   */
+  vmId: string;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.ResumeVMRequest.
+ * Use `create(ResumeVMRequestSchema)` to create a new message.
+ */
+export declare const ResumeVMRequestSchema: GenMessage<ResumeVMRequest>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.ResumeVMResponse
+ */
+export declare type ResumeVMResponse = Message<"waggle.nodeagent.v1.ResumeVMResponse"> & {
+  /**
+   * @generated from field: waggle.nodeagent.v1.VM vm = 1;
+   */
+  vm?: VM | undefined;
+
+  /**
+   * 0 when the VM was already running.
+   *
+   * @generated from field: uint32 resume_ms = 2;
+   */
+  resumeMs: number;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.ResumeVMResponse.
+ * Use `create(ResumeVMResponseSchema)` to create a new message.
+ */
+export declare const ResumeVMResponseSchema: GenMessage<ResumeVMResponse>;
+
+/**
+ * A warm pool as one node should hold it.
+ *
+ * @generated from message waggle.nodeagent.v1.WarmPool
+ */
+export declare type WarmPool = Message<"waggle.nodeagent.v1.WarmPool"> & {
+  /**
+   * "<namespace>/<name>" of the WagglePool.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The VMs to keep warm; spec.vm_id is ignored.
+   *
+   * @generated from field: waggle.nodeagent.v1.VMSpec template = 2;
+   */
+  template?: VMSpec | undefined;
+
+  /**
+   * How many ready VMs this node should hold for the pool.
+   *
+   * @generated from field: uint32 replicas = 3;
+   */
+  replicas: number;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.WarmPool.
+ * Use `create(WarmPoolSchema)` to create a new message.
+ */
+export declare const WarmPoolSchema: GenMessage<WarmPool>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.SetWarmPoolsRequest
+ */
+export declare type SetWarmPoolsRequest = Message<"waggle.nodeagent.v1.SetWarmPoolsRequest"> & {
+  /**
+   * @generated from field: repeated waggle.nodeagent.v1.WarmPool pools = 1;
+   */
+  pools: WarmPool[];
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.SetWarmPoolsRequest.
+ * Use `create(SetWarmPoolsRequestSchema)` to create a new message.
+ */
+export declare const SetWarmPoolsRequestSchema: GenMessage<SetWarmPoolsRequest>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.SetWarmPoolsResponse
+ */
+export declare type SetWarmPoolsResponse = Message<"waggle.nodeagent.v1.SetWarmPoolsResponse"> & {
+  /**
+   * @generated from field: repeated waggle.nodeagent.v1.WarmPoolStatus pools = 1;
+   */
+  pools: WarmPoolStatus[];
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.SetWarmPoolsResponse.
+ * Use `create(SetWarmPoolsResponseSchema)` to create a new message.
+ */
+export declare const SetWarmPoolsResponseSchema: GenMessage<SetWarmPoolsResponse>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.WarmPoolStatus
+ */
+export declare type WarmPoolStatus = Message<"waggle.nodeagent.v1.WarmPoolStatus"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Hash of the pool's current template (VMs of an older template are replaced gradually).
+   *
+   * @generated from field: string template_hash = 2;
+   */
+  templateHash: string;
+
+  /**
+   * @generated from field: uint32 replicas = 3;
+   */
+  replicas: number;
+
+  /**
+   * @generated from field: uint32 ready = 4;
+   */
+  ready: number;
+
+  /**
+   * @generated from field: uint32 booting = 5;
+   */
+  booting: number;
+
+  /**
+   * Ready VMs of an older template, still bindable until replaced.
+   *
+   * @generated from field: uint32 outdated = 6;
+   */
+  outdated: number;
+
+  /**
+   * Why the pool cannot fill, if it cannot (e.g. node full).
+   *
+   * @generated from field: string message = 7;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.WarmPoolStatus.
+ * Use `create(WarmPoolStatusSchema)` to create a new message.
+ */
+export declare const WarmPoolStatusSchema: GenMessage<WarmPoolStatus>;
 
 /**
  * @generated from message waggle.nodeagent.v1.ExecRequest
@@ -1046,6 +1284,23 @@ export declare type GetNodeInfoResponse = Message<"waggle.nodeagent.v1.GetNodeIn
    * @generated from field: repeated string runtimes = 10;
    */
   runtimes: string[];
+
+  /**
+   * @generated from field: repeated waggle.nodeagent.v1.WarmPoolStatus pools = 11;
+   */
+  pools: WarmPoolStatus[];
+
+  /**
+   * VMs held by warm pools (included in allocated_*) and suspended VMs (not included).
+   *
+   * @generated from field: uint32 warm_vms = 12;
+   */
+  warmVms: number;
+
+  /**
+   * @generated from field: uint32 suspended_vms = 13;
+   */
+  suspendedVms: number;
 };
 
 /**
@@ -1222,12 +1477,57 @@ export enum VMState {
    * @generated from enum value: VM_STATE_FAILED = 3;
    */
   VM_STATE_FAILED = 3,
+
+  /**
+   * Saved to disk by SuspendVM; no QEMU runs. ResumeVM brings it back.
+   *
+   * @generated from enum value: VM_STATE_SUSPENDED = 4;
+   */
+  VM_STATE_SUSPENDED = 4,
 }
 
 /**
  * Describes the enum waggle.nodeagent.v1.VMState.
  */
 export declare const VMStateSchema: GenEnum<VMState>;
+
+/**
+ * How CreateVM produced the VM.
+ *
+ * @generated from enum waggle.nodeagent.v1.VMOrigin
+ */
+export enum VMOrigin {
+  /**
+   * @generated from enum value: VM_ORIGIN_UNSPECIFIED = 0;
+   */
+  VM_ORIGIN_UNSPECIFIED = 0,
+
+  /**
+   * Booted from the runtime image.
+   *
+   * @generated from enum value: VM_ORIGIN_COLD = 1;
+   */
+  VM_ORIGIN_COLD = 1,
+
+  /**
+   * Restored from a snapshot of a booted VM of the same template.
+   *
+   * @generated from enum value: VM_ORIGIN_RESTORED = 2;
+   */
+  VM_ORIGIN_RESTORED = 2,
+
+  /**
+   * A pre-booted VM of a warm pool, bound to this vm_id.
+   *
+   * @generated from enum value: VM_ORIGIN_WARM = 3;
+   */
+  VM_ORIGIN_WARM = 3,
+}
+
+/**
+ * Describes the enum waggle.nodeagent.v1.VMOrigin.
+ */
+export declare const VMOriginSchema: GenEnum<VMOrigin>;
 
 /**
  * @generated from enum waggle.nodeagent.v1.FileErrorKind
@@ -1329,7 +1629,9 @@ export declare const ProcessNotFoundReasonSchema: GenEnum<ProcessNotFoundReason>
  */
 export declare const NodeAgentService: GenService<{
   /**
-   * Creates and boots a VM; returns when the guest is ready. Idempotent per vm_id and spec.
+   * Creates a VM and returns when the guest is ready. Idempotent per vm_id and spec. The agent
+   * binds a warm VM of a matching pool if it holds one (origin WARM), else restores the
+   * template's snapshot if it has one (RESTORED), else boots (COLD). docs/adr/0014.
    *
    * @generated from rpc waggle.nodeagent.v1.NodeAgentService.CreateVM
    */
@@ -1459,6 +1761,39 @@ export declare const NodeAgentService: GenService<{
     methodKind: "unary";
     input: typeof GetNodeInfoRequestSchema;
     output: typeof GetNodeInfoResponseSchema;
+  },
+  /**
+   * Saves a running VM's whole state to the node's disk and stops its QEMU: the guest holds no
+   * memory until ResumeVM. Idempotent for a suspended VM. Survives agent restarts.
+   *
+   * @generated from rpc waggle.nodeagent.v1.NodeAgentService.SuspendVM
+   */
+  suspendVM: {
+    methodKind: "unary";
+    input: typeof SuspendVMRequestSchema;
+    output: typeof SuspendVMResponseSchema;
+  },
+  /**
+   * Restores a suspended VM where it stopped (processes, files, installed packages); returns
+   * when the guest answers again. Idempotent for a running VM.
+   *
+   * @generated from rpc waggle.nodeagent.v1.NodeAgentService.ResumeVM
+   */
+  resumeVM: {
+    methodKind: "unary";
+    input: typeof ResumeVMRequestSchema;
+    output: typeof ResumeVMResponseSchema;
+  },
+  /**
+   * Declares the warm pools this node should hold (the whole set: pools not named are drained).
+   * The agent boots warm VMs ahead of demand at a bounded rate and binds them in CreateVM.
+   *
+   * @generated from rpc waggle.nodeagent.v1.NodeAgentService.SetWarmPools
+   */
+  setWarmPools: {
+    methodKind: "unary";
+    input: typeof SetWarmPoolsRequestSchema;
+    output: typeof SetWarmPoolsResponseSchema;
   },
 }>;
 
