@@ -19,7 +19,7 @@ import type { GuestImages } from '../src/vm/vm-manager.ts';
 const run = promisify(execFile);
 export const now = () => performance.now();
 
-export type Stats = { p50: number; p95: number; min: number; max: number; n: number };
+export type Stats = { p50: number; p95: number; p99: number; min: number; max: number; n: number };
 export function stats(samples: number[]): Stats {
   const s = [...samples].sort((a, b) => a - b);
   const rank = (p: number) =>
@@ -28,6 +28,7 @@ export function stats(samples: number[]): Stats {
   return {
     p50: r(rank(50)),
     p95: r(rank(95)),
+    p99: r(rank(99)),
     min: r(s[0] ?? NaN),
     max: r(s[s.length - 1] ?? NaN),
     n: s.length,
