@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { allCRDs, environmentCRD, nodeCRD } from './crd.ts';
+import { allCRDs, environmentCRD, nodeCRD, poolCRD } from './crd.ts';
 import { renderCRD } from './render.ts';
 import { toStructuralSchema } from './structural-schema.ts';
 
@@ -45,6 +45,31 @@ describe('CRD shape', () => {
     expect(crd.spec.scope).toBe('Cluster');
     const cols = crd.spec.versions[0]?.additionalPrinterColumns.map((c) => c.name);
     expect(cols).toEqual(['Ready', 'Accel', 'VMs', 'Age', 'Endpoint']);
+  });
+
+  it('serves wagglepools namespaced with the scale subresource (HPA, kubectl scale) and columns', () => {
+    const crd = poolCRD();
+    expect(crd.spec.scope).toBe('Namespaced');
+    expect(crd.spec.names.shortNames).toEqual(['wpool']);
+    const v = crd.spec.versions[0];
+    expect(v?.subresources).toEqual({
+      status: {},
+      scale: {
+        specReplicasPath: '.spec.replicas',
+        statusReplicasPath: '.status.replicas',
+        labelSelectorPath: '.status.selector',
+      },
+    });
+    expect(v?.additionalPrinterColumns.map((c) => c.name)).toEqual([
+      'Runtime',
+      'Desired',
+      'Ready',
+      'Booting',
+      'Age',
+      'Template',
+    ]);
+    // A template may change (its VMs are replaced): no immutability rule is inherited.
+    expect(JSON.stringify(v?.schema)).not.toContain('oldSelf');
   });
 
   it('makes runtime immutable with a CEL transition rule', () => {

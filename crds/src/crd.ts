@@ -7,6 +7,7 @@ import {
 } from './environment.ts';
 import { GROUP, VERSION } from './group.ts';
 import { NODE_KIND, NODE_PLURAL, NODE_SHORT_NAMES, NODE_SINGULAR, waggleNodeSchema } from './node.ts';
+import { POOL_KIND, POOL_PLURAL, POOL_SHORT_NAMES, POOL_SINGULAR, wagglePoolSchema } from './pool.ts';
 import { type JSONSchema, toStructuralSchema } from './structural-schema.ts';
 
 export interface PrinterColumn {
@@ -37,10 +38,17 @@ export interface CustomResourceDefinition {
       served: boolean;
       storage: boolean;
       schema: { openAPIV3Schema: JSONSchema };
-      subresources: { status: Record<string, never> };
+      subresources: { status: Record<string, never>; scale?: ScaleSubresource };
       additionalPrinterColumns: PrinterColumn[];
     }>;
   };
+}
+
+/** The scale subresource (`kubectl scale`, HorizontalPodAutoscaler). */
+export interface ScaleSubresource {
+  specReplicasPath: string;
+  statusReplicasPath: string;
+  labelSelectorPath?: string;
 }
 
 const AGE: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
@@ -88,6 +96,22 @@ export const NODE_COLUMNS: PrinterColumn[] = [
   { name: 'Endpoint', type: 'string', jsonPath: '.status.endpoint', priority: 1 },
 ];
 
+/** Printer columns of `kubectl get wagglepools`. */
+export const POOL_COLUMNS: PrinterColumn[] = [
+  { name: 'Runtime', type: 'string', jsonPath: '.spec.template.runtime', description: 'Language runtime.' },
+  { name: 'Desired', type: 'integer', jsonPath: '.spec.replicas', description: 'Warm VMs to keep.' },
+  { name: 'Ready', type: 'integer', jsonPath: '.status.readyReplicas', description: 'Ready warm VMs.' },
+  { name: 'Booting', type: 'integer', jsonPath: '.status.bootingReplicas', description: 'Warm VMs booting.' },
+  AGE,
+  {
+    name: 'Template',
+    type: 'string',
+    jsonPath: '.status.templateHash',
+    description: 'Hash of spec.template.',
+    priority: 1,
+  },
+];
+
 const LABELS = { 'app.kubernetes.io/part-of': 'waggle' };
 
 function crd(opts: {
@@ -98,6 +122,7 @@ function crd(opts: {
   scope: 'Namespaced' | 'Cluster';
   schema: JSONSchema;
   columns: PrinterColumn[];
+  scale?: ScaleSubresource;
 }): CustomResourceDefinition {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
@@ -120,7 +145,7 @@ function crd(opts: {
           served: true,
           storage: true,
           schema: { openAPIV3Schema: opts.schema },
-          subresources: { status: {} },
+          subresources: opts.scale ? { status: {}, scale: opts.scale } : { status: {} },
           additionalPrinterColumns: opts.columns,
         },
       ],
@@ -170,10 +195,28 @@ export function nodeCRD(): CustomResourceDefinition {
   });
 }
 
+export function poolCRD(): CustomResourceDefinition {
+  return crd({
+    kind: POOL_KIND,
+    plural: POOL_PLURAL,
+    singular: POOL_SINGULAR,
+    shortNames: POOL_SHORT_NAMES,
+    scope: 'Namespaced',
+    schema: withStandardObjectFields(toStructuralSchema(wagglePoolSchema)),
+    columns: POOL_COLUMNS,
+    scale: {
+      specReplicasPath: '.spec.replicas',
+      statusReplicasPath: '.status.replicas',
+      labelSelectorPath: '.status.selector',
+    },
+  });
+}
+
 /** Every CRD Waggle ships, keyed by the file name it is written to. */
 export function allCRDs(): Record<string, CustomResourceDefinition> {
   return {
     [`${GROUP}_${ENVIRONMENT_PLURAL}.yaml`]: environmentCRD(),
     [`${GROUP}_${NODE_PLURAL}.yaml`]: nodeCRD(),
+    [`${GROUP}_${POOL_PLURAL}.yaml`]: poolCRD(),
   };
 }

@@ -205,11 +205,23 @@ export const EnvironmentReason = {
 } as const;
 export type EnvironmentReason = (typeof EnvironmentReason)[keyof typeof EnvironmentReason];
 
+/** How a VM was made (`status.createdFrom`): booted, restored from a snapshot, or taken from a pool. */
+export const VM_ORIGINS = ['cold', 'restored', 'warm'] as const;
+export type VmOrigin = (typeof VM_ORIGINS)[number];
+
 export const environmentStatusSchema = z
   .object({
     phase: environmentPhaseSchema.optional().meta({ description: 'Coarse lifecycle phase.' }),
     nodeName: z.string().optional().meta({ description: 'The WaggleNode running the VM.' }),
     vmId: z.string().optional().meta({ description: 'Identifier of the VM on its node.' }),
+    pool: z
+      .string()
+      .max(317)
+      .optional()
+      .meta({ description: 'The WagglePool ("<namespace>/<name>") whose template the spec matches.' }),
+    createdFrom: z.enum(VM_ORIGINS).optional().meta({
+      description: 'How the VM was made: cold (booted), restored (from a snapshot) or warm (from a pool).',
+    }),
     startedAt: timestamp().optional().meta({ description: 'When the guest first became ready.' }),
     lastActivityTime: timestamp()
       .optional()

@@ -7,6 +7,8 @@ export * from './environment.ts';
 export * from './expiry.ts';
 export * from './group.ts';
 export * from './node.ts';
+export * from './pool.ts';
 export * from './render.ts';
 export * from './structural-schema.ts';
+export * from './suspension.ts';
 export * from './vocabulary.ts';

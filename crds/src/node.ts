@@ -19,6 +19,21 @@ export const nodeResourcesSchema = z
   .meta({ description: 'An amount of node resources.' });
 export type NodeResources = z.output<typeof nodeResourcesSchema>;
 
+export const nodePoolStatusSchema = z
+  .object({
+    name: z.string().max(317).meta({ description: 'The WagglePool, "<namespace>/<name>".' }),
+    templateHash: z
+      .string()
+      .max(64)
+      .optional()
+      .meta({ description: "Hash of the pool's current template on this node (the node-agent's)." }),
+    replicas: count('Warm VMs this node was asked to keep.').optional(),
+    ready: count('Ready warm VMs of the current template.'),
+    booting: count('Warm VMs being booted.'),
+  })
+  .meta({ description: 'The warm VMs one pool holds on this node.' });
+export type NodePoolStatus = z.output<typeof nodePoolStatusSchema>;
+
 export const nodeSpecSchema = z
   .object({
     unschedulable: z
@@ -64,6 +79,15 @@ export const nodeStatusSchema = z
       description: 'Runtimes whose images are ready on this node.',
       'x-kubernetes-list-type': 'set',
     }),
+    pools: z
+      .array(nodePoolStatusSchema)
+      .max(256)
+      .optional()
+      .meta({
+        description: 'Warm pools held on this node (SetWarmPools), as the node-agent reports them.',
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['name'],
+      }),
     lastHeartbeatTime: timestamp().optional().meta({ description: 'Last time the agent reported in.' }),
     conditions: conditionsSchema(),
   })

@@ -13,7 +13,11 @@ startWithoutWaggle();
 describe('the Helm chart rendered for the real node', () => {
   it('passes helm lint and ships the generated CRDs unchanged', async () => {
     expect(await helmRun(stack, ['lint', CHART])).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
-    for (const f of ['waggle.dev_waggleenvironments.yaml', 'waggle.dev_wagglenodes.yaml']) {
+    for (const f of [
+      'waggle.dev_waggleenvironments.yaml',
+      'waggle.dev_wagglenodes.yaml',
+      'waggle.dev_wagglepools.yaml',
+    ]) {
       expect(
         await readFile(join(CHART, 'crds', f), 'utf8'),
         `charts/waggle/crds/${f} is stale: cp crds/${f} charts/waggle/crds/`,

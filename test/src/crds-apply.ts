@@ -19,6 +19,8 @@ export async function applyCRDs(kubeconfigPath: string): Promise<void> {
       join(CRDS, 'waggle.dev_waggleenvironments.yaml'),
       '-f',
       join(CRDS, 'waggle.dev_wagglenodes.yaml'),
+      '-f',
+      join(CRDS, 'waggle.dev_wagglepools.yaml'),
     ],
     { env },
   );
@@ -30,6 +32,7 @@ export async function applyCRDs(kubeconfigPath: string): Promise<void> {
       '--timeout=60s',
       'crd/waggleenvironments.waggle.dev',
       'crd/wagglenodes.waggle.dev',
+      'crd/wagglepools.waggle.dev',
     ],
     { env },
   );

@@ -2,6 +2,7 @@ import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { ENVIRONMENT_PLURAL, type WaggleEnvironment } from '../environment.ts';
 import { GROUP, VERSION } from '../group.ts';
 import { NODE_PLURAL, type WaggleNode } from '../node.ts';
+import { POOL_PLURAL, type WagglePool } from '../pool.ts';
 import { type Informer, type InformerEvent, type InformerLogger, startInformer } from './informer.ts';
 
 export interface WaggleInformerOptions<T> {
@@ -54,6 +55,37 @@ export function nodeInformer(opts: WaggleInformerOptions<WaggleNode>): Informer<
     kc: opts.kc,
     path: `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`,
     list: () => api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL }),
+    onEvent: opts.onEvent ?? (() => undefined),
+    resyncMs: opts.resyncMs,
+    log: opts.log,
+  });
+}
+
+/** A cache of WagglePools in one namespace, or in all namespaces when none is given. */
+export function poolInformer(
+  opts: WaggleInformerOptions<WagglePool> & { namespace?: string },
+): Informer<WagglePool> {
+  const api = opts.kc.makeApiClient(CustomObjectsApi);
+  const ns = opts.namespace;
+  return startInformer<WagglePool>({
+    name: opts.name ?? POOL_PLURAL,
+    kc: opts.kc,
+    path: ns
+      ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${POOL_PLURAL}`
+      : `/apis/${GROUP}/${VERSION}/${POOL_PLURAL}`,
+    list: () =>
+      ns
+        ? api.listNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            namespace: ns,
+            plural: POOL_PLURAL,
+          })
+        : api.listCustomObjectForAllNamespaces({
+            group: GROUP,
+            version: VERSION,
+            resourcePlural: POOL_PLURAL,
+          }),
     onEvent: opts.onEvent ?? (() => undefined),
     resyncMs: opts.resyncMs,
     log: opts.log,
