@@ -22,6 +22,7 @@ describe('WaggleEnvironment schema', () => {
       runtime: 'python',
       resources: { cpus: 1, memoryMiB: 512, diskMiB: 2048 },
       idleTimeout: '30m',
+      idleAction: 'Delete',
       network: { egress: 'all' },
     });
   });
@@ -55,6 +56,7 @@ describe('WaggleEnvironment schema', () => {
     [{ runtime: 'python', idleTimeout: '0s' }, /^idleTimeout: must be between/],
     [{ runtime: 'python', maxLifetime: '200h' }, /^maxLifetime: must be between/],
     [{ runtime: 'python', network: { egress: 'some' } }, /^network\.egress: /],
+    [{ runtime: 'python', idleAction: 'Hibernate' }, /^idleAction: /],
     [{ runtime: 'python', nodeName: 'Bad_Name' }, /^nodeName: must be a WaggleNode name/],
   ])('rejects %j naming the field', (spec, message) => {
     const found = issues(spec);

@@ -93,6 +93,14 @@ export const networkSchema = z
   });
 export type Network = z.output<typeof networkSchema>;
 
+/** What happens at the idle timeout: the environment is deleted, or its VM suspended (ADR 0014). */
+export const IDLE_ACTIONS = ['Delete', 'Suspend'] as const;
+export const idleActionSchema = z.enum(IDLE_ACTIONS);
+export type IdleAction = z.output<typeof idleActionSchema>;
+export const DEFAULT_IDLE_ACTION: IdleAction = 'Delete';
+export const SUSPEND_NEEDS_MAX_LIFETIME =
+  'idleAction Suspend needs maxLifetime: a suspended environment is deleted at its lifetime';
+
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 export const environmentSpecSchema = z
@@ -115,8 +123,13 @@ export const environmentSpecSchema = z
     resources: resourcesSchema,
     idleTimeout: durationSchema({
       ...DURATION_LIMITS.idleTimeout,
-      description: 'Delete the environment after this long without activity (e.g. "30m").',
+      description:
+        'After this long without activity (e.g. "30m") the environment is deleted, or suspended (see idleAction).',
     }).default(DURATION_LIMITS.idleTimeout.default),
+    idleAction: idleActionSchema.default(DEFAULT_IDLE_ACTION).meta({
+      description:
+        'What happens at the idle timeout: "Delete" the environment, or "Suspend" its VM (its memory is saved to the node\'s disk and the next use resumes it where it stopped). Suspend needs maxLifetime.',
+    }),
     maxLifetime: durationSchema({
       ...DURATION_LIMITS.maxLifetime,
       description: 'Delete the environment this long after creation, however active (optional).',
@@ -145,6 +158,11 @@ export const environmentSpecSchema = z
         message: 'idleTimeout must not be longer than maxLifetime',
         fieldPath: '.idleTimeout',
       },
+      {
+        rule: "self.idleAction != 'Suspend' || has(self.maxLifetime)",
+        message: SUSPEND_NEEDS_MAX_LIFETIME,
+        fieldPath: '.idleAction',
+      },
     ],
   });
 export type WaggleEnvironmentSpec = z.output<typeof environmentSpecSchema>;
@@ -155,6 +173,7 @@ export const ENVIRONMENT_PHASES = [
   'Scheduled',
   'Booting',
   'Running',
+  'Suspended',
   'Terminating',
   'Failed',
 ] as const;
@@ -198,6 +217,12 @@ export const EnvironmentReason = {
   VMFailed: 'VMFailed',
   /** Ready=False, terminal: the VM's QEMU exited while it ran (killed, crashed, out of memory). */
   VMExited: 'VMExited',
+  /**
+   * Ready=False: idle with idleAction Suspend — the VM's state is saved on its node and no guest
+   * runs (phase Suspended; while phase is still Running, the suspension is in progress). The next
+   * use resumes it.
+   */
+  Suspended: 'Suspended',
   /** Ready=False: the idle timeout or maximum lifetime was reached; deletion follows. */
   Expired: 'Expired',
   /** Ready=False: deletion is in progress. */
@@ -229,6 +254,15 @@ export const environmentStatusSchema = z
     expiresAt: timestamp()
       .optional()
       .meta({ description: 'When the environment will be deleted unless used again.' }),
+    suspendedAt: timestamp()
+      .optional()
+      .meta({ description: 'When the VM was last suspended (idleAction Suspend).' }),
+    resumedAt: timestamp().optional().meta({ description: 'When the VM was last resumed.' }),
+    lastResumeMs: z
+      .int()
+      .min(0)
+      .optional()
+      .meta({ format: 'int64', description: 'How long the last resume took on the node, in ms.' }),
     observedGeneration: z
       .int()
       .min(0)

@@ -22,6 +22,7 @@ const env = (
     runtime: 'python',
     resources: { cpus: 1, memoryMiB: 512, diskMiB: 2048 },
     idleTimeout: '30m',
+    idleAction: 'Delete',
     network: { egress: 'all' },
     ...over.spec,
   },
@@ -61,6 +62,53 @@ describe('deadlines', () => {
     expect(
       k8sTime(deadlines(env({ annotations: { [LAST_ACTIVITY_ANNOTATION]: 'yesterday' } })).expiresAt),
     ).toBe('2026-11-24T10:30:00Z');
+  });
+
+  describe('idleAction Suspend (with maxLifetime 2h)', () => {
+    const suspend = (phase: string | undefined, over: { maxLifetime?: string } = {}) =>
+      env({
+        spec: { idleAction: 'Suspend', maxLifetime: '2h', ...over },
+        ...(phase ? { status: { phase } as WaggleEnvironment['status'] } : {}),
+      });
+
+    it('suspends a running VM at the idle deadline; only the lifetime deletes', () => {
+      const d = deadlines(suspend('Running'));
+      expect(k8sTime(d.suspendAt as Date)).toBe('2026-11-24T10:30:00Z');
+      expect(k8sTime(d.expiresAt)).toBe('2026-11-24T12:00:00Z');
+      expect(d.reason).toBe('MaxLifetime');
+    });
+
+    it('expires a suspended environment at its maxLifetime only, however long idle', () => {
+      const d = deadlines(suspend('Suspended'), Date.parse('2026-11-24T11:59:00Z'));
+      expect(d.suspendAt).toBeUndefined();
+      expect(k8sTime(d.expiresAt)).toBe('2026-11-24T12:00:00Z');
+      expect(d.reason).toBe('MaxLifetime');
+    });
+
+    it('does not suspend when the lifetime comes first', () => {
+      const d = deadlines(suspend('Running', { maxLifetime: '20m' }));
+      expect(d.suspendAt).toBeUndefined();
+      expect(k8sTime(d.expiresAt)).toBe('2026-11-24T10:20:00Z');
+    });
+
+    it.each([['Pending'], ['Booting'], ['Failed'], [undefined]])(
+      'deletes at the idle deadline while %s (no VM to suspend)',
+      (phase) => {
+        const d = deadlines(suspend(phase));
+        expect(d.suspendAt).toBeUndefined();
+        expect(k8sTime(d.expiresAt)).toBe('2026-11-24T10:30:00Z');
+        expect(d.reason).toBe('IdleTimeout');
+      },
+    );
+
+    it('idleAction Delete is unchanged: the idle deadline deletes a running environment', () => {
+      const d = deadlines(
+        env({ spec: { idleAction: 'Delete', maxLifetime: '2h' }, status: { phase: 'Running' } }),
+      );
+      expect(d.suspendAt).toBeUndefined();
+      expect(k8sTime(d.expiresAt)).toBe('2026-11-24T10:30:00Z');
+      expect(d.reason).toBe('IdleTimeout');
+    });
   });
 
   describe('an activity time in the future (a forged annotation, a writer with a fast clock)', () => {

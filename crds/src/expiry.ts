@@ -7,9 +7,32 @@ export interface Deadlines {
   lastActivity: Date;
   idleDeadline: Date;
   absoluteDeadline?: Date;
-  /** The earlier of the two: when the operator deletes the environment. */
+  /**
+   * When the operator deletes the environment: the earlier of the two, or — when the idle
+   * deadline suspends instead (see suspendAt) and while it is suspended — the maximum lifetime.
+   */
   expiresAt: Date;
   reason: 'IdleTimeout' | 'MaxLifetime';
+  /**
+   * With idleAction Suspend, while its VM runs: the idle deadline, when the operator suspends
+   * the VM instead of deleting (set only when it comes before expiresAt).
+   */
+  suspendAt?: Date;
+}
+
+/**
+ * Whether the idle timeout suspends the environment's VM rather than deleting it: idleAction
+ * Suspend with a maximum lifetime (the CEL rule requires one; without it, the idle timeout
+ * deletes), and a VM to suspend (Running, or already Suspended). Any other phase expires as
+ * with idleAction Delete.
+ */
+export function idleSuspends(env: WaggleEnvironment): boolean {
+  const phase = env.status?.phase;
+  return (
+    env.spec.idleAction === 'Suspend' &&
+    env.spec.maxLifetime !== undefined &&
+    (phase === 'Running' || phase === 'Suspended')
+  );
 }
 
 const parseTime = (s: string | undefined): number | undefined => {
@@ -44,11 +67,24 @@ export function deadlines(env: WaggleEnvironment, now: number | Date = Date.now(
   );
   const idle = activity + parseDuration(env.spec.idleTimeout);
   const absolute = env.spec.maxLifetime ? created + parseDuration(env.spec.maxLifetime) : undefined;
-  const expires = absolute !== undefined && absolute < idle ? absolute : idle;
-  return {
+  const base = {
     lastActivity: new Date(activity),
     idleDeadline: new Date(idle),
     ...(absolute !== undefined ? { absoluteDeadline: new Date(absolute) } : {}),
+  };
+  if (absolute !== undefined && idleSuspends(env)) {
+    // Only the maximum lifetime deletes; the idle deadline suspends a running VM.
+    const suspends = env.status?.phase === 'Running' && idle < absolute;
+    return {
+      ...base,
+      expiresAt: new Date(absolute),
+      reason: 'MaxLifetime',
+      ...(suspends ? { suspendAt: new Date(idle) } : {}),
+    };
+  }
+  const expires = absolute !== undefined && absolute < idle ? absolute : idle;
+  return {
+    ...base,
     expiresAt: new Date(expires),
     reason: absolute !== undefined && absolute < idle ? 'MaxLifetime' : 'IdleTimeout',
   };

@@ -162,6 +162,16 @@ describe('WaggleEnvironment admission', () => {
       /spec\.idleTimeout: .*must not be longer than maxLifetime/,
     ],
     [
+      'idleAction Suspend without a max lifetime',
+      { runtime: 'python', idleAction: 'Suspend' },
+      /spec\.idleAction: .*idleAction Suspend needs maxLifetime: a suspended environment is deleted at its lifetime/,
+    ],
+    [
+      'an unknown idle action',
+      { runtime: 'python', idleAction: 'Hibernate' },
+      /spec\.idleAction: Unsupported value: "Hibernate"/,
+    ],
+    [
       'an unknown egress mode',
       { runtime: 'python', network: { egress: 'some' } },
       /spec\.network\.egress: Unsupported value: "some"/,
