@@ -122,7 +122,7 @@ try {
   for (const r of Object.values(results)) r.ratio_to_quiet_p50 = Math.round((r.p50 / quiet) * 100) / 100;
 } finally {
   conns.closeAll();
-  for (const vm of vms.list()) await vms.destroy(vm.vmId);
+  for (const vm of vms.list()) await vms.destroyInstance(vm.instanceId);
   vms.close();
   networks.close();
   await networks.removeHostTable();

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Accelerator } from '@waggle/crds';
 import type { Logger } from 'pino';
 import type { ClientChannel } from 'ssh2';
-import { InvalidArgumentError, ResourceExhaustedError } from './errors.ts';
+import { InvalidArgumentError, ResourceExhaustedError, VMSuspendedError } from './errors.ts';
 import { execCode, type GuestRunResult, LANGUAGES, type Language, SANDBOX_USER } from './guest/exec.ts';
 import { listGuestFiles, readGuestFile, writeGuestFile } from './guest/files.ts';
 import { installPackages, type PackageManager } from './guest/packages.ts';
@@ -11,7 +11,7 @@ import { type ProcessOutput, ProcessRegistry } from './guest/processes.ts';
 import { GuestConnections } from './guest/ssh-connections.ts';
 import type { VMManager } from './vm/vm-manager.ts';
 import { vmPaths } from './vm/vm-manager.ts';
-import type { VMRecord, VMSpec } from './vm/vm-record.ts';
+import type { OwnedVMRecord, VMRecord, VMSpec } from './vm/vm-record.ts';
 
 /** Concurrent port tunnels (preview URL connections) per VM and per node. */
 export const MAX_TUNNELS_PER_VM = 64;
@@ -37,6 +37,10 @@ export interface NodeInfo {
   capacity: AgentLimits['capacity'];
   allocated: { vms: number; cpus: number; memoryMiB: number };
   runtimes: VMSpec['runtime'][];
+  /** Unowned VMs held by warm pools (included in allocated). */
+  warmVMs: number;
+  /** Suspended VMs (hold disk only: not in allocated). */
+  suspendedVMs: number;
 }
 
 /**
@@ -47,7 +51,7 @@ export class Agent {
   readonly vms: VMManager;
   readonly #guests: GuestConnections;
   readonly #limits: AgentLimits;
-  readonly #info: Omit<NodeInfo, 'allocated'>;
+  readonly #info: Omit<NodeInfo, 'allocated' | 'warmVMs' | 'suspendedVMs'>;
   readonly log: Logger;
   readonly #onVMReady: ((bootMs: number) => void) | undefined;
   readonly #observed = new Set<string>();
@@ -59,7 +63,7 @@ export class Agent {
   constructor(opts: {
     vms: VMManager;
     limits: AgentLimits;
-    info: Omit<NodeInfo, 'allocated'>;
+    info: Omit<NodeInfo, 'allocated' | 'warmVMs' | 'suspendedVMs'>;
     log: Logger;
     /** Called with the boot time of each VM this agent created (for metrics). */
     onVMReady?: (bootMs: number) => void;
@@ -90,7 +94,8 @@ export class Agent {
   }
 
   info(): NodeInfo {
-    const running = this.vms.list().filter((vm) => vm.state !== 'exited');
+    const all = this.vms.list();
+    const running = all.filter((vm) => vm.state !== 'exited' && vm.state !== 'suspended');
     return {
       ...this.#info,
       allocated: {
@@ -98,11 +103,13 @@ export class Agent {
         cpus: running.reduce((n, v) => n + v.cpus, 0),
         memoryMiB: running.reduce((n, v) => n + v.memoryMiB, 0),
       },
+      warmVMs: running.filter((vm) => vm.vmId === undefined).length,
+      suspendedVMs: all.filter((vm) => vm.state === 'suspended').length,
     };
   }
 
-  async createVM(spec: VMSpec): Promise<VMRecord> {
-    const vm = await this.vms.create(spec);
+  async createVM(spec: VMSpec, opts: { pool?: string } = {}): Promise<OwnedVMRecord> {
+    const vm = await this.vms.create(spec, opts);
     if (vm.bootMs !== undefined && !this.#observed.has(vm.vmId)) {
       this.#observed.add(vm.vmId); // idempotent repeats return the same VM: count its boot once
       this.#onVMReady?.(vm.bootMs);
@@ -116,6 +123,21 @@ export class Agent {
     this.#guests.close(vmId);
     this.#observed.delete(vmId);
     return this.vms.destroy(vmId);
+  }
+
+  /**
+   * Saves a running VM to disk and stops it (docs/adr/0014). Its SSH connections are closed
+   * first; its background processes keep running in the guest and are read again after resume.
+   */
+  async suspendVM(vmId: string) {
+    this.vms.get(vmId);
+    this.#guests.close(vmId);
+    return this.vms.suspend(vmId);
+  }
+
+  /** Continues a suspended VM; resolves when its guest answers again. */
+  async resumeVM(vmId: string) {
+    return this.vms.resume(vmId);
   }
 
   /** Checks a request to run code in a running VM; returns its language (default: the runtime's). */
@@ -137,6 +159,7 @@ export class Agent {
   async #running(vmId: string): Promise<VMRecord> {
     await this.vms.ensureAlive(vmId);
     const vm = this.vms.get(vmId);
+    if (vm.state === 'suspended') throw new VMSuspendedError(vmId);
     if (vm.state !== 'running') {
       throw new InvalidArgumentError(
         `VM ${vmId} is ${vm.state}, not running; wait until CreateVM has returned`,

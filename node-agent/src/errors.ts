@@ -40,6 +40,16 @@ export class VMExitedError extends NodeAgentError {
   }
 }
 
+/** The VM is suspended (SuspendVM): nothing runs in it until ResumeVM. */
+export class VMSuspendedError extends NodeAgentError {
+  override name = 'VMSuspendedError';
+  readonly vmId: string;
+  constructor(vmId: string) {
+    super(`VM ${vmId} is suspended; resume it (ResumeVM) first`);
+    this.vmId = vmId;
+  }
+}
+
 /** Talking to the guest failed (SSH/SFTP), e.g. the VM died. */
 export class GuestUnavailableError extends NodeAgentError {
   override name = 'GuestUnavailableError';

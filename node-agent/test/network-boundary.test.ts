@@ -130,7 +130,7 @@ beforeAll(async () => {
 afterAll(async () => {
   conns?.closeAll();
   for (const s of servers) s.close();
-  for (const vm of vms?.list() ?? []) await vms.destroy(vm.vmId);
+  for (const vm of vms?.list() ?? []) await vms.destroyInstance(vm.instanceId);
   await run('ip', ['route', 'del', `${METADATA_IP}/32`]).catch(() => undefined);
   await run('ip', ['route', 'del', `${PUBLIC_IP}/32`]).catch(() => undefined);
   await run('ip', ['link', 'del', 'wgt-priv0']).catch(() => undefined);

@@ -97,7 +97,7 @@ afterAll(async () => {
   await servers?.close();
   agent?.close();
   inspect?.closeAll();
-  if (vms) for (const vm of vms.list()) await vms.destroy(vm.vmId);
+  if (vms) for (const vm of vms.list()) await vms.destroyInstance(vm.instanceId);
   await networks?.removeHostTable();
   if (stateDir) await rm(stateDir, { recursive: true, force: true });
 });

@@ -71,7 +71,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   conns?.closeAll();
-  for (const vm of vms?.list() ?? []) await vms.destroy(vm.vmId);
+  for (const vm of vms?.list() ?? []) await vms.destroyInstance(vm.instanceId);
   vms?.close();
   await networks?.removeHostTable();
   await run('find', [

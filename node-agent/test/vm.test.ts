@@ -45,7 +45,7 @@ beforeAll(async () => {
 afterAll(async () => {
   const vms = manager();
   await vms.adopt();
-  for (const vm of vms.list()) await vms.destroy(vm.vmId);
+  for (const vm of vms.list()) await vms.destroyInstance(vm.instanceId);
   await rm(stateDir, { recursive: true, force: true });
   await networks.removeHostTable();
 });
@@ -94,7 +94,7 @@ describe('VMs under TCG (real QEMU microvm, real SSH)', () => {
     vms.close();
     const restarted = manager();
     const adoption = await restarted.adopt();
-    expect(adoption.adopted).toEqual(['vm-a']);
+    expect(adoption.adopted).toEqual([vm.instanceId]);
     const conns2 = connections(restarted);
     const r2 = await execCode(await conns2.get('vm-a'), {
       code: 'echo "$((6 * 7))"',

@@ -11,6 +11,7 @@ import {
   VMConflictError,
   VMExitedError,
   VMNotFoundError,
+  VMSuspendedError,
 } from '../errors.ts';
 import {
   FileErrorDetailSchema,
@@ -79,6 +80,7 @@ export function toConnectError(err: unknown): ConnectError {
       { kind: 'vm-exited', detail: create(VMExitedDetailSchema, value) },
     );
   }
+  if (e instanceof VMSuspendedError) return new ConnectError(e.message, Code.FailedPrecondition);
   if (e instanceof GuestFileError) return fileConnectError(e);
   return new ConnectError(e?.message ?? String(err), Code.Internal);
 }

@@ -7,13 +7,14 @@ import {
   type VMSpec as PbVMSpec,
   type ReadProcessOutputResponseSchema,
   type VM,
+  VMOrigin,
   VMSchema,
   VMState,
 } from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
 import type { GuestRunResult } from '../guest/exec.ts';
 import type { ProcessOutput } from '../guest/processes.ts';
 import { fromProtoEgress, fromProtoRuntime, toProtoEgress, toProtoRuntime } from '../proto-enums.ts';
-import type { VMRecord, VMSpec } from '../vm/vm-record.ts';
+import type { OwnedVMRecord, VMRecord, VMSpec } from '../vm/vm-record.ts';
 
 const protoNames = (prefix: string, words: readonly string[]) =>
   words.map((w) => `${prefix}_${w.toUpperCase()}`).join(', ');
@@ -23,6 +24,13 @@ const STATES: Record<VMRecord['state'], VMState> = {
   running: VMState.VM_STATE_RUNNING,
   failed: VMState.VM_STATE_FAILED,
   exited: VMState.VM_STATE_FAILED,
+  suspended: VMState.VM_STATE_SUSPENDED,
+};
+
+const ORIGINS: Record<VMRecord['origin'], VMOrigin> = {
+  cold: VMOrigin.VM_ORIGIN_COLD,
+  restored: VMOrigin.VM_ORIGIN_RESTORED,
+  warm: VMOrigin.VM_ORIGIN_WARM,
 };
 
 export function specFromPb(spec: PbVMSpec | undefined): VMSpec {
@@ -44,7 +52,7 @@ export function specFromPb(spec: PbVMSpec | undefined): VMSpec {
   };
 }
 
-export function vmToPb(vm: VMRecord): VM {
+export function vmToPb(vm: OwnedVMRecord): VM {
   return create(VMSchema, {
     spec: {
       vmId: vm.vmId,
@@ -61,6 +69,11 @@ export function vmToPb(vm: VMRecord): VM {
     readyAt: vm.readyAt ?? '',
     bootMs: vm.bootMs ?? 0,
     sshPort: 22, // on the VM namespace's address (not a node port)
+    origin: ORIGINS[vm.origin],
+    pool: vm.pool ?? '',
+    suspendedAt: vm.suspendedAt ?? '',
+    resumedAt: vm.resumedAt ?? '',
+    resumeMs: vm.resumeMs ?? 0,
   });
 }
 

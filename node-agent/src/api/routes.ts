@@ -17,7 +17,9 @@ import {
   NodeAgentService,
   ReadFileResponseSchema,
   ReadProcessOutputResponseSchema,
+  ResumeVMResponseSchema,
   StartProcessResponseSchema,
+  SuspendVMResponseSchema,
   WriteFileResponseSchema,
 } from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
 import { edge } from './connect-errors.ts';
@@ -30,13 +32,27 @@ export function nodeAgentRoutes(agent: Agent) {
   return (router: ConnectRouter) =>
     router.service(NodeAgentService, {
       createVM: edge(async (req) =>
-        create(CreateVMResponseSchema, { vm: vmToPb(await agent.createVM(specFromPb(req.spec))) }),
+        create(CreateVMResponseSchema, {
+          vm: vmToPb(await agent.createVM(specFromPb(req.spec), req.pool ? { pool: req.pool } : {})),
+        }),
       ),
       getVM: edge(async (req) => create(GetVMResponseSchema, { vm: vmToPb(agent.vms.get(req.vmId)) })),
-      listVMs: edge(async () => create(ListVMsResponseSchema, { vms: agent.vms.list().map(vmToPb) })),
+      listVMs: edge(async () => create(ListVMsResponseSchema, { vms: agent.vms.listOwned().map(vmToPb) })),
       destroyVM: edge(async (req) =>
         create(DestroyVMResponseSchema, { existed: await agent.destroyVM(req.vmId) }),
       ),
+      suspendVM: edge(async (req) => {
+        const s = await agent.suspendVM(req.vmId);
+        return create(SuspendVMResponseSchema, {
+          vm: vmToPb(s.vm),
+          stateBytes: BigInt(s.stateBytes),
+          suspendMs: s.suspendMs,
+        });
+      }),
+      resumeVM: edge(async (req) => {
+        const r = await agent.resumeVM(req.vmId);
+        return create(ResumeVMResponseSchema, { vm: vmToPb(r.vm), resumeMs: r.resumeMs });
+      }),
 
       exec: (req, ctx): AsyncGenerator<ExecResponse> =>
         streamOutput(
@@ -127,6 +143,8 @@ export function nodeAgentRoutes(agent: Agent) {
           allocatedCpus: i.allocated.cpus,
           allocatedMemoryMib: i.allocated.memoryMiB,
           runtimes: i.runtimes,
+          warmVms: i.warmVMs,
+          suspendedVms: i.suspendedVMs,
         });
       }),
     });

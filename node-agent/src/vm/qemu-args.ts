@@ -30,6 +30,8 @@ export interface QemuLaunchSpec {
   pidFilePath: string;
   /** Host TSC rate for TCG guests (skips PIT calibration). */
   tscKHz?: number;
+  /** Continue a saved state instead of booting (`fd:3`: the state file is the child's fd 3). */
+  incoming?: string;
 }
 
 /** QEMU `microvm` command line for one environment. Pure: no I/O. */
@@ -108,6 +110,7 @@ export function buildQemuArgs(s: QemuLaunchSpec): string[] {
           s.confine.chrootDir,
         ]
       : []),
+    ...(s.incoming ? ['-incoming', s.incoming] : []),
     '-pidfile',
     s.pidFilePath,
   ];

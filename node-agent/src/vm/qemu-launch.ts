@@ -12,6 +12,8 @@ export async function launchDetached(opts: {
   pidFile: string;
   logPath: string;
   timeoutMs?: number;
+  /** An open file the process gets as its fd 3 (`-incoming fd:3`). */
+  fd3?: number;
 }): Promise<number> {
   const [cmd, ...args] = opts.command;
   if (!cmd) throw new Error('no command');
@@ -19,7 +21,10 @@ export async function launchDetached(opts: {
   let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   let spawnError: Error | undefined;
   try {
-    const child = spawn(cmd, args, { detached: true, stdio: ['ignore', log.fd, log.fd] });
+    const child = spawn(cmd, args, {
+      detached: true,
+      stdio: ['ignore', log.fd, log.fd, ...(opts.fd3 !== undefined ? [opts.fd3] : [])],
+    });
     child.once('exit', (code, signal) => {
       exited = { code, signal };
     });

@@ -1,9 +1,22 @@
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, readFile, rm, stat, statfs, truncate, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  statfs,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type Accelerator, CREATE_DEADLINE_DEFAULTS } from '@waggle/crds';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import {
   InvalidArgumentError,
   ResourceExhaustedError,
@@ -12,22 +25,34 @@ import {
   VMExitedError,
   VMNotFoundError,
 } from '../errors.ts';
+import type { BackendInstance, VmBackend } from './backend.ts';
 import { moveToCgroup, removeCgroup } from './cgroup-escape.ts';
 import { CleanupStack } from './cleanup-stack.ts';
+import { connectWhenAnswering, fixRestoredGuest } from './guest-fixup.ts';
 import { generateEcdsaKeyPair } from './keys.ts';
 import type { VMNetwork, VMNetworks } from './network/vm-network.ts';
 import { isOurProcess, pidsWithMarker, terminate } from './proc.ts';
-import { buildQemuArgs } from './qemu-args.ts';
-import { launchDetached } from './qemu-launch.ts';
+import { QemuMicrovmBackend } from './qemu/backend.ts';
 import { consoleTail, waitForGuestReady } from './readiness.ts';
+import { fileIdentity, templateHash, templateOf } from './template.ts';
+import { snapshotPaths, vmPaths } from './vm-paths.ts';
 import {
+  isOwned,
+  newInstanceId,
+  type OwnedVMRecord,
+  parseRecord,
   sameSpec,
+  type VMOrigin,
   type VMRecord,
   type VMSpec,
   type VMSpecInput,
-  vmRecordSchema,
+  type VMTemplate,
   vmSpecSchema,
+  vmTemplateSchema,
 } from './vm-record.ts';
+
+export { qemuIdentity } from './qemu/backend.ts';
+export { snapshotPaths, vmPaths } from './vm-paths.ts';
 
 const run = promisify(execFile);
 
@@ -47,10 +72,18 @@ export interface VMManagerOptions {
   tscKHz?: number;
   qemuBinary?: string;
   qemuImgBinary?: string;
+  /** The hypervisor (default: QEMU microvm with the options above). */
+  backend?: VmBackend;
   /** PEM bundle the guests should trust (the node's, by default); undefined: keep the image's. */
   caBundlePath?: string;
   bootTimeoutMs?: number;
   maxVMs?: number;
+  /**
+   * Snapshot each template once after its first cold boot (in the background) and restore later
+   * creates of it from the snapshot (WAGGLE_SNAPSHOTS; docs/adr/0014). Default off here, on in
+   * the agent's configuration.
+   */
+  snapshots?: boolean;
   /** Move each QEMU into `<root>/<hierarchy>/<name>` so it survives the agent's container. */
   vmCgroup?: { root: string; name: string };
   log: Logger;
@@ -64,243 +97,375 @@ export const QEMU_MAX_PIDS = 256;
 export const SERIAL_LOG_MAX_BYTES = 1 << 20;
 /** How often running VMs are checked for a QEMU that went away. */
 const MONITOR_INTERVAL_MS = 1_000;
+const MiB = 1024 * 1024;
 
-/** Files of one VM inside its state directory. */
-export function vmPaths(vmDir: string) {
-  return {
-    record: join(vmDir, 'vm.json'),
-    overlay: join(vmDir, 'overlay.qcow2'),
-    clientKey: join(vmDir, 'id_ecdsa'),
-    authorizedKeys: join(vmDir, 'authorized_keys'),
-    hostKey: join(vmDir, 'ssh_host_key'),
-    serialLog: join(vmDir, 'serial.log'),
-    qmp: join(vmDir, 'qmp.sock'),
-    pidFile: join(vmDir, 'qemu.pid'),
-    /** QEMU's own stderr (start-up errors). */
-    qemuLog: join(vmDir, 'qemu.log'),
-    /** Empty directory QEMU chroots into once started. */
-    chroot: join(vmDir, 'root'),
-  };
-}
+/** What `<stateDir>/snapshots/<hash>/snapshot.json` says about a snapshot. */
+const snapshotMetaSchema = z.object({
+  templateHash: z.string(),
+  template: vmTemplateSchema,
+  hostPublicKey: z.string(),
+  createdAt: z.string(),
+  stateBytes: z.number(),
+});
+type SnapshotMeta = z.output<typeof snapshotMetaSchema>;
+
+/** How a VM instance is started: from the image, from a template's snapshot, or a suspended state. */
+type StartFrom = { kind: 'image' } | { kind: 'snapshot'; dir: string; meta: SnapshotMeta };
 
 /**
- * Runs microVMs: one detached QEMU per VM with its state in `<stateDir>/vms/<vmId>/`. QEMU
- * outlives the agent process; `adopt()` picks running VMs up again after a restart.
+ * Runs microVMs: one backend process (QEMU) per VM instance with its state in
+ * `<stateDir>/vms/<instanceId>/`. A VM's API id (vm id) names its owner; warm VMs have none
+ * until bound (docs/adr/0014). Processes outlive the agent; `adopt()` picks them up again.
+ *
+ * Methods for warm pools (src/pool/): `templateHash`, `bootWarm`, `bind`, `destroyInstance`,
+ * `list` (all instances, owned or not), `getInstance`.
  */
 export class VMManager {
-  readonly #o: Required<Pick<VMManagerOptions, 'qemuBinary' | 'qemuImgBinary' | 'bootTimeoutMs' | 'maxVMs'>> &
-    VMManagerOptions;
+  readonly #o: Required<Pick<VMManagerOptions, 'bootTimeoutMs' | 'maxVMs' | 'snapshots'>> & VMManagerOptions;
+  readonly #backend: VmBackend;
+  /** Every instance by instance id. */
   readonly #vms = new Map<string, VMRecord>();
+  /** vm id → instance id of the owned instances. */
+  readonly #owners = new Map<string, string>();
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #vmsDir: string;
+  readonly #snapshotsDir: string;
+  /** Snapshot jobs in flight, by template hash. */
+  readonly #snapshotJobs = new Map<string, Promise<void>>();
+  /** VMs booted only to be snapshotted (not in #vms; they hold a slot while they run). */
+  #snapshotVMs = 0;
   #monitor: NodeJS.Timeout | undefined;
 
   constructor(opts: VMManagerOptions) {
     this.#o = {
-      qemuBinary: 'qemu-system-x86_64',
-      qemuImgBinary: 'qemu-img',
       bootTimeoutMs: CREATE_DEADLINE_DEFAULTS.guestBootMs,
       maxVMs: 16,
+      snapshots: false,
       ...opts,
     };
+    this.#backend =
+      opts.backend ??
+      new QemuMicrovmBackend({
+        accelerator: opts.accelerator,
+        kernel: opts.images.kernel,
+        initrd: opts.images.initrd,
+        ...(opts.tscKHz ? { tscKHz: opts.tscKHz } : {}),
+        ...(opts.qemuBinary ? { qemuBinary: opts.qemuBinary } : {}),
+        ...(opts.qemuImgBinary ? { qemuImgBinary: opts.qemuImgBinary } : {}),
+      });
     this.#vmsDir = join(opts.stateDir, 'vms');
+    this.#snapshotsDir = join(opts.stateDir, 'snapshots');
   }
 
+  get backend(): VmBackend {
+    return this.#backend;
+  }
+
+  /** The state directory of an instance. */
+  instanceDir(instanceId: string): string {
+    return join(this.#vmsDir, instanceId);
+  }
+
+  /** The state directory of the instance `vmId` owns (VMNotFoundError if none). */
   vmDir(vmId: string): string {
-    return join(this.#vmsDir, vmId);
+    return this.instanceDir(this.get(vmId).instanceId);
   }
 
-  /** A marker only this VM's QEMU has on its command line. */
-  #marker(vmId: string): string {
-    return `${this.vmDir(vmId)}/`;
+  #inst(vm: VMRecord): BackendInstance {
+    return {
+      instanceId: vm.instanceId,
+      dir: this.instanceDir(vm.instanceId),
+      template: templateOf(vm),
+      network: vm.network,
+    };
   }
 
+  /** Every instance, owned or not (warm VMs have no vmId). */
   list(): VMRecord[] {
     return [...this.#vms.values()];
   }
 
-  /** VMs that hold a slot on this node (an exited VM holds none; its record stays until destroyed). */
-  #live(): VMRecord[] {
-    return this.list().filter((vm) => vm.state !== 'exited');
+  /** The instances that have an owner: what ListVMs shows. */
+  listOwned(): OwnedVMRecord[] {
+    return this.list().filter(isOwned);
   }
 
-  get(vmId: string): VMRecord {
-    const vm = this.#vms.get(vmId);
-    if (!vm) throw new VMNotFoundError(vmId);
+  /** VMs that hold a slot on this node (exited and suspended VMs hold none). */
+  #live(): VMRecord[] {
+    return this.list().filter((vm) => vm.state !== 'exited' && vm.state !== 'suspended');
+  }
+
+  #liveCount(): number {
+    return this.#live().length + this.#snapshotVMs;
+  }
+
+  /** The VM `vmId` owns. */
+  get(vmId: string): OwnedVMRecord {
+    const id = this.#owners.get(vmId);
+    const vm = id === undefined ? undefined : this.#vms.get(id);
+    if (!vm || !isOwned(vm)) throw new VMNotFoundError(vmId);
     return vm;
   }
 
-  /** Serializes operations on one VM id. */
-  async #withLock<T>(vmId: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(vmId) ?? Promise.resolve();
+  getInstance(instanceId: string): VMRecord {
+    const vm = this.#vms.get(instanceId);
+    if (!vm) throw new VMNotFoundError(instanceId);
+    return vm;
+  }
+
+  /** Serializes operations on one key (`vm:<vmId>` or `i:<instanceId>`; always vm before i). */
+  async #withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(key) ?? Promise.resolve();
     const next = prev.then(fn, fn);
     this.#locks.set(
-      vmId,
+      key,
       next.catch(() => undefined),
     );
     try {
       return await next;
     } finally {
-      if (this.#locks.get(vmId) === next || this.#locks.size > 1000) this.#locks.delete(vmId);
+      if (this.#locks.get(key) === next || this.#locks.size > 1000) this.#locks.delete(key);
     }
   }
 
-  /** Creates and boots a VM; idempotent for the same id and spec. Resolves when SSH is ready. */
-  async create(input: VMSpecInput): Promise<VMRecord> {
+  /** The template hash of VMs of `template` on this node (images and backend included). */
+  async templateHash(template: VMTemplate): Promise<string> {
+    const base = this.#o.images.rootfs[template.runtime];
+    if (!base) throw new ResourceExhaustedError(`no image for runtime "${template.runtime}" on this node`);
+    const [kernel, initrd, rootfs] = await Promise.all([
+      fileIdentity(this.#o.images.kernel),
+      fileIdentity(this.#o.images.initrd),
+      fileIdentity(base),
+    ]);
+    return templateHash(template, { kernel, initrd, rootfs, backend: this.#backend.kind });
+  }
+
+  #parseSpec(input: VMSpecInput): VMSpec {
     const parsed = vmSpecSchema.safeParse(input);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new InvalidArgumentError(`${issue?.path.join('.') || 'spec'}: ${issue?.message}`);
     }
-    const spec = parsed.data;
-    return this.#withLock(spec.vmId, async () => {
-      const existing = this.#vms.get(spec.vmId);
+    return parsed.data;
+  }
+
+  #checkCapacity(): void {
+    const live = this.#liveCount();
+    if (live >= this.#o.maxVMs) {
+      throw new ResourceExhaustedError(`this node already runs ${live} of ${this.#o.maxVMs} VMs`);
+    }
+  }
+
+  /**
+   * Creates a VM for `spec.vmId` and resolves when its guest is ready; idempotent for the same id
+   * and spec. Restores the template's snapshot when this node has one (origin `restored`), else
+   * boots (`cold`, and snapshots the template in the background). Binding warm VMs of a pool is
+   * the pool's job (src/pool/), before this is called; `pool` is not used here.
+   */
+  async create(input: VMSpecInput, _opts: { pool?: string } = {}): Promise<OwnedVMRecord> {
+    const spec = this.#parseSpec(input);
+    return this.#withLock(`vm:${spec.vmId}`, async () => {
+      const existingId = this.#owners.get(spec.vmId);
+      const existing = existingId === undefined ? undefined : this.#vms.get(existingId);
       if (existing) {
         if (!sameSpec(existing, spec)) {
           throw new VMConflictError(`VM "${spec.vmId}" already exists with a different spec`);
         }
-        if (existing.state === 'running') return existing;
+        if (existing.state === 'running' || existing.state === 'suspended') return existing as OwnedVMRecord;
+        // An exited or failed instance is replaced by a new one.
+        await this.#withLock(`i:${existing.instanceId}`, () => this.#removeInstance(existing.instanceId));
       }
-      const live = this.#live().length;
-      if (live >= this.#o.maxVMs) {
-        throw new ResourceExhaustedError(`this node already runs ${live} of ${this.#o.maxVMs} VMs`);
+      this.#checkCapacity();
+      await this.#checkDiskRoom(spec.diskMiB * MiB);
+      const template = templateOf(spec);
+      const hash = await this.templateHash(template);
+      const snap = this.#o.snapshots ? await this.#readSnapshot(hash) : undefined;
+      if (snap) {
+        try {
+          return (await this.#start({
+            vmId: spec.vmId,
+            template,
+            hash,
+            origin: 'restored',
+            from: { kind: 'snapshot', ...snap },
+          })) as OwnedVMRecord;
+        } catch (err) {
+          // A snapshot that cannot be restored is deleted; this create boots instead.
+          this.#o.log.warn(
+            { vmId: spec.vmId, templateHash: hash, err: (err as Error).message },
+            'restore failed; booting',
+          );
+          await rm(snap.dir, { recursive: true, force: true });
+        }
       }
-      await this.#checkDiskRoom(spec);
-      return this.#boot(spec);
+      const vm = (await this.#start({
+        vmId: spec.vmId,
+        template,
+        hash,
+        origin: 'cold',
+        from: { kind: 'image' },
+      })) as OwnedVMRecord;
+      this.#scheduleSnapshot(template, hash);
+      return vm;
     });
   }
 
-  async #boot(spec: VMSpec): Promise<VMRecord> {
-    const log = this.#o.log.child({ vmId: spec.vmId });
-    const base = this.#o.images.rootfs[spec.runtime];
-    if (!base) throw new ResourceExhaustedError(`no image for runtime "${spec.runtime}" on this node`);
+  /**
+   * Boots (or restores, when the template has a snapshot) a VM with no owner for warm pool
+   * `pool` ("<namespace>/<name>"). Counts against maxVMs: ResourceExhaustedError when full.
+   */
+  async bootWarm(template: VMTemplate, pool: string): Promise<VMRecord> {
+    const t = templateOf(vmTemplateSchema.parse(template));
+    this.#checkCapacity();
+    await this.#checkDiskRoom(t.diskMiB * MiB);
+    const hash = await this.templateHash(t);
+    const snap = this.#o.snapshots ? await this.#readSnapshot(hash) : undefined;
+    if (snap) {
+      try {
+        return await this.#start({
+          template: t,
+          hash,
+          pool,
+          origin: 'restored',
+          from: { kind: 'snapshot', ...snap },
+        });
+      } catch (err) {
+        this.#o.log.warn(
+          { pool, templateHash: hash, err: (err as Error).message },
+          'restore failed; booting',
+        );
+        await rm(snap.dir, { recursive: true, force: true });
+      }
+    }
+    const vm = await this.#start({ template: t, hash, pool, origin: 'cold', from: { kind: 'image' } });
+    this.#scheduleSnapshot(t, hash);
+    return vm;
+  }
+
+  /**
+   * Gives a running unowned (warm) instance its owner: persists it, fixes the guest's clock and
+   * randomness, origin `warm`. VMConflictError if the instance is owned or `vmId` is in use.
+   */
+  async bind(instanceId: string, vmId: string): Promise<OwnedVMRecord> {
+    this.#parseSpec({ vmId, runtime: 'shell', cpus: 1, memoryMiB: 128, diskMiB: 512, egress: 'none' });
+    return this.#withLock(`vm:${vmId}`, () =>
+      this.#withLock(`i:${instanceId}`, async () => {
+        const vm = this.getInstance(instanceId);
+        if (vm.vmId !== undefined)
+          throw new VMConflictError(`instance ${instanceId} is already bound to ${vm.vmId}`);
+        if (this.#owners.has(vmId)) throw new VMConflictError(`VM "${vmId}" already exists`);
+        if (vm.state !== 'running')
+          throw new VMConflictError(`instance ${instanceId} is ${vm.state}, not running`);
+        await this.#fixGuest(vm);
+        vm.vmId = vmId;
+        vm.origin = 'warm';
+        vm.boundAt = new Date().toISOString();
+        this.#owners.set(vmId, instanceId);
+        await this.#persist(vm);
+        this.#o.log.info({ vmId, instanceId, pool: vm.pool }, 'warm vm bound');
+        return vm as OwnedVMRecord;
+      }),
+    );
+  }
+
+  /** Starts one instance and waits until its guest is ready; undoes everything if it fails. */
+  async #start(o: {
+    vmId?: string;
+    template: VMTemplate;
+    hash: string;
+    pool?: string;
+    origin: VMOrigin;
+    from: StartFrom;
+    /** Not recorded (a VM booted only to be snapshotted). */
+    untracked?: boolean;
+  }): Promise<VMRecord> {
+    const instanceId = newInstanceId();
+    const log = this.#o.log.child({ instanceId, ...(o.vmId ? { vmId: o.vmId } : {}) });
+    const base = this.#o.images.rootfs[o.template.runtime];
+    if (!base) throw new ResourceExhaustedError(`no image for runtime "${o.template.runtime}" on this node`);
     const t0 = Date.now();
-    const dir = this.vmDir(spec.vmId);
+    const dir = this.instanceDir(instanceId);
     const p = vmPaths(dir);
     const cleanup = new CleanupStack();
     try {
-      await rm(dir, { recursive: true, force: true });
       await mkdir(dir, { recursive: true, mode: 0o700 });
       cleanup.push('state dir', () => rm(dir, { recursive: true, force: true }));
 
-      const client = generateEcdsaKeyPair(`waggle-agent@${spec.vmId}`);
-      const host = generateEcdsaKeyPair(`waggle-guest@${spec.vmId}`);
-      await writeFile(p.clientKey, client.privateKey, { mode: 0o600 });
-      await writeFile(p.authorizedKeys, `${client.publicKey}\n`, { mode: 0o600 });
-      await writeFile(p.hostKey, host.privateKey, { mode: 0o600 });
-
-      const baseSize = (await stat(base)).size;
-      const diskBytes = Math.max(spec.diskMiB * 1024 * 1024, baseSize);
-      await run(this.#o.qemuImgBinary, [
-        'create',
-        '-q',
-        '-f',
-        'qcow2',
-        '-F',
-        'raw',
-        '-b',
-        base,
-        p.overlay,
-        String(diskBytes),
-      ]);
+      let hostPublicKey: string;
+      if (o.from.kind === 'snapshot') {
+        // Restored guests keep the snapshot's host key; the agent's client key goes with it.
+        const s = snapshotPaths(o.from.dir);
+        await copyFile(s.clientKey, p.clientKey);
+        await copyFile(s.authorizedKeys, p.authorizedKeys);
+        await copyFile(s.hostKey, p.hostKey);
+        hostPublicKey = o.from.meta.hostPublicKey;
+      } else {
+        const client = generateEcdsaKeyPair(`waggle-agent@${instanceId}`);
+        const host = generateEcdsaKeyPair(`waggle-guest@${instanceId}`);
+        await writeFile(p.clientKey, client.privateKey, { mode: 0o600 });
+        await writeFile(p.authorizedKeys, `${client.publicKey}\n`, { mode: 0o600 });
+        await writeFile(p.hostKey, host.privateKey, { mode: 0o600 });
+        hostPublicKey = host.publicKey;
+      }
 
       const net = await this.#o.networks.create(
-        spec.vmId,
+        instanceId,
         {
-          mode: spec.egress === 'none' ? 'none' : spec.allowDomains.length > 0 ? 'domains' : 'all',
-          allowDomains: spec.allowDomains,
+          mode:
+            o.template.egress === 'none' ? 'none' : o.template.allowDomains.length > 0 ? 'domains' : 'all',
+          allowDomains: o.template.allowDomains,
         },
         cleanup,
       );
-      // QEMU chroots here once started; libslirp reads /etc/resolv.conf after that, lazily.
-      await mkdir(join(p.chroot, 'etc'), { recursive: true, mode: 0o555 });
-      await writeFile(join(p.chroot, 'etc', 'resolv.conf'), this.#o.networks.resolvConf(net), {
-        mode: 0o444,
-      });
-      const qemuId = qemuIdentity(net);
-
-      const fwCfgFiles: Record<string, string> = {
-        authorized_keys: p.authorizedKeys,
-        ssh_host_key: p.hostKey,
-      };
-      if (this.#o.caBundlePath) fwCfgFiles.ca_bundle = this.#o.caBundlePath;
-      const args = buildQemuArgs({
-        name: `waggle-${spec.vmId}`,
-        accelerator: this.#o.accelerator,
-        cpus: spec.cpus,
-        memoryMiB: spec.memoryMiB,
-        kernelPath: this.#o.images.kernel,
-        initrdPath: this.#o.images.initrd,
-        overlayPath: p.overlay,
-        sshForward: { host: net.nsIP, port: 22 },
-        egress: spec.egress,
-        confine: { uid: qemuId, gid: qemuId, chrootDir: p.chroot },
-        fwCfgFiles,
-        serialLogPath: p.serialLog,
-        qmpSocketPath: p.qmp,
-        pidFilePath: p.pidFile,
-        ...(this.#o.tscKHz ? { tscKHz: this.#o.tscKHz } : {}),
-      });
-      const pid = await launchDetached({
-        command: [...this.#o.networks.execPrefix(net), this.#o.qemuBinary, ...args],
-        pidFile: p.pidFile,
-        logPath: p.qemuLog,
-      }).catch((err: Error) => {
-        throw new VMBootError(`QEMU did not start: ${err.message}`);
-      });
-      const marker = this.#marker(spec.vmId);
-      cleanup.push('qemu process', () => terminate(pid, marker, 1_000));
-      if (this.#o.vmCgroup) {
-        const { root, name } = this.#o.vmCgroup;
-        const own = `${name}/${spec.vmId}`;
-        cleanup.push('vm cgroup', () => removeCgroup(root, own));
-        await moveToCgroup(pid, root, own, {
-          cpus: spec.cpus,
-          memoryBytes: (spec.memoryMiB + QEMU_OVERHEAD_MIB) * 1024 * 1024,
-          pids: QEMU_MAX_PIDS,
-        }).catch((err: Error) => {
-          throw new VMBootError(`could not move QEMU into its own cgroup: ${err.message}`);
-        });
-      }
+      const inst: BackendInstance = { instanceId, dir, template: o.template, network: net };
+      const baseSize = (await stat(base)).size;
+      await this.#backend.prepareDisk(
+        inst,
+        o.from.kind === 'snapshot'
+          ? { kind: 'frozen', path: snapshotPaths(o.from.dir).disk }
+          : { kind: 'image', path: base },
+        Math.max(o.template.diskMiB * MiB, baseSize),
+      );
+      const pid = await this.#launch(
+        inst,
+        o.from.kind === 'snapshot' ? snapshotPaths(o.from.dir).state : undefined,
+      );
+      cleanup.push('vm process', () => this.#backend.stop(inst, pid, 1_000));
+      await this.#intoCgroup(inst, pid, cleanup);
 
       const record: VMRecord = {
-        ...spec,
+        ...o.template,
+        instanceId,
+        ...(o.vmId ? { vmId: o.vmId } : {}),
+        templateHash: o.hash,
+        ...(o.pool ? { pool: o.pool } : {}),
+        origin: o.origin,
         state: 'booting',
         network: net,
         pid,
         createdAt: new Date(t0).toISOString(),
-        hostPublicKey: host.publicKey,
+        hostPublicKey,
       };
-      this.#vms.set(spec.vmId, record);
-      cleanup.push('record', () => {
-        this.#vms.delete(spec.vmId);
-      });
-      await this.#persist(record);
-      log.info({ pid, nsIP: net.nsIP, accelerator: this.#o.accelerator }, 'vm booting');
-
-      let alive = true;
-      const watch = setInterval(() => {
-        void isOurProcess(pid, marker).then((a) => {
-          alive = a;
+      if (!o.untracked) {
+        this.#vms.set(instanceId, record);
+        if (o.vmId) this.#owners.set(o.vmId, instanceId);
+        cleanup.push('record', () => {
+          this.#vms.delete(instanceId);
+          if (o.vmId && this.#owners.get(o.vmId) === instanceId) this.#owners.delete(o.vmId);
         });
-      }, 200);
-      const readiness = await waitForGuestReady({
-        serialLogPath: p.serialLog,
-        timeoutMs: this.#o.bootTimeoutMs,
-        isAlive: () => alive,
-      }).finally(() => clearInterval(watch));
-      if (!readiness.ready) {
-        throw new VMBootError(
-          `VM ${spec.vmId} did not become ready: ${readiness.reason}\n--- guest console:\n${await consoleTail(p.serialLog)}`,
-        );
+        await this.#persist(record);
       }
+      log.info({ pid, nsIP: net.nsIP, origin: o.origin, templateHash: o.hash }, 'vm booting');
+
+      if (o.from.kind === 'snapshot') await this.#fixGuest(record, t0);
+      else await this.#waitBooted(inst, pid);
       record.state = 'running';
       record.readyAt = new Date().toISOString();
       record.bootMs = Date.now() - t0;
-      await this.#persist(record);
+      if (!o.untracked) await this.#persist(record);
       cleanup.release();
-      this.#startMonitor();
-      log.info({ bootMs: record.bootMs }, 'vm ready');
+      if (!o.untracked) this.#startMonitor();
+      log.info({ bootMs: record.bootMs, origin: o.origin }, 'vm ready');
       return record;
     } catch (err) {
       const errors = await cleanup.unwind();
@@ -309,55 +474,399 @@ export class VMManager {
     }
   }
 
-  async #persist(record: VMRecord): Promise<void> {
-    const p = vmPaths(this.vmDir(record.vmId));
-    await writeFile(`${p.record}.tmp`, JSON.stringify(record, null, 2), { mode: 0o600 });
-    await run('mv', ['-f', `${p.record}.tmp`, p.record]);
+  async #launch(inst: BackendInstance, incomingState?: string): Promise<number> {
+    const p = vmPaths(inst.dir);
+    const guestFiles: Record<string, string> = {
+      authorized_keys: p.authorizedKeys,
+      ssh_host_key: p.hostKey,
+    };
+    if (this.#o.caBundlePath) guestFiles.ca_bundle = this.#o.caBundlePath;
+    return this.#backend
+      .launch(inst, {
+        guestFiles,
+        execPrefix: this.#o.networks.execPrefix(inst.network),
+        resolvConf: this.#o.networks.resolvConf(inst.network),
+        ...(incomingState ? { incomingState } : {}),
+      })
+      .catch((err: Error) => {
+        throw new VMBootError(`QEMU did not start: ${err.message}`);
+      });
   }
 
-  /** Stops the VM and removes everything it had (process, overlay, keys, port). Idempotent. */
+  async #intoCgroup(inst: BackendInstance, pid: number, cleanup: CleanupStack): Promise<void> {
+    if (!this.#o.vmCgroup) return;
+    const { root, name } = this.#o.vmCgroup;
+    const own = `${name}/${inst.instanceId}`;
+    cleanup.push('vm cgroup', () => removeCgroup(root, own));
+    await moveToCgroup(pid, root, own, {
+      cpus: inst.template.cpus,
+      memoryBytes: (inst.template.memoryMiB + QEMU_OVERHEAD_MIB) * MiB,
+      pids: QEMU_MAX_PIDS,
+    }).catch((err: Error) => {
+      throw new VMBootError(`could not move QEMU into its own cgroup: ${err.message}`);
+    });
+  }
+
+  async #removeCgroup(instanceId: string): Promise<void> {
+    if (this.#o.vmCgroup) await removeCgroup(this.#o.vmCgroup.root, `${this.#o.vmCgroup.name}/${instanceId}`);
+  }
+
+  /** Waits for the readiness line of a booting guest. */
+  async #waitBooted(inst: BackendInstance, pid: number): Promise<void> {
+    let alive = true;
+    const watch = setInterval(() => {
+      void this.#backend.isAlive(inst, pid).then((a) => {
+        alive = a;
+      });
+    }, 200);
+    const readiness = await waitForGuestReady({
+      serialLogPath: this.#backend.consolePath(inst),
+      timeoutMs: this.#o.bootTimeoutMs,
+      isAlive: () => alive,
+    }).finally(() => clearInterval(watch));
+    if (!readiness.ready) {
+      throw new VMBootError(
+        `VM ${inst.instanceId} did not become ready: ${readiness.reason}\n--- guest console:\n${await consoleTail(this.#backend.consolePath(inst))}`,
+      );
+    }
+  }
+
+  /**
+   * Waits until a guest continued from a saved state answers SSH, then sets its clock from the
+   * node's and mixes fresh randomness into its pool (docs/adr/0014).
+   */
+  async #fixGuest(vm: VMRecord, t0 = Date.now()): Promise<void> {
+    const dir = this.instanceDir(vm.instanceId);
+    const remaining = Math.max(1_000, this.#o.bootTimeoutMs - (Date.now() - t0));
+    const inst = this.#inst(vm);
+    let client: Awaited<ReturnType<typeof connectWhenAnswering>> | undefined;
+    try {
+      client = await Promise.race([
+        connectWhenAnswering(
+          {
+            host: vm.network.nsIP,
+            port: 22,
+            privateKey: await readFile(vmPaths(dir).clientKey, 'utf8'),
+            hostPublicKey: vm.hostPublicKey,
+          },
+          remaining,
+        ),
+        this.#whenDead(inst, vm.pid, remaining),
+      ]);
+      await fixRestoredGuest(client);
+    } catch (err) {
+      const said = await this.#backend.startupLog(inst);
+      throw new VMBootError(
+        `VM ${vm.vmId ?? vm.instanceId} did not answer after its restore: ${(err as Error).message}` +
+          (said ? `\n--- QEMU said:\n${said}` : ''),
+      );
+    } finally {
+      client?.end();
+    }
+  }
+
+  /** Rejects once the instance's process is gone (never resolves). */
+  #whenDead(inst: BackendInstance, pid: number, timeoutMs: number): Promise<never> {
+    return new Promise((_, reject) => {
+      const deadline = Date.now() + timeoutMs;
+      const check = async () => {
+        if (Date.now() > deadline) return;
+        if (!(await this.#backend.isAlive(inst, pid))) return reject(new Error('QEMU exited'));
+        setTimeout(() => void check(), 200).unref();
+      };
+      void check();
+    });
+  }
+
+  async #persist(record: VMRecord): Promise<void> {
+    const p = vmPaths(this.instanceDir(record.instanceId));
+    await writeFile(`${p.record}.tmp`, JSON.stringify(record, null, 2), { mode: 0o600 });
+    await rename(`${p.record}.tmp`, p.record);
+  }
+
+  /** Stops the VM `vmId` owns and removes everything it had (process, disk, keys, network). Idempotent. */
   destroy(vmId: string): Promise<boolean> {
-    return this.#withLock(vmId, async () => {
-      const vm = this.#vms.get(vmId);
-      const dir = this.vmDir(vmId);
-      const marker = this.#marker(vmId);
-      if (vm) await terminate(vm.pid, marker);
-      for (const pid of await pidsWithMarker(marker)) await terminate(pid, marker);
-      const record = vm ?? (await this.#readRecord(vmId));
-      if (record && !record.networkReleased) await this.#o.networks.destroy(vmId, record.network);
-      if (this.#o.vmCgroup) await removeCgroup(this.#o.vmCgroup.root, `${this.#o.vmCgroup.name}/${vmId}`);
-      await rm(dir, { recursive: true, force: true });
-      this.#vms.delete(vmId);
-      if (vm) this.#o.log.info({ vmId }, 'vm destroyed');
-      return vm !== undefined;
+    return this.#withLock(`vm:${vmId}`, async () => {
+      const id = this.#owners.get(vmId);
+      if (id === undefined) return false;
+      await this.#withLock(`i:${id}`, () => this.#removeInstance(id));
+      this.#o.log.info({ vmId, instanceId: id }, 'vm destroyed');
+      return true;
+    });
+  }
+
+  /** Stops and removes an instance (an unowned warm VM, or any). Idempotent. */
+  destroyInstance(instanceId: string): Promise<boolean> {
+    const vmId = this.#vms.get(instanceId)?.vmId;
+    if (vmId !== undefined) return this.destroy(vmId);
+    return this.#withLock(`i:${instanceId}`, async () => {
+      const existed = this.#vms.has(instanceId);
+      await this.#removeInstance(instanceId);
+      if (existed) this.#o.log.info({ instanceId }, 'vm instance destroyed');
+      return existed;
+    });
+  }
+
+  /** Everything of one instance, whether or not it has a record. Call under its lock. */
+  async #removeInstance(instanceId: string): Promise<void> {
+    const vm = this.#vms.get(instanceId);
+    const dir = this.instanceDir(instanceId);
+    const marker = this.#backend.marker({ dir });
+    if (vm) await this.#backend.stop({ dir }, vm.pid);
+    for (const pid of await pidsWithMarker(marker)) await terminate(pid, marker);
+    const record = vm ?? (await this.#readRecord(instanceId));
+    if (record && !record.networkReleased) await this.#o.networks.destroy(instanceId, record.network);
+    await this.#removeCgroup(instanceId);
+    await rm(dir, { recursive: true, force: true });
+    this.#vms.delete(instanceId);
+    if (vm?.vmId !== undefined && this.#owners.get(vm.vmId) === instanceId) this.#owners.delete(vm.vmId);
+  }
+
+  /**
+   * Saves the whole state of a running VM next to its overlay and stops its process: its memory,
+   * CPU and cgroup are freed; its network namespace is kept. Idempotent for a suspended VM. The
+   * caller closes its SSH connections to the VM first.
+   */
+  suspend(vmId: string): Promise<{ vm: OwnedVMRecord; stateBytes: number; suspendMs: number }> {
+    return this.#withLock(`vm:${vmId}`, async () => {
+      const vm = this.get(vmId);
+      return this.#withLock(`i:${vm.instanceId}`, async () => {
+        const p = vmPaths(this.instanceDir(vm.instanceId));
+        if (vm.state === 'suspended') {
+          const bytes = (await stat(p.suspendState).catch(() => undefined))?.size ?? 0;
+          return { vm, stateBytes: bytes, suspendMs: 0 };
+        }
+        await this.#ensureAliveLocked(vm);
+        if (vm.state !== 'running') {
+          throw new InvalidArgumentError(`VM ${vmId} is ${vm.state}, not running; it cannot be suspended`);
+        }
+        await this.#checkDiskRoom(vm.memoryMiB * MiB, `saving the VM's memory needs ${vm.memoryMiB} MiB`);
+        const t0 = Date.now();
+        const inst = this.#inst(vm);
+        const { bytes } = await this.#backend.saveState(inst, vm.pid, p.suspendState).catch((err: Error) => {
+          throw new VMBootError(`could not save VM ${vmId}: ${err.message}`);
+        });
+        await this.#removeCgroup(vm.instanceId);
+        vm.state = 'suspended';
+        vm.suspendedAt = new Date().toISOString();
+        vm.pid = 0;
+        await this.#persist(vm);
+        const suspendMs = Date.now() - t0;
+        this.#o.log.info({ vmId, instanceId: vm.instanceId, stateBytes: bytes, suspendMs }, 'vm suspended');
+        return { vm, stateBytes: bytes, suspendMs };
+      });
     });
   }
 
   /**
-   * Refuses a VM whose disk could not grow to its size: the free space of the state directory's
-   * filesystem, less what the running VMs' overlays may still grow by, must hold `diskMiB`.
+   * Continues a suspended VM from its saved state and resolves when its guest answers again
+   * (clock fixed). Idempotent for a running VM (resumeMs 0).
    */
-  async #checkDiskRoom(spec: VMSpec): Promise<void> {
-    const fs = await statfs(this.#vmsDir).catch(() => undefined);
+  resume(vmId: string): Promise<{ vm: OwnedVMRecord; resumeMs: number }> {
+    return this.#withLock(`vm:${vmId}`, async () => {
+      const vm = this.get(vmId);
+      return this.#withLock(`i:${vm.instanceId}`, async () => {
+        if (vm.state === 'running') return { vm, resumeMs: 0 };
+        if (vm.state !== 'suspended') {
+          throw new InvalidArgumentError(`VM ${vmId} is ${vm.state}, not suspended; it cannot be resumed`);
+        }
+        this.#checkCapacity();
+        const t0 = Date.now();
+        const inst = this.#inst(vm);
+        const p = vmPaths(inst.dir);
+        const cleanup = new CleanupStack();
+        try {
+          const pid = await this.#launch(inst, p.suspendState);
+          cleanup.push('vm process', () => this.#backend.stop(inst, pid, 1_000));
+          await this.#intoCgroup(inst, pid, cleanup);
+          vm.pid = pid;
+          await this.#fixGuest(vm, t0);
+          cleanup.release();
+        } catch (err) {
+          vm.pid = 0;
+          for (const e of await cleanup.unwind())
+            this.#o.log.warn({ vmId, err: e }, 'cleanup after failed resume');
+          throw err;
+        }
+        vm.state = 'running';
+        vm.resumedAt = new Date().toISOString();
+        vm.resumeMs = Date.now() - t0;
+        await this.#persist(vm);
+        await rm(p.suspendState, { force: true });
+        this.#startMonitor();
+        this.#o.log.info({ vmId, instanceId: vm.instanceId, resumeMs: vm.resumeMs }, 'vm resumed');
+        return { vm, resumeMs: vm.resumeMs };
+      });
+    });
+  }
+
+  /**
+   * Refuses what would not fit on the state directory's filesystem: its free space, less what
+   * the running VMs' overlays may still grow by, must hold `needBytes`. Snapshots and suspended
+   * states already on disk are in the used space; the caller asks for the one it writes.
+   */
+  async #checkDiskRoom(
+    needBytes: number,
+    what = `the VM asks for ${Math.ceil(needBytes / MiB)} MiB`,
+  ): Promise<void> {
+    const fs = await statfs(this.#o.stateDir).catch(() => undefined);
     if (!fs) return;
     const free = fs.bavail * fs.bsize;
     let promised = 0;
     for (const vm of this.#live()) {
-      const used = await stat(vmPaths(this.vmDir(vm.vmId)).overlay)
+      const used = await stat(vmPaths(this.instanceDir(vm.instanceId)).overlay)
         .then((st) => st.blocks * 512)
         .catch(() => 0);
-      promised += Math.max(0, vm.diskMiB * 1024 * 1024 - used);
+      promised += Math.max(0, vm.diskMiB * MiB - used);
     }
+    const saved = await this.#savedStateBytes();
     const room = free - promised;
-    const MiB = 1024 * 1024;
-    if (room < spec.diskMiB * MiB) {
+    if (room < needBytes) {
       throw new ResourceExhaustedError(
         `this node has ${Math.max(0, Math.floor(room / MiB))} MiB of disk left for VMs ` +
-          `(${Math.floor(free / MiB)} MiB free, ${Math.ceil(promised / MiB)} MiB promised to running VMs); ` +
-          `the VM asks for ${spec.diskMiB} MiB`,
+          `(${Math.floor(free / MiB)} MiB free, ${Math.ceil(promised / MiB)} MiB promised to running VMs, ` +
+          `${Math.ceil(saved / MiB)} MiB held by snapshots and suspended VMs); ${what}`,
       );
     }
   }
+
+  /** Bytes of snapshots and suspended states on disk (reported by the disk-room check). */
+  async #savedStateBytes(): Promise<number> {
+    let n = 0;
+    for (const vm of this.list()) {
+      if (vm.state !== 'suspended') continue;
+      n +=
+        (await stat(vmPaths(this.instanceDir(vm.instanceId)).suspendState).catch(() => undefined))?.size ?? 0;
+    }
+    for (const hash of await readdir(this.#snapshotsDir).catch(() => [] as string[])) {
+      const s = snapshotPaths(join(this.#snapshotsDir, hash));
+      for (const f of [s.state, s.disk]) n += ((await stat(f).catch(() => undefined))?.blocks ?? 0) * 512;
+    }
+    return n;
+  }
+
+  // ---- snapshots ----
+
+  /** The complete snapshot of a template hash on this node, if there is one. */
+  async #readSnapshot(hash: string): Promise<{ dir: string; meta: SnapshotMeta } | undefined> {
+    const dir = join(this.#snapshotsDir, hash);
+    const raw = await readFile(snapshotPaths(dir).meta, 'utf8').catch(() => '');
+    if (!raw) return undefined;
+    try {
+      const meta = snapshotMetaSchema.parse(JSON.parse(raw));
+      return meta.templateHash === hash ? { dir, meta } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** True when this node holds a snapshot of `template` (restores will be used). */
+  async hasSnapshot(template: VMTemplate): Promise<boolean> {
+    return (await this.#readSnapshot(await this.templateHash(templateOf(template)))) !== undefined;
+  }
+
+  /** Resolves when the snapshot jobs in flight have finished (tests, shutdown). */
+  async snapshotsSettled(): Promise<void> {
+    while (this.#snapshotJobs.size > 0) await Promise.allSettled([...this.#snapshotJobs.values()]);
+  }
+
+  #scheduleSnapshot(template: VMTemplate, hash: string): void {
+    if (!this.#o.snapshots || this.#snapshotJobs.has(hash)) return;
+    const job = this.#makeSnapshot(template, hash)
+      .catch((err: Error) =>
+        this.#o.log.warn({ templateHash: hash, err: err.message }, 'could not snapshot the template'),
+      )
+      .finally(() => this.#snapshotJobs.delete(hash));
+    this.#snapshotJobs.set(hash, job);
+  }
+
+  /**
+   * Boots a dedicated VM of the template, waits until it is ready, saves its state into
+   * `<stateDir>/snapshots/<hash>/` and keeps its disk as the snapshot's frozen disk.
+   */
+  async #makeSnapshot(template: VMTemplate, hash: string): Promise<void> {
+    if (await this.#readSnapshot(hash)) return;
+    if (this.#liveCount() >= this.#o.maxVMs) {
+      this.#o.log.info({ templateHash: hash }, 'node full; the template is snapshotted after a later boot');
+      return;
+    }
+    await this.#checkDiskRoom(
+      template.memoryMiB * MiB + template.diskMiB * MiB,
+      `a snapshot of the template needs ${template.memoryMiB + template.diskMiB} MiB (memory and disk)`,
+    );
+    const t0 = Date.now();
+    this.#snapshotVMs++;
+    let vm: VMRecord | undefined;
+    try {
+      vm = await this.#start({ template, hash, origin: 'cold', from: { kind: 'image' }, untracked: true });
+      const inst = this.#inst(vm);
+      const tmp = join(this.#snapshotsDir, `.${hash}.${vm.instanceId}`);
+      await mkdir(tmp, { recursive: true, mode: 0o700 });
+      try {
+        const s = snapshotPaths(tmp);
+        const { bytes } = await this.#backend.saveState(inst, vm.pid, s.state);
+        const p = vmPaths(inst.dir);
+        await rename(this.#backend.diskPath(inst), s.disk);
+        await chmod(s.disk, 0o400);
+        await copyFile(p.clientKey, s.clientKey);
+        await copyFile(p.authorizedKeys, s.authorizedKeys);
+        await copyFile(p.hostKey, s.hostKey);
+        const meta: SnapshotMeta = {
+          templateHash: hash,
+          template,
+          hostPublicKey: vm.hostPublicKey,
+          createdAt: new Date().toISOString(),
+          stateBytes: bytes,
+        };
+        await writeFile(s.meta, JSON.stringify(meta, null, 2), { mode: 0o600 });
+        await rename(tmp, join(this.#snapshotsDir, hash));
+        this.#o.log.info(
+          { templateHash: hash, stateBytes: bytes, ms: Date.now() - t0 },
+          'template snapshotted',
+        );
+      } finally {
+        await rm(tmp, { recursive: true, force: true });
+      }
+    } finally {
+      this.#snapshotVMs--;
+      if (vm) {
+        const dir = this.instanceDir(vm.instanceId);
+        await this.#backend.stop({ dir }, vm.pid, 1_000);
+        await this.#o.networks.destroy(vm.instanceId, vm.network);
+        await this.#removeCgroup(vm.instanceId);
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+    await this.#pruneSnapshots();
+  }
+
+  /** Deletes snapshots that are incomplete or whose images (or template hashing) changed. */
+  async #pruneSnapshots(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const name of await readdir(this.#snapshotsDir).catch(() => [] as string[])) {
+      if (this.#snapshotJobs.has(name)) continue;
+      const dir = join(this.#snapshotsDir, name);
+      const snap = await this.#readSnapshot(name);
+      let current = false;
+      if (snap)
+        current = await this.templateHash(snap.meta.template).then(
+          (h) => h === name,
+          () => false,
+        );
+      // A temporary directory of a job in flight is skipped (its job removes it).
+      if (!current && !(name.startsWith('.') && this.#snapshotJobs.has(name.split('.')[1] ?? ''))) {
+        // A restored instance's overlay may be backed by this disk: keep it while one uses it.
+        const inUse = this.list().some((vm) => vm.templateHash === name && vm.origin !== 'cold');
+        if (inUse && snap) continue;
+        await rm(dir, { recursive: true, force: true });
+        removed.push(name);
+      }
+    }
+    if (removed.length > 0) this.#o.log.info({ removed }, 'stale snapshots removed');
+    return removed;
+  }
+
+  // ---- monitoring and adoption ----
 
   #startMonitor(): void {
     if (this.#monitor) return;
@@ -375,82 +884,100 @@ export class VMManager {
   async #checkVMs(): Promise<void> {
     for (const vm of this.list()) {
       if (vm.state !== 'running') continue;
-      const p = vmPaths(this.vmDir(vm.vmId));
-      if (!(await isOurProcess(vm.pid, this.#marker(vm.vmId)))) {
-        await this.#withLock(vm.vmId, () => this.#markExited(vm.vmId)).catch((err: Error) =>
-          this.#o.log.warn({ vmId: vm.vmId, err: err.message }, 'could not record a VM exit'),
+      const inst = this.#inst(vm);
+      if (!(await this.#backend.isAlive(inst, vm.pid))) {
+        await this.#withLock(`i:${vm.instanceId}`, () => this.#markExited(vm.instanceId)).catch(
+          (err: Error) =>
+            this.#o.log.warn({ instanceId: vm.instanceId, err: err.message }, 'could not record a VM exit'),
         );
         continue;
       }
-      const size = await stat(p.serialLog)
+      const log = this.#backend.consolePath(inst);
+      const size = await stat(log)
         .then((st) => st.size)
         .catch(() => 0);
       if (size > SERIAL_LOG_MAX_BYTES) {
-        const tail = await consoleTail(p.serialLog, 50);
-        await truncate(p.serialLog, 0).catch(() => undefined);
-        await writeFile(p.serialLog, `[waggle: console log cut at ${size} bytes]\n${tail}\n`, { flag: 'a' });
+        const tail = await consoleTail(log, 50);
+        await truncate(log, 0).catch(() => undefined);
+        await writeFile(log, `[waggle: console log cut at ${size} bytes]\n${tail}\n`, { flag: 'a' });
       }
     }
   }
 
   /** The VM's QEMU is gone: record why, free its network and cgroup; the record stays for GetVM. */
-  async #markExited(vmId: string): Promise<void> {
-    const vm = this.#vms.get(vmId);
-    if (vm?.state !== 'running' || (await isOurProcess(vm.pid, this.#marker(vmId)))) return;
-    const p = vmPaths(this.vmDir(vmId));
+  async #markExited(instanceId: string): Promise<void> {
+    const vm = this.#vms.get(instanceId);
+    if (!vm || vm.state !== 'running') return;
+    const inst = this.#inst(vm);
+    if (await this.#backend.isAlive(inst, vm.pid)) return;
+    const p = vmPaths(inst.dir);
     if (!(await stat(p.record).catch(() => undefined))) {
       // Destroyed by another manager of the same state dir (an agent that replaced this one):
       // its network is not ours to release any more.
-      this.#vms.delete(vmId);
+      this.#vms.delete(instanceId);
+      if (vm.vmId !== undefined && this.#owners.get(vm.vmId) === instanceId) this.#owners.delete(vm.vmId);
       return;
     }
-    const qemuSaid = (await readFile(p.qemuLog, 'utf8').catch(() => ''))
-      .trim()
-      .split('\n')
-      .slice(-3)
-      .join('\n');
-    const lastLines = await consoleTail(p.serialLog, 10);
+    const qemuSaid = await this.#backend.startupLog(inst);
+    const lastLines = await consoleTail(this.#backend.consolePath(inst), 10);
     // Free what it held first: once it reads 'exited', its network and cgroup are gone.
     await this.#o.networks
-      .destroy(vmId, vm.network)
+      .destroy(instanceId, vm.network)
       .catch((err: Error) =>
-        this.#o.log.warn({ vmId, err: err.message }, 'could not free an exited VM network'),
+        this.#o.log.warn({ instanceId, err: err.message }, 'could not free an exited VM network'),
       );
     vm.networkReleased = true;
-    if (this.#o.vmCgroup) await removeCgroup(this.#o.vmCgroup.root, `${this.#o.vmCgroup.name}/${vmId}`);
+    await this.#removeCgroup(instanceId);
     vm.message =
       `QEMU (pid ${vm.pid}) exited while the VM was running` +
       (qemuSaid ? `: ${qemuSaid}` : ' (killed, crashed or out of memory)') +
       (lastLines.trim() ? `\n--- last console lines:\n${lastLines}` : '');
     vm.state = 'exited';
     await this.#persist(vm);
-    this.#o.log.warn({ vmId, pid: vm.pid }, 'vm exited');
+    this.#o.log.warn({ instanceId, vmId: vm.vmId, pid: vm.pid }, 'vm exited');
   }
 
-  /** Throws VMExitedError for a VM whose QEMU went away (checked now, not only by the monitor). */
+  /**
+   * Throws VMExitedError for a VM whose QEMU went away (checked now, not only by the monitor),
+   * and VMSuspendedError for a suspended one.
+   */
   async ensureAlive(vmId: string): Promise<void> {
     const vm = this.get(vmId);
-    if (vm.state === 'running' && !(await isOurProcess(vm.pid, this.#marker(vmId)))) {
-      await this.#withLock(vmId, () => this.#markExited(vmId));
+    if (vm.state === 'running' && !(await this.#backend.isAlive(this.#inst(vm), vm.pid))) {
+      await this.#withLock(`i:${vm.instanceId}`, () => this.#markExited(vm.instanceId));
     }
     if (vm.state === 'exited') throw new VMExitedError(vmId, vm.message ?? 'its QEMU is gone');
   }
 
-  async #readRecord(vmId: string): Promise<VMRecord | undefined> {
-    const raw = await readFile(vmPaths(this.vmDir(vmId)).record, 'utf8').catch(() => '');
+  /** ensureAlive for a caller holding the instance's lock. */
+  async #ensureAliveLocked(vm: VMRecord): Promise<void> {
+    if (vm.state === 'running' && !(await this.#backend.isAlive(this.#inst(vm), vm.pid))) {
+      await this.#markExited(vm.instanceId);
+    }
+    if (vm.state === 'exited')
+      throw new VMExitedError(vm.vmId ?? vm.instanceId, vm.message ?? 'its QEMU is gone');
+  }
+
+  async #readRecord(instanceId: string): Promise<VMRecord | undefined> {
+    const raw = await readFile(vmPaths(this.instanceDir(instanceId)).record, 'utf8').catch(() => '');
     if (!raw) return undefined;
     try {
-      const parsed = vmRecordSchema.safeParse(JSON.parse(raw));
-      return parsed.success ? parsed.data : undefined;
+      return parseRecord(JSON.parse(raw), instanceId);
     } catch {
       return undefined;
     }
   }
 
+  #track(record: VMRecord): void {
+    this.#vms.set(record.instanceId, record);
+    if (record.vmId !== undefined) this.#owners.set(record.vmId, record.instanceId);
+  }
+
   /**
    * After a restart: re-adopts VMs whose QEMU still runs (with their network namespace and DNS
-   * forwarder), removes records whose VM is gone with everything they held, kills QEMU processes
-   * under the state dir that have no record, and removes VM namespaces nobody owns.
+   * forwarder) and suspended VMs, removes records whose VM is gone with everything they held,
+   * kills QEMU processes under the state dir that have no record, removes VM namespaces nobody
+   * owns, and deletes snapshots whose images changed. `adopted` lists instance ids.
    */
   async adopt(): Promise<{
     adopted: string[];
@@ -459,32 +986,60 @@ export class VMManager {
     netnsReaped: number;
   }> {
     await mkdir(this.#vmsDir, { recursive: true, mode: 0o700 });
+    await mkdir(this.#snapshotsDir, { recursive: true, mode: 0o700 });
     const adopted: string[] = [];
     const removed: string[] = [];
-    for (const vmId of await readdir(this.#vmsDir)) {
-      const record = await this.#readRecord(vmId);
+    for (const instanceId of await readdir(this.#vmsDir)) {
+      const record = await this.#readRecord(instanceId);
       if (record?.state === 'exited') {
-        this.#vms.set(vmId, record); // kept for GetVM until DestroyVM; holds nothing
+        this.#track(record); // kept for GetVM until DestroyVM; holds nothing
         continue;
       }
-      if (record?.state === 'running' && (await isOurProcess(record.pid, this.#marker(vmId)))) {
+      const inst = record ? this.#inst(record) : undefined;
+      if (record?.state === 'suspended' && inst) {
         try {
-          await this.#o.networks.adopt(vmId, record.network, record.pid);
-          this.#vms.set(vmId, record);
-          adopted.push(vmId);
+          await this.#o.networks.adoptIdle(instanceId, record.network).catch(async (err: Error) => {
+            // Its namespace went with the agent's old container: it gets a new one (ResumeVM
+            // starts QEMU there; the guest's own addresses do not change).
+            this.#o.log.info({ instanceId, err: err.message }, 'suspended VM gets a new network');
+            const cleanup = new CleanupStack();
+            record.network = await this.#o.networks.create(
+              instanceId,
+              { mode: record.network.mode, allowDomains: record.network.allowDomains },
+              cleanup,
+            );
+            cleanup.release();
+            await this.#persist(record);
+          });
+          this.#track(record);
+          adopted.push(instanceId);
           continue;
         } catch (err) {
           this.#o.log.warn(
-            { vmId, err: (err as Error).message },
+            { instanceId, err: (err as Error).message },
+            'cannot re-adopt the suspended VM network; removing the VM',
+          );
+        }
+      }
+      if (record?.state === 'running' && inst && (await this.#backend.isAlive(inst, record.pid))) {
+        try {
+          await this.#o.networks.adopt(instanceId, record.network, record.pid);
+          this.#track(record);
+          adopted.push(instanceId);
+          continue;
+        } catch (err) {
+          this.#o.log.warn(
+            { instanceId, err: (err as Error).message },
             'cannot re-adopt the VM network; removing the VM',
           );
         }
       }
-      for (const pid of await pidsWithMarker(this.#marker(vmId))) await terminate(pid, this.#marker(vmId));
-      if (record && !record.networkReleased) await this.#o.networks.destroy(vmId, record.network);
-      if (this.#o.vmCgroup) await removeCgroup(this.#o.vmCgroup.root, `${this.#o.vmCgroup.name}/${vmId}`);
-      await rm(this.vmDir(vmId), { recursive: true, force: true });
-      removed.push(vmId);
+      const marker = this.#backend.marker({ dir: this.instanceDir(instanceId) });
+      for (const pid of await pidsWithMarker(marker)) await terminate(pid, marker);
+      if (record && !record.networkReleased) await this.#o.networks.destroy(instanceId, record.network);
+      await this.#removeCgroup(instanceId);
+      await rm(this.instanceDir(instanceId), { recursive: true, force: true });
+      removed.push(instanceId);
     }
     let orphansKilled = 0;
     for (const pid of await pidsWithMarker(`${this.#vmsDir}/`)) {
@@ -495,7 +1050,14 @@ export class VMManager {
         orphansKilled++;
       }
     }
-    const reaped = await this.#o.networks.reapOrphans(new Set(this.#live().map((vm) => vm.network.netns)));
+    const reaped = await this.#o.networks.reapOrphans(
+      new Set(
+        this.list()
+          .filter((vm) => !vm.networkReleased)
+          .map((vm) => vm.network.netns),
+      ),
+    );
+    await this.#pruneSnapshots();
     if (adopted.length > 0) this.#startMonitor();
     this.#o.log.info(
       { adopted: adopted.length, removed: removed.length, orphansKilled, netnsReaped: reaped.length },
@@ -503,14 +1065,4 @@ export class VMManager {
     );
     return { adopted, removed, orphansKilled, netnsReaped: reaped.length };
   }
-}
-
-/**
- * The uid and gid a VM's QEMU runs as once started: 2^30 plus the index of its /30 in the IPv4
- * space. No host account uses it, and no two VMs on a node share it (one VM cannot signal or
- * ptrace another's QEMU).
- */
-export function qemuIdentity(net: Pick<VMNetwork, 'hostIP'>): number {
-  const n = net.hostIP.split('.').reduce((acc, b) => acc * 256 + Number(b), 0);
-  return 2 ** 30 + Math.floor(n / 4);
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import {
   ALLOW_DOMAIN_PATTERN,
   egressModeSchema,
@@ -40,18 +41,52 @@ export const vmSpecSchema = z.object({
 export type VMSpec = z.output<typeof vmSpecSchema>;
 export type VMSpecInput = z.input<typeof vmSpecSchema>;
 
-/** `exited`: it was running and its QEMU went away (the record stays until DestroyVM). */
-export const vmStateSchema = z.enum(['booting', 'running', 'failed', 'exited']);
+/** A VM's spec without its owner: what makes two VMs interchangeable (docs/adr/0014). */
+export const vmTemplateSchema = vmSpecSchema.omit({ vmId: true });
+export type VMTemplate = z.output<typeof vmTemplateSchema>;
+
+/**
+ * `exited`: it was running and its QEMU went away (the record stays until DestroyVM).
+ * `suspended`: its whole state is saved next to its overlay and no QEMU runs (ResumeVM).
+ */
+export const vmStateSchema = z.enum(['booting', 'running', 'failed', 'exited', 'suspended']);
 export type VMState = z.output<typeof vmStateSchema>;
 
-/** What the agent persists per VM (`<stateDir>/vms/<vmId>/vm.json`) so a restart can re-adopt it. */
-export const vmRecordSchema = vmSpecSchema.extend({
+/** How the VM came to be: booted from the image, restored from a snapshot, or a bound warm VM. */
+export const vmOriginSchema = z.enum(['cold', 'restored', 'warm']);
+export type VMOrigin = z.output<typeof vmOriginSchema>;
+
+/** `i-` and 16 hex digits; records written before instance ids use their vm id (same alphabet). */
+export const INSTANCE_ID_PATTERN = VM_ID_PATTERN;
+
+/** A fresh instance id: the name of a VM's state directory, QEMU marker and cgroup. */
+export function newInstanceId(): string {
+  return `i-${randomBytes(8).toString('hex')}`;
+}
+
+/**
+ * What the agent persists per VM instance (`<stateDir>/vms/<instanceId>/vm.json`) so a restart
+ * can re-adopt it. `vmId` is the owner (absent while the VM waits unowned in a warm pool).
+ */
+export const vmRecordSchema = vmTemplateSchema.extend({
+  instanceId: z.string().regex(INSTANCE_ID_PATTERN),
+  vmId: vmSpecSchema.shape.vmId.optional(),
+  /** templateHash of the VM's template and images (see template.ts). */
+  templateHash: z.string(),
+  /** The warm pool ("<namespace>/<name>") the VM was booted for. */
+  pool: z.string().optional(),
+  origin: vmOriginSchema,
   state: vmStateSchema,
   network: vmNetworkSchema,
   pid: z.int(),
   createdAt: z.string(),
   readyAt: z.string().optional(),
   bootMs: z.number().optional(),
+  /** When a warm VM was given its owner. */
+  boundAt: z.string().optional(),
+  suspendedAt: z.string().optional(),
+  resumedAt: z.string().optional(),
+  resumeMs: z.number().optional(),
   /** OpenSSH public key of the guest's host key, pinned by the SSH client. */
   hostPublicKey: z.string(),
   message: z.string().optional(),
@@ -59,10 +94,34 @@ export const vmRecordSchema = vmSpecSchema.extend({
   networkReleased: z.boolean().optional(),
 });
 export type VMRecord = z.output<typeof vmRecordSchema>;
+/** A record with an owner: what the API shows. */
+export type OwnedVMRecord = VMRecord & { vmId: string };
 
-export function sameSpec(a: VMSpec, b: VMSpec): boolean {
+export const isOwned = (r: VMRecord): r is OwnedVMRecord => r.vmId !== undefined;
+
+/**
+ * Reads a persisted record of the directory `dirName`. Records written before instance ids
+ * (directory = vm id, no instanceId/templateHash/origin) are adopted with instance id = the
+ * directory name, an unknown template (matches no other) and origin cold. Undefined if invalid.
+ */
+export function parseRecord(raw: unknown, dirName: string): VMRecord | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const r = raw as Record<string, unknown>;
+  const migrated =
+    r.instanceId === undefined
+      ? { templateHash: '', origin: 'cold', ...r, instanceId: dirName, vmId: r.vmId ?? dirName }
+      : r;
+  const parsed = vmRecordSchema.safeParse(migrated);
+  if (!parsed.success || parsed.data.instanceId !== dirName) return undefined;
+  return parsed.data;
+}
+
+export function sameSpec(a: VMTemplate & { vmId?: string }, b: VMSpec): boolean {
+  return a.vmId === b.vmId && sameTemplate(a, b);
+}
+
+export function sameTemplate(a: VMTemplate, b: VMTemplate): boolean {
   return (
-    a.vmId === b.vmId &&
     a.runtime === b.runtime &&
     a.cpus === b.cpus &&
     a.memoryMiB === b.memoryMiB &&

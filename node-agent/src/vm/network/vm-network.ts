@@ -202,6 +202,19 @@ export class VMNetworks {
     if (net.mode !== 'none') await this.#startDns(vmId, net);
   }
 
+  /**
+   * After an agent restart, for a VM with no process (suspended): keeps the slot and restarts
+   * the DNS forwarder. Rejects if the namespace is gone (nothing held it: the agent's
+   * container, and with it the /run/netns mount, was replaced).
+   */
+  async adoptIdle(vmId: string, net: VMNetwork): Promise<void> {
+    if (!(await exists(`/run/netns/${net.netns}`))) {
+      throw new Error(`network namespace ${net.netns} is gone`);
+    }
+    this.#subnets.reserve(net.slot);
+    if (net.mode !== 'none') await this.#startDns(vmId, net);
+  }
+
   /** Removes everything of one VM's network (after its QEMU is gone). Idempotent. */
   async destroy(vmId: string, net: VMNetwork): Promise<void> {
     this.#stopDns(vmId);

@@ -1,0 +1,210 @@
+import { execFile } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { chmod, chown, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import type { Accelerator } from '@waggle/crds';
+import type { BackendInstance, DiskSource, LaunchOptions, VmBackend } from '../backend.ts';
+import type { VMNetwork } from '../network/vm-network-record.ts';
+import { isOurProcess, terminate } from '../proc.ts';
+import { buildQemuArgs } from '../qemu-args.ts';
+import { launchDetached } from '../qemu-launch.ts';
+import { vmPaths } from '../vm-paths.ts';
+import { QmpClient } from './qmp.ts';
+
+const run = promisify(execFile);
+
+/** Name of the socket (inside the VM's chroot) QEMU streams its migration state to. */
+const MIGRATE_SOCKET = 'migrate.sock';
+
+export interface QemuMicrovmOptions {
+  accelerator: Accelerator;
+  kernel: string;
+  initrd: string;
+  tscKHz?: number;
+  qemuBinary?: string;
+  qemuImgBinary?: string;
+  /** How long saving a VM's state may take. */
+  saveTimeoutMs?: number;
+}
+
+/**
+ * The uid and gid a VM's QEMU runs as once started: 2^30 plus the index of its /30 in the IPv4
+ * space. No host account uses it, and no two VMs on a node share it (one VM cannot signal or
+ * ptrace another's QEMU).
+ */
+export function qemuIdentity(net: Pick<VMNetwork, 'hostIP'>): number {
+  const n = net.hostIP.split('.').reduce((acc, b) => acc * 256 + Number(b), 0);
+  return 2 ** 30 + Math.floor(n / 4);
+}
+
+/**
+ * QEMU `microvm`, confined (seccomp, own uid, chroot), one detached process per VM, controlled
+ * over QMP on `<dir>/qmp.sock`. Saved states are QEMU migration streams: QEMU 7.2 has no `file:`
+ * migration and its seccomp filter forbids `exec:`, so QEMU streams to a unix socket the agent
+ * listens on inside the VM's chroot; restores read the file as `-incoming fd:3`.
+ */
+export class QemuMicrovmBackend implements VmBackend {
+  readonly kind = 'qemu-microvm';
+  readonly #o: Required<Omit<QemuMicrovmOptions, 'tscKHz'>> & Pick<QemuMicrovmOptions, 'tscKHz'>;
+
+  constructor(opts: QemuMicrovmOptions) {
+    this.#o = {
+      qemuBinary: 'qemu-system-x86_64',
+      qemuImgBinary: 'qemu-img',
+      saveTimeoutMs: 120_000,
+      ...opts,
+    };
+  }
+
+  marker(inst: Pick<BackendInstance, 'dir'>): string {
+    return `${inst.dir}/`;
+  }
+
+  diskPath(inst: Pick<BackendInstance, 'dir'>): string {
+    return vmPaths(inst.dir).overlay;
+  }
+
+  consolePath(inst: Pick<BackendInstance, 'dir'>): string {
+    return vmPaths(inst.dir).serialLog;
+  }
+
+  async startupLog(inst: Pick<BackendInstance, 'dir'>): Promise<string> {
+    return (await readFile(vmPaths(inst.dir).qemuLog, 'utf8').catch(() => ''))
+      .trim()
+      .split('\n')
+      .slice(-3)
+      .join('\n');
+  }
+
+  async prepareDisk(inst: BackendInstance, source: DiskSource, sizeBytes: number): Promise<void> {
+    const overlay = this.diskPath(inst);
+    await run(this.#o.qemuImgBinary, [
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '-F',
+      source.kind === 'image' ? 'raw' : 'qcow2',
+      '-b',
+      source.path,
+      overlay,
+      // A frozen disk already has the template's size; an overlay of it must not differ.
+      ...(source.kind === 'image' ? [String(sizeBytes)] : []),
+    ]);
+  }
+
+  async launch(inst: BackendInstance, opts: LaunchOptions): Promise<number> {
+    const p = vmPaths(inst.dir);
+    // QEMU chroots here once started; libslirp reads /etc/resolv.conf after that, lazily.
+    await mkdir(join(p.chroot, 'etc'), { recursive: true, mode: 0o555 });
+    await writeFile(join(p.chroot, 'etc', 'resolv.conf'), opts.resolvConf, { mode: 0o444 });
+    await rm(p.pidFile, { force: true });
+    const id = qemuIdentity(inst.network);
+    const args = buildQemuArgs({
+      name: `waggle-${inst.instanceId}`,
+      accelerator: this.#o.accelerator,
+      cpus: inst.template.cpus,
+      memoryMiB: inst.template.memoryMiB,
+      kernelPath: this.#o.kernel,
+      initrdPath: this.#o.initrd,
+      overlayPath: p.overlay,
+      sshForward: { host: inst.network.nsIP, port: 22 },
+      egress: inst.template.egress,
+      confine: { uid: id, gid: id, chrootDir: p.chroot },
+      fwCfgFiles: opts.guestFiles,
+      serialLogPath: p.serialLog,
+      qmpSocketPath: p.qmp,
+      pidFilePath: p.pidFile,
+      ...(this.#o.tscKHz ? { tscKHz: this.#o.tscKHz } : {}),
+      ...(opts.incomingState ? { incoming: 'fd:3' } : {}),
+    });
+    const state = opts.incomingState ? await open(opts.incomingState, 'r') : undefined;
+    try {
+      return await launchDetached({
+        command: [...opts.execPrefix, this.#o.qemuBinary, ...args],
+        pidFile: p.pidFile,
+        logPath: p.qemuLog,
+        ...(state ? { fd3: state.fd } : {}),
+      });
+    } finally {
+      // QEMU has its own copy of the descriptor now.
+      await state?.close();
+    }
+  }
+
+  async saveState(inst: BackendInstance, pid: number, statePath: string): Promise<{ bytes: number }> {
+    const p = vmPaths(inst.dir);
+    const sockPath = join(p.chroot, MIGRATE_SOCKET);
+    const tmp = `${statePath}.tmp`;
+    await rm(sockPath, { force: true });
+    const id = qemuIdentity(inst.network);
+    let received: Promise<void> | undefined;
+    let conn: Socket | undefined;
+    const server: Server = createServer({ allowHalfOpen: false }, (sock) => {
+      if (conn) {
+        sock.destroy(); // one stream only
+        return;
+      }
+      conn = sock;
+      received = pipeline(sock, createWriteStream(tmp, { mode: 0o600 }));
+      received.catch(() => undefined);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(sockPath, () => resolve());
+    });
+    const qmp = await QmpClient.connect(p.qmp).catch((err: Error) => {
+      server.close();
+      throw err;
+    });
+    try {
+      // QEMU runs as the VM's uid after start-up: only it may connect.
+      await chown(sockPath, id, id);
+      await chmod(sockPath, 0o600);
+      // The default migration bandwidth cap (32 MiB/s) is for live migration over a network.
+      await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
+      await qmp.execute('stop');
+      await qmp.execute('migrate', { uri: `unix:/${MIGRATE_SOCKET}` });
+      const deadline = Date.now() + this.#o.saveTimeoutMs;
+      while (true) {
+        const info = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+        if (info.status === 'completed') break;
+        if (info.status === 'failed' || info.status === 'cancelled') {
+          throw new Error(`saving the VM state ${info.status}: ${info['error-desc'] ?? 'no reason given'}`);
+        }
+        if (Date.now() > deadline) {
+          await qmp.execute('migrate_cancel').catch(() => undefined);
+          throw new Error(`saving the VM state took longer than ${this.#o.saveTimeoutMs} ms`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      if (!received) throw new Error('QEMU completed the migration without connecting');
+      await received;
+      await rename(tmp, statePath);
+      await qmp.execute('quit').catch(() => undefined); // it may close the socket before answering
+    } catch (err) {
+      // The VM stays usable when saving failed: let its vCPUs run again.
+      await qmp.execute('cont').catch(() => undefined);
+      await rm(tmp, { force: true });
+      throw err;
+    } finally {
+      qmp.close();
+      conn?.destroy();
+      server.close();
+      await rm(sockPath, { force: true });
+    }
+    await this.stop(inst, pid, 5_000);
+    return { bytes: (await stat(statePath)).size };
+  }
+
+  stop(inst: Pick<BackendInstance, 'dir'>, pid: number, graceMs?: number): Promise<void> {
+    return terminate(pid, this.marker(inst), graceMs);
+  }
+
+  isAlive(inst: Pick<BackendInstance, 'dir'>, pid: number): Promise<boolean> {
+    return isOurProcess(pid, this.marker(inst));
+  }
+}
