@@ -1,5 +1,11 @@
 import type { WaggleEnvironment, WaggleEnvironmentStatus } from '@waggle/crds';
-import type { DestroyVMResponse, GetVMResponse, NodeAgentClient } from '@waggle/node-agent/client';
+import type {
+  DestroyVMResponse,
+  GetVMResponse,
+  NodeAgentClient,
+  ResumeVMResponse,
+  SuspendVMResponse,
+} from '@waggle/node-agent/client';
 import type { InvolvedObject } from './events.ts';
 
 /**
@@ -16,7 +22,7 @@ export interface EnvironmentWriter {
 }
 
 /** The node-agent calls the reconciler makes. */
-export type VmAgent = Pick<NodeAgentClient, 'createVM' | 'getVM' | 'destroyVM'>;
+export type VmAgent = Pick<NodeAgentClient, 'createVM' | 'getVM' | 'destroyVM' | 'suspendVM' | 'resumeVM'>;
 
 /** The node-agent client for `nodeName` at `endpoint` (mTLS pins the node's identity). */
 export interface VmAgents {
@@ -28,4 +34,4 @@ export interface EventSink {
   record(obj: InvolvedObject, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void>;
 }
 
-export type { DestroyVMResponse, GetVMResponse };
+export type { DestroyVMResponse, GetVMResponse, ResumeVMResponse, SuspendVMResponse };

@@ -1,4 +1,10 @@
-import { k8sTime, type WaggleEnvironment, type WaggleEnvironmentStatus, type WaggleNode } from '@waggle/crds';
+import {
+  k8sTime,
+  LAST_ACTIVITY_ANNOTATION,
+  type WaggleEnvironment,
+  type WaggleEnvironmentStatus,
+  type WaggleNode,
+} from '@waggle/crds';
 import { Code, ConnectError, VMState } from '@waggle/node-agent/client';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -43,6 +49,8 @@ class World {
   createVM: Outcome<object> = { ok: {} };
   getVM: Outcome<object> = { ok: { vm: { state: VMState.VM_STATE_RUNNING } } };
   destroyVM: Outcome<{ existed: boolean }> = { ok: { existed: true } };
+  suspendVM: Outcome<object> = { ok: { vm: {}, stateBytes: 300n * 2n ** 20n, suspendMs: 900 } };
+  resumeVM: Outcome<object> = { ok: { vm: {}, resumeMs: 420 } };
   #rv = 1;
 
   readonly store: EnvironmentWriter = {
@@ -92,6 +100,14 @@ class World {
           this.calls.push('destroyVM');
           return settle(this.destroyVM);
         }) as unknown as VmAgent['destroyVM'],
+        suspendVM: (async () => {
+          this.calls.push('suspendVM');
+          return settle(this.suspendVM);
+        }) as unknown as VmAgent['suspendVM'],
+        resumeVM: (async () => {
+          this.calls.push('resumeVM');
+          return settle(this.resumeVM);
+        }) as unknown as VmAgent['resumeVM'],
       };
     },
   };
@@ -145,6 +161,8 @@ class World {
       status?: WaggleEnvironmentStatus;
       finalizer?: boolean;
       idleTimeout?: string;
+      idleAction?: 'Delete' | 'Suspend';
+      maxLifetime?: string;
       createdAt?: number;
     } = {},
   ): string {
@@ -164,7 +182,8 @@ class World {
         resources: { cpus: 1, memoryMiB: 512, diskMiB: 2048 },
         network: { egress: 'all' },
         idleTimeout: opts.idleTimeout ?? '30m',
-        maxLifetime: '24h',
+        idleAction: opts.idleAction ?? 'Delete',
+        maxLifetime: opts.maxLifetime ?? '24h',
       },
       ...(opts.status ? { status: opts.status } : {}),
     } as unknown as WaggleEnvironment;
@@ -233,9 +252,14 @@ async function withCreateInFlight() {
 }
 
 /** Pushes a scheduled environment to Running against a healthy node. */
-async function runningEnv(w: World, r: EnvironmentReconciler, name = 'e'): Promise<string> {
+async function runningEnv(
+  w: World,
+  r: EnvironmentReconciler,
+  name = 'e',
+  opts: Parameters<World['addEnv']>[1] = {},
+): Promise<string> {
   w.addNode('n1');
-  const key = w.addEnv(name);
+  const key = w.addEnv(name, opts);
   await reconcileUntilQuiet(w, r, key); // scheduled
   await reconcileUntilQuiet(w, r, key); // CreateVM → Running
   expect(w.status(key)?.phase).toBe('Running');
@@ -680,5 +704,226 @@ describe('placement', () => {
       'Scheduled',
       'Scheduled',
     ]);
+  });
+});
+
+describe('suspend on idle (idleAction Suspend)', () => {
+  const IDLE_MS = 30 * 60_000;
+
+  /** Records use of the environment at `at`, as the gateway's activity annotation does. */
+  function touch(w: World, key: string, at = w.now) {
+    const env = w.envs.get(key) as WaggleEnvironment;
+    env.metadata.annotations = { [LAST_ACTIVITY_ANNOTATION]: k8sTime(new Date(at)) };
+  }
+
+  /** A Running environment with idleAction Suspend, taken past its idle timeout to Suspended. */
+  async function suspendedEnv() {
+    const w = new World();
+    const r = w.reconciler();
+    const key = await runningEnv(w, r, 'e', { idleAction: 'Suspend' });
+    w.now += IDLE_MS;
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.status(key)?.phase).toBe('Suspended');
+    w.events.length = 0;
+    w.calls.length = 0;
+    return { w, r, key };
+  }
+
+  it.each<['Delete' | 'Suspend', { phase: string; deleted: boolean; calls: string[]; reasons: string[] }]>([
+    ['Delete', { phase: 'Running', deleted: true, calls: [], reasons: ['Expired'] }],
+    ['Suspend', { phase: 'Suspended', deleted: false, calls: ['suspendVM'], reasons: ['Suspended'] }],
+  ])('at the idle deadline, idleAction %s', async (idleAction, want) => {
+    const w = new World();
+    const r = w.reconciler();
+    const key = await runningEnv(w, r, 'e', { idleAction });
+    w.now += IDLE_MS - 1_000;
+    const before = await reconcileUntilQuiet(w, r, key);
+    expect(before?.requeueAfterMs).toBe(1_000); // woken at the idle deadline either way
+    w.calls.length = 0;
+    w.now += 1_000;
+    await r.reconcile(key);
+    if (idleAction === 'Suspend') {
+      // While SuspendVM runs: still Running, but not Ready (the gateway waits instead of calling).
+      expect(w.status(key)?.phase).toBe('Running');
+      expect(w.condition(key, 'Ready')).toMatchObject({ status: 'False', reason: 'Suspended' });
+      expect(w.status(key)?.message).toBe('suspending the VM on n1: idle for 30m');
+      await drain();
+      await r.reconcile(key);
+    }
+    expect(w.status(key)?.phase).toBe(want.phase);
+    expect(w.envs.get(key)?.metadata.deletionTimestamp !== undefined).toBe(want.deleted);
+    expect(w.calls).toEqual(want.calls);
+    expect(w.reasons()).toEqual(want.reasons);
+    if (idleAction === 'Suspend') {
+      expect(w.status(key)).toMatchObject({
+        suspendedAt: k8sTime(new Date(w.now)),
+        lastActivityTime: k8sTime(new Date(T0)), // the activity it judged idle
+        expiresAt: k8sTime(new Date(T0 + 24 * 3_600_000)), // only the lifetime deletes it now
+      });
+      expect(w.condition(key, 'Ready')).toMatchObject({ status: 'False', reason: 'Suspended' });
+      expect(w.events[0]?.message).toBe('VM suspended on n1 after 30m idle (300 MiB saved in 900 ms)');
+    }
+  });
+
+  it('stays suspended, calling nothing, until used; activity resumes it to Running', async () => {
+    const { w, r, key } = await suspendedEnv();
+    w.now += 3_600_000;
+    const idle = await reconcileUntilQuiet(w, r, key);
+    expect(idle?.requeueAfterMs).toBe(24 * 3_600_000 - IDLE_MS - 3_600_000); // until its lifetime
+    expect(w.calls).toEqual([]);
+
+    touch(w, key);
+    await r.reconcile(key);
+    expect(w.status(key)?.message).toBe('resuming the VM on n1');
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.calls.filter((c) => c !== 'getVM')).toEqual(['resumeVM']);
+    expect(w.status(key)).toMatchObject({
+      phase: 'Running',
+      resumedAt: k8sTime(new Date(w.now)),
+      lastResumeMs: 420,
+      lastActivityTime: k8sTime(new Date(w.now)),
+      message: 'running on n1 (resumed in 420 ms)',
+    });
+    expect(w.condition(key, 'Ready')).toMatchObject({ status: 'True', reason: 'Running' });
+    expect(w.reasons()).toEqual(['Resumed']);
+
+    // Idle again: suspended again, a full idle timeout after the use that resumed it.
+    w.calls.length = 0;
+    w.now += IDLE_MS;
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.status(key)?.phase).toBe('Suspended');
+    expect(w.calls.filter((c) => c !== 'getVM')).toEqual(['suspendVM']);
+  });
+
+  it('resumes after the save when the environment was used while it was being suspended', async () => {
+    const w = new World();
+    const r = w.reconciler();
+    const key = await runningEnv(w, r, 'e', { idleAction: 'Suspend' });
+    w.now += IDLE_MS;
+    await r.reconcile(key); // SuspendVM started
+    touch(w, key, w.now + 500); // a tool call arrives while the VM is being saved
+    await reconcileUntilQuiet(w, r, key); // Suspended
+    expect(w.status(key)?.phase).toBe('Suspended');
+    await reconcileUntilQuiet(w, r, key); // the status update brings the key back: resumed
+    expect(w.calls.filter((c) => c !== 'getVM')).toEqual(['suspendVM', 'resumeVM']);
+    expect(w.status(key)?.phase).toBe('Running');
+  });
+
+  it.each<[string, Outcome<object>, { phase: string; reason: string; message: RegExp; retries: boolean }]>([
+    [
+      'the agent does not answer',
+      { code: Code.Unavailable, message: 'connection refused' },
+      {
+        phase: 'Suspended',
+        reason: 'Suspended',
+        message: /^resuming the VM on n1 failed \(connection refused\); trying again$/,
+        retries: true,
+      },
+    ],
+    [
+      'the node has no room for it now',
+      { code: Code.ResourceExhausted, message: 'not enough free memory' },
+      {
+        phase: 'Suspended',
+        reason: 'Suspended',
+        message: /failed \(not enough free memory\); trying again$/,
+        retries: true,
+      },
+    ],
+    [
+      'the saved VM is gone',
+      { code: Code.NotFound },
+      { phase: 'Failed', reason: 'VMFailed', message: /^the suspended VM is gone from n1$/, retries: false },
+    ],
+  ])('a resume that fails because %s', async (_case, outcome, want) => {
+    const { w, r, key } = await suspendedEnv();
+    w.resumeVM = outcome;
+    touch(w, key);
+    await r.reconcile(key);
+    await drain();
+    const result = await r.reconcile(key);
+    expect(w.status(key)?.phase).toBe(want.phase);
+    expect(w.condition(key, 'Ready')?.reason).toBe(want.reason);
+    expect(w.status(key)?.message).toMatch(want.message);
+    expect(w.calls).toEqual(['resumeVM']);
+    if (!want.retries) return;
+    expect(result?.requeueAfterMs).toBe(1_000);
+    expect(w.events).toEqual([
+      { type: 'Warning', reason: 'ResumeFailed', message: expect.stringMatching(want.message) },
+    ]);
+    await r.reconcile(key); // within the backoff: no second call
+    expect(w.calls).toEqual(['resumeVM']);
+    w.now += 1_000;
+    w.resumeVM = { ok: { vm: {}, resumeMs: 700 } };
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.calls).toEqual(['resumeVM', 'resumeVM']);
+    expect(w.status(key)).toMatchObject({ phase: 'Running', lastResumeMs: 700 });
+  });
+
+  it('deletes a suspended environment at its maximum lifetime, destroying its VM', async () => {
+    const { w, r, key } = await suspendedEnv();
+    w.now = T0 + 24 * 3_600_000;
+    await r.reconcile(key);
+    expect(w.envs.get(key)?.metadata.deletionTimestamp).toBeDefined();
+    expect(w.condition(key, 'Ready')?.message).toBe('expired: maximum lifetime 24h reached');
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.envs.has(key)).toBe(false);
+    expect(w.calls).toEqual(['destroyVM']);
+    expect(w.reasons()).toEqual(['Expired', 'Terminating']);
+  });
+
+  it('a failed suspension leaves the VM running and ready, and is tried again after a backoff', async () => {
+    const w = new World();
+    const r = w.reconciler();
+    const key = await runningEnv(w, r, 'e', { idleAction: 'Suspend' });
+    w.suspendVM = { code: Code.Internal, message: 'no room on the state disk' };
+    w.now += IDLE_MS;
+    await r.reconcile(key);
+    await drain();
+    const result = await r.reconcile(key);
+    expect(result?.requeueAfterMs).toBe(5_000);
+    expect(w.status(key)?.phase).toBe('Running');
+    expect(w.condition(key, 'Ready')).toMatchObject({ status: 'True', reason: 'Running' });
+    expect(w.status(key)?.message).toMatch(
+      /suspending it failed \(no room on the state disk\), trying again/,
+    );
+    expect(w.reasons()).toEqual(['SuspendFailed']);
+    await reconcileUntilQuiet(w, r, key); // within the backoff: verified, not suspended
+    expect(w.calls).toEqual(['suspendVM', 'getVM']);
+    w.suspendVM = { ok: { vm: {}, stateBytes: 0n, suspendMs: 1 } };
+    w.now += 5_000;
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.status(key)?.phase).toBe('Suspended');
+  });
+
+  it('a Running environment whose VM the node reports suspended is Suspended, not failed', async () => {
+    const w = new World();
+    const r = w.reconciler();
+    const key = await runningEnv(w, r, 'e', { idleAction: 'Suspend' });
+    w.getVM = { ok: { vm: { state: VMState.VM_STATE_SUSPENDED, suspendedAt: '2026-12-01T10:05:00Z' } } };
+    w.now += 60_000;
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.status(key)).toMatchObject({ phase: 'Suspended', suspendedAt: '2026-12-01T10:05:00Z' });
+    expect(w.condition(key, 'Ready')?.reason).toBe('Suspended');
+    touch(w, key, w.now + 1_000);
+    w.now += 1_000;
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.status(key)?.phase).toBe('Running');
+  });
+
+  it('on an unreachable node a suspended environment waits like any other, and says Suspended again after', async () => {
+    const { w, r, key } = await suspendedEnv();
+    w.silentMs.set('n1', CONFIG.nodeStaleAfterMs + 5_000);
+    touch(w, key);
+    await r.reconcile(key);
+    expect(w.status(key)?.phase).toBe('Suspended');
+    expect(w.condition(key, 'NodeReachable')?.status).toBe('False');
+    expect(w.calls).toEqual([]);
+    w.silentMs.set('n1', 0);
+    await r.reconcile(key);
+    expect(w.condition(key, 'Ready')).toMatchObject({ status: 'False', reason: 'Suspended' });
+    await reconcileUntilQuiet(w, r, key); // the use while the node was away resumes it
+    expect(w.status(key)?.phase).toBe('Running');
+    expect(w.calls).toEqual(['resumeVM']);
   });
 });

@@ -3,6 +3,7 @@ import {
   deadlines,
   EnvironmentReason,
   k8sTime,
+  suspension,
   type WaggleEnvironment,
   type WaggleNode,
 } from '@waggle/crds';
@@ -14,10 +15,21 @@ import type { Lifetime, PhaseConfig, PhaseContext } from './phases/context.ts';
 import { finalize } from './phases/finalize.ts';
 import { isMarkedUnreachable, nodeReachableAgain, nodeUnreachable } from './phases/node-reachability.ts';
 import { releaseFailedVM } from './phases/release-failed.ts';
+import { resumeOnActivity } from './phases/resume.ts';
 import { schedule } from './phases/schedule.ts';
+import { suspendIdle } from './phases/suspend.ts';
 import { verifyRunning } from './phases/verify.ts';
 import { NodeHealth, Placement } from './placement.ts';
-import type { DestroyVMResponse, EnvironmentWriter, EventSink, GetVMResponse, VmAgents } from './ports.ts';
+import type {
+  DestroyVMResponse,
+  EnvironmentWriter,
+  EventSink,
+  GetVMResponse,
+  ResumeVMResponse,
+  SuspendVMResponse,
+  VmAgents,
+} from './ports.ts';
+import { RetryBackoff } from './retry-backoff.ts';
 import * as status from './status.ts';
 import { FINALIZER } from './store.ts';
 
@@ -89,7 +101,13 @@ export class EnvironmentReconciler {
     creates: new OffWorkerCalls<unknown>(),
     verifies: new OffWorkerCalls<GetVMResponse>(),
     destroys: new OffWorkerCalls<DestroyVMResponse>(),
+    suspends: new OffWorkerCalls<SuspendVMResponse>(),
+    resumes: new OffWorkerCalls<ResumeVMResponse>(),
   };
+  /** A resume is waited for by a caller (the gateway waits about a minute): retry it soon. */
+  readonly #resumeRetry = new RetryBackoff({ baseMs: 1_000, maxMs: 15_000 });
+  /** A failing suspension costs nothing but the VM's memory: retry it less often. */
+  readonly #suspendRetry = new RetryBackoff({ baseMs: 5_000, maxMs: 300_000 });
   readonly #failedReleased = new Set<string>();
   readonly #destroyFailingSince = new Map<string, number>();
 
@@ -137,6 +155,8 @@ export class EnvironmentReconciler {
       calls: this.#calls,
       failedReleased: this.#failedReleased,
       destroyFailingSince: this.#destroyFailingSince,
+      suspendRetry: this.#suspendRetry,
+      resumeRetry: this.#resumeRetry,
       listEnvs: d.listEnvs,
       enqueue: d.enqueue,
       onSchedulingFailure: () => d.onSchedulingFailure?.(),
@@ -161,9 +181,19 @@ export class EnvironmentReconciler {
 
     const d = deadlines(env, ctx.now);
     if (ctx.now >= d.expiresAt) return this.#expire(ctx, env, d.reason);
+    const uid = env.metadata.uid as string;
+    const now = ctx.now.getTime();
+    // idleAction Suspend: the idle deadline suspends (see phases/suspend.ts) — due once reached
+    // and not in a failed suspension's backoff.
+    const suspendDue =
+      d.suspendAt !== undefined && now >= d.suspendAt.getTime() && !this.#suspendRetry.waitMs(uid, now);
+    const untilSuspendMs =
+      d.suspendAt === undefined
+        ? Number.POSITIVE_INFINITY
+        : Math.max(1_000, d.suspendAt.getTime() - now, this.#suspendRetry.waitMs(uid, now));
     const life: Lifetime = {
       expiresAt: k8sTime(d.expiresAt),
-      untilExpiryMs: d.expiresAt.getTime() - ctx.now.getTime(),
+      untilExpiryMs: Math.min(d.expiresAt.getTime() - now, untilSuspendMs),
       lastActivity: d.lastActivity,
     };
 
@@ -185,9 +215,16 @@ export class EnvironmentReconciler {
     const endpoint = this.#health.endpoint(node);
     if (!endpoint) return { requeueAfterMs: 1_000 };
     const agent = this.#d.agents.for(endpoint, node);
-    return env.status?.phase === 'Running'
-      ? verifyRunning(ctx, env, node, agent, life)
-      : boot(ctx, env, node, agent, life);
+    switch (env.status?.phase) {
+      case 'Running':
+        return suspendDue || suspension(env) === 'suspending' || this.#calls.suspends.inFlight(uid)
+          ? suspendIdle(ctx, env, node, agent, life)
+          : verifyRunning(ctx, env, node, agent, life);
+      case 'Suspended':
+        return resumeOnActivity(ctx, env, node, agent, life);
+      default:
+        return boot(ctx, env, node, agent, life);
+    }
   }
 
   async #expire(

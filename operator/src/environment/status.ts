@@ -89,6 +89,107 @@ export function running(env: WaggleEnvironment, now: Date, node: string, expires
   };
 }
 
+/**
+ * Idle with idleAction Suspend: the VM is being saved (phase stays Running until it is).
+ * `lastActivityTime` is the activity the suspension judged idle; any later activity resumes it.
+ */
+export function suspending(
+  env: WaggleEnvironment,
+  now: Date,
+  node: string,
+  lastActivityTime: string,
+  expiresAt: string,
+): StatusPatch {
+  const message = `suspending the VM on ${node}: idle for ${env.spec.idleTimeout}`;
+  return {
+    lastActivityTime,
+    expiresAt,
+    message,
+    conditions: conditions(env, now, { type: Ready, status: 'False', reason: R.Suspended, message }),
+  };
+}
+
+/** SuspendVM failed: the VM still runs (Ready again); the operator tries again with backoff. */
+export function suspendFailed(
+  env: WaggleEnvironment,
+  now: Date,
+  node: string,
+  why: string,
+  expiresAt: string,
+): StatusPatch {
+  return {
+    expiresAt,
+    message: `running on ${node}; suspending it failed (${why}), trying again`,
+    conditions: conditions(env, now, {
+      type: Ready,
+      status: 'True',
+      reason: R.Running,
+      message: 'the guest is ready',
+    }),
+  };
+}
+
+/** The VM is saved on its node; `suspendedAt` defaults to now. */
+export function suspended(
+  env: WaggleEnvironment,
+  now: Date,
+  node: string,
+  expiresAt: string,
+  opts: { suspendedAt?: string; lastActivityTime?: string } = {},
+): StatusPatch {
+  const message = `suspended on ${node} after ${env.spec.idleTimeout} idle; the next use resumes it`;
+  return {
+    phase: 'Suspended',
+    suspendedAt: opts.suspendedAt ?? k8sTime(now),
+    ...(opts.lastActivityTime ? { lastActivityTime: opts.lastActivityTime } : {}),
+    expiresAt,
+    message,
+    conditions: conditions(env, now, { type: Ready, status: 'False', reason: R.Suspended, message }),
+  };
+}
+
+/** Activity after the suspension: ResumeVM is running (or `failure` says why it failed). */
+export function resuming(
+  env: WaggleEnvironment,
+  now: Date,
+  node: string,
+  expiresAt: string,
+  failure?: string,
+): StatusPatch {
+  const message = failure
+    ? `resuming the VM on ${node} failed (${failure}); trying again`
+    : `resuming the VM on ${node}`;
+  return {
+    expiresAt,
+    message,
+    conditions: conditions(env, now, { type: Ready, status: 'False', reason: R.Suspended, message }),
+  };
+}
+
+export function resumed(
+  env: WaggleEnvironment,
+  now: Date,
+  node: string,
+  resumeMs: number,
+  lastActivityTime: string,
+  expiresAt: string,
+): StatusPatch {
+  return {
+    phase: 'Running',
+    resumedAt: k8sTime(now),
+    lastResumeMs: resumeMs,
+    lastActivityTime,
+    expiresAt,
+    message: `running on ${node} (resumed in ${resumeMs} ms)`,
+    conditions: conditions(env, now, {
+      type: Ready,
+      status: 'True',
+      reason: R.Running,
+      message: 'the guest is ready',
+    }),
+  };
+}
+
 /** The node refused the VM for lack of room: back to Pending, without a node, to be placed again. */
 export function refusedByNode(
   env: WaggleEnvironment,
@@ -157,6 +258,18 @@ export function nodeReachableAgain(env: WaggleEnvironment, now: Date, node: stri
     reason: R.Running,
     message: 'the guest is ready',
   };
+  if (env.status?.phase === 'Suspended') {
+    const message = `suspended on ${node}; the next use resumes it`;
+    return {
+      message,
+      conditions: conditions(env, now, reachable, {
+        type: Ready,
+        status: 'False',
+        reason: R.Suspended,
+        message,
+      }),
+    };
+  }
   return {
     message: isRunning ? `running on ${node}` : `waiting for the VM on ${node}`,
     conditions: isRunning ? conditions(env, now, reachable, ready) : conditions(env, now, reachable),

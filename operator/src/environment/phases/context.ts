@@ -2,7 +2,16 @@ import type { WaggleEnvironment } from '@waggle/crds';
 import type { Logger } from 'pino';
 import type { OffWorkerCalls } from '../off-worker-calls.ts';
 import type { NodeHealth, Placement } from '../placement.ts';
-import type { DestroyVMResponse, EnvironmentWriter, EventSink, GetVMResponse, VmAgents } from '../ports.ts';
+import type {
+  DestroyVMResponse,
+  EnvironmentWriter,
+  EventSink,
+  GetVMResponse,
+  ResumeVMResponse,
+  SuspendVMResponse,
+  VmAgents,
+} from '../ports.ts';
+import type { RetryBackoff } from '../retry-backoff.ts';
 import type { StatusPatch } from '../status.ts';
 
 /** The reconciler's settings with their defaults applied. */
@@ -13,13 +22,15 @@ export interface PhaseConfig {
   unschedulableRetryMs: number;
   destroyTimeoutMs: number;
   verifyEveryMs: number;
+  /** Deadline of one CreateVM call; SuspendVM and ResumeVM (a memory image to or from disk) get it too. */
   createVMTimeoutMs: number;
 }
 
 /** When the environment expires (idle timeout or maximum lifetime), as seen in this reconcile. */
 export interface Lifetime {
-  /** status.expiresAt as written. */
+  /** status.expiresAt as written: when it is deleted unless used again. */
   expiresAt: string;
+  /** Until the next deadline: the deletion, or (idleAction Suspend) the suspension when sooner. */
   untilExpiryMs: number;
   lastActivity: Date;
 }
@@ -41,11 +52,16 @@ export interface PhaseContext {
     creates: OffWorkerCalls<unknown>;
     verifies: OffWorkerCalls<GetVMResponse>;
     destroys: OffWorkerCalls<DestroyVMResponse>;
+    suspends: OffWorkerCalls<SuspendVMResponse>;
+    resumes: OffWorkerCalls<ResumeVMResponse>;
   };
   /** Failed environments whose VM this operator has destroyed (or found gone), by UID. */
   failedReleased: Set<string>;
   /** When this operator first saw a DestroyVM fail, by UID (the short retry window of finalize). */
   destroyFailingSince: Map<string, number>;
+  /** Backoff of failed SuspendVM / ResumeVM calls, by UID. */
+  suspendRetry: RetryBackoff;
+  resumeRetry: RetryBackoff;
   listEnvs: () => readonly WaggleEnvironment[];
   enqueue: (key: string) => void;
   onSchedulingFailure: () => void;

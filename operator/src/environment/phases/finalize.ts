@@ -38,9 +38,11 @@ export async function finalize(
       node ? `Destroying the VM on ${node}` : 'Deleting (no VM was started)',
     );
   }
-  // A CreateVM still in flight would race the destroy and could leave a VM behind; its
-  // completion (bounded by the CreateVM deadline) enqueues this key again.
-  if (ctx.calls.creates.inFlight(uid)) return { requeueAfterMs: 5_000 };
+  // A CreateVM (or ResumeVM, SuspendVM) still in flight would race the destroy and could leave a
+  // VM behind; its completion (bounded by its deadline) enqueues this key again.
+  const { creates, suspends, resumes } = ctx.calls;
+  if (creates.inFlight(uid) || suspends.inFlight(uid) || resumes.inFlight(uid))
+    return { requeueAfterMs: 5_000 };
   if (node) {
     const released = await destroyOnNode(ctx, env, node);
     if (released !== true) return released;
@@ -48,6 +50,10 @@ export async function finalize(
   ctx.calls.creates.forget(uid);
   ctx.calls.verifies.forget(uid);
   ctx.calls.destroys.forget(uid);
+  ctx.calls.suspends.forget(uid);
+  ctx.calls.resumes.forget(uid);
+  ctx.suspendRetry.clear(uid);
+  ctx.resumeRetry.clear(uid);
   ctx.failedReleased.delete(uid);
   ctx.destroyFailingSince.delete(uid);
   ctx.placement.forget(keyOf(env));

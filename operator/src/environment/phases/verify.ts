@@ -4,6 +4,7 @@ import type { ReconcileResult } from '../../runtime/controller.ts';
 
 import { keyOf } from '../placement.ts';
 import type { VmAgent } from '../ports.ts';
+import * as status from '../status.ts';
 import type { Lifetime, PhaseContext } from './context.ts';
 import { fail } from './fail.ts';
 
@@ -39,6 +40,19 @@ export async function verifyRunning(
     throw failure.error; // retried with backoff; the VM is not judged on a failed call
   }
   const vm = verify.value.vm;
+  if (vm?.state === VMState.VM_STATE_SUSPENDED) {
+    // Saved on the node while the status said Running (a suspension whose status write was
+    // lost): not a failure. Say so; the next use resumes it.
+    await ctx.setStatus(
+      env,
+      status.suspended(env, ctx.now, node, life.expiresAt, {
+        ...(vm.suspendedAt ? { suspendedAt: vm.suspendedAt } : {}),
+        lastActivityTime,
+      }),
+    );
+    await ctx.events.record(env, 'Normal', EnvironmentReason.Suspended, `the VM on ${node} is suspended`);
+    return { requeueAfterMs: life.untilExpiryMs };
+  }
   if (vm?.state === VMState.VM_STATE_FAILED) {
     await fail(
       ctx,
