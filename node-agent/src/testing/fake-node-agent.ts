@@ -22,6 +22,10 @@ export interface FakeNodeAgent {
   stalled: boolean;
   /** Codes the next CreateVM calls fail with, one per call (e.g. Canceled: the agent went away). */
   createFailures: Code[];
+  /** VMs suspended by SuspendVM (exec and file calls on them fail with FailedPrecondition). */
+  suspended: Set<string>;
+  suspendCalls: string[];
+  resumeCalls: string[];
   stop(): Promise<void>;
 }
 
@@ -64,8 +68,15 @@ export async function startFakeNodeAgent(
       ]),
     );
   };
-  const requireVM = (vmId: string) => {
+  const suspended = new Set<string>();
+  const suspendCalls: string[] = [];
+  const resumeCalls: string[] = [];
+  const vmState = (vmId: string) =>
+    suspended.has(vmId) ? VMState.VM_STATE_SUSPENDED : VMState.VM_STATE_RUNNING;
+  const requireVM = (vmId: string, opts: { suspendedOk?: boolean } = {}) => {
     if (!vms.has(vmId)) throw notFound(`no VM "${vmId}" on this node`);
+    if (suspended.has(vmId) && !opts.suspendedOk)
+      throw new ConnectError(`VM ${vmId} is suspended; resume it (ResumeVM) first`, Code.FailedPrecondition);
   };
   const state = { stalled: false };
   const createFailures: Code[] = [];
@@ -95,20 +106,33 @@ export async function startFakeNodeAgent(
         },
         async getVM(req, ctx) {
           await unlessStalled(ctx.signal);
-          requireVM(req.vmId);
-          return { vm: { spec: { vmId: req.vmId }, state: VMState.VM_STATE_RUNNING } };
+          requireVM(req.vmId, { suspendedOk: true });
+          return { vm: { spec: { vmId: req.vmId }, state: vmState(req.vmId) } };
+        },
+        async suspendVM(req) {
+          suspendCalls.push(req.vmId);
+          requireVM(req.vmId, { suspendedOk: true });
+          suspended.add(req.vmId);
+          return { vm: { spec: { vmId: req.vmId }, state: vmState(req.vmId) }, stateBytes: 1n, suspendMs: 1 };
+        },
+        async resumeVM(req) {
+          resumeCalls.push(req.vmId);
+          requireVM(req.vmId, { suspendedOk: true });
+          const resumeMs = suspended.delete(req.vmId) ? 1 : 0;
+          return { vm: { spec: { vmId: req.vmId }, state: vmState(req.vmId), resumeMs }, resumeMs };
         },
         async destroyVM(req, ctx) {
           await unlessStalled(ctx.signal);
           destroyCalls.push(req.vmId);
           processes.delete(req.vmId);
+          suspended.delete(req.vmId);
           return { existed: vms.delete(req.vmId) };
         },
         async listVMs() {
           return {
             vms: [...vms].map((vmId) => ({
               spec: { vmId },
-              state: VMState.VM_STATE_RUNNING,
+              state: vmState(vmId),
               createdAt: createdAt.get(vmId) ?? '',
             })),
           };
@@ -243,6 +267,9 @@ export async function startFakeNodeAgent(
     cancelledExecs,
     files,
     createFailures,
+    suspended,
+    suspendCalls,
+    resumeCalls,
     get stalled() {
       return state.stalled;
     },
