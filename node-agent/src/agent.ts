@@ -9,9 +9,11 @@ import { installPackages, type PackageManager } from './guest/packages.ts';
 import { checkGuestPort, openGuestPort } from './guest/port-forward.ts';
 import { type ProcessOutput, ProcessRegistry } from './guest/processes.ts';
 import { GuestConnections } from './guest/ssh-connections.ts';
+import { KeyedLock } from './pool/keyed-lock.ts';
+import { type WarmPoolStatus, WarmPools, type WarmPoolsOptions } from './pool/warm-pools.ts';
 import type { VMManager } from './vm/vm-manager.ts';
 import { vmPaths } from './vm/vm-manager.ts';
-import type { OwnedVMRecord, VMRecord, VMSpec } from './vm/vm-record.ts';
+import { isOwned, type OwnedVMRecord, type VMRecord, type VMSpec } from './vm/vm-record.ts';
 
 /** Concurrent port tunnels (preview URL connections) per VM and per node. */
 export const MAX_TUNNELS_PER_VM = 64;
@@ -39,6 +41,8 @@ export interface NodeInfo {
   runtimes: VMSpec['runtime'][];
   /** Unowned VMs held by warm pools (included in allocated). */
   warmVMs: number;
+  /** The warm pools this node holds (declared ones, then undeclared ones still holding VMs). */
+  pools: WarmPoolStatus[];
   /** Suspended VMs (hold disk only: not in allocated). */
   suspendedVMs: number;
 }
@@ -51,7 +55,11 @@ export class Agent {
   readonly vms: VMManager;
   readonly #guests: GuestConnections;
   readonly #limits: AgentLimits;
-  readonly #info: Omit<NodeInfo, 'allocated' | 'warmVMs' | 'suspendedVMs'>;
+  readonly #info: Omit<NodeInfo, 'allocated' | 'warmVMs' | 'suspendedVMs' | 'pools'>;
+  /** Warm VMs of this node's pools: bound in CreateVM, evicted when a create needs the room. */
+  readonly pools: WarmPools<VMRecord>;
+  /** CreateVMs of one vm id run one at a time (a retry never binds a second warm VM). */
+  readonly #creates = new KeyedLock();
   readonly log: Logger;
   readonly #onVMReady: ((bootMs: number) => void) | undefined;
   readonly #observed = new Set<string>();
@@ -63,12 +71,20 @@ export class Agent {
   constructor(opts: {
     vms: VMManager;
     limits: AgentLimits;
-    info: Omit<NodeInfo, 'allocated' | 'warmVMs' | 'suspendedVMs'>;
+    info: Omit<NodeInfo, 'allocated' | 'warmVMs' | 'suspendedVMs' | 'pools'>;
+    /** Warm pool tuning (boots at once, grace after a restart, …); capacity is `limits.capacity`. */
+    warmPools?: Partial<Omit<WarmPoolsOptions<VMRecord>, 'host' | 'capacity' | 'log'>>;
     log: Logger;
     /** Called with the boot time of each VM this agent created (for metrics). */
     onVMReady?: (bootMs: number) => void;
   }) {
     this.#onVMReady = opts.onVMReady;
+    this.pools = new WarmPools({
+      host: opts.vms,
+      capacity: opts.limits.capacity,
+      log: opts.log,
+      ...opts.warmPools,
+    });
     this.vms = opts.vms;
     this.#limits = opts.limits;
     this.#info = opts.info;
@@ -104,17 +120,27 @@ export class Agent {
         memoryMiB: running.reduce((n, v) => n + v.memoryMiB, 0),
       },
       warmVMs: running.filter((vm) => vm.vmId === undefined).length,
+      pools: this.pools.status(),
       suspendedVMs: all.filter((vm) => vm.state === 'suspended').length,
     };
   }
 
+  /**
+   * Creates the VM `spec.vmId`: with `pool`, binds a ready warm VM of that pool and template when
+   * the node holds one (and the pool boots a replacement); otherwise restores or boots, evicting
+   * warm VMs first when they hold the room it needs.
+   */
   async createVM(spec: VMSpec, opts: { pool?: string } = {}): Promise<OwnedVMRecord> {
-    const vm = await this.vms.create(spec, opts);
-    if (vm.bootMs !== undefined && !this.#observed.has(vm.vmId)) {
-      this.#observed.add(vm.vmId); // idempotent repeats return the same VM: count its boot once
-      this.#onVMReady?.(vm.bootMs);
-    }
-    return vm;
+    return this.#creates.run(spec.vmId, async () => {
+      const warm = opts.pool ? await this.pools.bind(spec, opts.pool) : undefined;
+      if (warm && isOwned(warm)) return warm;
+      const vm = await this.pools.withRoom(spec, () => this.vms.create(spec, opts));
+      if (vm.bootMs !== undefined && vm.origin !== 'warm' && !this.#observed.has(vm.vmId)) {
+        this.#observed.add(vm.vmId); // idempotent repeats return the same VM: count its boot once
+        this.#onVMReady?.(vm.bootMs);
+      }
+      return vm;
+    });
   }
 
   async destroyVM(vmId: string): Promise<boolean> {
@@ -339,6 +365,7 @@ export class Agent {
   }
 
   close(): void {
+    this.pools.close();
     this.#processes.closeAll();
     this.#guests.closeAll();
   }

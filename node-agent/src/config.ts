@@ -89,6 +89,8 @@ export const configSchema = z.object({
     )
     .pipe(z.array(z.union([z.ipv4(), z.ipv6()], { error: 'use IP addresses, e.g. 10.0.0.10' })).optional()),
   WAGGLE_MAX_VMS: positiveInt.default(8),
+  /** Warm pool VMs booting at once on this node (bounds the refill rate; docs/adr/0014). */
+  WAGGLE_WARM_BOOTS: positiveInt.default(1),
   WAGGLE_CAPACITY_CPUS: positiveInt.default(availableParallelism() * 2),
   WAGGLE_CAPACITY_MEMORY_MIB: positiveInt.default(Math.floor((totalmem() / 1024 / 1024) * 0.75)),
   WAGGLE_TRUSTED_CA_BUNDLE: z

@@ -86,6 +86,13 @@ async function main(): Promise<void> {
     vms,
     log,
     onVMReady: (ms) => metrics.bootSeconds.observe(ms / 1000),
+    warmPools: {
+      maxConcurrentBoots: config.WAGGLE_WARM_BOOTS,
+      onBind: (pool, ms) => {
+        metrics.warmBinds.inc({ pool });
+        metrics.warmBindSeconds.observe(ms / 1000);
+      },
+    },
     limits: {
       defaultExecTimeoutMs: config.WAGGLE_DEFAULT_EXEC_TIMEOUT,
       maxExecTimeoutMs: config.WAGGLE_MAX_EXEC_TIMEOUT,
@@ -121,6 +128,10 @@ async function main(): Promise<void> {
       runtimes: Object.keys(images.rootfs) as Runtime[],
     },
   });
+
+  metrics.watchWarmPools(() => agent.pools.status());
+  // Adopted warm VMs are known from their records; the operator re-sends the declared set.
+  agent.pools.start();
 
   let ready = false;
   // Assigned below; a renewal seen before the servers start is in tls.current() already.

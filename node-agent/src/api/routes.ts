@@ -18,6 +18,7 @@ import {
   ReadFileResponseSchema,
   ReadProcessOutputResponseSchema,
   ResumeVMResponseSchema,
+  SetWarmPoolsResponseSchema,
   StartProcessResponseSchema,
   SuspendVMResponseSchema,
   WriteFileResponseSchema,
@@ -26,6 +27,7 @@ import { edge } from './connect-errors.ts';
 import { processOutputToPb, resultToPb, specFromPb, vmToPb } from './convert.ts';
 import { forwardPort } from './forward-port.ts';
 import { streamOutput } from './output-stream.ts';
+import { warmPoolStatusToPb, warmPoolsFromPb } from './warm-pools-convert.ts';
 
 /** Registers the NodeAgentService handlers: protocol translation only, the work is in Agent. */
 export function nodeAgentRoutes(agent: Agent) {
@@ -130,6 +132,10 @@ export function nodeAgentRoutes(agent: Agent) {
           ...(k.exitCode !== undefined ? { exitCode: k.exitCode } : {}),
         });
       }),
+      setWarmPools: edge(async (req) => {
+        const pools = await agent.pools.set(warmPoolsFromPb(req.pools));
+        return create(SetWarmPoolsResponseSchema, { pools: pools.map(warmPoolStatusToPb) });
+      }),
       getNodeInfo: edge(async () => {
         const i = agent.info();
         return create(GetNodeInfoResponseSchema, {
@@ -143,6 +149,7 @@ export function nodeAgentRoutes(agent: Agent) {
           allocatedCpus: i.allocated.cpus,
           allocatedMemoryMib: i.allocated.memoryMiB,
           runtimes: i.runtimes,
+          pools: i.pools.map(warmPoolStatusToPb),
           warmVms: i.warmVMs,
           suspendedVms: i.suspendedVMs,
         });

@@ -1,9 +1,8 @@
 import { z } from 'zod';
 import { InvalidArgumentError } from '../errors.ts';
-import { type VMSpec, vmSpecSchema } from '../vm/vm-record.ts';
+import { type VMTemplate, vmTemplateSchema } from '../vm/vm-record.ts';
 
-/** Everything about a VM except its owner (docs/adr/0014, "Templates"). */
-export type VMTemplate = Omit<VMSpec, 'vmId'>;
+export type { VMTemplate };
 
 /** "<namespace>/<name>" of a WagglePool: a DNS label, a slash, a DNS subdomain. */
 export const POOL_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$/;
@@ -19,18 +18,11 @@ export interface WarmPoolSpec {
   replicas: number;
 }
 
-const templateSchema = vmSpecSchema.omit({ vmId: true });
-
 /** What one VM holds of the node's capacity. */
 export interface Resources {
   vms: number;
   cpus: number;
   memoryMiB: number;
-}
-
-export function templateOf(spec: VMSpec): VMTemplate {
-  const { vmId: _owner, ...template } = spec;
-  return template;
 }
 
 /**
@@ -60,7 +52,7 @@ export function parseWarmPools(
         `pools[${i}].replicas: must be 0..${MAX_REPLICAS}, got ${pool.replicas}`,
       );
     }
-    const template = templateSchema.safeParse(pool.template);
+    const template = vmTemplateSchema.safeParse(pool.template);
     if (!template.success) {
       const issue = template.error.issues[0];
       throw new InvalidArgumentError(

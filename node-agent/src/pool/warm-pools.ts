@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { templateOf } from '../vm/template.ts';
 import { type VMSpec, vmSpecSchema } from '../vm/vm-record.ts';
 import {
   type DeclaredPool,
@@ -9,8 +10,8 @@ import {
   poolView,
   type Reservation,
 } from './plan.ts';
-import { type Resources, templateOf, type WarmPoolSpec } from './pool-spec.ts';
-import { isWarm, type WarmVmHost, type WarmVmView } from './warm-host.ts';
+import type { Resources, WarmPoolSpec } from './pool-spec.ts';
+import { HOLDING_STATES, isWarm, type WarmVmHost, type WarmVmView } from './warm-host.ts';
 
 /** One pool as this node holds it (the API's WarmPoolStatus). */
 export interface WarmPoolStatus {
@@ -70,6 +71,8 @@ export class WarmPools<R extends WarmVmView = WarmVmView> {
   readonly #boots = new Set<Promise<void>>();
   readonly #reservations = new Set<Reservation>();
   readonly #failures = new Map<string, Failure>();
+  /** Declared pools whose template cannot be booted here, with the reason. */
+  #unbootable = new Map<string, string>();
   #messages = new Map<string, string>();
   #pass: Promise<void> | undefined;
   #again = false;
@@ -108,9 +111,19 @@ export class WarmPools<R extends WarmVmView = WarmVmView> {
 
   /** Replaces the whole declared set (parsed by parseWarmPools); returns the pools' status. */
   async set(pools: WarmPoolSpec[]): Promise<WarmPoolStatus[]> {
+    const unbootable = new Map<string, string>();
     const hashed = await Promise.all(
-      pools.map(async (p) => ({ ...p, hash: await this.#o.host.templateHash(p.template) })),
+      pools.map(async (p) => {
+        try {
+          return { ...p, hash: await this.#o.host.templateHash(p.template) };
+        } catch (err) {
+          // E.g. no image for the runtime here: the pool cannot fill on this node, the rest can.
+          unbootable.set(p.name, (err as Error).message);
+          return { ...p, hash: '' };
+        }
+      }),
     );
+    this.#unbootable = unbootable;
     const before = new Map(this.#pools.map((p) => [p.name, p.hash]));
     this.#pools = hashed;
     for (const p of this.#pools) {
@@ -218,6 +231,7 @@ export class WarmPools<R extends WarmVmView = WarmVmView> {
     const now = this.#o.now();
     const backoff = new Map<string, string>();
     for (const [name, f] of this.#failures) if (f.until > now) backoff.set(name, f.message);
+    for (const [name, why] of this.#unbootable) backoff.set(name, why);
     const plan = planRefill({
       ...this.#state(),
       drain: this.#drains(),
@@ -343,7 +357,8 @@ export class WarmPools<R extends WarmVmView = WarmVmView> {
    */
   async withRoom<T>(spec: Pick<VMSpec, 'vmId' | 'cpus' | 'memoryMiB'>, create: () => Promise<T>): Promise<T> {
     const need = { cpus: spec.cpus, memoryMiB: spec.memoryMiB };
-    const evict = pickEvictions(this.#state(), need);
+    const repeat = this.#o.host.list().some((vm) => vm.vmId === spec.vmId && HOLDING_STATES.has(vm.state));
+    const evict = repeat ? [] : pickEvictions(this.#state(), need);
     const reservation: Reservation = { vmId: spec.vmId, ...need };
     this.#reservations.add(reservation);
     for (const vm of evict) this.#claimed.add(vm.instanceId);
