@@ -1,14 +1,17 @@
 import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { ENVIRONMENT_PLURAL, GROUP, NodeConditionType, VERSION, type WaggleNode } from '@waggle/crds';
-import { environmentInformer, keyOf, nodeInformer } from '@waggle/crds/informer';
+import { environmentInformer, keyOf, nodeInformer, poolInformer } from '@waggle/crds/informer';
 import type { Logger } from 'pino';
 import { AgentClients, type AgentFactory } from './environment/agent-clients.ts';
 import { EventRecorder } from './environment/events.ts';
+import { NodeHealth } from './environment/placement.ts';
 import { EnvironmentReconciler, type ReconcilerConfig } from './environment/reconciler.ts';
 import { EnvironmentStore } from './environment/store.ts';
 import { HeartbeatTracker } from './node/heartbeat-tracker.ts';
 import { NodeLifecycle } from './node/node-lifecycle.ts';
 import { OrphanVMCollector } from './node/orphan-vms.ts';
+import { PoolController, type PoolControllerConfig } from './pool/pool-controller.ts';
+import { PoolStore } from './pool/store.ts';
 import { Controller } from './runtime/controller.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 
@@ -23,6 +26,8 @@ export interface OperatorOptions {
     /** Orphaned-VM collection interval; 0 or unset: off. */
     orphanVMCheckEveryMs?: number;
     orphanVMGraceMs?: number;
+    /** Warm pools: SetWarmPools resync and drift settings (defaults: 60 s, 15 s). */
+    pools?: PoolControllerConfig;
   };
   /** Lease for leader election; without it this instance always leads. */
   leaderElection?: {
@@ -76,11 +81,15 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const log = o.log.child({ identity: o.identity });
   let controller: Controller | undefined;
   const enqueue = (key: string) => controller?.enqueue(key);
+  let poolController: PoolController | undefined;
 
   const envs = environmentInformer({
     kc: o.kc,
     namespace: o.namespace,
-    onEvent: (_type, env) => enqueue(keyOf(env)),
+    onEvent: (_type, env) => {
+      enqueue(keyOf(env));
+      poolController?.changed(); // room on its node changed
+    },
     resyncMs: o.config.resyncMs,
     log,
   });
@@ -101,6 +110,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       const name = node.metadata.name ?? '';
       if (type === 'delete') heartbeats.forget(name);
       else heartbeats.observe(name, node.status?.lastHeartbeatTime);
+      poolController?.changed(); // its readiness, room or warm-pool report may have changed
       const signature = type === 'delete' ? undefined : schedulingSignature(node);
       if (type !== 'add' && signature !== undefined && nodeSignatures.get(name) === signature) return;
       if (signature === undefined) nodeSignatures.delete(name);
@@ -109,7 +119,13 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     },
     log,
   });
-  await Promise.all([envs.synced, nodes.synced]);
+  const pools = poolInformer({
+    kc: o.kc,
+    ...(o.namespace ? { namespace: o.namespace } : {}),
+    onEvent: () => poolController?.changed(),
+    log,
+  });
+  await Promise.all([envs.synced, nodes.synced, pools.synced]);
 
   const agents = new AgentClients(o.agentFactory);
   const events = new EventRecorder(o.kc, { component: 'waggle-operator', instance: o.identity, log });
@@ -118,6 +134,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     listEnvs: () => envs.list(),
     getNode: (name) => nodes.get(name),
     listNodes: () => nodes.list(),
+    listPools: () => pools.list(),
     nodeSilentForMs: (name) => heartbeats.silentForMs(name),
     store: new EnvironmentStore(o.kc),
     agents,
@@ -126,6 +143,23 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     config: o.config,
     enqueue,
     ...(o.observe ? { onSchedulingFailure: o.observe.schedulingFailure } : {}),
+  });
+  const warmPools = new PoolController({
+    getPool: (key) => pools.get(key),
+    listPools: () => pools.list(),
+    getNode: (name) => nodes.get(name),
+    listNodes: () => nodes.list(),
+    listEnvs: () => envs.list(),
+    health: new NodeHealth({
+      getNode: (name) => nodes.get(name),
+      nodeSilentForMs: (name) => heartbeats.silentForMs(name),
+      nodeStaleAfterMs: o.config.nodeStaleAfterMs,
+    }),
+    nodeStaleAfterMs: o.config.nodeStaleAfterMs,
+    agents,
+    store: new PoolStore(o.kc),
+    log,
+    config: { agentCallTimeoutMs: o.config.agentCallTimeoutMs, ...o.config.pools },
   });
   const lifecycle = new NodeLifecycle(o.kc, {
     listNodes: () => nodes.list(),
@@ -172,6 +206,8 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     });
     controller.start();
     for (const e of envs.list()) controller.enqueue(keyOf(e));
+    poolController = warmPools;
+    warmPools.start();
     lifecycle.start(o.config.nodeCheckEveryMs);
     if (orphans && o.config.orphanVMCheckEveryMs) orphans.start(o.config.orphanVMCheckEveryMs);
     for (const t of o.leaderTasks ?? []) t.start();
@@ -183,7 +219,8 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     for (const t of o.leaderTasks ?? []) t.stop();
     const c = controller;
     controller = undefined;
-    await c?.stop();
+    poolController = undefined;
+    await Promise.all([c?.stop(), warmPools.stop()]);
   };
 
   let elector: LeaderElector | undefined;
@@ -220,7 +257,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       stopping = true;
       await elector?.stop();
       await stopLeading();
-      await Promise.all([envs.stop(), nodes.stop()]);
+      await Promise.all([envs.stop(), nodes.stop(), pools.stop()]);
     },
   };
 }

@@ -1,4 +1,5 @@
-import { NodeConditionType, type WaggleEnvironment, type WaggleNode } from '@waggle/crds';
+import { NodeConditionType, type WaggleEnvironment, type WaggleNode, type WagglePool } from '@waggle/crds';
+import { matchingPool } from '../pool/template.ts';
 import { getCondition } from './conditions.ts';
 import { type Allocation, type NodeView, pickNode, type ScheduleResult } from './scheduler.ts';
 
@@ -57,6 +58,7 @@ export class NodeHealth {
 export interface PlacementDeps {
   listEnvs: () => readonly WaggleEnvironment[];
   listNodes: () => readonly WaggleNode[];
+  listPools: () => readonly WagglePool[];
   health: NodeHealth;
   nodeStaleAfterMs: number;
   now: () => number;
@@ -69,31 +71,46 @@ export interface PlacementDeps {
  */
 export class Placement {
   readonly #d: PlacementDeps;
-  readonly #assumed = new Map<string, { node: string; cpus: number; memoryMiB: number; at: number }>();
+  readonly #assumed = new Map<
+    string,
+    { node: string; cpus: number; memoryMiB: number; at: number; pool?: string }
+  >();
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(deps: PlacementDeps) {
     this.#d = deps;
   }
 
-  /** Picks a node for `env` and assumes it; `forget` gives the slot back if not written. */
-  place(env: WaggleEnvironment): Promise<ScheduleResult> {
+  /**
+   * Picks a node for `env` and assumes it; `forget` gives the slot back if not written. An
+   * environment whose spec is a pool's template (`pool`) goes where a warm VM of it waits.
+   */
+  place(env: WaggleEnvironment): Promise<ScheduleResult & { pool?: string }> {
     const run = this.#queue.then(() => {
       const { cpus, memoryMiB } = env.spec.resources;
+      const allocated = this.#allocations();
+      const pool = matchingPool(env, this.#d.listPools());
       const result = pickNode(
         {
           runtime: env.spec.runtime,
           cpus,
           memoryMiB,
           ...(env.spec.nodeName ? { nodeName: env.spec.nodeName } : {}),
+          ...(pool ? { preferred: this.#warmNodes(pool) } : {}),
         },
         this.#d.listNodes().map((n) => this.#d.health.view(n)),
-        this.#allocations(),
+        allocated,
         { staleAfterMs: this.#d.nodeStaleAfterMs },
       );
       if ('node' in result)
-        this.#assumed.set(keyOf(env), { node: result.node, cpus, memoryMiB, at: this.#d.now() });
-      return result;
+        this.#assumed.set(keyOf(env), {
+          node: result.node,
+          cpus,
+          memoryMiB,
+          at: this.#d.now(),
+          ...(pool ? { pool } : {}),
+        });
+      return pool && 'node' in result ? { ...result, pool } : result;
     });
     this.#queue = run.catch(() => undefined);
     return run;
@@ -101,6 +118,30 @@ export class Placement {
 
   forget(key: string): void {
     this.#assumed.delete(key);
+  }
+
+  /**
+   * Nodes that report a ready warm VM of `pool` not already claimed by an environment placed
+   * there and still being created (its bind is not in the node's report yet).
+   */
+  #warmNodes(pool: string): Set<string> {
+    const claims = new Map<string, number>();
+    const claim = (node: string) => claims.set(node, (claims.get(node) ?? 0) + 1);
+    const seen = new Set<string>();
+    for (const e of this.#d.listEnvs()) {
+      const node = e.status?.nodeName;
+      if (!node || e.status?.pool !== pool) continue;
+      seen.add(keyOf(e));
+      if (e.status.phase === 'Scheduled' || e.status.phase === 'Booting') claim(node);
+    }
+    for (const [key, a] of this.#assumed) if (a.pool === pool && !seen.has(key)) claim(a.node);
+    const out = new Set<string>();
+    for (const n of this.#d.listNodes()) {
+      const name = n.metadata.name as string;
+      const ready = n.status?.pools?.find((p) => p.name === pool)?.ready ?? 0;
+      if (ready > (claims.get(name) ?? 0)) out.add(name);
+    }
+    return out;
   }
 
   #allocations(): Map<string, Allocation> {

@@ -6,6 +6,7 @@ import {
   suspension,
   type WaggleEnvironment,
   type WaggleNode,
+  type WagglePool,
 } from '@waggle/crds';
 import type { Logger } from 'pino';
 import type { ReconcileResult } from '../runtime/controller.ts';
@@ -64,6 +65,8 @@ export interface ReconcilerDeps {
   listEnvs: () => readonly WaggleEnvironment[];
   getNode: (name: string) => WaggleNode | undefined;
   listNodes: () => readonly WaggleNode[];
+  /** WagglePools: an environment matching one is placed where a warm VM waits (default: none). */
+  listPools?: () => readonly WagglePool[];
   /** How long a node's heartbeat has not changed, by the operator's clock (HeartbeatTracker). */
   nodeSilentForMs: (name: string) => number;
   store: EnvironmentWriter;
@@ -131,6 +134,7 @@ export class EnvironmentReconciler {
     this.#placement = new Placement({
       listEnvs: deps.listEnvs,
       listNodes: deps.listNodes,
+      listPools: deps.listPools ?? (() => []),
       health: this.#health,
       nodeStaleAfterMs: deps.config.nodeStaleAfterMs,
       now: () => this.#now().getTime(),

@@ -20,6 +20,8 @@ export interface ScheduleRequest {
   memoryMiB: number;
   /** spec.nodeName: only this node may be used. */
   nodeName?: string;
+  /** Nodes holding a ready warm VM for the request: preferred over all others. */
+  preferred?: ReadonlySet<string>;
 }
 
 export type ScheduleResult = { node: string } | { reason: string };
@@ -65,8 +67,13 @@ export function pickNode(
     }
   }
   if (fits.length > 0) {
+    const warm = (n: NodeView) => (req.preferred?.has(n.name) ? 0 : 1);
     fits.sort(
-      (a, b) => a.score[0] - b.score[0] || a.score[1] - b.score[1] || a.node.name.localeCompare(b.node.name),
+      (a, b) =>
+        warm(a.node) - warm(b.node) ||
+        a.score[0] - b.score[0] ||
+        a.score[1] - b.score[1] ||
+        a.node.name.localeCompare(b.node.name),
     );
     return { node: (fits[0] as (typeof fits)[number]).node.name };
   }

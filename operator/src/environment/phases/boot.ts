@@ -1,12 +1,20 @@
-import { EnvironmentReason, type WaggleEnvironment } from '@waggle/crds';
+import { EnvironmentConditionType, EnvironmentReason, k8sTime, type WaggleEnvironment } from '@waggle/crds';
 import { classifyNodeAgentError, toProtoEgress, toProtoRuntime } from '@waggle/node-agent/client';
+import { createdFrom } from '../../pool/template.ts';
 import type { ReconcileResult } from '../../runtime/controller.ts';
+import { getCondition } from '../conditions.ts';
 
 import { keyOf } from '../placement.ts';
 import type { VmAgent } from '../ports.ts';
 import * as status from '../status.ts';
 import type { Lifetime, PhaseContext } from './context.ts';
 import { fail } from './fail.ts';
+
+/**
+ * How long a create from a warm pool may stay Scheduled before it is reported as Booting
+ * (timestamps have whole seconds, so this is at least one).
+ */
+export const WARM_BIND_GRACE_MS = 2_000;
 
 /**
  * Scheduled or Booting: create the VM on the node. The CreateVM call runs off the worker (it
@@ -35,6 +43,7 @@ export async function boot(
             egress: toProtoEgress(env.spec.network.egress),
             allowDomains: env.spec.network.allowDomains ?? [],
           },
+          pool: env.status?.pool ?? '',
         },
         { timeoutMs: ctx.config.createVMTimeoutMs },
       ),
@@ -42,10 +51,24 @@ export async function boot(
   );
   switch (creation.state) {
     case 'started':
+      // From a warm pool the VM is bound in milliseconds: Scheduled → Running, no Booting write.
+      if (env.status?.pool) return { requeueAfterMs: WARM_BIND_GRACE_MS };
       await ctx.setStatus(env, status.booting(env, ctx.now, node, life.expiresAt));
       return undefined;
-    case 'pending':
-      return undefined; // its completion enqueues the key
+    case 'pending': {
+      // Its completion enqueues the key. A pooled create still pending after the grace found
+      // no warm VM (the node restores or boots): say Booting after all.
+      if (!env.status?.pool || env.status.phase !== 'Scheduled') return undefined;
+      const scheduledAt = getCondition(
+        env.status.conditions,
+        EnvironmentConditionType.Scheduled,
+      )?.lastTransitionTime;
+      const elapsedMs = scheduledAt ? ctx.now.getTime() - Date.parse(scheduledAt) : Number.POSITIVE_INFINITY;
+      const waitMs = WARM_BIND_GRACE_MS - elapsedMs;
+      if (waitMs > 0) return { requeueAfterMs: waitMs };
+      await ctx.setStatus(env, status.booting(env, ctx.now, node, life.expiresAt));
+      return undefined;
+    }
     case 'failed': {
       const failure = classifyNodeAgentError(creation.error);
       // The node-agent went away mid-call (restart, rollout: its stream ends with CANCEL, since
@@ -71,7 +94,12 @@ export async function boot(
       return { requeueAfterMs: life.untilExpiryMs };
     }
     case 'done':
-      await ctx.setStatus(env, status.running(env, ctx.now, node, life.expiresAt));
+      await ctx.setStatus(env, {
+        ...status.running(env, ctx.now, node, life.expiresAt),
+        createdFrom: createdFrom(creation.value),
+        // What the first verify would otherwise write at once in a separate update.
+        lastActivityTime: k8sTime(life.lastActivity),
+      });
       await ctx.events.record(env, 'Normal', EnvironmentReason.Running, `VM ready on ${node}`);
       return { requeueAfterMs: Math.min(life.untilExpiryMs, ctx.config.verifyEveryMs) };
   }

@@ -3,6 +3,7 @@ import type { ReconcileResult } from '../../runtime/controller.ts';
 import { getCondition } from '../conditions.ts';
 import { keyOf } from '../placement.ts';
 import * as status from '../status.ts';
+import { boot } from './boot.ts';
 import type { Lifetime, PhaseContext } from './context.ts';
 
 /** Pending (no node yet): place the environment on a node, or say why none fits. */
@@ -10,7 +11,7 @@ export async function schedule(
   ctx: PhaseContext,
   env: WaggleEnvironment,
   life: Lifetime,
-): Promise<ReconcileResult> {
+): Promise<ReconcileResult | undefined> {
   const result = await ctx.placement.place(env);
   if ('reason' in result) {
     ctx.onSchedulingFailure();
@@ -22,12 +23,20 @@ export async function schedule(
       await ctx.events.record(env, 'Warning', EnvironmentReason.Unschedulable, result.reason);
     return { requeueAfterMs: Math.min(ctx.config.unschedulableRetryMs, life.untilExpiryMs) };
   }
+  let written: WaggleEnvironment;
   try {
-    await ctx.setStatus(env, status.scheduled(env, ctx.now, result.node, life.expiresAt));
+    written = await ctx.setStatus(env, {
+      ...status.scheduled(env, ctx.now, result.node, life.expiresAt),
+      pool: result.pool, // the warm pool its CreateVM names (unset: none matches)
+    });
   } catch (err) {
     ctx.placement.forget(keyOf(env)); // not written: give the slot back
     throw err;
   }
   await ctx.events.record(env, 'Normal', EnvironmentReason.Scheduled, `Assigned to ${result.node}`);
+  // A warm create takes milliseconds: with the placement stored, bind at once instead of
+  // waiting for the watch to bring the written object back (docs/adr/0014, the create path).
+  const endpoint = result.pool ? ctx.health.endpoint(result.node) : undefined;
+  if (endpoint) return boot(ctx, written, result.node, ctx.agents.for(endpoint, result.node), life);
   return { requeueAfterMs: Math.min(life.untilExpiryMs, ctx.config.verifyEveryMs) };
 }

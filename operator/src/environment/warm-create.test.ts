@@ -1,0 +1,256 @@
+import {
+  k8sTime,
+  type WaggleEnvironment,
+  type WaggleEnvironmentStatus,
+  type WaggleNode,
+  type WagglePool,
+} from '@waggle/crds';
+import { VMOrigin } from '@waggle/node-agent/client';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { WARM_BIND_GRACE_MS } from './phases/boot.ts';
+import type { EnvironmentWriter, VmAgent, VmAgents } from './ports.ts';
+import { EnvironmentReconciler } from './reconciler.ts';
+import { FINALIZER } from './store.ts';
+
+// Creates from a warm pool (docs/adr/0014, "The create path") against in-memory fakes: which
+// node is picked, what CreateVM carries, and how many writes a create costs.
+
+const T0 = Date.parse('2026-12-02T10:00:00Z');
+const SPEC = {
+  runtime: 'python',
+  resources: { cpus: 1, memoryMiB: 512, diskMiB: 2048 },
+  network: { egress: 'all' },
+};
+
+type CreateRequest = { spec?: { vmId?: string }; pool?: string };
+
+class World {
+  now = T0;
+  readonly envs = new Map<string, WaggleEnvironment>();
+  readonly nodes: WaggleNode[] = [];
+  readonly pools: WagglePool[] = [];
+  /** Every write, in order: "finalizer" or the phase a status write sets. */
+  readonly writes: string[] = [];
+  readonly creates: Array<{ node: string; req: CreateRequest }> = [];
+  origin = VMOrigin.VM_ORIGIN_WARM;
+  createHangs = false;
+  readonly enqueued: string[] = [];
+  #rv = 1;
+
+  readonly store: EnvironmentWriter = {
+    setFinalizer: async (env) => {
+      this.writes.push('finalizer');
+      return this.#write({ ...env, metadata: { ...env.metadata, finalizers: [FINALIZER] } });
+    },
+    updateStatus: async (env, status: WaggleEnvironmentStatus) => {
+      this.writes.push(status.phase ?? '?');
+      return this.#write({ ...env, status });
+    },
+    delete: async () => undefined,
+  };
+
+  readonly agents: VmAgents = {
+    for: (_endpoint, node): VmAgent =>
+      ({
+        createVM: async (req: CreateRequest) => {
+          this.creates.push({ node, req });
+          if (this.createHangs) return new Promise(() => undefined);
+          return { vm: { spec: req.spec, origin: this.origin } };
+        },
+        getVM: async () => ({ vm: {} }),
+        destroyVM: async () => ({ existed: true }),
+      }) as unknown as VmAgent,
+  };
+
+  #write(env: WaggleEnvironment): WaggleEnvironment {
+    const next = structuredClone({
+      ...env,
+      metadata: { ...env.metadata, resourceVersion: String(++this.#rv) },
+    });
+    this.envs.set(`${next.metadata.namespace}/${next.metadata.name}`, next);
+    return next;
+  }
+
+  addNode(name: string, warm: Record<string, number> = {}): void {
+    this.nodes.push({
+      apiVersion: 'waggle.dev/v1alpha1',
+      kind: 'WaggleNode',
+      metadata: { name },
+      spec: { unschedulable: false },
+      status: {
+        endpoint: `https://${name}:7443`,
+        capacity: { vms: 10, cpus: 64, memoryMiB: 65_536 },
+        runtimes: ['python', 'node', 'shell'],
+        pools: Object.entries(warm).map(([pool, ready]) => ({ name: pool, ready, booting: 0 })),
+        conditions: [
+          {
+            type: 'Ready',
+            status: 'True',
+            reason: 'AgentReady',
+            message: '',
+            lastTransitionTime: k8sTime(new Date(T0)),
+          },
+        ],
+      },
+    });
+  }
+
+  addPool(name: string, template: Record<string, unknown> = SPEC, namespace = 'ns'): void {
+    this.pools.push({
+      apiVersion: 'waggle.dev/v1alpha1',
+      kind: 'WagglePool',
+      metadata: { name, namespace },
+      spec: { template, replicas: 2 },
+    } as unknown as WagglePool);
+  }
+
+  addEnv(name: string, spec: Record<string, unknown> = SPEC): string {
+    this.#write({
+      apiVersion: 'waggle.dev/v1alpha1',
+      kind: 'WaggleEnvironment',
+      metadata: {
+        name,
+        namespace: 'ns',
+        uid: `uid-${name}`,
+        generation: 1,
+        creationTimestamp: k8sTime(new Date(T0)),
+      },
+      spec: { idleTimeout: '30m', ...spec },
+    } as unknown as WaggleEnvironment);
+    return `ns/${name}`;
+  }
+
+  reconciler(): EnvironmentReconciler {
+    return new EnvironmentReconciler({
+      getEnv: (key) => this.envs.get(key),
+      listEnvs: () => [...this.envs.values()],
+      getNode: (name) => this.nodes.find((n) => n.metadata.name === name),
+      listNodes: () => this.nodes,
+      listPools: () => this.pools,
+      nodeSilentForMs: () => 0,
+      store: this.store,
+      agents: this.agents,
+      events: { record: async () => undefined },
+      log: pino({ level: 'silent' }),
+      config: {
+        nodeStaleAfterMs: 30_000,
+        unschedulableRetryMs: 10_000,
+        destroyTimeoutMs: 120_000,
+        verifyEveryMs: 30_000,
+      },
+      enqueue: (key) => this.enqueued.push(key),
+      now: () => new Date(this.now),
+    });
+  }
+
+  status(key: string) {
+    return this.envs.get(key)?.status;
+  }
+}
+
+const drain = () => new Promise((r) => setImmediate(r));
+
+/**
+ * Reconciles as the watch and the queue would: after every write (its event) and every finished
+ * node-agent call. Extra passes over a settled environment must write nothing.
+ */
+async function createToRunning(w: World, key: string) {
+  const r = w.reconciler();
+  for (let pass = 0; pass < 6; pass++) {
+    await r.reconcile(key);
+    await drain();
+  }
+  return r;
+}
+
+describe('an environment matching a warm pool', () => {
+  it('is placed on the node holding a ready warm VM and created from it in two status writes', async () => {
+    const w = new World();
+    w.addNode('a'); // emptier by name, but holds no warm VM
+    w.addNode('b', { 'ns/python-small': 1 });
+    w.addPool('python-small');
+    const key = w.addEnv('e');
+    await createToRunning(w, key);
+
+    expect(w.creates).toEqual([{ node: 'b', req: expect.objectContaining({ pool: 'ns/python-small' }) }]);
+    expect(w.status(key)).toMatchObject({
+      phase: 'Running',
+      nodeName: 'b',
+      pool: 'ns/python-small',
+      createdFrom: 'warm',
+    });
+    // Finalizer, Scheduled, Running: no Booting write (a cold create writes Scheduled, Booting, Running).
+    expect(w.writes).toEqual(['finalizer', 'Scheduled', 'Running']);
+  });
+
+  it('boots cold with three status writes when no pool matches', async () => {
+    const w = new World();
+    w.addNode('a');
+    w.addPool('python-big', { ...SPEC, resources: { cpus: 2, memoryMiB: 1024, diskMiB: 2048 } });
+    w.origin = VMOrigin.VM_ORIGIN_COLD;
+    const key = w.addEnv('e');
+    await createToRunning(w, key);
+    expect(w.creates[0]?.req.pool).toBe('');
+    expect(w.status(key)).toMatchObject({ phase: 'Running', createdFrom: 'cold' });
+    expect(w.status(key)?.pool).toBeUndefined();
+    expect(w.writes).toEqual(['finalizer', 'Scheduled', 'Booting', 'Running']);
+  });
+
+  it('falls back to the normal placement when no node holds a warm VM, still naming the pool', async () => {
+    const w = new World();
+    w.addNode('a');
+    w.addPool('python-small');
+    w.origin = VMOrigin.VM_ORIGIN_RESTORED;
+    const key = w.addEnv('e');
+    await createToRunning(w, key);
+    expect(w.creates).toEqual([{ node: 'a', req: expect.objectContaining({ pool: 'ns/python-small' }) }]);
+    expect(w.status(key)).toMatchObject({ phase: 'Running', createdFrom: 'restored' });
+  });
+
+  it('does not count a warm VM twice: the second of two creates goes elsewhere', async () => {
+    const w = new World();
+    w.addNode('a', { 'ns/python-small': 1 });
+    w.addNode('b', { 'ns/python-small': 1 });
+    w.addPool('python-small');
+    w.createHangs = true; // both creates in flight: the reports do not show the binds yet
+    const r = w.reconciler();
+    await r.reconcile(w.addEnv('e1'));
+    await r.reconcile(w.addEnv('e2'));
+    expect(w.creates.map((c) => c.node).sort()).toEqual(['a', 'b']);
+  });
+
+  it('says Booting after the grace when the pooled create turns out slow (no warm VM left)', async () => {
+    const w = new World();
+    w.addNode('a', { 'ns/python-small': 1 });
+    w.addPool('python-small');
+    w.createHangs = true;
+    const key = w.addEnv('e');
+    const r = w.reconciler();
+    const first = await r.reconcile(key);
+    expect(first?.requeueAfterMs).toBe(WARM_BIND_GRACE_MS);
+    await r.reconcile(key); // the watch event of the Scheduled write: within the grace
+    expect(w.status(key)?.phase).toBe('Scheduled');
+    w.now += WARM_BIND_GRACE_MS;
+    await r.reconcile(key);
+    expect(w.status(key)?.phase).toBe('Booting');
+    expect(w.creates).toHaveLength(1);
+  });
+
+  it.each([
+    ['another namespace', () => ({ ns: 'other', spec: SPEC })],
+    [
+      'other resources',
+      () => ({ ns: 'ns', spec: { ...SPEC, resources: { cpus: 2, memoryMiB: 512, diskMiB: 2048 } } }),
+    ],
+    ['other egress', () => ({ ns: 'ns', spec: { ...SPEC, network: { egress: 'none' } } })],
+  ])('is not created from a pool of %s', async (_case, pool) => {
+    const w = new World();
+    w.addNode('a', { 'other/p': 1, 'ns/p': 1 });
+    const { ns, spec } = pool();
+    w.addPool('p', spec, ns);
+    const key = w.addEnv('e');
+    await createToRunning(w, key);
+    expect(w.creates[0]?.req.pool).toBe('');
+  });
+});
