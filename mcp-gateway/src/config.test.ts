@@ -33,6 +33,21 @@ describe('gateway configuration', () => {
     );
   });
 
+  it('leaves the idle action to the CRD (delete) unless configured; a resume waits 60 s', () => {
+    const c = loadGatewayConfig({});
+    expect(c.WAGGLE_IDLE_ACTION).toBeUndefined();
+    expect(c.WAGGLE_RESUME_WAIT_TIMEOUT).toBe(60_000);
+    expect(
+      loadGatewayConfig({ WAGGLE_IDLE_ACTION: 'suspend', WAGGLE_RESUME_WAIT_TIMEOUT: '2m' }),
+    ).toMatchObject({
+      WAGGLE_IDLE_ACTION: 'suspend',
+      WAGGLE_RESUME_WAIT_TIMEOUT: 120_000,
+    });
+    expect(() => loadGatewayConfig({ WAGGLE_IDLE_ACTION: 'Hibernate' })).toThrow(
+      /WAGGLE_IDLE_ACTION="Hibernate"/,
+    );
+  });
+
   it('names every bad variable', () => {
     expect(() =>
       loadGatewayConfig({

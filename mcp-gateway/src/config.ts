@@ -11,7 +11,7 @@ import {
   type RenamedVariable,
 } from '@waggle/crds';
 import { z } from 'zod';
-import { NETWORK_CHOICES } from './services/environment-spec.ts';
+import { IDLE_ACTION_CHOICES, NETWORK_CHOICES } from './services/environment-spec.ts';
 
 const hostPort = hostPortSchema;
 const positiveInt = z.coerce.number().int().positive();
@@ -65,6 +65,13 @@ export const gatewayConfigSchema = z.object({
    * unset: the CRD's default (internet).
    */
   WAGGLE_DEFAULT_NETWORK: z.enum(NETWORK_CHOICES).optional(),
+  /**
+   * What happens to an idle environment when create_environment does not say: delete | suspend
+   * (its VM is saved on the node; the next tool call resumes it). Unset: the CRD's default (delete).
+   */
+  WAGGLE_IDLE_ACTION: z.enum(IDLE_ACTION_CHOICES).optional(),
+  /** How long a tool call on a suspended environment waits for it to resume. */
+  WAGGLE_RESUME_WAIT_TIMEOUT: durationMsSchema.default(60_000),
   /** Longest an environment may live, however active (spec.maxLifetime); caps timeout_minutes. */
   WAGGLE_MAX_LIFETIME: durationMsSchema
     .refine((ms) => ms >= 60_000 && ms <= 168 * 3_600_000, {

@@ -35,6 +35,18 @@ export class EnvironmentNotRunningError extends UserError {
   }
 }
 
+/** A tool call found the environment suspended, and it did not resume in time. */
+export class EnvironmentSuspendedError extends UserError {
+  constructor(id: string, waitedMs: number, detail?: string) {
+    super(
+      'environment_suspended',
+      `environment "${id}" is suspended and did not resume within ${Math.round(waitedMs / 1000)} s` +
+        `${detail ? `: ${detail}` : ''}. Try the call again in a moment; if it keeps failing, destroy ` +
+        'the environment and create a new one.',
+    );
+  }
+}
+
 export class LimitReachedError extends UserError {
   constructor(limit: number) {
     super(

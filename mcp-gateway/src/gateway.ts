@@ -1,5 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import { DEFAULT_EGRESS, parseHostPort } from '@waggle/crds';
+import { DEFAULT_EGRESS, DEFAULT_IDLE_ACTION, parseHostPort } from '@waggle/crds';
 import {
   createNodeAgentClient,
   createRotatingNodeAgentClient,
@@ -22,7 +22,7 @@ import { SessionRegistry } from './mcp/sessions.ts';
 import { createGatewayMetrics } from './metrics.ts';
 import { ActivityRecorder } from './services/activity.ts';
 import { EnvironmentCache } from './services/environment-cache.ts';
-import { networkChoiceOf } from './services/environment-spec.ts';
+import { idleActionChoiceOf, networkChoiceOf } from './services/environment-spec.ts';
 import { EnvironmentService } from './services/environments.ts';
 import { PreviewService } from './services/previews.ts';
 import { SandboxService } from './services/sandbox.ts';
@@ -88,6 +88,7 @@ export async function startGateway(opts: {
   const environments = new EnvironmentService(
     kc,
     cache,
+    activity,
     {
       ...(c.WAGGLE_DEFAULT_CPUS !== undefined ? { cpus: c.WAGGLE_DEFAULT_CPUS } : {}),
       ...(c.WAGGLE_DEFAULT_MEMORY_MB !== undefined ? { memoryMiB: c.WAGGLE_DEFAULT_MEMORY_MB } : {}),
@@ -95,6 +96,8 @@ export async function startGateway(opts: {
       maxPerCaller: c.WAGGLE_MAX_ENVIRONMENTS,
       createWaitTimeoutMs: c.WAGGLE_CREATE_WAIT_TIMEOUT,
       unschedulableGraceMs: c.WAGGLE_UNSCHEDULABLE_GRACE,
+      resumeWaitTimeoutMs: c.WAGGLE_RESUME_WAIT_TIMEOUT,
+      ...(c.WAGGLE_IDLE_ACTION ? { idleAction: c.WAGGLE_IDLE_ACTION } : {}),
       ...(c.WAGGLE_DEFAULT_NETWORK ? { network: c.WAGGLE_DEFAULT_NETWORK } : {}),
       maxLifetimeMs: c.WAGGLE_MAX_LIFETIME,
     },
@@ -130,6 +133,7 @@ export async function startGateway(opts: {
       maxOutputBytes: c.WAGGLE_MAX_OUTPUT_BYTES,
       defaultIdleTimeoutMinutes: c.WAGGLE_DEFAULT_TIMEOUT_MIN,
       defaultNetwork: c.WAGGLE_DEFAULT_NETWORK ?? networkChoiceOf(DEFAULT_EGRESS),
+      defaultIdleAction: c.WAGGLE_IDLE_ACTION ?? idleActionChoiceOf(DEFAULT_IDLE_ACTION),
     },
   });
 

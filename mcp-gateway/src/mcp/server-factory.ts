@@ -14,7 +14,13 @@ import type { Caller } from '../auth/caller.ts';
 import type { ConcurrencyLimiter } from '../auth/rate-limit.ts';
 import { UserError } from '../errors.ts';
 import type { CallDrain } from './call-drain.ts';
-import { describeInputIssues, errorResult, structuredResult, type ToolDefinition } from './tool.ts';
+import {
+  describeInputIssues,
+  errorResult,
+  listedOutputSchema,
+  structuredResult,
+  type ToolDefinition,
+} from './tool.ts';
 
 const LOG_LEVELS = LoggingLevelSchema.options;
 
@@ -34,7 +40,8 @@ const INSTRUCTIONS =
   'For a dev server, a watcher or a long job, execute with background: true returns a process_id at ' +
   'once; read its output with process_output (since = the previous next_since) and stop it with ' +
   'kill_process. ' +
-  'Environments are deleted automatically after their idle timeout.';
+  'Environments are deleted automatically after their idle timeout, or, created with idle_action ' +
+  '"suspend", suspended: the next call on one resumes it (its result then has resumed_in_ms).';
 
 export type ToolCallObserver = (
   tool: string,
@@ -71,7 +78,7 @@ export function createMcpServer(
         title: t.title,
         description: t.description,
         inputSchema: t.input,
-        outputSchema: t.output,
+        outputSchema: listedOutputSchema(t),
         annotations: { title: t.title, ...t.annotations },
       },
       () => {
@@ -139,6 +146,7 @@ export function createMcpServer(
         .sendNotification({ method: 'notifications/message', params: { level, logger: 'waggle', data } })
         .catch(() => undefined);
     };
+    let resumedInMs: number | undefined;
     try {
       const out = await tool.run(parsed.data, {
         caller,
@@ -147,13 +155,27 @@ export function createMcpServer(
         progress,
         notify,
         ...(requestBaseUrl ? { requestBaseUrl } : {}),
+        onResumed: (ms) => {
+          resumedInMs = ms;
+        },
       });
       if (entry?.interrupted()) {
         done('user_error');
         return errorResult(INTERRUPTED, 'gateway_restarting');
       }
       done('ok');
-      return structuredResult(out as Record<string, unknown>, tool.present?.(out));
+      if (resumedInMs === undefined)
+        return structuredResult(out as Record<string, unknown>, tool.present?.(out));
+      const envId = (parsed.data as { environment_id?: string }).environment_id;
+      const result = structuredResult(
+        { ...(out as Record<string, unknown>), resumed_in_ms: resumedInMs },
+        tool.present?.(out),
+      );
+      result.content.push({
+        type: 'text',
+        text: `environment "${envId}" was suspended (idle); it resumed in ${resumedInMs} ms before this call ran`,
+      });
+      return result;
     } catch (err) {
       if (entry?.interrupted()) {
         reqLog.info({ err: (err as Error).message }, 'tool call interrupted by shutdown');

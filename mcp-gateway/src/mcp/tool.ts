@@ -1,6 +1,6 @@
 import type { CallToolResult, LoggingLevel, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
-import type { z } from 'zod';
+import { z } from 'zod';
 import type { Caller } from '../auth/caller.ts';
 
 /** What a tool handler gets besides its arguments. */
@@ -17,6 +17,11 @@ export interface ToolContext {
   notify: (level: LoggingLevel, data: unknown) => void;
   /** scheme://host of the HTTP request that carried the call (X-Forwarded-* honoured), if known. */
   requestBaseUrl?: string;
+  /**
+   * The call's environment was suspended and has resumed after `waitedMs` (EnvironmentService
+   * resolveRunning calls it): the result then carries `resumed_in_ms` and says so in its text.
+   */
+  onResumed?: (waitedMs: number) => void;
 }
 
 /** One MCP tool: schemas, hints and a handler that returns the structured result. */
@@ -36,6 +41,21 @@ export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z
 export const defineTool = <I extends z.ZodObject, O extends z.ZodObject>(
   t: ToolDefinition<I, O>,
 ): ToolDefinition => t as unknown as ToolDefinition;
+
+/**
+ * The output schema a tool is listed with: tools that act on an environment (their input has
+ * `environment_id`) may report that it was suspended and resumed first (`resumed_in_ms`).
+ */
+export function listedOutputSchema(t: ToolDefinition): z.ZodObject {
+  if (!('environment_id' in t.input.shape)) return t.output;
+  return t.output.extend({
+    resumed_in_ms: z
+      .number()
+      .int()
+      .optional()
+      .describe('set when the environment was suspended: how long this call waited for it to resume'),
+  });
+}
 
 /** A successful result: the structured object, and the same JSON as text for older clients. */
 export function structuredResult(

@@ -33,23 +33,40 @@ export class ActivityRecorder {
     if (last !== undefined && now - last < interval) return;
     this.#lastWrite.set(key, now);
     if (this.#lastWrite.size > 50_000) this.#lastWrite.clear();
+    this.#patch(namespace, name, now).catch((err: Error) => {
+      this.#lastWrite.delete(key);
+      this.#log.warn({ envId: name, namespace, err: err.message }, 'recording activity failed');
+    });
+  }
+
+  /**
+   * Records use now, however recently the last write was, and resolves once it is written (a
+   * tool call on a suspended environment: the operator resumes it on this write).
+   */
+  async touchNow(namespace: string, name: string, now = Date.now()): Promise<void> {
+    const key = `${namespace}/${name}`;
+    this.#lastWrite.set(key, now);
+    try {
+      await this.#patch(namespace, name, now);
+    } catch (err) {
+      this.#lastWrite.delete(key);
+      throw err;
+    }
+  }
+
+  #patch(namespace: string, name: string, now: number): Promise<unknown> {
     const at = new Date(now).toISOString().replace(/\.\d+Z$/, 'Z');
-    this.#api
-      .patchNamespacedCustomObject(
-        {
-          group: GROUP,
-          version: VERSION,
-          plural: ENVIRONMENT_PLURAL,
-          namespace,
-          name,
-          body: { metadata: { annotations: { [LAST_ACTIVITY_ANNOTATION]: at } } },
-        },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      )
-      .catch((err: Error) => {
-        this.#lastWrite.delete(key);
-        this.#log.warn({ envId: name, namespace, err: err.message }, 'recording activity failed');
-      });
+    return this.#api.patchNamespacedCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: ENVIRONMENT_PLURAL,
+        namespace,
+        name,
+        body: { metadata: { annotations: { [LAST_ACTIVITY_ANNOTATION]: at } } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
   }
 
   forget(namespace: string, name: string): void {

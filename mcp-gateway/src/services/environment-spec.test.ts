@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { egressFor, networkChoiceOf, newEnvironmentSpec } from './environment-spec.ts';
+import { egressFor, idleActionChoiceOf, networkChoiceOf, newEnvironmentSpec } from './environment-spec.ts';
 
 const defaults = { idleTimeoutMinutes: 30, maxLifetimeMs: 86_400_000 };
 
@@ -43,6 +43,22 @@ describe('newEnvironmentSpec', () => {
     expect(newEnvironmentSpec({ runtime: 'python', allowDomains: ['pypi.org'] }, defaults).network).toEqual({
       allowDomains: ['pypi.org'],
     });
+  });
+});
+
+describe('idle action', () => {
+  it('is set only when the caller or the configuration chose it, in the CRD words', () => {
+    expect(newEnvironmentSpec({ runtime: 'python' }, defaults)).not.toHaveProperty('idleAction');
+    expect(newEnvironmentSpec({ runtime: 'python' }, { ...defaults, idleAction: 'suspend' })).toMatchObject({
+      idleAction: 'Suspend',
+      maxLifetime: '24h', // Suspend needs one (a CEL rule)
+    });
+    expect(
+      newEnvironmentSpec({ runtime: 'python', idleAction: 'delete' }, { ...defaults, idleAction: 'suspend' })
+        .idleAction,
+    ).toBe('Delete');
+    expect(idleActionChoiceOf(undefined)).toBe('delete');
+    expect(idleActionChoiceOf('Suspend')).toBe('suspend');
   });
 });
 

@@ -1,8 +1,22 @@
-import { type EgressMode, formatDuration, type Runtime, type WaggleEnvironmentSpecInput } from '@waggle/crds';
+import {
+  type EgressMode,
+  formatDuration,
+  type IdleAction,
+  type Runtime,
+  type WaggleEnvironmentSpecInput,
+} from '@waggle/crds';
 
 /** What a caller may ask for: no network, or the internet (never the node or private ranges). */
 export const NETWORK_CHOICES = ['none', 'internet'] as const;
 export type NetworkChoice = (typeof NETWORK_CHOICES)[number];
+
+/** What happens to an idle environment: deleted, or suspended and resumed by the next call. */
+export const IDLE_ACTION_CHOICES = ['delete', 'suspend'] as const;
+export type IdleActionChoice = (typeof IDLE_ACTION_CHOICES)[number];
+export const idleActionFor = (choice: IdleActionChoice): IdleAction =>
+  choice === 'suspend' ? 'Suspend' : 'Delete';
+export const idleActionChoiceOf = (action: IdleAction | undefined): IdleActionChoice =>
+  action === 'Suspend' ? 'suspend' : 'delete';
 
 export const egressFor = (choice: NetworkChoice): EgressMode => (choice === 'none' ? 'none' : 'all');
 export const networkChoiceOf = (egress: EgressMode): NetworkChoice =>
@@ -15,6 +29,7 @@ export interface CreateRequest {
   network?: NetworkChoice;
   /** With the internet: the only domain names the guest may reach. */
   allowDomains?: string[];
+  idleAction?: IdleActionChoice;
 }
 
 /** What the gateway's configuration sets on every new environment; unset: the CRD's default. */
@@ -23,6 +38,8 @@ export interface SpecDefaults {
   memoryMiB?: number;
   /** Guest network when the caller does not say (WAGGLE_DEFAULT_NETWORK). */
   network?: NetworkChoice;
+  /** At the idle timeout, when the caller does not say (WAGGLE_IDLE_ACTION). */
+  idleAction?: IdleActionChoice;
   idleTimeoutMinutes: number;
   /** spec.maxLifetime of new environments (WAGGLE_MAX_LIFETIME); caps every idle timeout. */
   maxLifetimeMs: number;
@@ -43,11 +60,14 @@ export function newEnvironmentSpec(req: CreateRequest, d: SpecDefaults): WaggleE
     ...(choice ? { egress: egressFor(choice) } : {}),
     ...(req.allowDomains?.length ? { allowDomains: req.allowDomains } : {}),
   };
+  const idleAction = req.idleAction ?? d.idleAction;
   return {
     runtime: req.runtime,
     ...(req.name ? { displayName: req.name } : {}),
     ...(Object.keys(resources).length ? { resources } : {}),
     idleTimeout: `${req.timeoutMinutes ?? d.idleTimeoutMinutes}m`,
+    // Suspend needs maxLifetime (a CEL rule); the gateway always sets one.
+    ...(idleAction ? { idleAction: idleActionFor(idleAction) } : {}),
     maxLifetime: formatDuration(d.maxLifetimeMs),
     ...(Object.keys(network).length ? { network } : {}),
   };

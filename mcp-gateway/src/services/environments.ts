@@ -12,6 +12,7 @@ import {
   k8sTime,
   LAST_ACTIVITY_ANNOTATION,
   parseDuration,
+  suspension,
   VERSION,
   type WaggleEnvironment,
 } from '@waggle/crds';
@@ -21,9 +22,11 @@ import {
   CreateFailedError,
   EnvironmentNotFoundError,
   EnvironmentNotRunningError,
+  EnvironmentSuspendedError,
   InvalidRequestError,
   LimitReachedError,
 } from '../errors.ts';
+import type { ActivityRecorder } from './activity.ts';
 import type { EnvironmentCache } from './environment-cache.ts';
 import { type CreateRequest, newEnvironmentSpec, type SpecDefaults } from './environment-spec.ts';
 
@@ -33,6 +36,15 @@ export interface EnvironmentDefaults extends SpecDefaults {
   createWaitTimeoutMs: number;
   /** How long an environment may sit Unschedulable before create_environment gives up. */
   unschedulableGraceMs: number;
+  /** How long a tool call on a suspended environment waits for it to resume (WAGGLE_RESUME_WAIT_TIMEOUT). */
+  resumeWaitTimeoutMs: number;
+}
+
+/** A tool call's side of resolving its environment: its cancellation, and who hears of a resume. */
+export interface CallContext {
+  signal?: AbortSignal;
+  /** Called when the environment was suspended and has resumed, with how long the call waited. */
+  onResumed?: (waitedMs: number) => void;
 }
 
 /** Phase changes while an environment starts, for progress notifications. */
@@ -90,6 +102,7 @@ function apiserverRefusal(err: unknown): string | undefined {
 export class EnvironmentService {
   readonly #api: CustomObjectsApi;
   readonly #cache: EnvironmentCache;
+  readonly #activity: ActivityRecorder;
   readonly #defaults: EnvironmentDefaults;
   readonly #log: Logger;
   /** Per-caller chain so two concurrent creates cannot both pass the limit check. */
@@ -97,9 +110,16 @@ export class EnvironmentService {
   /** Environments a caller created that the watch cache may not show yet, by caller id. */
   readonly #justCreated = new Map<string, Set<string>>();
 
-  constructor(kc: KubeConfig, cache: EnvironmentCache, defaults: EnvironmentDefaults, log: Logger) {
+  constructor(
+    kc: KubeConfig,
+    cache: EnvironmentCache,
+    activity: ActivityRecorder,
+    defaults: EnvironmentDefaults,
+    log: Logger,
+  ) {
     this.#api = kc.makeApiClient(CustomObjectsApi);
     this.#cache = cache;
+    this.#activity = activity;
     this.#defaults = defaults;
     this.#log = log;
   }
@@ -115,7 +135,64 @@ export class EnvironmentService {
     return env;
   }
 
-  /** The caller's environment, which must be Running. */
+  /**
+   * The caller's environment for a tool call that needs its VM — the one place tools resolve
+   * it. A suspended environment (idleAction Suspend) is resumed first: the call records activity
+   * at once (not throttled: the operator resumes on it) and waits, bounded, for Running.
+   */
+  async resolveRunning(caller: Caller, id: string, call: CallContext = {}): Promise<WaggleEnvironment> {
+    const env = this.get(caller, id);
+    if (!suspension(env)) return this.getRunning(caller, id);
+    const started = Date.now();
+    await this.#activity.touchNow(caller.namespace, id);
+    this.#log.info({ envId: id, namespace: caller.namespace }, 'resuming a suspended environment');
+    await this.#waitResumed(caller, id, call.signal);
+    const waitedMs = Date.now() - started;
+    this.#log.info({ envId: id, namespace: caller.namespace, waitedMs }, 'environment resumed');
+    call.onResumed?.(waitedMs);
+    return this.getRunning(caller, id);
+  }
+
+  /** Resolves once the environment runs again (Running, not suspending); rejects with why not. */
+  #waitResumed(caller: Caller, id: string, signal?: AbortSignal): Promise<void> {
+    const timeoutMs = this.#defaults.resumeWaitTimeoutMs;
+    return new Promise<void>((resolve, reject) => {
+      const cleanups: Array<() => void> = [];
+      let last: WaggleEnvironment | undefined;
+      const finish = (err?: Error) => {
+        for (const c of cleanups) c();
+        if (err) reject(err);
+        else resolve();
+      };
+      const check = (env: WaggleEnvironment | undefined, deleted = false) => {
+        if (!env || deleted || env.metadata.deletionTimestamp)
+          return finish(new EnvironmentNotFoundError(id));
+        last = env;
+        const phase = env.status?.phase;
+        if (phase === 'Running' && !suspension(env)) return finish();
+        if (phase === 'Failed')
+          return finish(new EnvironmentNotRunningError(id, 'Failed', env.status?.message));
+      };
+      cleanups.push(
+        this.#cache.subscribe(caller.namespace, id, (type, env) => check(env, type === 'delete')),
+      );
+      const timer = setTimeout(
+        () => finish(new EnvironmentSuspendedError(id, timeoutMs, last?.status?.message)),
+        timeoutMs,
+      );
+      cleanups.push(() => clearTimeout(timer));
+      if (signal) {
+        const onAbort = () =>
+          finish(new InvalidRequestError(`the call was cancelled while environment "${id}" was resuming`));
+        if (signal.aborted) return onAbort();
+        signal.addEventListener('abort', onAbort, { once: true });
+        cleanups.push(() => signal.removeEventListener('abort', onAbort));
+      }
+      check(this.#cache.get(caller.namespace, id));
+    });
+  }
+
+  /** The caller's environment, which must be Running (no resume: see resolveRunning). */
   getRunning(caller: Caller, id: string): WaggleEnvironment {
     const env = this.get(caller, id);
     const phase = env.status?.phase ?? 'Pending';

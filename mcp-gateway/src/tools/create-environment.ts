@@ -2,7 +2,7 @@ import { ALLOW_DOMAIN_PATTERN, MAX_ALLOW_DOMAINS, parseDuration } from '@waggle/
 import { z } from 'zod';
 import { InvalidRequestError } from '../errors.ts';
 import { defineTool } from '../mcp/tool.ts';
-import { NETWORK_CHOICES } from '../services/environment-spec.ts';
+import { IDLE_ACTION_CHOICES, NETWORK_CHOICES } from '../services/environment-spec.ts';
 import type { ToolDeps } from './deps.ts';
 import { environmentSummary, runtime, summarize } from './schemas.ts';
 
@@ -15,8 +15,9 @@ export const createEnvironmentTool = (d: ToolDeps) =>
     description:
       'Create an isolated Linux microVM (its own kernel) with a python, node or shell runtime. ' +
       'Returns once it is running, typically within seconds; use the returned environment_id with ' +
-      'execute, write_file, read_file, list_files and install_packages. It is deleted after ' +
-      'timeout_minutes without use; destroy it when done.',
+      'execute, write_file, read_file, list_files and install_packages. After timeout_minutes ' +
+      'without use it is deleted, or with idle_action "suspend" suspended: its memory is saved and ' +
+      'the next call on it resumes it where it stopped (within seconds). Destroy it when done.',
     input: z.object({
       runtime: runtime.describe('Language runtime: python, node or shell.'),
       name: z
@@ -40,6 +41,12 @@ export const createEnvironmentTool = (d: ToolDeps) =>
         .optional()
         .describe(
           `"internet": the guest can reach the internet (package indexes) but never this cluster's nodes, pods, services or private networks; "none": no network at all. Default "${d.limits.defaultNetwork}".`,
+        ),
+      idle_action: z
+        .enum(IDLE_ACTION_CHOICES, { error: 'idle_action must be "delete" or "suspend"' })
+        .optional()
+        .describe(
+          `After timeout_minutes without use: "delete" the environment, or "suspend" it (no CPU or memory used; the next call resumes it with its processes and files; it is still deleted at its maximum lifetime). Default "${d.limits.defaultIdleAction}".`,
         ),
       allow_domains: z
         .array(
@@ -80,6 +87,7 @@ export const createEnvironmentTool = (d: ToolDeps) =>
           runtime: args.runtime,
           ...(args.name ? { name: args.name } : {}),
           ...(args.timeout_minutes ? { timeoutMinutes: args.timeout_minutes } : {}),
+          ...(args.idle_action ? { idleAction: args.idle_action } : {}),
           ...(args.allow_domains
             ? { network: 'internet' as const, allowDomains: args.allow_domains }
             : args.network

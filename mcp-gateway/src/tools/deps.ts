@@ -19,5 +19,6 @@ export interface ToolDeps {
     maxOutputBytes: number;
     defaultIdleTimeoutMinutes: number;
     defaultNetwork: 'none' | 'internet';
+    defaultIdleAction: 'delete' | 'suspend';
   };
 }

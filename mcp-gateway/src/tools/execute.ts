@@ -90,7 +90,7 @@ export const executeTool = (d: ToolDeps) =>
             'background process runs until it exits or kill_process stops it); leave it out',
         );
       }
-      const env = d.environments.getRunning(ctx.caller, args.environment_id);
+      const env = await d.environments.resolveRunning(ctx.caller, args.environment_id, ctx);
       if (args.background) {
         const p = await d.sandbox.startProcess(env, {
           code: args.code,

@@ -52,7 +52,7 @@ export const exposePortTool = (d: ToolDeps) =>
             'Use API keys or Kubernetes tokens to expose ports.',
         );
       }
-      const env = d.environments.getRunning(ctx.caller, args.environment_id);
+      const env = await d.environments.resolveRunning(ctx.caller, args.environment_id, ctx);
       // Refuse a port nothing listens on now, rather than hand out a URL that answers 502.
       const probe = await d.sandbox.openPort(env, args.port);
       probe.destroy();

@@ -43,7 +43,7 @@ export const installPackagesTool = (d: ToolDeps) =>
     output: execOutput.extend({ manager: z.string() }),
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
     run: async (args, ctx) => {
-      const env = d.environments.getRunning(ctx.caller, args.environment_id);
+      const env = await d.environments.resolveRunning(ctx.caller, args.environment_id, ctx);
       const started = Date.now();
       const tail = new OutputTail();
       const tick = setInterval(() => {

@@ -24,7 +24,7 @@ export const killProcessTool = (d: ToolDeps) =>
     }),
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     run: async (args, ctx) => {
-      const env = d.environments.getRunning(ctx.caller, args.environment_id);
+      const env = await d.environments.resolveRunning(ctx.caller, args.environment_id, ctx);
       const r = await d.sandbox.killProcess(env, args.process_id);
       return {
         process_id: args.process_id,

@@ -29,7 +29,7 @@ export const listFilesTool = (d: ToolDeps) =>
     }),
     annotations: { readOnlyHint: true, openWorldHint: false },
     run: async (args, ctx) => {
-      const env = d.environments.getRunning(ctx.caller, args.environment_id);
+      const env = await d.environments.resolveRunning(ctx.caller, args.environment_id, ctx);
       const r = await d.sandbox.listFiles(env, args.path ?? '/home/sandbox');
       const files = r.entries.map((e) => ({
         name: e.name,

@@ -62,7 +62,7 @@ export const processOutputTool = (d: ToolDeps) =>
     }),
     annotations: { readOnlyHint: true, openWorldHint: false },
     run: async (args, ctx) => {
-      const env = d.environments.getRunning(ctx.caller, args.environment_id);
+      const env = await d.environments.resolveRunning(ctx.caller, args.environment_id, ctx);
       const r = await d.sandbox.readProcessOutput(
         env,
         {

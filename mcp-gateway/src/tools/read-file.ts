@@ -50,7 +50,7 @@ export const readFileTool = (d: ToolDeps) =>
     }),
     annotations: { readOnlyHint: true, openWorldHint: false },
     run: async (args, ctx) => {
-      const env = d.environments.getRunning(ctx.caller, args.environment_id);
+      const env = await d.environments.resolveRunning(ctx.caller, args.environment_id, ctx);
       const { content, size } = await d.sandbox.readFile(env, args.path, d.limits.maxFileBytes);
       const wanted = args.encoding ?? 'auto';
       const asText = wanted === 'utf8' || (wanted === 'auto' && isText(content));

@@ -1,5 +1,6 @@
 import { RUNTIMES, type WaggleEnvironment } from '@waggle/crds';
 import { z } from 'zod';
+import { IDLE_ACTION_CHOICES, idleActionChoiceOf } from '../services/environment-spec.ts';
 import type { ExecOutcome } from '../services/sandbox.ts';
 
 /** Longest path a tool takes, in characters. */
@@ -55,7 +56,14 @@ export const environmentSummary = z.object({
   environment_id: z.string(),
   name: z.string(),
   runtime: z.string(),
-  status: z.string().describe('pending, scheduled, booting, running, terminating or failed'),
+  status: z
+    .string()
+    .describe(
+      'pending, scheduled, booting, running, suspended (idle; the next call on it resumes it), terminating or failed',
+    ),
+  idle_action: z
+    .enum(IDLE_ACTION_CHOICES)
+    .describe('what happens after the idle timeout: delete, or suspend (the next call resumes it)'),
   created_at: z.string(),
   expires_at: z.string().optional(),
   node: z.string().optional(),
@@ -68,6 +76,7 @@ export function summarize(env: WaggleEnvironment): z.output<typeof environmentSu
     name: env.spec.displayName ?? (env.metadata.name as string),
     runtime: env.spec.runtime,
     status: (env.status?.phase ?? 'Pending').toLowerCase(),
+    idle_action: idleActionChoiceOf(env.spec.idleAction),
     created_at: env.metadata.creationTimestamp ?? '',
     ...(env.status?.expiresAt ? { expires_at: env.status.expiresAt } : {}),
     ...(env.status?.nodeName ? { node: env.status.nodeName } : {}),

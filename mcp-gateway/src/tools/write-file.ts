@@ -26,7 +26,7 @@ export const writeFileTool = (d: ToolDeps) =>
     output: z.object({ status: z.literal('written'), path: z.string(), bytes_written: z.number().int() }),
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     run: async (args, ctx) => {
-      const env = d.environments.getRunning(ctx.caller, args.environment_id);
+      const env = await d.environments.resolveRunning(ctx.caller, args.environment_id, ctx);
       let bytes: Buffer;
       if (args.encoding === 'base64') {
         const compact = args.content.replace(/\s+/g, '');
