@@ -25,7 +25,7 @@ const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
 /**
  * Keeps this node's WaggleNode up to date, like a kubelet's Node: created if missing, status
- * (endpoint, accelerator, capacity, allocation, runtimes, Ready) and heartbeat written every
+ * (endpoint, accelerator, capacity, allocation, runtimes, warm pools, Ready) and heartbeat written every
  * interval through the status subresource.
  */
 export class NodeRegistrar {
@@ -64,6 +64,14 @@ export class NodeRegistrar {
       allocated: info.allocated,
       vmUsage: `${info.allocated.vms}/${info.capacity.vms}`,
       runtimes: info.runtimes,
+      // What the operator's pool controller reads (WagglePool status, placement of warm creates).
+      pools: info.pools.map((p) => ({
+        name: p.name,
+        templateHash: p.templateHash,
+        replicas: p.replicas,
+        ready: p.ready,
+        booting: p.booting,
+      })),
       lastHeartbeatTime: now(),
       conditions: [
         {

@@ -7,7 +7,15 @@ const G = { group: 'waggle.dev', version: 'v1alpha1', plural: 'wagglenodes' };
  */
 export async function registerFakeNode(
   custom: CustomObjectsApi,
-  opts: { name: string; endpoint: string; vms: number; runtimes?: string[]; clockSkewMs?: number },
+  opts: {
+    name: string;
+    endpoint: string;
+    vms: number;
+    runtimes?: string[];
+    clockSkewMs?: number;
+    /** The warm pools it reports (status.pools), read at each heartbeat (FakeNodeAgent.poolStatus). */
+    pools?: () => unknown[];
+  },
 ): Promise<{ stopHeartbeat(): void; resumeHeartbeat(): void; remove(): Promise<void> }> {
   const now = () => new Date(Date.now() + (opts.clockSkewMs ?? 0)).toISOString().replace(/\.\d+Z$/, 'Z');
   await custom.createClusterCustomObject({
@@ -26,6 +34,7 @@ export async function registerFakeNode(
           accelerator: 'tcg',
           capacity: { vms: opts.vms, cpus: 1000, memoryMiB: 1_000_000 },
           runtimes: opts.runtimes ?? ['python', 'node', 'shell'],
+          ...(opts.pools ? { pools: opts.pools() } : {}),
           lastHeartbeatTime: now(),
           conditions: [
             {

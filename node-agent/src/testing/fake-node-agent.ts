@@ -1,10 +1,20 @@
 // A fake node-agent: a real ConnectRPC server over HTTP/2 with in-memory VMs and files, for fast
 // operator and gateway tests. Exported as `@waggle/node-agent/testing`; never used in production.
+import { createHash } from 'node:crypto';
 import { createServer, type Http2Server, type Http2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { toConnectError } from '../api/connect-errors.ts';
-import { Code, ConnectError, NodeAgentService, VMState } from '../client.ts';
+import {
+  Code,
+  ConnectError,
+  NodeAgentService,
+  type SetWarmPoolsRequest,
+  VMOrigin,
+  type VMSpec,
+  VMState,
+  type WarmPool,
+} from '../client.ts';
 import { GuestFileError, ProcessNotFoundError } from '../errors.ts';
 
 export interface FakeNodeAgent {
@@ -25,6 +35,20 @@ export interface FakeNodeAgent {
   /** VMs suspended by SuspendVM (exec and file calls on them fail with FailedPrecondition). */
   suspended: Set<string>;
   suspendCalls: string[];
+  /** CreateVM requests' vm ids and pools ("" when none), in order. */
+  createRequests: Array<{ vmId: string; pool: string }>;
+  /** SetWarmPools requests, in order (each the node's whole set). */
+  warmPoolCalls: SetWarmPoolsRequest['pools'][];
+  /** The pools as last declared; each holds `replicas` fake warm VMs, all ready (refilled at once). */
+  warmPools: Map<string, WarmPool>;
+  /** What the node reports of its pools (WaggleNode status.pools), as a node-agent would. */
+  poolStatus(): Array<{
+    name: string;
+    templateHash: string;
+    replicas: number;
+    ready: number;
+    booting: number;
+  }>;
   resumeCalls: string[];
   stop(): Promise<void>;
 }
@@ -70,6 +94,15 @@ export async function startFakeNodeAgent(
   };
   const suspended = new Set<string>();
   const suspendCalls: string[] = [];
+  const createRequests: FakeNodeAgent['createRequests'] = [];
+  const warmPoolCalls: FakeNodeAgent['warmPoolCalls'] = [];
+  const warmPools = new Map<string, WarmPool>();
+  /** A ready warm VM of `pool` whose template is `spec` (warm VMs are never used up here). */
+  const warmFor = (pool: string, spec: VMSpec | undefined): boolean => {
+    const p = warmPools.get(pool);
+    if (!p?.template || !spec || p.replicas === 0) return false;
+    return fakeTemplateHash(p.template) === fakeTemplateHash(spec);
+  };
   const resumeCalls: string[] = [];
   const vmState = (vmId: string) =>
     suspended.has(vmId) ? VMState.VM_STATE_SUSPENDED : VMState.VM_STATE_RUNNING;
@@ -93,21 +126,35 @@ export async function startFakeNodeAgent(
         async createVM(req) {
           const id = req.spec?.vmId ?? '';
           createCalls.push(id);
+          createRequests.push({ vmId: id, pool: req.pool });
+          const warm = warmFor(req.pool, req.spec);
           if (opts.maxVMs !== undefined && !vms.has(id) && vms.size >= opts.maxVMs)
             throw new ConnectError(`all ${opts.maxVMs} VM slots are in use`, Code.ResourceExhausted);
-          await new Promise((r) => setTimeout(r, opts.createDelayMs ?? 50));
+          await new Promise((r) => setTimeout(r, warm ? 1 : (opts.createDelayMs ?? 50)));
           const failure = createFailures.shift();
           if (failure !== undefined) throw new ConnectError('the fake agent went away mid-call', failure);
           vms.add(id);
           createdAt.set(id, new Date().toISOString());
           return {
-            vm: { spec: req.spec, state: VMState.VM_STATE_RUNNING, bootMs: opts.createDelayMs ?? 50 },
+            vm: {
+              spec: req.spec,
+              state: VMState.VM_STATE_RUNNING,
+              bootMs: warm ? 0 : (opts.createDelayMs ?? 50),
+              origin: warm ? VMOrigin.VM_ORIGIN_WARM : VMOrigin.VM_ORIGIN_COLD,
+              pool: warm ? req.pool : '',
+            },
           };
         },
         async getVM(req, ctx) {
           await unlessStalled(ctx.signal);
           requireVM(req.vmId, { suspendedOk: true });
           return { vm: { spec: { vmId: req.vmId }, state: vmState(req.vmId) } };
+        },
+        async setWarmPools(req) {
+          warmPoolCalls.push(req.pools);
+          warmPools.clear();
+          for (const p of req.pools) warmPools.set(p.name, p);
+          return { pools: [] };
         },
         async suspendVM(req) {
           suspendCalls.push(req.vmId);
@@ -269,6 +316,17 @@ export async function startFakeNodeAgent(
     createFailures,
     suspended,
     suspendCalls,
+    createRequests,
+    warmPoolCalls,
+    warmPools,
+    poolStatus: () =>
+      [...warmPools.values()].map((p) => ({
+        name: p.name,
+        templateHash: p.template ? fakeTemplateHash(p.template) : '',
+        replicas: p.replicas,
+        ready: p.replicas,
+        booting: 0,
+      })),
     resumeCalls,
     get stalled() {
       return state.stalled;
@@ -282,4 +340,13 @@ export async function startFakeNodeAgent(
         for (const s of sessions) s.destroy(); // clients keep sessions open; close would wait forever
       }),
   };
+}
+
+/** The fake's template identity: the VM spec without its id. */
+function fakeTemplateHash(t: VMSpec): string {
+  const { runtime, cpus, memoryMib, diskMib, egress, allowDomains } = t;
+  return createHash('sha256')
+    .update(JSON.stringify([runtime, cpus, memoryMib, diskMib, egress, [...allowDomains].sort()]))
+    .digest('hex')
+    .slice(0, 16);
 }
