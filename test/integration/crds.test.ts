@@ -93,6 +93,7 @@ describe('WaggleEnvironment admission', () => {
       runtime: 'python',
       resources: { cpus: 1, memoryMiB: 512, diskMiB: 2048 },
       idleTimeout: '30m',
+      idleAction: 'Delete',
       network: { egress: 'all' },
     });
   });
@@ -104,6 +105,7 @@ describe('WaggleEnvironment admission', () => {
       image: 'node-custom',
       resources: { cpus: 2, memoryMiB: 2048, diskMiB: 4096 },
       idleTimeout: '5m',
+      idleAction: 'Suspend',
       maxLifetime: '2h',
       network: { egress: 'all', allowDomains: ['pypi.org', '*.pythonhosted.org'] },
       nodeName: 'node-a',
