@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import {
   chmod,
+  chown,
   copyFile,
   mkdir,
   readdir,
@@ -807,6 +808,7 @@ export class VMManager {
         const { bytes } = await this.#backend.saveState(inst, vm.pid, s.state);
         const p = vmPaths(inst.dir);
         await rename(this.#backend.diskPath(inst), s.disk);
+        await chown(s.disk, 0, 0);
         await chmod(s.disk, 0o400);
         await copyFile(p.clientKey, s.clientKey);
         await copyFile(p.authorizedKeys, s.authorizedKeys);

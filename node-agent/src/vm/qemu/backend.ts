@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { chmod, chown, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, link, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import type { Accelerator } from '@waggle/crds';
@@ -38,6 +38,23 @@ export interface QemuMicrovmOptions {
 export function qemuIdentity(net: Pick<VMNetwork, 'hostIP'>): number {
   const n = net.hostIP.split('.').reduce((acc, b) => acc * 256 + Number(b), 0);
   return 2 ** 30 + Math.floor(n / 4);
+}
+
+/**
+ * Connects to a VM's monitor. QEMU writes its pid file before it creates its monitor socket: a
+ * socket that is not there yet (or not listening yet) is retried for `timeoutMs`.
+ */
+async function connectQmp(path: string, timeoutMs = 10_000): Promise<QmpClient> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    try {
+      return await QmpClient.connect(path);
+    } catch (err) {
+      const missing = /ENOENT|ECONNREFUSED/.test((err as Error).message);
+      if (!missing || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
 }
 
 /**
@@ -102,7 +119,17 @@ export class QemuMicrovmBackend implements VmBackend {
     await mkdir(join(p.chroot, 'etc'), { recursive: true, mode: 0o555 });
     await writeFile(join(p.chroot, 'etc', 'resolv.conf'), opts.resolvConf, { mode: 0o444 });
     await rm(p.pidFile, { force: true });
+    // When QEMU saves a VM it reopens the disk by its path (read-only, to hand it over), after
+    // it chrooted: the same file must be there under the same path. QEMU has it open already.
+    const inChroot = join(p.chroot, p.overlay);
+    await mkdir(dirname(inChroot), { recursive: true, mode: 0o555 });
+    await link(p.overlay, inChroot).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
     const id = qemuIdentity(inst.network);
+    // ... and reopens it read-write after a restore: its own disk belongs to its own uid.
+    await chown(p.overlay, id, id);
+    await chmod(p.overlay, 0o600);
     const args = buildQemuArgs({
       name: `waggle-${inst.instanceId}`,
       accelerator: this.#o.accelerator,
@@ -122,8 +149,9 @@ export class QemuMicrovmBackend implements VmBackend {
       ...(opts.incomingState ? { incoming: 'fd:3' } : {}),
     });
     const state = opts.incomingState ? await open(opts.incomingState, 'r') : undefined;
+    let pid: number;
     try {
-      return await launchDetached({
+      pid = await launchDetached({
         command: [...opts.execPrefix, this.#o.qemuBinary, ...args],
         pidFile: p.pidFile,
         logPath: p.qemuLog,
@@ -132,6 +160,36 @@ export class QemuMicrovmBackend implements VmBackend {
     } finally {
       // QEMU has its own copy of the descriptor now.
       await state?.close();
+    }
+    if (opts.incomingState) {
+      await this.#continueIncoming(p.qmp).catch(async (err: Error) => {
+        await this.stop(inst, pid, 1_000);
+        const said = await this.startupLog(inst);
+        throw new Error(`${err.message}${said ? `: ${said}` : ''}`);
+      });
+    }
+    return pid;
+  }
+
+  /**
+   * Waits until QEMU has read the whole saved state, then lets the vCPUs run: a state saved
+   * from a paused VM (as saveState pauses it) arrives paused.
+   */
+  async #continueIncoming(qmpPath: string): Promise<void> {
+    const qmp = await connectQmp(qmpPath);
+    try {
+      const deadline = Date.now() + this.#o.saveTimeoutMs;
+      while (true) {
+        const st = await qmp.execute<{ status: string }>('query-status');
+        if (st.status === 'running') return;
+        if (st.status === 'paused' || st.status === 'postmigrate' || st.status === 'prelaunch') break;
+        if (st.status !== 'inmigrate') throw new Error(`restoring the VM state ended in "${st.status}"`);
+        if (Date.now() > deadline) throw new Error(`restoring took longer than ${this.#o.saveTimeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await qmp.execute('cont');
+    } finally {
+      qmp.close();
     }
   }
 
@@ -156,7 +214,7 @@ export class QemuMicrovmBackend implements VmBackend {
       server.once('error', reject);
       server.listen(sockPath, () => resolve());
     });
-    const qmp = await QmpClient.connect(p.qmp).catch((err: Error) => {
+    const qmp = await connectQmp(p.qmp).catch((err: Error) => {
       server.close();
       throw err;
     });
