@@ -37,6 +37,22 @@ describe('agentCallError (node-agent failures as gateway errors)', () => {
     expect(link).toMatchObject({ code: 'file_outside_sandbox', message: 'leads outside.' });
   });
 
+  it('turns a VM suspended under the call into a user error that says to call again', () => {
+    const suspended = asUser(
+      agentCallError(
+        new ConnectError('VM uid-1 is suspended; resume it (ResumeVM) first', Code.FailedPrecondition),
+        { envId: 'e' },
+      ),
+    );
+    expect(suspended.code).toBe('environment_not_running');
+    expect(suspended.message).toMatch(
+      /^environment "e" is Suspended, not Running \(it was suspended .*call again/,
+    );
+    // Another FailedPrecondition stays an internal fault.
+    const other = new ConnectError('something else', Code.FailedPrecondition);
+    expect(agentCallError(other, { envId: 'e' })).toBe(other);
+  });
+
   it('tells a missing process (with its reason) and an exited VM from a missing VM', () => {
     const forgotten = new ConnectError('gone', Code.NotFound, undefined, [
       {
