@@ -91,6 +91,11 @@ export const configSchema = z.object({
   WAGGLE_MAX_VMS: positiveInt.default(8),
   /** Warm pool VMs booting at once on this node (bounds the refill rate; docs/adr/0014). */
   WAGGLE_WARM_BOOTS: positiveInt.default(1),
+  /** Snapshot each template after its first cold boot and restore later creates from it (docs/adr/0014). */
+  WAGGLE_SNAPSHOTS: z
+    .enum(['true', 'false'], { error: 'use true or false' })
+    .default('true')
+    .transform((v) => v === 'true'),
   WAGGLE_CAPACITY_CPUS: positiveInt.default(availableParallelism() * 2),
   WAGGLE_CAPACITY_MEMORY_MIB: positiveInt.default(Math.floor((totalmem() / 1024 / 1024) * 0.75)),
   WAGGLE_TRUSTED_CA_BUNDLE: z

@@ -73,6 +73,7 @@ async function main(): Promise<void> {
     ...(config.WAGGLE_TRUSTED_CA_BUNDLE ? { caBundlePath: config.WAGGLE_TRUSTED_CA_BUNDLE } : {}),
     bootTimeoutMs: config.WAGGLE_BOOT_TIMEOUT,
     maxVMs: config.WAGGLE_MAX_VMS,
+    snapshots: config.WAGGLE_SNAPSHOTS,
     ...(config.WAGGLE_VM_CGROUP_ROOT
       ? { vmCgroup: { root: config.WAGGLE_VM_CGROUP_ROOT, name: config.WAGGLE_VM_CGROUP_NAME } }
       : {}),
