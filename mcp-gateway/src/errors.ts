@@ -40,7 +40,7 @@ export class EnvironmentSuspendedError extends UserError {
   constructor(id: string, waitedMs: number, detail?: string) {
     super(
       'environment_suspended',
-      `environment "${id}" is suspended and did not resume within ${Math.round(waitedMs / 1000)} s` +
+      `environment "${id}" is suspended and did not resume within ${waitedMs < 1_000 ? `${waitedMs} ms` : `${Math.round(waitedMs / 1000)} s`}` +
         `${detail ? `: ${detail}` : ''}. Try the call again in a moment; if it keeps failing, destroy ` +
         'the environment and create a new one.',
     );
