@@ -116,6 +116,7 @@ const settle = () => new Promise((r) => setImmediate(r));
 /** Reconciles every node key once and lets the calls finish; returns what was told. */
 async function tellNodes(w: World, c: PoolController): Promise<Told[]> {
   w.told = [];
+  c.changed(); // what the informers say on any change
   for (const name of w.nodes.keys()) await c.reconcile(nodeKey(name));
   await settle();
   return w.told.sort((a, b) => a.node.localeCompare(b.node));
@@ -219,6 +220,7 @@ describe('PoolController: status', () => {
     w.report('a', [{ name: 'ns/p', ready: 2, booting: 0 }]);
     w.report('b', [{ name: 'ns/p', ready: 0, booting: 1 }]);
     const c = w.controller();
+    c.changed();
     await c.reconcile(poolKey('ns/p'));
     expect(w.statusWrites).toHaveLength(1);
     expect(w.pools.get('ns/p')?.status).toMatchObject({
@@ -234,9 +236,11 @@ describe('PoolController: status', () => {
       observedGeneration: 1,
       conditions: [expect.objectContaining({ type: 'Ready', status: 'False', reason: 'Filling' })],
     });
+    c.changed();
     await c.reconcile(poolKey('ns/p'));
     expect(w.statusWrites).toHaveLength(1); // nothing changed: no write
     w.report('b', [{ name: 'ns/p', ready: 1, booting: 0 }]);
+    c.changed();
     await c.reconcile(poolKey('ns/p'));
     expect(w.pools.get('ns/p')?.status?.conditions?.[0]).toMatchObject({ status: 'True', reason: 'Filled' });
   });
@@ -246,6 +250,7 @@ describe('PoolController: status', () => {
     w.addNode('a', 2);
     w.setPool('p', 5);
     const c = w.controller();
+    c.changed();
     await c.reconcile(poolKey('ns/p'));
     expect(w.pools.get('ns/p')?.status?.conditions?.[0]).toMatchObject({
       status: 'False',

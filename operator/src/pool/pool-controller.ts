@@ -67,6 +67,9 @@ export class PoolController {
   readonly #failures = new Map<string, { count: number; at: number }>();
   #controller: Controller | undefined;
   #batch: NodeJS.Timeout | undefined;
+  /** The spread of the caches as of `changed()` call number `version` (one per batch of keys). */
+  #version = 0;
+  #spread: { version: number; value: Spread } | undefined;
 
   constructor(deps: PoolControllerDeps) {
     this.#d = deps;
@@ -104,6 +107,7 @@ export class PoolController {
 
   /** Something a decision may depend on changed (a pool, a node, an environment): look at every key soon. */
   changed(): void {
+    this.#version++;
     if (!this.#controller || this.#batch) return;
     this.#batch = setTimeout(() => {
       this.#batch = undefined;
@@ -119,8 +123,14 @@ export class PoolController {
     return [...[...nodes].map(nodeKey), ...this.#d.listPools().map((p) => poolKey(poolRef(p)))];
   }
 
-  /** The current assignment of every pool to nodes. */
+  /** The current assignment of every pool to nodes (computed once per change of the caches). */
   spread(): Spread {
+    if (this.#spread?.version !== this.#version)
+      this.#spread = { version: this.#version, value: this.#computeSpread() };
+    return this.#spread.value;
+  }
+
+  #computeSpread(): Spread {
     const eligible = this.#d
       .listNodes()
       .filter((n) => n.status?.endpoint)
