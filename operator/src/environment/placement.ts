@@ -49,6 +49,11 @@ export class NodeHealth {
     return Math.max(0, this.#d.nodeSilentForMs(name) - this.#d.nodeStaleAfterMs);
   }
 
+  /** When the node-agent last wrote its status (its clock). */
+  lastHeartbeat(name: string): string | undefined {
+    return this.#d.getNode(name)?.status?.lastHeartbeatTime;
+  }
+
   /** The node-agent endpoint of a registered node. */
   endpoint(name: string): string | undefined {
     return this.#d.getNode(name)?.status?.endpoint;
@@ -122,17 +127,24 @@ export class Placement {
 
   /**
    * Nodes that report a ready warm VM of `pool` not already claimed by an environment placed
-   * there and still being created (its bind is not in the node's report yet).
+   * there whose bind the node's report cannot show yet: still being created, or made from a
+   * warm VM since the node's last heartbeat (whole seconds; a tie counts as a claim).
    */
   #warmNodes(pool: string): Set<string> {
     const claims = new Map<string, number>();
     const claim = (node: string) => claims.set(node, (claims.get(node) ?? 0) + 1);
+    const reportedAt = (node: string) => Date.parse(this.#d.health.lastHeartbeat(node) ?? '');
     const seen = new Set<string>();
     for (const e of this.#d.listEnvs()) {
       const node = e.status?.nodeName;
       if (!node || e.status?.pool !== pool) continue;
       seen.add(keyOf(e));
-      if (e.status.phase === 'Scheduled' || e.status.phase === 'Booting') claim(node);
+      const phase = e.status.phase;
+      const boundSinceReport =
+        phase === 'Running' &&
+        e.status.createdFrom === 'warm' &&
+        !(Date.parse(e.status.startedAt ?? '') < reportedAt(node));
+      if (phase === 'Scheduled' || phase === 'Booting' || boundSinceReport) claim(node);
     }
     for (const [key, a] of this.#assumed) if (a.pool === pool && !seen.has(key)) claim(a.node);
     const out = new Set<string>();

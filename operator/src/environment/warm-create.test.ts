@@ -72,7 +72,7 @@ class World {
     return next;
   }
 
-  addNode(name: string, warm: Record<string, number> = {}): void {
+  addNode(name: string, warm: Record<string, number> = {}, heartbeatAt = T0 - 10_000): void {
     this.nodes.push({
       apiVersion: 'waggle.dev/v1alpha1',
       kind: 'WaggleNode',
@@ -83,6 +83,7 @@ class World {
         capacity: { vms: 10, cpus: 64, memoryMiB: 65_536 },
         runtimes: ['python', 'node', 'shell'],
         pools: Object.entries(warm).map(([pool, ready]) => ({ name: pool, ready, booting: 0 })),
+        lastHeartbeatTime: k8sTime(new Date(heartbeatAt)),
         conditions: [
           {
             type: 'Ready',
@@ -213,11 +214,41 @@ describe('an environment matching a warm pool', () => {
     w.addNode('a', { 'ns/python-small': 1 });
     w.addNode('b', { 'ns/python-small': 1 });
     w.addPool('python-small');
+    for (const name of ['x1', 'x2']) {
+      // b is busier: only the warm VM can draw the second create there.
+      const env = w.envs.get(w.addEnv(name)) as WaggleEnvironment;
+      env.status = { phase: 'Running', nodeName: 'b' };
+    }
     w.createHangs = true; // both creates in flight: the reports do not show the binds yet
     const r = w.reconciler();
     await r.reconcile(w.addEnv('e1'));
     await r.reconcile(w.addEnv('e2'));
     expect(w.creates.map((c) => c.node).sort()).toEqual(['a', 'b']);
+  });
+
+  it('does not count a warm VM bound since the node last reported: the next create goes elsewhere', async () => {
+    const w = new World();
+    w.addNode('a', { 'ns/python-small': 1 });
+    w.addNode('b', { 'ns/python-small': 1 });
+    w.addPool('python-small');
+    for (const name of ['x1', 'x2']) {
+      // b is busier: only the warm VM can draw the second create there.
+      const env = w.envs.get(w.addEnv(name)) as WaggleEnvironment;
+      env.status = { phase: 'Running', nodeName: 'b' };
+    }
+    const first = w.addEnv('e1');
+    await createToRunning(w, first);
+    expect(w.status(first)).toMatchObject({ nodeName: 'a', createdFrom: 'warm' });
+    const second = w.addEnv('e2');
+    await createToRunning(w, second);
+    expect(w.status(second)?.nodeName).toBe('b');
+    // a heartbeats after the bind (its replacement is ready): a warm VM there again.
+    const a = w.nodes.find((n) => n.metadata.name === 'a') as WaggleNode;
+    a.status = { ...a.status, lastHeartbeatTime: k8sTime(new Date(T0 + 1_000)) };
+    w.now = T0 + 2_000;
+    const third = w.addEnv('e3');
+    await createToRunning(w, third);
+    expect(w.status(third)?.nodeName).toBe('a');
   });
 
   it('says Booting after the grace when the pooled create turns out slow (no warm VM left)', async () => {
