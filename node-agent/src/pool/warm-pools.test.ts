@@ -92,6 +92,20 @@ describe('WarmPools: fill and refill', () => {
     expect(host.warm()).toHaveLength(1);
   });
 
+  it('fills the pools it can when one template cannot be booted here (no image for its runtime)', async () => {
+    const { host, pools } = setup();
+    const hash = host.templateHash.bind(host);
+    host.templateHash = (t) => {
+      if (t.runtime === 'node') throw new Error('no image for runtime "node" on this node');
+      return hash(t);
+    };
+    const status = await pools.set([pool('a/js', 1, { ...small, runtime: 'node' }), pool('a/py', 1)]);
+    await pools.idle();
+    expect(host.warm().map((v) => v.pool)).toEqual(['a/py']);
+    expect(status[0]).toMatchObject({ name: 'a/js', templateHash: '' });
+    expect(pools.status()[0]?.message).toBe('no image for runtime "node" on this node');
+  });
+
   it('backs off after a failed warm boot and says why, then retries', async () => {
     const { host, pools, clock } = setup();
     host.failBoots = true;
@@ -238,16 +252,20 @@ describe('WarmPools: template change, drain, eviction, restart', () => {
     const { host, pools } = setup({ capacity: { vms: 3, cpus: 8, memoryMiB: 8192 } });
     await pools.set([pool('a/p', 2), pool('a/q', 1)]);
     await pools.idle();
-    let during: number | undefined;
+    const during: number[] = [];
     const created = await pools.withRoom(spec('env-1'), async () => {
+      // Before the create's record exists, the room is promised: the refill boots nothing.
+      pools.wake();
+      await settle();
+      during.push(host.vms.length);
       host.add({ vmId: 'env-1', state: 'booting' });
       pools.wake();
       await settle();
-      during = host.vms.length;
+      during.push(host.vms.length);
       return 'ok';
     });
     expect(created).toBe('ok');
-    expect(during).toBe(3);
+    expect(during).toEqual([2, 3]);
     expect(host.vms).toHaveLength(3);
     await pools.idle();
     expect(host.vms).toHaveLength(3); // full again: no refill past capacity
