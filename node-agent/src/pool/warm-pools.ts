@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { templateOf } from '../vm/template.ts';
 import { type VMSpec, vmSpecSchema } from '../vm/vm-record.ts';
+import { KeyedLock } from './keyed-lock.ts';
 import {
   type DeclaredPool,
   type InFlightBoot,
@@ -75,6 +76,7 @@ export class WarmPools<R extends WarmVmView = WarmVmView> {
   #unbootable = new Map<string, string>();
   #messages = new Map<string, string>();
   #pass: Promise<void> | undefined;
+  readonly #sets = new KeyedLock();
   #again = false;
   #timers: NodeJS.Timeout[] = [];
   #closed = false;
@@ -109,8 +111,15 @@ export class WarmPools<R extends WarmVmView = WarmVmView> {
     this.#timers = [];
   }
 
-  /** Replaces the whole declared set (parsed by parseWarmPools); returns the pools' status. */
-  async set(pools: WarmPoolSpec[]): Promise<WarmPoolStatus[]> {
+  /**
+   * Replaces the whole declared set (parsed by parseWarmPools); returns the pools' status.
+   * Concurrent calls apply in the order they came.
+   */
+  set(pools: WarmPoolSpec[]): Promise<WarmPoolStatus[]> {
+    return this.#sets.run('set', () => this.#set(pools));
+  }
+
+  async #set(pools: WarmPoolSpec[]): Promise<WarmPoolStatus[]> {
     const unbootable = new Map<string, string>();
     const hashed = await Promise.all(
       pools.map(async (p) => {
