@@ -153,11 +153,18 @@ export class Agent {
 
   /**
    * Saves a running VM to disk and stops it (docs/adr/0014). Its SSH connections are closed
-   * first; its background processes keep running in the guest and are read again after resume.
+   * first: background processes started with StartProcess stream over them and end here (their
+   * records stay, saying so); what the guest runs by itself continues after ResumeVM.
    */
   async suspendVM(vmId: string) {
-    this.vms.get(vmId);
-    this.#guests.close(vmId);
+    const vm = this.vms.get(vmId);
+    if (vm.state === 'running') {
+      this.#processes.endAll(
+        vmId,
+        'ended when its VM was suspended (a background process streams over a connection a suspend closes)',
+      );
+      this.#guests.close(vmId);
+    }
     return this.vms.suspend(vmId);
   }
 

@@ -29,6 +29,7 @@ export function testManager(opts: {
   images: GuestImages;
   networks: VMNetworks;
   tscKHz: number;
+  snapshots?: boolean;
 }): VMManager {
   return new VMManager({
     ...opts,

@@ -330,6 +330,14 @@ export class ProcessRegistry {
     this.#forgotten.delete(vmId);
   }
 
+  /**
+   * Ends the records of a VM's running processes with `message` and keeps them (the VM stays,
+   * its connections are about to close: a suspend). Nothing is killed from here.
+   */
+  endAll(vmId: string, message: string): void {
+    for (const rec of this.#byVM.get(vmId)?.values() ?? []) end(rec, { killed: true, message });
+  }
+
   closeAll(): void {
     for (const vmId of [...this.#byVM.keys()]) this.forget(vmId);
   }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import type { VMSpec, VMTemplate } from './vm-record.ts';
+import type { VMTemplate, VMTemplateInput } from './vm-record.ts';
 
 /** What identifies a file for a template: a changed image (new size or mtime) is a new template. */
 export interface FileIdentity {
@@ -19,7 +19,7 @@ export interface TemplateImages {
 }
 
 /** A spec without its owner: everything that makes two VMs interchangeable. */
-export function templateOf(spec: VMSpec | VMTemplate): VMTemplate {
+export function templateOf(spec: VMTemplateInput & { vmId?: string }): VMTemplate {
   return {
     runtime: spec.runtime,
     cpus: spec.cpus,
@@ -27,7 +27,7 @@ export function templateOf(spec: VMSpec | VMTemplate): VMTemplate {
     diskMiB: spec.diskMiB,
     egress: spec.egress,
     // Order and case do not make another template.
-    allowDomains: [...new Set(spec.allowDomains.map((d) => d.toLowerCase()))].sort(),
+    allowDomains: [...new Set((spec.allowDomains ?? []).map((d) => d.toLowerCase()))].sort(),
   };
 }
 
@@ -35,7 +35,7 @@ export function templateOf(spec: VMSpec | VMTemplate): VMTemplate {
  * sha256 (16 hex digits) of a template and the identity of its images and backend: keys the
  * snapshots and warm VMs of a node. Pure.
  */
-export function templateHash(template: VMTemplate, images: TemplateImages): string {
+export function templateHash(template: VMTemplateInput, images: TemplateImages): string {
   const t = templateOf(template);
   const canonical = JSON.stringify([
     'waggle-template/v1',

@@ -48,6 +48,7 @@ import {
   type VMSpec,
   type VMSpecInput,
   type VMTemplate,
+  type VMTemplateInput,
   vmSpecSchema,
   vmTemplateSchema,
 } from './vm-record.ts';
@@ -230,7 +231,7 @@ export class VMManager {
   }
 
   /** The template hash of VMs of `template` on this node (images and backend included). */
-  async templateHash(template: VMTemplate): Promise<string> {
+  async templateHash(template: VMTemplateInput): Promise<string> {
     const base = this.#o.images.rootfs[template.runtime];
     if (!base) throw new ResourceExhaustedError(`no image for runtime "${template.runtime}" on this node`);
     const [kernel, initrd, rootfs] = await Promise.all([
@@ -315,7 +316,7 @@ export class VMManager {
    * Boots (or restores, when the template has a snapshot) a VM with no owner for warm pool
    * `pool` ("<namespace>/<name>"). Counts against maxVMs: ResourceExhaustedError when full.
    */
-  async bootWarm(template: VMTemplate, pool: string): Promise<VMRecord> {
+  async bootWarm(template: VMTemplateInput, pool: string): Promise<VMRecord> {
     const t = templateOf(vmTemplateSchema.parse(template));
     this.#checkCapacity();
     await this.#checkDiskRoom(t.diskMiB * MiB);
@@ -762,7 +763,7 @@ export class VMManager {
   }
 
   /** True when this node holds a snapshot of `template` (restores will be used). */
-  async hasSnapshot(template: VMTemplate): Promise<boolean> {
+  async hasSnapshot(template: VMTemplateInput): Promise<boolean> {
     return (await this.#readSnapshot(await this.templateHash(templateOf(template)))) !== undefined;
   }
 

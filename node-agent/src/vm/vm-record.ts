@@ -44,6 +44,7 @@ export type VMSpecInput = z.input<typeof vmSpecSchema>;
 /** A VM's spec without its owner: what makes two VMs interchangeable (docs/adr/0014). */
 export const vmTemplateSchema = vmSpecSchema.omit({ vmId: true });
 export type VMTemplate = z.output<typeof vmTemplateSchema>;
+export type VMTemplateInput = z.input<typeof vmTemplateSchema>;
 
 /**
  * `exited`: it was running and its QEMU went away (the record stays until DestroyVM).
