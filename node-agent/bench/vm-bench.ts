@@ -1,14 +1,16 @@
 // Benchmark: node-agent API vs the raw QEMU + SSH baseline, measured in the same run on the same
-// images. Not a test: prints JSON (and a markdown table with --markdown). Usage:
+// images; and creates restored from a template snapshot, and suspend/resume, against cold creates
+// of the same run (a second agent with WAGGLE_SNAPSHOTS=true). Not a test: prints JSON (and a
+// markdown table with --markdown). Usage:
 //   pnpm bench [--boots N] [--execs N] [--markdown]
 
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startAgentProcess } from '@waggle/test';
-import { createNodeAgentClient, Egress, Runtime } from '../src/client.ts';
+import { createNodeAgentClient, Egress, Runtime, VMOrigin } from '../src/client.ts';
 import { execScript } from '../src/guest/exec.ts';
 import { shellQuote } from '../src/guest/shell-quote.ts';
 import { runCommand } from '../src/guest/ssh-connections.ts';
@@ -52,11 +54,35 @@ const agent = await startAgentProcess({
     WAGGLE_REGISTER: 'false',
     WAGGLE_GUEST_RUNTIMES: 'python',
     WAGGLE_VM_NETWORK_CIDR: '10.253.34.0/24',
+    WAGGLE_SNAPSHOTS: 'false',
   },
 });
 const api = createNodeAgentClient(agent.apiUrl);
-const execOnce = async (vmId: string, code: string, language: string) => {
-  for await (const m of api.exec({ vmId, code, language, timeoutMs: 30_000 })) {
+// The snapshotting agent: its creates of the benchmark's template restore a snapshot.
+const snapStateDir = await mkdtemp(join(tmpdir(), 'waggle-bench-snap-'));
+const snapApiPort = await freeLoopbackPort(opsPort + 1);
+const snapAgent = await startAgentProcess({
+  apiPort: snapApiPort,
+  opsPort: await freeLoopbackPort(snapApiPort + 1),
+  env: {
+    WAGGLE_STATE_DIR: snapStateDir,
+    WAGGLE_REGISTER: 'false',
+    WAGGLE_GUEST_RUNTIMES: 'python',
+    WAGGLE_VM_NETWORK_CIDR: '10.253.36.0/24',
+    WAGGLE_SNAPSHOTS: 'true',
+  },
+});
+const snapApi = createNodeAgentClient(snapAgent.apiUrl);
+const benchSpec = (vmId: string) => ({
+  vmId,
+  runtime: Runtime.PYTHON,
+  cpus: 1,
+  memoryMib: 512,
+  diskMib: 1024,
+  egress: Egress.ALL,
+});
+const execOnce = async (vmId: string, code: string, language: string, client = api) => {
+  for await (const m of client.exec({ vmId, code, language, timeoutMs: 30_000 })) {
     if (m.event.case === 'result') return m.event.value;
   }
   throw new Error('no result');
@@ -67,7 +93,20 @@ const timed = async (k: string, fn: () => Promise<unknown>) => {
   record(k, now() - t);
 };
 
-log(`${BOOTS} boots each, alternating raw QEMU+SSH and node-agent CreateVM (${accel.accelerator})`);
+// The first create of the template on the snapshotting agent boots and makes the snapshot.
+log('making the template snapshot');
+await snapApi.createVM({ spec: benchSpec('bench-seed') });
+for (let waited = 0; ; waited += 200) {
+  const done = await readdir(join(snapStateDir, 'snapshots')).catch(() => [] as string[]);
+  if (done.some((d) => !d.startsWith('.'))) break;
+  if (waited > 300_000) throw new Error('no snapshot within 300 s');
+  await new Promise((r) => setTimeout(r, 200));
+}
+await snapApi.destroyVM({ vmId: 'bench-seed' });
+
+log(
+  `${BOOTS} boots each, alternating raw QEMU+SSH, node-agent CreateVM (cold) and CreateVM restored from the snapshot (${accel.accelerator})`,
+);
 let rawVm: Awaited<ReturnType<typeof rawBoot>> | undefined;
 const lastVm = `bench-${BOOTS - 1}`;
 for (let i = 0; i < BOOTS; i++) {
@@ -82,13 +121,29 @@ for (let i = 0; i < BOOTS; i++) {
   else rawVm = vm;
   const vmId = `bench-${i}`;
   const t0 = now();
-  await api.createVM({
-    spec: { vmId, runtime: Runtime.PYTHON, cpus: 1, memoryMib: 512, diskMib: 1024, egress: Egress.ALL },
-  });
+  await api.createVM({ spec: benchSpec(vmId) });
   record('agent_create_rpc_ms', now() - t0);
   await execOnce(vmId, 'true', 'shell');
   record('agent_create_to_first_exec_ms', now() - t0);
   if (i < BOOTS - 1) await api.destroyVM({ vmId });
+
+  const restoredId = `bench-restore-${i}`;
+  const t1 = now();
+  const restored = await snapApi.createVM({ spec: benchSpec(restoredId) });
+  record('agent_restore_create_rpc_ms', now() - t1);
+  if (restored.vm?.origin !== VMOrigin.VM_ORIGIN_RESTORED) throw new Error('the create did not restore');
+  await execOnce(restoredId, 'true', 'shell', snapApi);
+  record('agent_restore_create_to_first_exec_ms', now() - t1);
+  // Suspend and resume the restored VM (what an idle environment costs to bring back).
+  const s0 = now();
+  await snapApi.suspendVM({ vmId: restoredId });
+  record('agent_suspend_rpc_ms', now() - s0);
+  const r0 = now();
+  await snapApi.resumeVM({ vmId: restoredId });
+  record('agent_resume_rpc_ms', now() - r0);
+  await execOnce(restoredId, 'true', 'shell', snapApi);
+  record('agent_resume_to_first_exec_ms', now() - r0);
+  await snapApi.destroyVM({ vmId: restoredId });
 }
 const raw = rawVm as NonNullable<typeof rawVm>;
 const scriptFor = (code: string, ext: string, interpreter: string) =>
@@ -116,7 +171,9 @@ for (const [k, v] of Object.entries(samples)) results[k] = stats(v);
 await raw.stop();
 await api.destroyVM({ vmId: lastVm });
 await agent.kill('SIGTERM');
+await snapAgent.kill('SIGTERM');
 await rm(stateDir, { recursive: true, force: true });
+await rm(snapStateDir, { recursive: true, force: true });
 
 const r = results as Record<string, Stats>;
 const out = {
@@ -131,6 +188,19 @@ const out = {
   runs: { boots: BOOTS, execs: EXECS },
   results,
   targets: {
+    restore_faster_than_cold_create: {
+      restore_p50: r.agent_restore_create_to_first_exec_ms?.p50,
+      cold_p50: r.agent_create_to_first_exec_ms?.p50,
+      speedup:
+        Math.round(
+          ((r.agent_create_to_first_exec_ms?.p50 ?? 0) /
+            (r.agent_restore_create_to_first_exec_ms?.p50 ?? 1)) *
+            100,
+        ) / 100,
+      pass:
+        (r.agent_restore_create_to_first_exec_ms?.p50 ?? Infinity) <
+        (r.agent_create_to_first_exec_ms?.p50 ?? 0),
+    },
     create_within_10pct_of_raw_boot: {
       agent_p50: r.agent_create_to_first_exec_ms?.p50,
       raw_p50: r.raw_boot_to_ssh_ms?.p50,

@@ -16,6 +16,9 @@ export async function startAgentProcess(opts: {
     env: {
       WAGGLE_AGENT_LISTEN: `127.0.0.1:${opts.apiPort}`,
       WAGGLE_AGENT_OPS_LISTEN: `127.0.0.1:${opts.opsPort}`,
+      // A template snapshot boots one more VM in the background after the first create: only
+      // the tests and benchmarks about snapshots turn it on.
+      WAGGLE_SNAPSHOTS: 'false',
       ...opts.env,
     },
     readyUrl: `http://127.0.0.1:${opts.opsPort}/readyz`,

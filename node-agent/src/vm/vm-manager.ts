@@ -197,6 +197,7 @@ export class VMManager {
     return this.list().filter((vm) => vm.state !== 'exited' && vm.state !== 'suspended');
   }
 
+  /** Live VMs and VMs booted only to be snapshotted. */
   #liveCount(): number {
     return this.#live().length + this.#snapshotVMs;
   }
@@ -251,8 +252,12 @@ export class VMManager {
     return parsed.data;
   }
 
+  /**
+   * Refuses a VM beyond maxVMs. A VM booted only to be snapshotted is not counted: it goes away
+   * within seconds, and starts only while a slot is free (so a node holds one more at most).
+   */
   #checkCapacity(): void {
-    const live = this.#liveCount();
+    const live = this.#live().length;
     if (live >= this.#o.maxVMs) {
       throw new ResourceExhaustedError(`this node already runs ${live} of ${this.#o.maxVMs} VMs`);
     }
@@ -345,8 +350,10 @@ export class VMManager {
   }
 
   /**
-   * Gives a running unowned (warm) instance its owner: persists it, fixes the guest's clock and
-   * randomness, origin `warm`. VMConflictError if the instance is owned or `vmId` is in use.
+   * Gives a running unowned (warm) instance its owner: persists it, origin `warm`.
+   * VMConflictError if the instance is owned or `vmId` is in use. No guest round trip: a warm VM
+   * that was restored had its clock and randomness fixed when it was restored, one that booted
+   * has its own (docs/adr/0014); the hostname is the same in every VM.
    */
   async bind(instanceId: string, vmId: string): Promise<OwnedVMRecord> {
     this.#parseSpec({ vmId, runtime: 'shell', cpus: 1, memoryMiB: 128, diskMiB: 512, egress: 'none' });
@@ -358,7 +365,6 @@ export class VMManager {
         if (this.#owners.has(vmId)) throw new VMConflictError(`VM "${vmId}" already exists`);
         if (vm.state !== 'running')
           throw new VMConflictError(`instance ${instanceId} is ${vm.state}, not running`);
-        await this.#fixGuest(vm);
         vm.vmId = vmId;
         vm.origin = 'warm';
         vm.boundAt = new Date().toISOString();
