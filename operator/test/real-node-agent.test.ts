@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { WaggleEnvironment } from '@waggle/crds';
+import type { WaggleEnvironment, WagglePool } from '@waggle/crds';
 import { createNodeAgentClient } from '@waggle/node-agent/client';
 import {
   type AgentProcess,
@@ -239,6 +239,54 @@ describe('operator with a real node-agent (real TCG VM)', () => {
       () => get('killed'),
       (e) => e === undefined,
       'the object to disappear',
+      60_000,
+    );
+  });
+
+  it('creates a matching environment from a warm pool VM, and drains the pool when it is deleted', {
+    timeout: 300_000,
+  }, async () => {
+    const pools = { group: 'waggle.dev', version: 'v1alpha1', namespace, plural: 'wagglepools' };
+    await custom.createNamespacedCustomObject({
+      ...pools,
+      body: {
+        apiVersion: 'waggle.dev/v1alpha1',
+        kind: 'WagglePool',
+        metadata: { name: 'py' },
+        spec: { replicas: 1, template: { runtime: 'python' } },
+      },
+    });
+    await until(
+      () => custom.getNamespacedCustomObject({ ...pools, name: 'py' }) as Promise<WagglePool>,
+      (p) => p.status?.readyReplicas === 1,
+      'a ready warm VM',
+      180_000,
+    );
+    const t0 = Date.now();
+    await createPythonEnvironment('warm');
+    const running = await until(
+      () => get('warm'),
+      (e) => e?.status?.phase === 'Running',
+      'Running',
+      60_000,
+    );
+    process.stderr.write(`real-node-agent: warm create to Running in ${Date.now() - t0} ms\n`);
+    expect(running?.status).toMatchObject({ createdFrom: 'warm', pool: `${namespace}/py` });
+    const client = createNodeAgentClient(agent.apiUrl);
+    let stdout = '';
+    for await (const m of client.exec({ vmId: running?.metadata.uid as string, code: 'print(6 * 7)' })) {
+      if (m.event.case === 'result') stdout = m.event.value.stdout;
+    }
+    expect(stdout).toBe('42\n');
+
+    await custom.deleteNamespacedCustomObject({ ...G, namespace, name: 'warm' });
+    await custom.deleteNamespacedCustomObject({ ...pools, name: 'py' });
+    const held = (info: Awaited<ReturnType<typeof client.getNodeInfo>>) =>
+      info.pools.filter((p) => p.name === `${namespace}/py`).reduce((a, p) => a + p.ready + p.booting, 0);
+    await until(
+      () => client.getNodeInfo({}),
+      (info) => held(info) === 0 && info.warmVms === 0,
+      'the pool drained',
       60_000,
     );
   });
