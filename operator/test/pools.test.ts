@@ -237,6 +237,30 @@ describe('WagglePool (real apiserver, fake node-agents)', () => {
     );
   });
 
+  it("refuses bad pools with the field named (the environment's rules, the replica bound)", async () => {
+    const refusal = async (spec: Record<string, unknown>) => {
+      try {
+        await custom.createNamespacedCustomObject({
+          ...POOLS,
+          body: { apiVersion: 'waggle.dev/v1alpha1', kind: 'WagglePool', metadata: { name: 'bad' }, spec },
+        });
+      } catch (err) {
+        return String((err as { body?: unknown }).body);
+      }
+      throw new Error('the apiserver accepted a bad pool');
+    };
+    expect(await refusal({ template: { runtime: 'python' }, replicas: 1001 })).toMatch(/spec\.replicas/);
+    expect(
+      await refusal({ template: { runtime: 'python', resources: { cpus: 4, memoryMiB: 256 } } }),
+    ).toMatch(/spec\.template\.resources\.memoryMiB.*at least 128 per cpu/);
+    expect(await refusal({ template: { runtime: 'ruby' } })).toMatch(/spec\.template\.runtime/);
+    expect(
+      await refusal({
+        template: { runtime: 'python', network: { egress: 'none', allowDomains: ['pypi.org'] } },
+      }),
+    ).toMatch(/allowDomains needs egress \\"all\\"/);
+  });
+
   it('tells the nodes to drain when the pool is deleted', { timeout: 60_000 }, async () => {
     await custom.deleteNamespacedCustomObject({ ...POOLS, name: 'python-small' });
     await waitFor(
