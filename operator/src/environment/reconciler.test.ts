@@ -860,6 +860,38 @@ describe('suspend on idle (idleAction Suspend)', () => {
     expect(w.status(key)).toMatchObject({ phase: 'Running', lastResumeMs: 700 });
   });
 
+  it('does not suspend or resume again from a cache that has not shown its own write yet', async () => {
+    const w = new World();
+    let lag: WaggleEnvironment | undefined; // what a lagging cache still shows
+    const r = w.reconciler({ getEnv: (k) => lag ?? w.envs.get(k) });
+    const key = await runningEnv(w, r, 'e', { idleAction: 'Suspend' });
+    w.now += IDLE_MS;
+    await r.reconcile(key); // marked suspending, SuspendVM started
+    const marked = structuredClone(w.envs.get(key));
+    await drain();
+    await r.reconcile(key); // Suspended written
+    expect(w.status(key)?.phase).toBe('Suspended');
+    lag = marked;
+    expect(await r.reconcile(key)).toBeUndefined();
+    await drain();
+
+    lag = undefined;
+    touch(w, key);
+    await r.reconcile(key); // ResumeVM started
+    const resuming = structuredClone(w.envs.get(key));
+    await drain();
+    await r.reconcile(key); // Running written
+    expect(w.status(key)?.phase).toBe('Running');
+    lag = resuming;
+    expect(await r.reconcile(key)).toBeUndefined();
+    await drain();
+
+    lag = undefined;
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.calls.filter((c) => c !== 'getVM')).toEqual(['suspendVM', 'resumeVM']);
+    expect(w.status(key)?.phase).toBe('Running');
+  });
+
   it('deletes a suspended environment at its maximum lifetime, destroying its VM', async () => {
     const { w, r, key } = await suspendedEnv();
     w.now = T0 + 24 * 3_600_000;

@@ -33,6 +33,7 @@ import type {
 import { RetryBackoff } from './retry-backoff.ts';
 import * as status from './status.ts';
 import { FINALIZER } from './store.ts';
+import { WrittenVersions } from './written-versions.ts';
 
 export interface ReconcilerConfig {
   /**
@@ -111,6 +112,7 @@ export class EnvironmentReconciler {
   readonly #resumeRetry = new RetryBackoff({ baseMs: 1_000, maxMs: 15_000 });
   /** A failing suspension costs nothing but the VM's memory: retry it less often. */
   readonly #suspendRetry = new RetryBackoff({ baseMs: 5_000, maxMs: 300_000 });
+  readonly #written = new WrittenVersions();
   readonly #failedReleased = new Set<string>();
   readonly #destroyFailingSince = new Map<string, number>();
 
@@ -159,6 +161,7 @@ export class EnvironmentReconciler {
       calls: this.#calls,
       failedReleased: this.#failedReleased,
       destroyFailingSince: this.#destroyFailingSince,
+      written: this.#written,
       suspendRetry: this.#suspendRetry,
       resumeRetry: this.#resumeRetry,
       listEnvs: d.listEnvs,
@@ -218,9 +221,14 @@ export class EnvironmentReconciler {
     }
     const endpoint = this.#health.endpoint(node);
     if (!endpoint) return { requeueAfterMs: 1_000 };
+    // The cache has not shown this operator's Suspended/Running write yet: acting on the older
+    // view would suspend or resume again. The write's watch event brings the key back.
+    if (this.#written.isStale(env)) return undefined;
     const agent = this.#d.agents.for(endpoint, node);
     switch (env.status?.phase) {
       case 'Running':
+        // A ResumeVM result not taken (a repeated call from a lagging view) is of no use any more.
+        if (!this.#calls.resumes.inFlight(uid)) this.#calls.resumes.forget(uid);
         return suspendDue || suspension(env) === 'suspending' || this.#calls.suspends.inFlight(uid)
           ? suspendIdle(ctx, env, node, agent, life)
           : verifyRunning(ctx, env, node, agent, life);

@@ -13,6 +13,7 @@ import type {
 } from '../ports.ts';
 import type { RetryBackoff } from '../retry-backoff.ts';
 import type { StatusPatch } from '../status.ts';
+import type { WrittenVersions } from '../written-versions.ts';
 
 /** The reconciler's settings with their defaults applied. */
 export interface PhaseConfig {
@@ -59,6 +60,8 @@ export interface PhaseContext {
   failedReleased: Set<string>;
   /** When this operator first saw a DestroyVM fail, by UID (the short retry window of finalize). */
   destroyFailingSince: Map<string, number>;
+  /** The Suspended / Running writes of suspend and resume, until the cache shows them. */
+  written: WrittenVersions;
   /** Backoff of failed SuspendVM / ResumeVM calls, by UID. */
   suspendRetry: RetryBackoff;
   resumeRetry: RetryBackoff;

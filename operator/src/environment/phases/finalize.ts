@@ -54,6 +54,7 @@ export async function finalize(
   ctx.calls.resumes.forget(uid);
   ctx.suspendRetry.clear(uid);
   ctx.resumeRetry.clear(uid);
+  ctx.written.forget(uid);
   ctx.failedReleased.delete(uid);
   ctx.destroyFailingSince.delete(uid);
   ctx.placement.forget(keyOf(env));

@@ -32,6 +32,8 @@ export async function resumeOnActivity(
   life: Lifetime,
 ): Promise<ReconcileResult | undefined> {
   const uid = env.metadata.uid as string;
+  // A SuspendVM result not taken (a repeated call from a lagging view) is of no use any more.
+  ctx.calls.suspends.forget(uid);
   if (!usedSinceSuspension(env, life.lastActivity) && !ctx.calls.resumes.inFlight(uid)) {
     if (env.status?.expiresAt !== life.expiresAt) await ctx.setStatus(env, { expiresAt: life.expiresAt });
     return { requeueAfterMs: life.untilExpiryMs };
@@ -75,10 +77,11 @@ export async function resumeOnActivity(
     case 'done': {
       ctx.resumeRetry.clear(uid);
       const resumeMs = call.value.resumeMs;
-      await ctx.setStatus(
+      const written = await ctx.setStatus(
         env,
         status.resumed(env, ctx.now, node, resumeMs, k8sTime(life.lastActivity), life.expiresAt),
       );
+      ctx.written.note(written);
       await ctx.events.record(env, 'Normal', 'Resumed', `VM resumed on ${node} in ${resumeMs} ms`);
       return { requeueAfterMs: Math.min(life.untilExpiryMs, ctx.config.verifyEveryMs) };
     }

@@ -63,7 +63,7 @@ export async function suspendIdle(
     case 'done': {
       ctx.suspendRetry.clear(uid);
       const vm = call.value.vm;
-      await ctx.setStatus(
+      const written = await ctx.setStatus(
         env,
         status.suspended(
           env,
@@ -73,6 +73,7 @@ export async function suspendIdle(
           vm?.suspendedAt ? { suspendedAt: vm.suspendedAt } : {},
         ),
       );
+      ctx.written.note(written);
       const mib = Math.round(Number(call.value.stateBytes) / 2 ** 20);
       await ctx.events.record(
         env,
