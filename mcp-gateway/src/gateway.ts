@@ -175,7 +175,9 @@ export async function startGateway(opts: {
     },
     preview: {
       resolve: previewResolver(previews, authenticate),
-      openPort: (env, port, signal) => sandbox.openPort(env, port, signal),
+      // Traffic to a suspended environment resumes it (bounded by the proxy's open timeout).
+      openPort: async (env, port, signal) =>
+        sandbox.openPort(await environments.resumed(env, signal), port, signal),
       touch: (env) => sandbox.touch(env),
       log,
     },

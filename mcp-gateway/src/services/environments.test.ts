@@ -148,7 +148,7 @@ describe('EnvironmentService.resolveRunning', () => {
     await new Promise((r) => setTimeout(r, 20));
     abort.abort();
     await expect(cancelled).rejects.toMatchObject({
-      message: expect.stringMatching(/cancelled while environment "e" was resuming/),
+      message: expect.stringMatching(/is Suspended, not Running \(the call ended while it was resuming\)/),
     });
   });
 });

@@ -142,19 +142,35 @@ export class EnvironmentService {
    */
   async resolveRunning(caller: Caller, id: string, call: CallContext = {}): Promise<WaggleEnvironment> {
     const env = this.get(caller, id);
-    if (!suspension(env)) return this.getRunning(caller, id);
-    const started = Date.now();
-    await this.#activity.touchNow(caller.namespace, id);
-    this.#log.info({ envId: id, namespace: caller.namespace }, 'resuming a suspended environment');
-    await this.#waitResumed(caller, id, call.signal);
-    const waitedMs = Date.now() - started;
-    this.#log.info({ envId: id, namespace: caller.namespace, waitedMs }, 'environment resumed');
-    call.onResumed?.(waitedMs);
+    if (suspension(env)) await this.#resume(caller.namespace, id, call);
     return this.getRunning(caller, id);
   }
 
+  /**
+   * `env` as it runs again when it is suspended (preview traffic to it: the request waits,
+   * bounded by `signal` and the resume wait), else `env` itself.
+   */
+  async resumed(env: WaggleEnvironment, signal?: AbortSignal): Promise<WaggleEnvironment> {
+    if (!suspension(env)) return env;
+    const namespace = env.metadata.namespace as string;
+    const id = env.metadata.name as string;
+    await this.#resume(namespace, id, signal ? { signal } : {});
+    return this.#cache.get(namespace, id) ?? env;
+  }
+
+  /** Records activity now (the operator resumes on it) and waits for Running. */
+  async #resume(namespace: string, id: string, call: CallContext): Promise<void> {
+    const started = Date.now();
+    await this.#activity.touchNow(namespace, id);
+    this.#log.info({ envId: id, namespace }, 'resuming a suspended environment');
+    await this.#waitResumed(namespace, id, call.signal);
+    const waitedMs = Date.now() - started;
+    this.#log.info({ envId: id, namespace, waitedMs }, 'environment resumed');
+    call.onResumed?.(waitedMs);
+  }
+
   /** Resolves once the environment runs again (Running, not suspending); rejects with why not. */
-  #waitResumed(caller: Caller, id: string, signal?: AbortSignal): Promise<void> {
+  #waitResumed(namespace: string, id: string, signal?: AbortSignal): Promise<void> {
     const timeoutMs = this.#defaults.resumeWaitTimeoutMs;
     return new Promise<void>((resolve, reject) => {
       const cleanups: Array<() => void> = [];
@@ -173,9 +189,7 @@ export class EnvironmentService {
         if (phase === 'Failed')
           return finish(new EnvironmentNotRunningError(id, 'Failed', env.status?.message));
       };
-      cleanups.push(
-        this.#cache.subscribe(caller.namespace, id, (type, env) => check(env, type === 'delete')),
-      );
+      cleanups.push(this.#cache.subscribe(namespace, id, (type, env) => check(env, type === 'delete')));
       const timer = setTimeout(
         () => finish(new EnvironmentSuspendedError(id, timeoutMs, last?.status?.message)),
         timeoutMs,
@@ -183,12 +197,12 @@ export class EnvironmentService {
       cleanups.push(() => clearTimeout(timer));
       if (signal) {
         const onAbort = () =>
-          finish(new InvalidRequestError(`the call was cancelled while environment "${id}" was resuming`));
+          finish(new EnvironmentNotRunningError(id, 'Suspended', 'the call ended while it was resuming'));
         if (signal.aborted) return onAbort();
         signal.addEventListener('abort', onAbort, { once: true });
         cleanups.push(() => signal.removeEventListener('abort', onAbort));
       }
-      check(this.#cache.get(caller.namespace, id));
+      check(this.#cache.get(namespace, id));
     });
   }
 

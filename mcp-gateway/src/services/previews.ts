@@ -5,6 +5,7 @@ import {
   EXPOSED_PORTS_ANNOTATION,
   GROUP,
   k8sTime,
+  suspension,
   VERSION,
   type WaggleEnvironment,
 } from '@waggle/crds';
@@ -160,9 +161,13 @@ export class PreviewService {
     return existed;
   }
 
-  /** The caller's running environment and the exposure of `port` (for a private URL). */
+  /**
+   * The caller's running (or suspended: the proxy resumes it) environment and the exposure of
+   * `port` (for a private URL).
+   */
   resolvePrivate(caller: Caller, envId: string, port: number): WaggleEnvironment {
-    const env = this.#environments.getRunning(caller, envId);
+    const found = this.#environments.get(caller, envId);
+    const env = suspension(found) ? found : this.#environments.getRunning(caller, envId);
     if (!readExposures(env).some((e) => e.port === port && !isExpired(e, Date.now(), this.#maxPublicMs))) {
       throw new PortNotExposedError(envId, port);
     }
