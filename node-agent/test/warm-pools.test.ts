@@ -104,7 +104,7 @@ afterAll(async () => {
 });
 
 describe('warm pools (real agent API, real VMs)', () => {
-  it('fills the pool one boot at a time, binds a warm VM in a fraction of a boot, and refills', {
+  it('fills the pool one boot at a time, binds a warm VM in well under a second, and refills', {
     timeout: 300_000,
   }, async () => {
     const set = await client.setWarmPools({ pools: [{ name: POOL, template: T1, replicas: 2 }] });
@@ -125,10 +125,8 @@ describe('warm pools (real agent API, real VMs)', () => {
     const { vm } = await client.createVM({ spec: { ...T1, vmId: 'env-1' }, pool: POOL });
     const bindMs = performance.now() - t0;
     process.stderr.write(`warm-pools.test: warm create ${Math.round(bindMs)} ms (tcg)\n`);
-    // A bind is an SSH round trip (clock and randomness fix-up, ~0.5 s handshake under TCG) and a
-    // record write: a fraction of a boot.
-    const coldBootMs = Math.min(...vms.list().map((v) => v.bootMs ?? Infinity));
-    expect(bindMs).toBeLessThan(Math.min(2_000, coldBootMs / 2));
+    // A bind makes no guest round trip (a record write): well under a second, even under TCG.
+    expect(bindMs).toBeLessThan(1_000);
     expect(vm).toMatchObject({
       origin: VMOrigin.VM_ORIGIN_WARM,
       pool: POOL,
