@@ -52,10 +52,10 @@ const manager = (dir: string) =>
 
 const spec = pythonSpec;
 
-/** The VM's cgroup directory in one v1 controller hierarchy (or the v2 tree). */
-async function cgroupDir(controller: string, vmId: string): Promise<string> {
-  const v1 = join(CGROUP_ROOT, controller, CGROUP_NAME, vmId);
-  return existsSync(v1) ? v1 : join(CGROUP_ROOT, CGROUP_NAME, vmId);
+/** The VM's cgroup directory (named by its instance id) in one v1 hierarchy (or the v2 tree). */
+async function cgroupDir(controller: string, instanceId: string): Promise<string> {
+  const v1 = join(CGROUP_ROOT, controller, CGROUP_NAME, instanceId);
+  return existsSync(v1) ? v1 : join(CGROUP_ROOT, CGROUP_NAME, instanceId);
 }
 
 beforeAll(async () => {
@@ -103,12 +103,12 @@ describe('QEMU runs confined', () => {
     expect(qemuIdentity(b.network)).not.toBe(uid); // one VM cannot signal or ptrace another's QEMU
     expect(await readlink(`/proc/${a.pid}/root`)).toBe(vmPaths(vms.vmDir('conf-a')).chroot);
 
-    const own = `${CGROUP_NAME}/conf-a`;
+    const own = `${CGROUP_NAME}/${a.instanceId}`;
     const membership = await readFile(`/proc/${a.pid}/cgroup`, 'utf8');
     for (const c of ['cpu', 'memory', 'pids'])
       expect(membership).toMatch(new RegExp(`:${c}(,[a-z_]+)*:/${own}$`, 'm'));
     const read = async (c: string, f: string) =>
-      (await readFile(join(await cgroupDir(c, 'conf-a'), f), 'utf8')).trim();
+      (await readFile(join(await cgroupDir(c, a.instanceId), f), 'utf8')).trim();
     expect(await read('cpu', 'cpu.cfs_quota_us')).toBe('100000'); // 1 vCPU = one core's worth
     expect(Number(await read('memory', 'memory.limit_in_bytes'))).toBe(
       (512 + QEMU_OVERHEAD_MIB) * 1024 * 1024,
@@ -176,7 +176,7 @@ describe('a VM whose QEMU dies', () => {
     await expect(vms.ensureAlive('conf-b')).rejects.toBeInstanceOf(VMExitedError);
     await expect(vms.ensureAlive('conf-b')).rejects.toThrow(/VM conf-b has exited: QEMU/);
     expect(existsSync(`/run/netns/${netns}`)).toBe(false);
-    expect(existsSync(await cgroupDir('pids', 'conf-b'))).toBe(false);
+    expect(existsSync(await cgroupDir('pids', exited.instanceId))).toBe(false);
     // The other VM is untouched.
     const r = await execCode(await conns.get('conf-a'), {
       code: 'print("still here")',

@@ -426,6 +426,7 @@ export class VMManager {
         cleanup,
       );
       const inst: BackendInstance = { instanceId, dir, template: o.template, network: net };
+      const tNet = Date.now();
       const baseSize = (await stat(base)).size;
       await this.#backend.prepareDisk(
         inst,
@@ -438,6 +439,7 @@ export class VMManager {
         inst,
         o.from.kind === 'snapshot' ? snapshotPaths(o.from.dir).state : undefined,
       );
+      const tLaunched = Date.now();
       cleanup.push('vm process', () => this.#backend.stop(inst, pid, 1_000));
       await this.#intoCgroup(inst, pid, cleanup);
 
@@ -473,7 +475,17 @@ export class VMManager {
       if (!o.untracked) await this.#persist(record);
       cleanup.release();
       if (!o.untracked) this.#startMonitor();
-      log.info({ bootMs: record.bootMs, origin: o.origin }, 'vm ready');
+      // Where the time went: set-up (keys, network), disk and process start, guest readiness.
+      log.info(
+        {
+          bootMs: record.bootMs,
+          origin: o.origin,
+          setupMs: tNet - t0,
+          launchMs: tLaunched - tNet,
+          readyMs: Date.now() - tLaunched,
+        },
+        'vm ready',
+      );
       return record;
     } catch (err) {
       const errors = await cleanup.unwind();
