@@ -125,7 +125,9 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     onEvent: () => poolController?.changed(),
     log,
   });
-  await Promise.all([envs.synced, nodes.synced, pools.synced]);
+  // Not the pools: environments run without them (a cluster whose WagglePool CRD is not applied
+  // yet creates cold); the pool controller waits for them itself.
+  await Promise.all([envs.synced, nodes.synced]);
 
   const agents = new AgentClients(o.agentFactory);
   const events = new EventRecorder(o.kc, { component: 'waggle-operator', instance: o.identity, log });
@@ -207,7 +209,10 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     controller.start();
     for (const e of envs.list()) controller.enqueue(keyOf(e));
     poolController = warmPools;
-    warmPools.start();
+    // Only from a full cache: an empty one would tell every node to drain its warm VMs.
+    void pools.synced.then(() => {
+      if (poolController === warmPools) warmPools.start();
+    });
     lifecycle.start(o.config.nodeCheckEveryMs);
     if (orphans && o.config.orphanVMCheckEveryMs) orphans.start(o.config.orphanVMCheckEveryMs);
     for (const t of o.leaderTasks ?? []) t.start();

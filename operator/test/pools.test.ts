@@ -63,7 +63,11 @@ beforeAll(async () => {
       }),
     );
   }
-  operator = await startOperator({
+  operator = await startPoolsOperator();
+}, 60_000);
+
+const startPoolsOperator = () =>
+  startOperator({
     kc,
     log,
     identity: 'pools-test',
@@ -79,7 +83,6 @@ beforeAll(async () => {
       pools: { driftGraceMs: 3_000 },
     },
   });
-}, 60_000);
 
 afterAll(async () => {
   for (const n of nodes) await n.remove();
@@ -267,6 +270,48 @@ describe('WagglePool (real apiserver, fake node-agents)', () => {
       async () => [agents.a.warmPoolCalls.at(-1), agents.b.warmPoolCalls.at(-1)],
       ([a, b]) => a?.length === 0 && b?.length === 0,
       'an empty SetWarmPools on both nodes',
+    );
+  });
+});
+
+describe('an operator started before the WagglePool CRD is applied (an upgrade that skipped it)', () => {
+  it('runs environments cold, and starts warm pools once the CRD appears', { timeout: 90_000 }, async () => {
+    await operator.stop();
+    await kubectl('delete', 'crd', 'wagglepools.waggle.dev', '--wait=true');
+    try {
+      operator = await startPoolsOperator(); // must not wait for the missing CRD
+      await custom.createNamespacedCustomObject({
+        ...ENVS,
+        body: {
+          apiVersion: 'waggle.dev/v1alpha1',
+          kind: 'WaggleEnvironment',
+          metadata: { name: 'no-crd' },
+          spec: { runtime: 'python' },
+        },
+      });
+      const env = await waitFor(
+        () => custom.getNamespacedCustomObject({ ...ENVS, name: 'no-crd' }) as Promise<WaggleEnvironment>,
+        (e) => e.status?.phase === 'Running',
+        'the environment Running without the pool CRD',
+      );
+      expect(env.status?.createdFrom).toBe('cold');
+    } finally {
+      await applyCRDs(kubeconfigPath);
+    }
+    await custom.createNamespacedCustomObject({
+      ...POOLS,
+      body: {
+        apiVersion: 'waggle.dev/v1alpha1',
+        kind: 'WagglePool',
+        metadata: { name: 'late' },
+        spec: { template: { runtime: 'shell' }, replicas: 1 },
+      },
+    });
+    await waitFor(
+      () => getPool('late'),
+      (p) => p.status?.readyReplicas === 1,
+      'the late pool filled',
+      { timeoutMs: 60_000 },
     );
   });
 });
