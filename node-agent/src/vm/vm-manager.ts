@@ -820,6 +820,7 @@ export class VMManager {
     try {
       vm = await this.#start({ template, hash, origin: 'cold', from: { kind: 'image' }, untracked: true });
       const inst = this.#inst(vm);
+      await this.#warmForSnapshot(vm);
       const tmp = join(this.#snapshotsDir, `.${hash}.${vm.instanceId}`);
       await mkdir(tmp, { recursive: true, mode: 0o700 });
       try {
@@ -859,6 +860,30 @@ export class VMManager {
       }
     }
     await this.#pruneSnapshots();
+  }
+
+  /**
+   * One SSH session with what a restore runs (the clock and randomness fix-up), closed before
+   * the state is saved: the snapshot's memory then holds sshd's and those tools' pages, and the
+   * first connection to each restored VM does not fault them in from disk.
+   */
+  async #warmForSnapshot(vm: VMRecord): Promise<void> {
+    const client = await connectWhenAnswering(
+      {
+        host: vm.network.nsIP,
+        port: 22,
+        privateKey: await readFile(vmPaths(this.instanceDir(vm.instanceId)).clientKey, 'utf8'),
+        hostPublicKey: vm.hostPublicKey,
+      },
+      this.#o.bootTimeoutMs,
+    );
+    try {
+      await fixRestoredGuest(client);
+    } finally {
+      client.end();
+    }
+    // Let the guest's sshd finish the session before its memory is saved.
+    await new Promise((r) => setTimeout(r, 300));
   }
 
   /** Deletes snapshots that are incomplete or whose images (or template hashing) changed. */
