@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import {
   chmod,
   chown,
@@ -14,7 +13,6 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { type Accelerator, CREATE_DEADLINE_DEFAULTS } from '@waggle/crds';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -31,7 +29,7 @@ import { moveToCgroup, removeCgroup } from './cgroup-escape.ts';
 import { CleanupStack } from './cleanup-stack.ts';
 import { connectWhenAnswering, fixRestoredGuest } from './guest-fixup.ts';
 import { generateEcdsaKeyPair } from './keys.ts';
-import type { VMNetwork, VMNetworks } from './network/vm-network.ts';
+import type { VMNetworks } from './network/vm-network.ts';
 import { isOurProcess, pidsWithMarker, terminate } from './proc.ts';
 import { QemuMicrovmBackend } from './qemu/backend.ts';
 import { consoleTail, waitForGuestReady } from './readiness.ts';
@@ -56,7 +54,6 @@ import {
 export { qemuIdentity } from './qemu/backend.ts';
 export { snapshotPaths, vmPaths } from './vm-paths.ts';
 
-const run = promisify(execFile);
 
 export interface GuestImages {
   kernel: string;
@@ -953,7 +950,7 @@ export class VMManager {
   /** The VM's QEMU is gone: record why, free its network and cgroup; the record stays for GetVM. */
   async #markExited(instanceId: string): Promise<void> {
     const vm = this.#vms.get(instanceId);
-    if (!vm || vm.state !== 'running') return;
+    if (vm?.state !== 'running') return;
     const inst = this.#inst(vm);
     if (await this.#backend.isAlive(inst, vm.pid)) return;
     const p = vmPaths(inst.dir);
