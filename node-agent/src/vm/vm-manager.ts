@@ -54,7 +54,6 @@ import {
 export { qemuIdentity } from './qemu/backend.ts';
 export { snapshotPaths, vmPaths } from './vm-paths.ts';
 
-
 export interface GuestImages {
   kernel: string;
   initrd: string;
