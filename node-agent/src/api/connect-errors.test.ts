@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  Code,
   classifyNodeAgentError,
   createNodeAgentClient,
   FileErrorKind,
@@ -21,6 +22,7 @@ import {
   VMBootError,
   VMExitedError,
   VMNotFoundError,
+  VMSuspendedError,
 } from '../errors.ts';
 import { edge, toConnectError } from './connect-errors.ts';
 
@@ -45,6 +47,7 @@ const THROWN: Record<string, Error> = {
   invalid: new InvalidArgumentError('path must not be empty'),
   guest: new GuestUnavailableError('SFTP failed'),
   boot: new VMBootError('the guest did not come up'),
+  suspended: new VMSuspendedError('vm-3'),
 };
 
 let url = '';
@@ -125,6 +128,13 @@ describe('node-agent errors over the wire', () => {
     expect((await unary('invalid')).kind).toBe('invalid-argument');
     expect((await unary('guest')).kind).toBe('transient');
     expect((await unary('boot')).kind).toBe('other');
+    // A suspended VM: FailedPrecondition saying to resume it (the operator resumes on activity).
+    const suspended = await client.readFile({ vmId: 'suspended', path: 'x' }).catch((e: unknown) => e);
+    expect(suspended).toMatchObject({
+      code: Code.FailedPrecondition,
+      rawMessage: 'VM vm-3 is suspended; resume it (ResumeVM) first',
+    });
+    expect(classifyNodeAgentError(suspended).kind).toBe('other');
   });
 
   it('keeps the detail when a stream ends with the error', async () => {
