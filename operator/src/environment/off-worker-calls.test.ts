@@ -74,4 +74,20 @@ describe('OffWorkerCalls', () => {
       ),
     ).toEqual({ state: 'started' });
   });
+
+  it('gives a restored result to the next take instead of calling again', () => {
+    const calls = new OffWorkerCalls<string>();
+    let started = 0;
+    const start = async () => {
+      started++;
+      return 'again';
+    };
+    calls.restore('k', { state: 'done', value: 'vm' });
+    expect(calls.take('k', start, () => undefined)).toEqual({ state: 'done', value: 'vm' });
+    expect(calls.take('k', start, () => undefined)).toEqual({ state: 'started' });
+    // A call registered meanwhile wins over a late restore.
+    calls.restore('k', { state: 'done', value: 'old' });
+    expect(calls.inFlight('k')).toBe(true);
+    expect(started).toBe(0); // the started call runs after this tick
+  });
 });

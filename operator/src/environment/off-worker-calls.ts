@@ -43,6 +43,15 @@ export class OffWorkerCalls<T> {
     return this.#calls.get(key)?.state === 'pending';
   }
 
+  /**
+   * Puts back a finished result that `take` returned but the caller could not act on (its status
+   * write failed): the next `take` returns it again instead of repeating the call. Ignored when
+   * another call for `key` is registered meanwhile.
+   */
+  restore(key: string, result: OffWorkerCall<T> & { state: 'done' | 'failed' }): void {
+    if (!this.#calls.has(key)) this.#calls.set(key, result);
+  }
+
   /** Drops a finished result (a pending call keeps running; its result is dropped on arrival). */
   forget(key: string): void {
     this.#calls.delete(key);

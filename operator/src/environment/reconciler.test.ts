@@ -892,6 +892,22 @@ describe('suspend on idle (idleAction Suspend)', () => {
     expect(w.status(key)?.phase).toBe('Running');
   });
 
+  it('a resume whose Running write conflicts is written on the next pass, without a second ResumeVM', async () => {
+    const { w, r, key } = await suspendedEnv();
+    touch(w, key);
+    await r.reconcile(key); // ResumeVM started
+    await drain();
+    const write = w.store.updateStatus;
+    w.store.updateStatus = async () => {
+      w.store.updateStatus = write;
+      throw Object.assign(new Error('conflict'), { code: 409 });
+    };
+    await expect(r.reconcile(key)).rejects.toMatchObject({ code: 409 });
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.status(key)).toMatchObject({ phase: 'Running', lastResumeMs: 420 });
+    expect(w.calls.filter((c) => c !== 'getVM')).toEqual(['resumeVM']);
+  });
+
   it('deletes a suspended environment at its maximum lifetime, destroying its VM', async () => {
     const { w, r, key } = await suspendedEnv();
     w.now = T0 + 24 * 3_600_000;

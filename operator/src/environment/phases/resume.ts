@@ -75,13 +75,18 @@ export async function resumeOnActivity(
       return { requeueAfterMs: retryMs };
     }
     case 'done': {
-      ctx.resumeRetry.clear(uid);
       const resumeMs = call.value.resumeMs;
-      const written = await ctx.setStatus(
-        env,
-        status.resumed(env, ctx.now, node, resumeMs, k8sTime(life.lastActivity), life.expiresAt),
-      );
+      const written = await ctx
+        .setStatus(
+          env,
+          status.resumed(env, ctx.now, node, resumeMs, k8sTime(life.lastActivity), life.expiresAt),
+        )
+        .catch((err: unknown) => {
+          ctx.calls.resumes.restore(uid, call); // e.g. a conflict: the next pass writes it
+          throw err;
+        });
       ctx.written.note(written);
+      ctx.resumeRetry.clear(uid);
       await ctx.events.record(env, 'Normal', 'Resumed', `VM resumed on ${node} in ${resumeMs} ms`);
       return { requeueAfterMs: Math.min(life.untilExpiryMs, ctx.config.verifyEveryMs) };
     }

@@ -63,16 +63,13 @@ export async function suspendIdle(
     case 'done': {
       ctx.suspendRetry.clear(uid);
       const vm = call.value.vm;
-      const written = await ctx.setStatus(
-        env,
-        status.suspended(
-          env,
-          ctx.now,
-          node,
-          life.expiresAt,
-          vm?.suspendedAt ? { suspendedAt: vm.suspendedAt } : {},
-        ),
-      );
+      const suspendedAt = vm?.suspendedAt ? { suspendedAt: vm.suspendedAt } : {};
+      const written = await ctx
+        .setStatus(env, status.suspended(env, ctx.now, node, life.expiresAt, suspendedAt))
+        .catch((err: unknown) => {
+          ctx.calls.suspends.restore(uid, call); // e.g. a conflict: the next pass writes it
+          throw err;
+        });
       ctx.written.note(written);
       const mib = Math.round(Number(call.value.stateBytes) / 2 ** 20);
       await ctx.events.record(
