@@ -293,12 +293,13 @@ export class VMManager {
             from: { kind: 'snapshot', ...snap },
           })) as OwnedVMRecord;
         } catch (err) {
-          // A snapshot that cannot be restored is deleted; this create boots instead.
+          // A snapshot that cannot be restored is deleted (unless VMs run on its disk); this
+          // create boots instead.
           this.#o.log.warn(
             { vmId: spec.vmId, templateHash: hash, err: (err as Error).message },
             'restore failed; booting',
           );
-          await rm(snap.dir, { recursive: true, force: true });
+          await this.#dropSnapshot(hash);
         }
       }
       const vm = (await this.#start({
@@ -337,7 +338,7 @@ export class VMManager {
           { pool, templateHash: hash, err: (err as Error).message },
           'restore failed; booting',
         );
-        await rm(snap.dir, { recursive: true, force: true });
+        await this.#dropSnapshot(hash);
       }
     }
     const vm = await this.#start({ template: t, hash, pool, origin: 'cold', from: { kind: 'image' } });
@@ -882,6 +883,18 @@ export class VMManager {
     await new Promise((r) => setTimeout(r, 300));
   }
 
+  /** True while a VM's disk may be backed by the snapshot's frozen disk (it was restored from it). */
+  #snapshotInUse(hash: string): boolean {
+    return this.list().some((vm) => vm.templateHash === hash && vm.origin !== 'cold');
+  }
+
+  /** Deletes a snapshot that failed to restore, unless restored VMs still run on its disk. */
+  async #dropSnapshot(hash: string): Promise<void> {
+    if (this.#snapshotInUse(hash)) return;
+    await rm(join(this.#snapshotsDir, hash), { recursive: true, force: true });
+    this.#o.log.warn({ templateHash: hash }, 'snapshot deleted');
+  }
+
   /** Deletes snapshots that are incomplete or whose images (or template hashing) changed. */
   async #pruneSnapshots(): Promise<string[]> {
     const removed: string[] = [];
@@ -898,7 +911,7 @@ export class VMManager {
       // A temporary directory of a job in flight is skipped (its job removes it).
       if (!current && !(name.startsWith('.') && this.#snapshotJobs.has(name.split('.')[1] ?? ''))) {
         // A restored instance's overlay may be backed by this disk: keep it while one uses it.
-        const inUse = this.list().some((vm) => vm.templateHash === name && vm.origin !== 'cold');
+        const inUse = this.#snapshotInUse(name);
         if (inUse && snap) continue;
         await rm(dir, { recursive: true, force: true });
         removed.push(name);
@@ -1038,6 +1051,18 @@ export class VMManager {
         continue;
       }
       const inst = record ? this.#inst(record) : undefined;
+      if (
+        record?.state === 'running' &&
+        inst &&
+        !(await this.#backend.isAlive(inst, record.pid)) &&
+        (await stat(vmPaths(inst.dir).suspendState).catch(() => undefined))
+      ) {
+        // The agent stopped between saving the VM and recording it: it is suspended.
+        record.state = 'suspended';
+        record.suspendedAt ??= new Date().toISOString();
+        record.pid = 0;
+        await this.#persist(record);
+      }
       if (record?.state === 'suspended' && inst) {
         try {
           await this.#o.networks.adoptIdle(instanceId, record.network).catch(async (err: Error) => {
@@ -1066,6 +1091,8 @@ export class VMManager {
       if (record?.state === 'running' && inst && (await this.#backend.isAlive(inst, record.pid))) {
         try {
           await this.#o.networks.adopt(instanceId, record.network, record.pid);
+          // Left by a resume the agent did not finish tidying up after.
+          await rm(vmPaths(inst.dir).suspendState, { force: true });
           this.#track(record);
           adopted.push(instanceId);
           continue;
