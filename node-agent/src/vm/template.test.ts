@@ -29,7 +29,7 @@ describe('templates', () => {
     ).toBe(a);
   });
 
-  it('change with any resource, the network, the images or the backend', () => {
+  it('change with any resource, the network, the images, the CA bundle or the backend', () => {
     const a = templateHash(spec, images);
     const variants = [
       templateHash({ ...spec, cpus: 2 }, images),
@@ -43,6 +43,7 @@ describe('templates', () => {
       templateHash(spec, { ...images, kernel: { ...images.kernel, path: '/other/vmlinuz' } }),
       templateHash(spec, { ...images, initrd: { ...images.initrd, mtimeMs: 5 } }),
       templateHash(spec, { ...images, backend: 'firecracker' }),
+      templateHash(spec, { ...images, caBundle: { path: '/etc/ssl/certs/ca.crt', size: 1, mtimeMs: 1 } }),
     ];
     expect(new Set([a, ...variants]).size).toBe(variants.length + 1);
   });

@@ -14,6 +14,8 @@ export interface TemplateImages {
   kernel: FileIdentity;
   initrd: FileIdentity;
   rootfs: FileIdentity;
+  /** The CA bundle the guests are given at boot (a snapshot keeps the one it booted with). */
+  caBundle?: FileIdentity;
   /** The backend kind (e.g. `qemu-microvm`): a snapshot is only restorable by the backend that made it. */
   backend: string;
 }
@@ -49,6 +51,7 @@ export function templateHash(template: VMTemplateInput, images: TemplateImages):
     [images.initrd.path, images.initrd.size, images.initrd.mtimeMs],
     [images.rootfs.path, images.rootfs.size, images.rootfs.mtimeMs],
     images.backend,
+    ...(images.caBundle ? [[images.caBundle.path, images.caBundle.size, images.caBundle.mtimeMs]] : []),
   ]);
   return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
 }

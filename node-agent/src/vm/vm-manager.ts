@@ -231,12 +231,20 @@ export class VMManager {
   async templateHash(template: VMTemplateInput): Promise<string> {
     const base = this.#o.images.rootfs[template.runtime];
     if (!base) throw new ResourceExhaustedError(`no image for runtime "${template.runtime}" on this node`);
-    const [kernel, initrd, rootfs] = await Promise.all([
+    const ca = this.#o.caBundlePath;
+    const [kernel, initrd, rootfs, caBundle] = await Promise.all([
       fileIdentity(this.#o.images.kernel),
       fileIdentity(this.#o.images.initrd),
       fileIdentity(base),
+      ca ? fileIdentity(ca).catch(() => undefined) : undefined,
     ]);
-    return templateHash(template, { kernel, initrd, rootfs, backend: this.#backend.kind });
+    return templateHash(template, {
+      kernel,
+      initrd,
+      rootfs,
+      ...(caBundle ? { caBundle } : {}),
+      backend: this.#backend.kind,
+    });
   }
 
   #parseSpec(input: VMSpecInput): VMSpec {
