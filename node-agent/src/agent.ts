@@ -91,6 +91,8 @@ export class Agent {
     this.log = opts.log;
     this.#guests = new GuestConnections({
       log: opts.log,
+      // A restore's or resume's own connection (root) serves the first call.
+      adopt: (vmId, username) => (username === 'root' ? this.vms.takeGuestConnection(vmId) : undefined),
       resolve: async (vmId) => {
         const vm = this.vms.get(vmId);
         return {

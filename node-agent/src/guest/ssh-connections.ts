@@ -34,12 +34,19 @@ export class GuestConnections {
   /** Reconnect back-off per connection key: when the next attempt may start. */
   readonly #backoff = new Map<string, { failures: number; notBefore: number }>();
   readonly #readyTimeoutMs: number;
+  readonly #adopt: ((vmId: string, username: string) => Client | undefined) | undefined;
 
   constructor(opts: {
     resolve: (vmId: string) => Promise<GuestEndpoint>;
     log: Logger;
     readyTimeoutMs?: number;
+    /**
+     * A ready connection someone else opened to the VM as `username` (the VM manager's, after a
+     * restore), taken over instead of opening one: saves a handshake on the first call.
+     */
+    adopt?: (vmId: string, username: string) => Client | undefined;
   }) {
+    this.#adopt = opts.adopt;
     this.#resolve = opts.resolve;
     this.#log = opts.log;
     this.#readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
@@ -85,6 +92,21 @@ export class GuestConnections {
     if (wait > 0) await sleep(wait);
     const ep = await this.#resolve(vmId);
     const user = username ?? ep.username;
+    const adopted = this.#adopt?.(vmId, user);
+    if (adopted) {
+      adopted.on('error', (err: Error) => {
+        this.#log.warn({ vmId, user, err: err.message }, 'ssh connection error; dropping it');
+        onDrop();
+        adopted.destroy();
+      });
+      adopted.on('close', () => {
+        this.#log.info({ vmId, user }, 'ssh connection closed');
+        this.#noteFailure(key, false);
+        onDrop();
+      });
+      connectionUsers.set(adopted, user);
+      return adopted;
+    }
     const expected = publicKeyBlob(ep.hostPublicKey);
     const client = new ssh2.Client();
     return new Promise<Client>((resolve, reject) => {

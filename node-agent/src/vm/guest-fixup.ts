@@ -39,6 +39,8 @@ function connectOnce(ep: FixupEndpoint, timeoutMs: number): Promise<Client> {
       username: 'root',
       privateKey: ep.privateKey,
       readyTimeout: timeoutMs,
+      // The agent may keep this connection (VMManager.takeGuestConnection).
+      keepaliveInterval: 15_000,
       hostVerifier: (key: Buffer) => key.equals(expected),
     });
   });

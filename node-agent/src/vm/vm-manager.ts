@@ -15,6 +15,7 @@ import {
 import { join } from 'node:path';
 import { type Accelerator, CREATE_DEADLINE_DEFAULTS } from '@waggle/crds';
 import type { Logger } from 'pino';
+import type { Client } from 'ssh2';
 import { z } from 'zod';
 import {
   InvalidArgumentError,
@@ -96,6 +97,8 @@ export const SERIAL_LOG_MAX_BYTES = 1 << 20;
 /** How often running VMs are checked for a QEMU that went away. */
 const MONITOR_INTERVAL_MS = 1_000;
 const MiB = 1024 * 1024;
+/** How long a restore's SSH connection waits for the agent to take it over. */
+const HANDOFF_MS = 30_000;
 
 /** What `<stateDir>/snapshots/<hash>/snapshot.json` says about a snapshot. */
 const snapshotMetaSchema = z.object({
@@ -128,6 +131,8 @@ export class VMManager {
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #vmsDir: string;
   readonly #snapshotsDir: string;
+  /** Root connections left by restores and resumes for the agent to take over, by vm id. */
+  readonly #handoff = new Map<string, { client: Client; timer: NodeJS.Timeout }>();
   /** Snapshot jobs in flight, by template hash. */
   readonly #snapshotJobs = new Map<string, Promise<void>>();
   /** VMs booted only to be snapshotted (not in #vms; they hold a slot while they run). */
@@ -579,6 +584,10 @@ export class VMManager {
         this.#whenDead(inst, vm.pid, remaining),
       ]);
       await fixRestoredGuest(client);
+      if (vm.vmId !== undefined) {
+        this.#keepConnection(vm.vmId, client);
+        client = undefined;
+      }
     } catch (err) {
       const said = await this.#backend.startupLog(inst);
       throw new VMBootError(
@@ -588,6 +597,34 @@ export class VMManager {
     } finally {
       client?.end();
     }
+  }
+
+  /**
+   * Keeps the root connection a restore or resume opened, for the agent's first call to the VM
+   * (`takeGuestConnection`); closed if nobody takes it within HANDOFF_MS.
+   */
+  #keepConnection(vmId: string, client: Client): void {
+    this.#dropConnection(vmId);
+    const timer = setTimeout(() => this.#dropConnection(vmId), HANDOFF_MS);
+    timer.unref();
+    this.#handoff.set(vmId, { client, timer });
+  }
+
+  #dropConnection(vmId: string): void {
+    const kept = this.#handoff.get(vmId);
+    if (!kept) return;
+    this.#handoff.delete(vmId);
+    clearTimeout(kept.timer);
+    kept.client.end();
+  }
+
+  /** The ready root SSH connection of a VM just restored or resumed, once; else undefined. */
+  takeGuestConnection(vmId: string): Client | undefined {
+    const kept = this.#handoff.get(vmId);
+    if (!kept) return undefined;
+    this.#handoff.delete(vmId);
+    clearTimeout(kept.timer);
+    return kept.client;
   }
 
   /** Rejects once the instance's process is gone (never resolves). */
@@ -639,6 +676,7 @@ export class VMManager {
     const marker = this.#backend.marker({ dir });
     if (vm) await this.#backend.stop({ dir }, vm.pid);
     for (const pid of await pidsWithMarker(marker)) await terminate(pid, marker);
+    if (vm?.vmId !== undefined) this.#dropConnection(vm.vmId);
     const record = vm ?? (await this.#readRecord(instanceId));
     if (record && !record.networkReleased) await this.#o.networks.destroy(instanceId, record.network);
     await this.#removeCgroup(instanceId);
@@ -668,6 +706,7 @@ export class VMManager {
         await this.#checkDiskRoom(vm.memoryMiB * MiB, `saving the VM's memory needs ${vm.memoryMiB} MiB`);
         const t0 = Date.now();
         const inst = this.#inst(vm);
+        this.#dropConnection(vmId);
         const { bytes } = await this.#backend.saveState(inst, vm.pid, p.suspendState).catch((err: Error) => {
           throw new VMBootError(`could not save VM ${vmId}: ${err.message}`);
         });
@@ -941,6 +980,7 @@ export class VMManager {
   close(): void {
     clearInterval(this.#monitor);
     this.#monitor = undefined;
+    for (const vmId of [...this.#handoff.keys()]) this.#dropConnection(vmId);
   }
 
   /** Notices a running VM whose QEMU went away, and cuts flooded console logs back. */
