@@ -116,6 +116,19 @@ describe('EnvironmentService.resolveRunning', () => {
     expect(w.listeners.size).toBe(0); // unsubscribed
   });
 
+  it('resumes a suspended environment for preview traffic (resumed), and passes a running one through', async () => {
+    const w = world(SUSPENDED);
+    const suspended = w.service.get(caller, 'e');
+    const pending = w.service.resumed(suspended);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(w.touched).toEqual(['ns/e']);
+    w.set(RUNNING);
+    expect((await pending).status?.phase).toBe('Running');
+    const running = await w.service.resumed(w.service.get(caller, 'e'));
+    expect(running.status?.phase).toBe('Running');
+    expect(w.touched).toEqual(['ns/e']);
+  });
+
   it('gives up after the resume wait with the operator’s message, as a user error', async () => {
     const w = world(SUSPENDED, 100);
     const pending = w.service.resolveRunning(caller, 'e');
