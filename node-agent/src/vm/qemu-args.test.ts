@@ -43,6 +43,16 @@ describe('buildQemuArgs', () => {
     );
   });
 
+  it('continues a saved state from fd 3 instead of booting when asked, with the same machine', () => {
+    const boot = buildQemuArgs(spec);
+    const restore = buildQemuArgs({ ...spec, incoming: 'fd:3' });
+    expect(boot).not.toContain('-incoming');
+    expect(argAfter(restore, '-incoming')).toBe('fd:3');
+    // Everything else is the boot's command line: a state restores only into the same machine.
+    const i = restore.indexOf('-incoming');
+    expect([...restore.slice(0, i), ...restore.slice(i + 2)]).toEqual(boot);
+  });
+
   it('isolates the guest network when egress is none', () => {
     expect(argAfter(buildQemuArgs({ ...spec, egress: 'none' }), '-netdev')).toBe(
       'user,id=n0,restrict=on,ipv6=off,hostfwd=tcp:10.254.0.2:22-:22',
