@@ -128,7 +128,7 @@ export const environmentSpecSchema = z
     }).default(DURATION_LIMITS.idleTimeout.default),
     idleAction: idleActionSchema.default(DEFAULT_IDLE_ACTION).meta({
       description:
-        'What happens at the idle timeout: "Delete" the environment, or "Suspend" its VM (its memory is saved to the node\'s disk and the next use resumes it where it stopped). Suspend needs maxLifetime.',
+        'What happens at the idle timeout: "Delete" the environment, or "Suspend" its VM (its memory is saved to disk on its node and the next use resumes it where it stopped). Suspend needs maxLifetime.',
     }),
     maxLifetime: durationSchema({
       ...DURATION_LIMITS.maxLifetime,
