@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WaggleEnvironment, WagglePool } from '@waggle/crds';
@@ -210,9 +210,15 @@ describe('operator with a real node-agent (real TCG VM)', () => {
     );
     const vmId = running?.status?.vmId as string;
     const client = createNodeAgentClient(agent.apiUrl);
-    const pid = Number(
-      (await readFile(join(stateDir, 'vms', vmId, 'qemu.pid'), 'utf8').catch(() => '')).trim(),
-    );
+    // State directories are named by instance id; the record says which one is this VM's.
+    let pid = 0;
+    for (const dir of await readdir(join(stateDir, 'vms'))) {
+      const record = JSON.parse(
+        await readFile(join(stateDir, 'vms', dir, 'vm.json'), 'utf8').catch(() => '{}'),
+      ) as { vmId?: string };
+      if (record.vmId === vmId)
+        pid = Number((await readFile(join(stateDir, 'vms', dir, 'qemu.pid'), 'utf8')).trim());
+    }
     expect(pid).toBeGreaterThan(0);
     process.kill(pid, 'SIGKILL');
     const t0 = Date.now();
