@@ -1,9 +1,16 @@
-import type { CustomObjectsApi } from '@kubernetes/client-node';
+import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { type CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { createNodeAgentClient, VMState } from '@waggle/node-agent/client';
 import { call, errorText, ok, waitFor } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type RealStack, startRealStack } from './real-stack.ts';
+
+const run = promisify(execFile);
 
 // Preview URLs, renew, pictures, live output and log messages through the real stack: a real
 // operator, a node-agent process with a TCG microVM, the gateway, and the MCP SDK client.
@@ -388,5 +395,85 @@ describe('live output and log messages', () => {
     expect(text).toContain(`environment ${env.environment_id} is running on ${nodeName} after`);
     expect(logs.every((l) => l.level === 'info')).toBe(true);
     await ok(other, 'destroy_environment', { environment_id: env.environment_id });
+  });
+});
+
+describe('idle suspend on a real VM', () => {
+  it('suspends an idle environment (no QEMU left), and the next execute resumes it with files, installed programs and guest processes intact', {
+    timeout: 300_000,
+  }, async () => {
+    const G = { group: 'waggle.dev', version: 'v1alpha1', plural: 'waggleenvironments', namespace };
+    const get = async () =>
+      (await custom.getNamespacedCustomObject({ ...G, name: envId })) as {
+        status?: { phase?: string; vmId?: string; lastResumeMs?: number };
+      };
+    // State a resume must bring back: a file, a program "installed" outside the home directory,
+    // and a process the guest runs by itself (counting in memory, writing to /tmp).
+    await ok(client, 'write_file', { environment_id: envId, path: 'kept.txt', content: 'still here' });
+    const setup = await ok<{ exit_code: number }>(client, 'execute', {
+      environment_id: envId,
+      language: 'shell',
+      code: [
+        "printf '#!/bin/sh\\necho installed-tool-ok\\n' > ~/.local/bin/mytool 2>/dev/null || (mkdir -p ~/.local/bin && printf '#!/bin/sh\\necho installed-tool-ok\\n' > ~/.local/bin/mytool)",
+        'chmod +x ~/.local/bin/mytool',
+        "setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.2; done' > /dev/null 2>&1 < /dev/null &",
+        'sleep 1; cat /tmp/counter',
+      ].join('\n'),
+    });
+    expect(setup.exit_code).toBe(0);
+
+    await custom.patchNamespacedCustomObject(
+      {
+        ...G,
+        name: envId,
+        body: { spec: { idleAction: 'Suspend', idleTimeout: '3s' } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const suspended = await waitFor(get, (e) => e.status?.phase === 'Suspended', 'phase Suspended', {
+      timeoutMs: 120_000,
+    });
+    // The guest holds no memory on the node: the agent says suspended and no QEMU of it runs.
+    const vmId = suspended.status?.vmId as string;
+    const agentClient = createNodeAgentClient(stack.agent.apiUrl);
+    const vm = (await agentClient.getVM({ vmId })).vm;
+    expect(vm?.state).toBe(VMState.VM_STATE_SUSPENDED);
+    const vmsDir = join(stack.stateDir, 'vms');
+    let instanceDir = '';
+    for (const d of await readdir(vmsDir)) {
+      const rec = JSON.parse(await readFile(join(vmsDir, d, 'vm.json'), 'utf8').catch(() => '{}'));
+      if (rec.vmId === vmId) instanceDir = join(vmsDir, d);
+    }
+    expect(instanceDir).not.toBe('');
+    const qemu = await run('pgrep', ['-f', `${instanceDir}/`]).catch(() => ({ stdout: '' }));
+    expect(qemu.stdout.trim()).toBe('');
+    const list = await ok<{ environments: Array<{ environment_id: string; status: string }> }>(
+      client,
+      'list_environments',
+      {},
+    );
+    expect(list.environments.find((e) => e.environment_id === envId)?.status).toBe('suspended');
+
+    // Keep it from suspending again right after the resume.
+    await custom.patchNamespacedCustomObject(
+      { ...G, name: envId, body: { spec: { idleTimeout: '30m' } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const r = await ok<{ stdout: string; exit_code: number; resumed_in_ms?: number }>(client, 'execute', {
+      environment_id: envId,
+      language: 'shell',
+      code: 'cat kept.txt; echo; ~/.local/bin/mytool; a=$(cat /tmp/counter); sleep 1; b=$(cat /tmp/counter); echo "counter $a $b"',
+    });
+    expect(r.exit_code).toBe(0);
+    expect(r.resumed_in_ms).toBeGreaterThan(0);
+    expect(r.stdout).toContain('still here');
+    expect(r.stdout).toContain('installed-tool-ok');
+    const [, a, b] = r.stdout.match(/counter (\d+) (\d+)/) ?? [];
+    expect(Number(a)).toBeGreaterThan(0);
+    expect(Number(b)).toBeGreaterThan(Number(a)); // the guest's own process still runs
+    const running = await get();
+    expect(running.status?.phase).toBe('Running');
+    expect(running.status?.lastResumeMs).toBeGreaterThan(0);
+    process.stderr.write(`agent-tools: resume seen by execute ${r.resumed_in_ms} ms\n`);
   });
 });

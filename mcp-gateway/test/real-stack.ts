@@ -44,6 +44,8 @@ export interface RealStack {
   gateway: RunningGateway;
   /** The gateway's base URL (no path). */
   base: string;
+  /** The node-agent's WAGGLE_STATE_DIR. */
+  stateDir: string;
   tenants: Record<string, Tenant>;
   /** Destroys every environment through the gateway, then stops and removes everything. */
   close(): Promise<void>;
@@ -150,6 +152,7 @@ export async function startRealStack(opts: {
     agent,
     gateway,
     base: gateway.url.replace(/\/mcp$/, ''),
+    stateDir: join(dir, 'state'),
     tenants,
     close,
   };
