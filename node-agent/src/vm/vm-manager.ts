@@ -132,7 +132,8 @@ export class VMManager {
   readonly #vmsDir: string;
   readonly #snapshotsDir: string;
   /** Root connections left by restores and resumes for the agent to take over, by vm id. */
-  readonly #handoff = new Map<string, { client: Client; timer: NodeJS.Timeout }>();
+  /** Kept root connections by instance id (see #keepConnection). */
+  readonly #handoff = new Map<string, { client: Client; timer: NodeJS.Timeout | undefined }>();
   /** Snapshot jobs in flight, by template hash. */
   readonly #snapshotJobs = new Map<string, Promise<void>>();
   /** VMs booted only to be snapshotted (not in #vms; they hold a slot while they run). */
@@ -478,7 +479,11 @@ export class VMManager {
       log.info({ pid, nsIP: net.nsIP, origin: o.origin, templateHash: o.hash }, 'vm booting');
 
       if (o.from.kind === 'snapshot') await this.#fixGuest(record, t0);
-      else await this.#waitBooted(inst, pid);
+      else {
+        await this.#waitBooted(inst, pid);
+        // A warm VM's first call after its bind should not pay an SSH handshake (~0.6 s on TCG).
+        if (o.vmId === undefined && !o.untracked) await this.#preconnect(record);
+      }
       record.state = 'running';
       record.readyAt = new Date().toISOString();
       record.bootMs = Date.now() - t0;
@@ -584,10 +589,9 @@ export class VMManager {
         this.#whenDead(inst, vm.pid, remaining),
       ]);
       await fixRestoredGuest(client);
-      if (vm.vmId !== undefined) {
-        this.#keepConnection(vm.vmId, client);
-        client = undefined;
-      }
+      // An owned VM's first call takes it soon or never; a warm VM's waits for its bind.
+      this.#keepConnection(vm.instanceId, client, vm.vmId === undefined ? undefined : HANDOFF_MS);
+      client = undefined;
     } catch (err) {
       const said = await this.#backend.startupLog(inst);
       throw new VMBootError(
@@ -600,31 +604,62 @@ export class VMManager {
   }
 
   /**
-   * Keeps the root connection a restore or resume opened, for the agent's first call to the VM
-   * (`takeGuestConnection`); closed if nobody takes it within HANDOFF_MS.
+   * Keeps a ready root connection to an instance (opened by a restore, a resume, or for a warm
+   * VM once booted) for the agent's first call to it (`takeGuestConnection`): that call saves an
+   * SSH handshake. Closed after `ttlMs` if nobody takes it (never for a warm VM: until it is
+   * bound and called, or destroyed); forgotten as soon as it closes.
    */
-  #keepConnection(vmId: string, client: Client): void {
-    this.#dropConnection(vmId);
-    const timer = setTimeout(() => this.#dropConnection(vmId), HANDOFF_MS);
-    timer.unref();
-    this.#handoff.set(vmId, { client, timer });
+  #keepConnection(instanceId: string, client: Client, ttlMs: number | undefined): void {
+    this.#dropConnection(instanceId);
+    const timer = ttlMs === undefined ? undefined : setTimeout(() => this.#dropConnection(instanceId), ttlMs);
+    timer?.unref();
+    const forget = () => {
+      if (this.#handoff.get(instanceId)?.client !== client) return;
+      clearTimeout(this.#handoff.get(instanceId)?.timer);
+      this.#handoff.delete(instanceId);
+    };
+    client.on('error', forget);
+    client.once('close', forget);
+    this.#handoff.set(instanceId, { client, timer });
   }
 
-  #dropConnection(vmId: string): void {
-    const kept = this.#handoff.get(vmId);
+  #dropConnection(instanceId: string): void {
+    const kept = this.#handoff.get(instanceId);
     if (!kept) return;
-    this.#handoff.delete(vmId);
+    this.#handoff.delete(instanceId);
     clearTimeout(kept.timer);
     kept.client.end();
   }
 
-  /** The ready root SSH connection of a VM just restored or resumed, once; else undefined. */
+  /** The kept root SSH connection of a VM (restored, resumed or bound warm), once; else undefined. */
   takeGuestConnection(vmId: string): Client | undefined {
-    const kept = this.#handoff.get(vmId);
-    if (!kept) return undefined;
-    this.#handoff.delete(vmId);
+    const instanceId = this.#owners.get(vmId);
+    const kept = instanceId === undefined ? undefined : this.#handoff.get(instanceId);
+    if (!instanceId || !kept) return undefined;
+    this.#handoff.delete(instanceId);
     clearTimeout(kept.timer);
     return kept.client;
+  }
+
+  /** Opens and keeps a warm VM's root connection (best effort: without one, the first call connects). */
+  async #preconnect(vm: VMRecord): Promise<void> {
+    try {
+      const client = await connectWhenAnswering(
+        {
+          host: vm.network.nsIP,
+          port: 22,
+          privateKey: await readFile(vmPaths(this.instanceDir(vm.instanceId)).clientKey, 'utf8'),
+          hostPublicKey: vm.hostPublicKey,
+        },
+        10_000,
+      );
+      this.#keepConnection(vm.instanceId, client, undefined);
+    } catch (err) {
+      this.#o.log.info(
+        { instanceId: vm.instanceId, err: (err as Error).message },
+        'warm vm: no kept connection',
+      );
+    }
   }
 
   /** Rejects once the instance's process is gone (never resolves). */
@@ -676,7 +711,7 @@ export class VMManager {
     const marker = this.#backend.marker({ dir });
     if (vm) await this.#backend.stop({ dir }, vm.pid);
     for (const pid of await pidsWithMarker(marker)) await terminate(pid, marker);
-    if (vm?.vmId !== undefined) this.#dropConnection(vm.vmId);
+    this.#dropConnection(instanceId);
     const record = vm ?? (await this.#readRecord(instanceId));
     if (record && !record.networkReleased) await this.#o.networks.destroy(instanceId, record.network);
     await this.#removeCgroup(instanceId);
@@ -706,7 +741,7 @@ export class VMManager {
         await this.#checkDiskRoom(vm.memoryMiB * MiB, `saving the VM's memory needs ${vm.memoryMiB} MiB`);
         const t0 = Date.now();
         const inst = this.#inst(vm);
-        this.#dropConnection(vmId);
+        this.#dropConnection(vm.instanceId);
         const { bytes } = await this.#backend.saveState(inst, vm.pid, p.suspendState).catch((err: Error) => {
           throw new VMBootError(`could not save VM ${vmId}: ${err.message}`);
         });
@@ -980,7 +1015,7 @@ export class VMManager {
   close(): void {
     clearInterval(this.#monitor);
     this.#monitor = undefined;
-    for (const vmId of [...this.#handoff.keys()]) this.#dropConnection(vmId);
+    for (const instanceId of [...this.#handoff.keys()]) this.#dropConnection(instanceId);
   }
 
   /** Notices a running VM whose QEMU went away, and cuts flooded console logs back. */
