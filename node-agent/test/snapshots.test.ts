@@ -1,13 +1,18 @@
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { ensureGuestImages } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toConnectError } from '../src/api/connect-errors.ts';
 import { Code } from '../src/client.ts';
 import { type GuestConnections, runCommand } from '../src/guest/ssh-connections.ts';
 import { readHostTscKHz } from '../src/vm/host-tsc.ts';
+
+const run = promisify(execFile);
+
 import type { VMNetworks } from '../src/vm/network/vm-network.ts';
 import { pidsWithMarker } from '../src/vm/proc.ts';
 import { type GuestImages, snapshotPaths, type VMManager, vmPaths } from '../src/vm/vm-manager.ts';
@@ -162,10 +167,36 @@ describe('snapshots and suspend (real QEMU microvm)', () => {
     await asRoot(conns, 'snap-b', 'echo b > /home/sandbox/b.txt && sync');
     expect(await asRoot(conns, 'snap-a', 'ls /home/sandbox')).toBe('before.txt\n');
 
+    // Siblings restored from one snapshot do not share the kernel's random number generator:
+    // the fix-up re-keys it (without RNDRESEEDCRNG both would read the same bytes for a while).
+    const c = await agent2.createVM({ ...pythonSpec('snap-c'), allowDomains: [] });
+    expect(c.origin).toBe('restored');
+    const urandom = 'head -c 16 /dev/urandom | od -An -tx1 | tr -d " \\n"';
+    const [rb, rc] = [await asRoot(conns, 'snap-b', urandom), await asRoot(conns, 'snap-c', urandom)];
+    expect(rb).toMatch(/^[0-9a-f]{32}$/);
+    expect(rb).not.toBe(rc);
+    await agent2.destroyVM('snap-c');
+
     // A suspended VM is destroyable; it leaves nothing behind.
     conns.closeAll();
     await agent2.suspendVM('snap-b');
     const dirB = vms.vmDir('snap-b');
+    // Its QEMU owned the overlay and could have rewritten the backing file in its header: a
+    // resume refuses a disk backed by anything but a runtime image or a snapshot.
+    await run('qemu-img', [
+      'rebase',
+      '-u',
+      '-f',
+      'qcow2',
+      '-F',
+      'raw',
+      '-b',
+      '/etc/shadow',
+      join(dirB, 'overlay.qcow2'),
+    ]);
+    await expect(agent2.resumeVM('snap-b')).rejects.toThrow(
+      /cannot be resumed: .*not a qcow2 overlay of a runtime image or snapshot/,
+    );
     expect(await agent2.destroyVM('snap-b')).toBe(true);
     expect(existsSync(dirB)).toBe(false);
     expect(existsSync(`/run/netns/${b.network.netns}`)).toBe(false);

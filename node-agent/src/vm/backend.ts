@@ -38,6 +38,11 @@ export interface VmBackend {
   diskPath(inst: Pick<BackendInstance, 'dir'>): string;
   /** Creates the instance's disk on `source`, `sizeBytes` large (frozen disks keep their size). */
   prepareDisk(inst: BackendInstance, source: DiskSource, sizeBytes: number): Promise<void>;
+  /**
+   * Refuses an existing disk whose backing files are not among `allowedBacking` (checked before
+   * a disk the VM's own process could write is opened again, e.g. at resume).
+   */
+  verifyDisk(inst: Pick<BackendInstance, 'dir'>, allowedBacking: ReadonlySet<string>): Promise<void>;
   /** Starts the VM (boot, or continue `incomingState`); resolves with its process id. */
   launch(inst: BackendInstance, opts: LaunchOptions): Promise<number>;
   /** Pauses the VM, writes its whole state (memory, devices) to `statePath` and stops it. */

@@ -67,15 +67,28 @@ export async function connectWhenAnswering(ep: FixupEndpoint, timeoutMs: number)
 }
 
 /**
+ * Forces the kernel to re-key its random number generator (ioctl RNDRESEEDCRNG, _IO('R', 7),
+ * Linux ≥ 4.17, root): a write to /dev/urandom only mixes into the input pool, and the CRNG
+ * every restored sibling shares would otherwise keep its key until the next timed reseed (up to
+ * a minute). perl-base is in every Debian image; python3 is the fallback.
+ */
+export const RESEED_CRNG_SCRIPT =
+  'if command -v perl >/dev/null; then ' +
+  `perl -e 'open(my $f, "<", "/dev/urandom") or die "$!\\n"; ioctl($f, 0x5207, 0) or die "RNDRESEEDCRNG: $!\\n"'; ` +
+  'elif command -v python3 >/dev/null; then ' +
+  `python3 -c 'import fcntl; fcntl.ioctl(open("/dev/urandom", "rb"), 0x5207)'; ` +
+  'else echo "no perl or python3 to reseed the kernel RNG" >&2; exit 1; fi';
+
+/**
  * What a guest continued from a saved state must not share with its snapshot or its past: the
- * wall clock is set from the node's, and fresh random bytes are mixed into the kernel's pool
- * (written to /dev/urandom: mixed in, not credited).
+ * wall clock is set from the node's, fresh random bytes from the node are mixed into the
+ * kernel's pool and the kernel's CRNG is re-keyed from it (RESEED_CRNG_SCRIPT).
  */
 export async function fixRestoredGuest(client: Client): Promise<void> {
   const epoch = (Date.now() / 1000).toFixed(3);
   const r = await runCommand(
     client,
-    `date -u -s @${epoch} >/dev/null && cat > /dev/urandom`,
+    `date -u -s @${epoch} >/dev/null && cat > /dev/urandom && { ${RESEED_CRNG_SCRIPT}; }`,
     randomBytes(512),
     { timeoutMs: 10_000 },
   );

@@ -3,6 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { chmod, chown, link, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import type { Accelerator } from '@waggle/crds';
@@ -94,6 +95,32 @@ export class QemuMicrovmBackend implements VmBackend {
       .split('\n')
       .slice(-3)
       .join('\n');
+  }
+
+  /**
+   * Refuses a disk whose qcow2 backing chain names any file but the allowed ones (the runtime
+   * images and snapshots' frozen disks). A VM's QEMU owns its overlay and could rewrite the
+   * backing name in its header; the next launch (a resume, as root until QEMU drops to the VM's
+   * uid) would then open another tenant's disk or any host file as this guest's.
+   */
+  async verifyDisk(inst: Pick<BackendInstance, 'dir'>, allowedBacking: ReadonlySet<string>): Promise<void> {
+    const overlay = this.diskPath(inst);
+    const { stdout } = await run(this.#o.qemuImgBinary, ['info', '-U', '--output=json', overlay], {
+      maxBuffer: 1 << 20,
+    }).catch((err: Error) => {
+      throw new Error(`cannot read the disk ${overlay}: ${err.message}`);
+    });
+    const info = JSON.parse(stdout) as {
+      format?: string;
+      'full-backing-filename'?: string;
+      'backing-filename'?: string;
+    };
+    const backing = info['full-backing-filename'] ?? info['backing-filename'];
+    if (info.format !== 'qcow2' || !backing || !allowedBacking.has(backing)) {
+      throw new Error(
+        `the disk ${overlay} is not a qcow2 overlay of a runtime image or snapshot (format ${info.format}, backing ${JSON.stringify(backing ?? null)}); refusing to start it`,
+      );
+    }
   }
 
   async prepareDisk(inst: BackendInstance, source: DiskSource, sizeBytes: number): Promise<void> {
@@ -207,7 +234,14 @@ export class QemuMicrovmBackend implements VmBackend {
         return;
       }
       conn = sock;
-      received = pipeline(sock, createWriteStream(tmp, { mode: 0o600 }));
+      // QEMU is not trusted to stop: the stream may not exceed the guest's memory plus a margin
+      // for device state, and must end within the save deadline.
+      received = pipeline(
+        sock,
+        capBytes(maxStateBytes(inst.template.memoryMiB), 'the saved VM state'),
+        createWriteStream(tmp, { mode: 0o600 }),
+        { signal: AbortSignal.timeout(this.#o.saveTimeoutMs) },
+      );
       received.catch(() => undefined);
     });
     await new Promise<void>((resolve, reject) => {
@@ -265,4 +299,19 @@ export class QemuMicrovmBackend implements VmBackend {
   isAlive(inst: Pick<BackendInstance, 'dir'>, pid: number): Promise<boolean> {
     return isOurProcess(pid, this.marker(inst));
   }
+}
+
+/** The most bytes a saved state may take: the guest's memory and 64 MiB of device state. */
+export const maxStateBytes = (memoryMiB: number) => (memoryMiB + 64) * 1024 * 1024;
+
+/** A pass-through stream that fails once more than `limit` bytes went through it. */
+function capBytes(limit: number, what: string): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      seen += chunk.length;
+      if (seen > limit) done(new Error(`${what} exceeds ${limit} bytes; refused`));
+      else done(null, chunk);
+    },
+  });
 }
