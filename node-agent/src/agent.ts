@@ -171,8 +171,11 @@ export class Agent {
   }
 
   /** Continues a suspended VM; resolves when its guest answers again. */
+  /** Resumes a suspended VM; warm VMs make room for it as they do for a create. */
   async resumeVM(vmId: string) {
-    return this.vms.resume(vmId);
+    const vm = this.vms.get(vmId);
+    if (vm.state !== 'suspended') return this.vms.resume(vmId);
+    return this.pools.withRoom({ vmId, cpus: vm.cpus, memoryMiB: vm.memoryMiB }, () => this.vms.resume(vmId));
   }
 
   /** Checks a request to run code in a running VM; returns its language (default: the runtime's). */

@@ -96,6 +96,8 @@ export const configSchema = z.object({
     .enum(['true', 'false'], { error: 'use true or false' })
     .default('true')
     .transform((v) => v === 'true'),
+  /** The most template snapshots kept on the node; the least recently restored go first. */
+  WAGGLE_MAX_SNAPSHOTS: positiveInt.default(8),
   WAGGLE_CAPACITY_CPUS: positiveInt.default(availableParallelism() * 2),
   WAGGLE_CAPACITY_MEMORY_MIB: positiveInt.default(Math.floor((totalmem() / 1024 / 1024) * 0.75)),
   WAGGLE_TRUSTED_CA_BUNDLE: z

@@ -74,6 +74,7 @@ async function main(): Promise<void> {
     bootTimeoutMs: config.WAGGLE_BOOT_TIMEOUT,
     maxVMs: config.WAGGLE_MAX_VMS,
     snapshots: config.WAGGLE_SNAPSHOTS,
+    maxSnapshots: config.WAGGLE_MAX_SNAPSHOTS,
     ...(config.WAGGLE_VM_CGROUP_ROOT
       ? { vmCgroup: { root: config.WAGGLE_VM_CGROUP_ROOT, name: config.WAGGLE_VM_CGROUP_NAME } }
       : {}),

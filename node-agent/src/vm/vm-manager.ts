@@ -10,6 +10,7 @@ import {
   stat,
   statfs,
   truncate,
+  utimes,
   writeFile,
 } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -83,6 +84,12 @@ export interface VMManagerOptions {
    * the agent's configuration.
    */
   snapshots?: boolean;
+  /**
+   * The most template snapshots kept on this node (WAGGLE_MAX_SNAPSHOTS, default 8): beyond it
+   * the least recently restored one that no VM runs on is deleted. Callers choose templates
+   * (sizes, allow-listed domains), so without a bound they could fill the node's disk.
+   */
+  maxSnapshots?: number;
   /** Move each QEMU into `<root>/<hierarchy>/<name>` so it survives the agent's container. */
   vmCgroup?: { root: string; name: string };
   log: Logger;
@@ -122,7 +129,8 @@ type StartFrom = { kind: 'image' } | { kind: 'snapshot'; dir: string; meta: Snap
  * `list` (all instances, owned or not), `getInstance`.
  */
 export class VMManager {
-  readonly #o: Required<Pick<VMManagerOptions, 'bootTimeoutMs' | 'maxVMs' | 'snapshots'>> & VMManagerOptions;
+  readonly #o: Required<Pick<VMManagerOptions, 'bootTimeoutMs' | 'maxVMs' | 'snapshots' | 'maxSnapshots'>> &
+    VMManagerOptions;
   readonly #backend: VmBackend;
   /** Every instance by instance id. */
   readonly #vms = new Map<string, VMRecord>();
@@ -134,8 +142,11 @@ export class VMManager {
   /** Root connections left by restores and resumes for the agent to take over, by vm id. */
   /** Kept root connections by instance id (see #keepConnection). */
   readonly #handoff = new Map<string, { client: Client; timer: NodeJS.Timeout | undefined }>();
-  /** Snapshot jobs in flight, by template hash. */
+  /** Snapshot jobs queued or in flight, by template hash; they run one at a time. */
   readonly #snapshotJobs = new Map<string, Promise<void>>();
+  #snapshotQueue: Promise<void> = Promise.resolve();
+  /** Restores in flight per template hash (their disks are backed by its snapshot). */
+  readonly #restoring = new Map<string, number>();
   /** VMs booted only to be snapshotted (not in #vms; they hold a slot while they run). */
   #snapshotVMs = 0;
   #monitor: NodeJS.Timeout | undefined;
@@ -145,6 +156,7 @@ export class VMManager {
       bootTimeoutMs: CREATE_DEADLINE_DEFAULTS.guestBootMs,
       maxVMs: 16,
       snapshots: false,
+      maxSnapshots: 8,
       ...opts,
     };
     this.#backend =
@@ -299,13 +311,15 @@ export class VMManager {
       const snap = this.#o.snapshots ? await this.#readSnapshot(hash) : undefined;
       if (snap) {
         try {
-          return (await this.#start({
-            vmId: spec.vmId,
-            template,
-            hash,
-            origin: 'restored',
-            from: { kind: 'snapshot', ...snap },
-          })) as OwnedVMRecord;
+          return (await this.#restore(hash, () =>
+            this.#start({
+              vmId: spec.vmId,
+              template,
+              hash,
+              origin: 'restored',
+              from: { kind: 'snapshot', ...snap },
+            }),
+          )) as OwnedVMRecord;
         } catch (err) {
           // A snapshot that cannot be restored is deleted (unless VMs run on its disk); this
           // create boots instead.
@@ -340,13 +354,15 @@ export class VMManager {
     const snap = this.#o.snapshots ? await this.#readSnapshot(hash) : undefined;
     if (snap) {
       try {
-        return await this.#start({
-          template: t,
-          hash,
-          pool,
-          origin: 'restored',
-          from: { kind: 'snapshot', ...snap },
-        });
+        return await this.#restore(hash, () =>
+          this.#start({
+            template: t,
+            hash,
+            pool,
+            origin: 'restored',
+            from: { kind: 'snapshot', ...snap },
+          }),
+        );
       } catch (err) {
         this.#o.log.warn(
           { pool, templateHash: hash, err: (err as Error).message },
@@ -376,11 +392,12 @@ export class VMManager {
         if (this.#owners.has(vmId)) throw new VMConflictError(`VM "${vmId}" already exists`);
         if (vm.state !== 'running')
           throw new VMConflictError(`instance ${instanceId} is ${vm.state}, not running`);
-        vm.vmId = vmId;
-        vm.origin = 'warm';
-        vm.boundAt = new Date().toISOString();
+        // On disk first: a failed write must not leave a VM bound in memory that a restart
+        // would hand to the pool again (with this owner's data).
+        const bound = { ...vm, vmId, origin: 'warm' as const, boundAt: new Date().toISOString() };
+        await this.#persist(bound);
+        Object.assign(vm, bound);
         this.#owners.set(vmId, instanceId);
-        await this.#persist(vm);
         this.#o.log.info({ vmId, instanceId, pool: vm.pool }, 'warm vm bound');
         return vm as OwnedVMRecord;
       }),
@@ -775,6 +792,9 @@ export class VMManager {
         const p = vmPaths(inst.dir);
         const cleanup = new CleanupStack();
         try {
+          await this.#backend.verifyDisk(inst, await this.#trustedBackingFiles()).catch((err: Error) => {
+            throw new VMBootError(`VM ${vmId} cannot be resumed: ${err.message}`);
+          });
           const pid = await this.#launch(inst, p.suspendState);
           cleanup.push('vm process', () => this.#backend.stop(inst, pid, 1_000));
           await this.#intoCgroup(inst, pid, cleanup);
@@ -787,11 +807,13 @@ export class VMManager {
             this.#o.log.warn({ vmId, err: e }, 'cleanup after failed resume');
           throw err;
         }
+        // The saved state goes first: a crash before the record says running must not leave an
+        // old memory image that a later adoption would continue on a changed disk.
+        await rm(p.suspendState, { force: true });
         vm.state = 'running';
         vm.resumedAt = new Date().toISOString();
         vm.resumeMs = Date.now() - t0;
         await this.#persist(vm);
-        await rm(p.suspendState, { force: true });
         this.#startMonitor();
         this.#o.log.info({ vmId, instanceId: vm.instanceId, resumeMs: vm.resumeMs }, 'vm resumed');
         return { vm, resumeMs: vm.resumeMs };
@@ -812,7 +834,8 @@ export class VMManager {
     if (!fs) return;
     const free = fs.bavail * fs.bsize;
     let promised = 0;
-    for (const vm of this.#live()) {
+    // Suspended VMs come back: their disk headroom stays promised.
+    for (const vm of this.list().filter((v) => v.state !== 'exited')) {
       const used = await stat(vmPaths(this.instanceDir(vm.instanceId)).overlay)
         .then((st) => st.blocks * 512)
         .catch(() => 0);
@@ -827,6 +850,15 @@ export class VMManager {
           `${Math.ceil(saved / MiB)} MiB held by snapshots and suspended VMs); ${what}`,
       );
     }
+  }
+
+  /** Files a VM's disk may be backed by: the runtime images and snapshots' frozen disks. */
+  async #trustedBackingFiles(): Promise<Set<string>> {
+    const files = new Set<string>(Object.values(this.#o.images.rootfs).filter((f): f is string => !!f));
+    for (const hash of await readdir(this.#snapshotsDir).catch(() => [] as string[])) {
+      if (!hash.startsWith('.')) files.add(snapshotPaths(join(this.#snapshotsDir, hash)).disk);
+    }
+    return files;
   }
 
   /** Bytes of snapshots and suspended states on disk (reported by the disk-room check). */
@@ -869,13 +901,31 @@ export class VMManager {
     while (this.#snapshotJobs.size > 0) await Promise.allSettled([...this.#snapshotJobs.values()]);
   }
 
+  /** Runs a restore from `hash`'s snapshot, marking the snapshot in use and recently used. */
+  async #restore<T>(hash: string, start: () => Promise<T>): Promise<T> {
+    this.#restoring.set(hash, (this.#restoring.get(hash) ?? 0) + 1);
+    const meta = snapshotPaths(join(this.#snapshotsDir, hash)).meta;
+    const now = new Date();
+    await utimes(meta, now, now).catch(() => undefined); // least recently restored goes first
+    try {
+      return await start();
+    } finally {
+      const n = (this.#restoring.get(hash) ?? 1) - 1;
+      if (n > 0) this.#restoring.set(hash, n);
+      else this.#restoring.delete(hash);
+    }
+  }
+
   #scheduleSnapshot(template: VMTemplate, hash: string): void {
     if (!this.#o.snapshots || this.#snapshotJobs.has(hash)) return;
-    const job = this.#makeSnapshot(template, hash)
+    // One snapshot VM at a time on the node: each is a hidden boot (CPU, memory, a VM slot).
+    const job = this.#snapshotQueue
+      .then(() => this.#makeSnapshot(template, hash))
       .catch((err: Error) =>
         this.#o.log.warn({ templateHash: hash, err: err.message }, 'could not snapshot the template'),
       )
       .finally(() => this.#snapshotJobs.delete(hash));
+    this.#snapshotQueue = job; // never rejects: a failed job does not stop the next
     this.#snapshotJobs.set(hash, job);
   }
 
@@ -967,6 +1017,7 @@ export class VMManager {
 
   /** True while a VM's disk may be backed by the snapshot's frozen disk (it was restored from it). */
   #snapshotInUse(hash: string): boolean {
+    if ((this.#restoring.get(hash) ?? 0) > 0) return true;
     return this.list().some((vm) => vm.templateHash === hash && vm.origin !== 'cold');
   }
 
@@ -999,7 +1050,24 @@ export class VMManager {
         removed.push(name);
       }
     }
-    if (removed.length > 0) this.#o.log.info({ removed }, 'stale snapshots removed');
+    // Beyond the bound, the least recently restored snapshots no VM runs on go.
+    const kept: Array<{ hash: string; usedAt: number }> = [];
+    for (const name of await readdir(this.#snapshotsDir).catch(() => [] as string[])) {
+      if (name.startsWith('.') || removed.includes(name)) continue;
+      const usedAt = (await stat(snapshotPaths(join(this.#snapshotsDir, name)).meta).catch(() => undefined))
+        ?.mtimeMs;
+      if (usedAt !== undefined) kept.push({ hash: name, usedAt });
+    }
+    kept.sort((a, b) => a.usedAt - b.usedAt);
+    let count = kept.length;
+    for (const { hash } of kept) {
+      if (count <= this.#o.maxSnapshots) break;
+      if (this.#snapshotInUse(hash) || this.#snapshotJobs.has(hash)) continue;
+      await rm(join(this.#snapshotsDir, hash), { recursive: true, force: true });
+      removed.push(hash);
+      count--;
+    }
+    if (removed.length > 0) this.#o.log.info({ removed }, 'snapshots removed (stale, or beyond the bound)');
     return removed;
   }
 
