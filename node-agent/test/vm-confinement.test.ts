@@ -48,6 +48,7 @@ const manager = (dir: string) =>
     log: testLog,
     bootTimeoutMs: 180_000,
     vmCgroup: { root: CGROUP_ROOT, name: CGROUP_NAME },
+    snapshots: true,
   });
 
 const spec = pythonSpec;
@@ -126,6 +127,31 @@ describe('QEMU runs confined', () => {
     process.stderr.write(
       `vm-confinement: QEMU memory ${Math.round(usage / 2 ** 20)} MiB for a 512 MiB guest\n`,
     );
+  });
+
+  it('starts inside its cgroup: a restore charges the guest memory it loads to the VM, not to the agent', {
+    timeout: 300_000,
+  }, async () => {
+    // conf-a's cold boot made the template's snapshot in the background.
+    await vms.snapshotsSettled();
+    const c = await vms.create(spec('conf-c'));
+    expect(c.origin).toBe('restored');
+    const dir = await cgroupDir('memory', c.instanceId);
+    const usage = Number(
+      (
+        await readFile(
+          join(dir, existsSync(join(dir, 'memory.current')) ? 'memory.current' : 'memory.usage_in_bytes'),
+          'utf8',
+        )
+      ).trim(),
+    );
+    process.stderr.write(
+      `vm-confinement: restored QEMU charged ${Math.round(usage / 2 ** 20)} MiB to its cgroup\n`,
+    );
+    // The saved state alone is ~100 MiB of guest memory; a QEMU moved into its cgroup only after
+    // loading it would leave that charged to whoever started it (the agent's container).
+    expect(usage).toBeGreaterThan(64 * 2 ** 20);
+    await vms.destroy('conf-c');
   });
 
   it("cannot read another VM's files as its own uid", async () => {

@@ -1,8 +1,10 @@
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { moveToCgroup, removeCgroup } from './cgroup-escape.ts';
+import { joinCgroupsPrefix, moveToCgroup, removeCgroup } from './cgroup-escape.ts';
 
 let dir: string;
 afterEach(async () => {
@@ -64,5 +66,31 @@ describe('per-VM cgroups with limits (on a fake cgroup tree)', () => {
     for (const h of Object.keys(files)) {
       await expect(readFile(join(dir, h, 'waggle-vms', 'vm-1', 'pids.max'))).rejects.toThrow();
     }
+  });
+});
+
+describe('joinCgroupsPrefix', () => {
+  it('puts the process into every cgroup before it runs the command', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'waggle-join-'));
+    const files = [join(dir, 'a.procs'), join(dir, 'b.procs')];
+    const { stdout } = await promisify(execFile)(joinCgroupsPrefix(files)[0] as string, [
+      ...joinCgroupsPrefix(files).slice(1),
+      '/bin/sh',
+      '-c',
+      'echo "ran as $$ with" "$@"',
+      'x',
+      'arg one',
+    ]);
+    const pid = stdout.match(/^ran as (\d+) with arg one\n$/)?.[1];
+    expect(pid).toBeDefined();
+    for (const f of files) expect(await readFile(f, 'utf8')).toBe(`${pid}\n`);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('does not run the command when a cgroup cannot be joined', async () => {
+    const cmd = joinCgroupsPrefix(['/nonexistent/cgroup.procs']);
+    await expect(
+      promisify(execFile)(cmd[0] as string, [...cmd.slice(1), '/bin/echo', 'must not run']),
+    ).rejects.toMatchObject({ code: 1, stdout: '' });
   });
 });

@@ -59,7 +59,20 @@ export async function moveToCgroup(
   name: string,
   limits?: CgroupLimits,
 ): Promise<string[]> {
-  const moved: string[] = [];
+  const procs = await prepareCgroup(root, name, limits);
+  for (const file of procs) await writeFile(file, `${pid}\n`);
+  return procs.map((f) => f.slice(0, -'cgroup.procs'.length - name.length - 2));
+}
+
+/**
+ * Creates `<root>/<hierarchy>/<name>` in every hierarchy with `limits` written, and returns the
+ * `cgroup.procs` file of each: a process that writes its pid there (joinCgroupsPrefix) starts
+ * inside the VM's cgroup, so nothing it allocates is charged to the agent's container (cgroup v2
+ * does not move memory charges with a process: a restore that loads the guest's memory before
+ * QEMU is moved would leave it charged to the agent, whose limit it then breaks).
+ */
+export async function prepareCgroup(root: string, name: string, limits?: CgroupLimits): Promise<string[]> {
+  const procs: string[] = [];
   for (const tree of await hierarchies(root)) {
     let parent = tree;
     for (const part of name.split('/').filter(Boolean)) {
@@ -74,11 +87,26 @@ export async function moveToCgroup(
       parent = dir;
     }
     if (limits) await writeLimits(parent, limits);
-    await writeFile(join(parent, 'cgroup.procs'), `${pid}\n`);
-    moved.push(tree);
+    procs.push(join(parent, 'cgroup.procs'));
   }
-  if (moved.length === 0) throw new Error(`no cgroup hierarchy found under ${root}`);
-  return moved;
+  if (procs.length === 0) throw new Error(`no cgroup hierarchy found under ${root}`);
+  return procs;
+}
+
+/**
+ * A command prefix that moves itself into the given cgroups (their `cgroup.procs` files), then
+ * execs the rest of the command line: the process is in its cgroup before it runs a single
+ * instruction of what follows.
+ */
+export function joinCgroupsPrefix(procsFiles: readonly string[]): string[] {
+  return [
+    '/bin/sh',
+    '-c',
+    'for f in "$@"; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 1; shift; done; shift; exec "$@"',
+    'waggle-join-cgroup',
+    ...procsFiles,
+    '--',
+  ];
 }
 
 /** Removes `<root>/<hierarchy>/<name>` everywhere (once its processes are gone). Idempotent. */

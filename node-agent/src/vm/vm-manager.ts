@@ -27,7 +27,7 @@ import {
   VMNotFoundError,
 } from '../errors.ts';
 import type { BackendInstance, VmBackend } from './backend.ts';
-import { moveToCgroup, removeCgroup } from './cgroup-escape.ts';
+import { joinCgroupsPrefix, moveToCgroup, prepareCgroup, removeCgroup } from './cgroup-escape.ts';
 import { CleanupStack } from './cleanup-stack.ts';
 import { connectWhenAnswering, fixRestoredGuest } from './guest-fixup.ts';
 import { generateEcdsaKeyPair } from './keys.ts';
@@ -466,6 +466,7 @@ export class VMManager {
       const pid = await this.#launch(
         inst,
         o.from.kind === 'snapshot' ? snapshotPaths(o.from.dir).state : undefined,
+        cleanup,
       );
       const tLaunched = Date.now();
       cleanup.push('vm process', () => this.#backend.stop(inst, pid, 1_000));
@@ -526,8 +527,21 @@ export class VMManager {
     }
   }
 
-  async #launch(inst: BackendInstance, incomingState?: string): Promise<number> {
+  async #launch(
+    inst: BackendInstance,
+    incomingState: string | undefined,
+    cleanup: CleanupStack,
+  ): Promise<number> {
     const p = vmPaths(inst.dir);
+    // QEMU starts inside its own cgroup: nothing it allocates (a restore loads the guest's memory
+    // at once) is ever charged to the agent's container.
+    let joinCgroup: string[] = [];
+    if (this.#o.vmCgroup) {
+      const { root, name } = this.#o.vmCgroup;
+      const own = `${name}/${inst.instanceId}`;
+      cleanup.push('vm cgroup', () => removeCgroup(root, own));
+      joinCgroup = joinCgroupsPrefix(await prepareCgroup(root, own, this.#cgroupLimits(inst)));
+    }
     const guestFiles: Record<string, string> = {
       authorized_keys: p.authorizedKeys,
       ssh_host_key: p.hostKey,
@@ -536,7 +550,7 @@ export class VMManager {
     return this.#backend
       .launch(inst, {
         guestFiles,
-        execPrefix: this.#o.networks.execPrefix(inst.network),
+        execPrefix: [...joinCgroup, ...this.#o.networks.execPrefix(inst.network)],
         resolvConf: this.#o.networks.resolvConf(inst.network),
         ...(incomingState ? { incomingState } : {}),
       })
@@ -550,13 +564,18 @@ export class VMManager {
     const { root, name } = this.#o.vmCgroup;
     const own = `${name}/${inst.instanceId}`;
     cleanup.push('vm cgroup', () => removeCgroup(root, own));
-    await moveToCgroup(pid, root, own, {
+    // Already there since its launch (#launch); checked again, idempotently.
+    await moveToCgroup(pid, root, own, this.#cgroupLimits(inst)).catch((err: Error) => {
+      throw new VMBootError(`could not move QEMU into its own cgroup: ${err.message}`);
+    });
+  }
+
+  #cgroupLimits(inst: BackendInstance) {
+    return {
       cpus: inst.template.cpus,
       memoryBytes: (inst.template.memoryMiB + QEMU_OVERHEAD_MIB) * MiB,
       pids: QEMU_MAX_PIDS,
-    }).catch((err: Error) => {
-      throw new VMBootError(`could not move QEMU into its own cgroup: ${err.message}`);
-    });
+    };
   }
 
   async #removeCgroup(instanceId: string): Promise<void> {
@@ -795,7 +814,7 @@ export class VMManager {
           await this.#backend.verifyDisk(inst, await this.#trustedBackingFiles()).catch((err: Error) => {
             throw new VMBootError(`VM ${vmId} cannot be resumed: ${err.message}`);
           });
-          const pid = await this.#launch(inst, p.suspendState);
+          const pid = await this.#launch(inst, p.suspendState, cleanup);
           cleanup.push('vm process', () => this.#backend.stop(inst, pid, 1_000));
           await this.#intoCgroup(inst, pid, cleanup);
           vm.pid = pid;
