@@ -182,10 +182,16 @@ s.record('mcp_burst_total_ms', performance.now() - burstStart);
 for (const id of burst) countOrigin('burst', (await envStatus(id)).createdFrom);
 for (const id of burst) await destroy(id);
 
-log(`${WARM} sequential warm creates`);
+log(`${WARM} sequential warm creates, in batches of at most the pool's size`);
 const warmWrites: number[] = [];
 for (let i = 0; i < WARM; i++) {
-  await waitPool(1);
+  if (i % BURST === 0) {
+    // The pool's status follows the nodes' heartbeats (10 s): let it see the last batch's binds,
+    // then wait until the node holds a full pool again, so that every create of the batch can
+    // be warm (a create that finds none restores or boots — measured above, not here).
+    await sleep(12_000);
+    await waitPool(BURST);
+  }
   const t = performance.now();
   const env = await tool('create_environment', { runtime: 'python' });
   s.record('mcp_create_warm_ms', performance.now() - t);
@@ -260,10 +266,11 @@ const out = {
       limit: 25,
       pass: pct(p50('mcp_create_restore_ms')) <= 25,
     },
+    // The resume as the call waited for it (resumed_in_ms); the execute's own run comes on top.
     resume_vs_cold_boot_pct: {
-      value: pct(p50('mcp_execute_resume_ms')),
+      value: pct(p50('resume_reported_ms')),
       limit: 25,
-      pass: pct(p50('mcp_execute_resume_ms')) <= 25,
+      pass: pct(p50('resume_reported_ms')) <= 25,
     },
   },
 };
