@@ -12,6 +12,7 @@ describe('latencyChartSvg', () => {
       { label: 'warm pool', p50: 35, p95: 80, n: 30 },
     ]);
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg).toContain('<title>create latency</title>'); // its alternative text
     const [cold, restore, warm] = bars(svg);
     expect(cold).toBeGreaterThan(restore as number);
     expect(restore).toBeGreaterThan(warm as number);
