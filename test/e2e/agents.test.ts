@@ -1,9 +1,8 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CLUSTER } from '../src/cluster/layout.ts';
 import { connectClient, ok } from '../src/mcp-client.ts';
+import { qemuPidsByVmId } from '../src/node-vms.ts';
 import { RELEASE, RELEASE_NAMESPACE } from '../src/stack.ts';
 import { waitFor } from '../src/wait.ts';
 import { type Agent, kubectlFor, newAgent, text } from './agents.ts';
@@ -19,11 +18,6 @@ const agent = async (name: string) => {
   agents.push(a);
   return a;
 };
-/** Command lines of the QEMU processes on this node (each names its VM's state directory). */
-const qemuCommandLines = async () =>
-  (await promisify(execFile)('pgrep', ['-af', '^qemu-system-x86_64 ']).catch(() => ({ stdout: '' }))).stdout
-    .split('\n')
-    .filter(Boolean);
 
 beforeAll(async () => {
   analyst = await agent('analyst');
@@ -268,9 +262,8 @@ describe('agents through the Helm-installed stack and its Service (MCP SDK clien
     expect(wenv.items.every((e) => e.status.phase === 'Running' && e.status.vmId === e.metadata.uid)).toBe(
       true,
     );
-    const qemu = await qemuCommandLines();
-    for (const e of wenv.items)
-      expect(qemu.filter((l) => l.includes(`/vms/${e.metadata.uid}/`))).toHaveLength(1);
+    const qemu = await qemuPidsByVmId();
+    for (const e of wenv.items) expect(qemu.get(e.metadata.uid)).toHaveLength(1);
     for (const id of ids) await a.ok('destroy_environment', { environment_id: id });
   });
 

@@ -1,12 +1,11 @@
 // Fault tests on the real local node (docs/reliability.md holds the matrix they check): each
 // fault hits the installed stack while an agent works through the MCP Service, and each test
 // checks what the caller saw and that no VM or environment was lost or orphaned.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ensureDaemon, stopDaemon } from '../src/cluster/daemons.ts';
 import { clusterDaemon } from '../src/cluster/local-cluster.ts';
+import { qemuPidsByVmId } from '../src/node-vms.ts';
 import { RELEASE_NAMESPACE as NS, RELEASE } from '../src/stack.ts';
 import { waitFor } from '../src/wait.ts';
 import { type Agent, kubectlFor, newAgent, type Result, text } from './agents.ts';
@@ -30,18 +29,8 @@ const envs = async (all = false): Promise<Wenv[]> =>
   ).items;
 const env = async (id: string) => (await envs()).find((e) => e.metadata.name === id);
 
-/** QEMU processes on this node by VM id (each names its VM's state directory). */
-async function qemuByVm(): Promise<Map<string, number[]>> {
-  const { stdout } = await promisify(execFile)('pgrep', ['-af', '^qemu-system-x86_64 ']).catch(() => ({
-    stdout: '',
-  }));
-  const out = new Map<string, number[]>();
-  for (const line of stdout.split('\n').filter(Boolean)) {
-    const vm = /\/vms\/([0-9a-f-]{36})\//.exec(line)?.[1];
-    if (vm) out.set(vm, [...(out.get(vm) ?? []), Number(line.split(' ')[0])]);
-  }
-  return out;
-}
+/** QEMU processes on this node by VM id (their instance records say whose they are). */
+const qemuByVm = qemuPidsByVmId;
 
 /**
  * Settles a call: its result, or what it threw (a transport error is what the caller sees); a

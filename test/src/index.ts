@@ -16,6 +16,7 @@ export * from './kubeconfig.ts';
 export * from './mcp-client.ts';
 export * from './namespaces.ts';
 export * from './node-agent-process.ts';
+export * from './node-vms.ts';
 export * from './pki.ts';
 export * from './ports.ts';
 export * from './processes.ts';
