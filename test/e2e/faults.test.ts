@@ -136,11 +136,33 @@ describe('faults on the real node: the caller sees a clear result, no VM or envi
       { timeoutMs: 120_000, intervalMs: 250 },
     );
     const id = booting.find((e) => e.metadata.name !== steady)?.metadata.name as string;
+    const agentPod = async () =>
+      (
+        await k([
+          'get',
+          'pod',
+          '-n',
+          NS,
+          '-l',
+          'app.kubernetes.io/component=node-agent',
+          '-o',
+          'jsonpath={range .items[*]}{.metadata.uid} {.status.containerStatuses[0].ready}{"\\n"}{end}',
+        ])
+      ).trim();
+    const before = (await agentPod()).split(' ')[0];
     await k(['delete', 'pod', '-n', NS, '-l', 'app.kubernetes.io/component=node-agent', '--wait=false']);
     const r = await creating;
     seen.push({ fault: 'node-agent pod deleted during create', caller: await settle(Promise.resolve(r)) });
     expect(r.isError, text(r)).toBeFalsy();
     expect(r.structuredContent?.environment_id).toBe(id);
+    // A create restored from a snapshot can finish before the pod is gone: wait for the new pod
+    // (the DaemonSet's rollout status may still describe the old one).
+    await waitFor(
+      agentPod,
+      (p) => p.split('\n').length === 1 && !p.startsWith(before ?? '') && p.endsWith(' true'),
+      'a new node-agent pod, Ready',
+      { timeoutMs: 240_000, intervalMs: 500 },
+    );
     await rolledOut('daemonset', `${RELEASE}-node-agent`);
     const uid = (await env(id))?.metadata.uid as string;
     expect((await qemuByVm()).get(uid)).toHaveLength(1);
