@@ -17,6 +17,7 @@ import { waitFor } from '../src/wait.ts';
 import {
   AGENTS,
   allReady,
+  environmentQemuPids,
   k,
   mcpClient,
   NS,
@@ -101,7 +102,7 @@ describe('the Helm chart installed on the real node', () => {
     expect(wenv.split('\n')[0]).toMatch(/^NAME\s+RUNTIME\s+PHASE\s+NODE\s+EXPIRES\s+AGE$/);
     expect(wenv).toMatch(new RegExp(`${envId}\\s+python\\s+Running\\s+waggle-node\\s+\\d{4}-\\d\\d-\\d\\dT`));
     expect(await k(['get', 'wagglenodes', '--no-headers'])).toMatch(/waggle-node\s+True\s+tcg\s+1\/8/);
-    const pids = await qemuPids();
+    const pids = await environmentQemuPids();
     expect(pids).toHaveLength(1);
     vmPid = pids[0] as number;
   });
@@ -210,7 +211,7 @@ describe('the Helm chart installed on the real node', () => {
       timeoutMs: 120_000,
       intervalMs: 1_000,
     });
-    expect(await qemuPids()).toEqual([vmPid]); // the same QEMU process, adopted by the new agent
+    expect(await environmentQemuPids()).toEqual([vmPid]); // the same QEMU process, adopted by the new agent
     expect(await pythonOut('print("still here")')).toBe('still here\n');
     expect(await k(['get', 'wenv', '-n', AGENTS, envId, '--no-headers'])).toMatch(/Running/);
   });
@@ -241,7 +242,7 @@ describe('the Helm chart installed on the real node', () => {
       timeoutMs: 120_000,
       intervalMs: 1_000,
     });
-    expect(await qemuPids()).toEqual([vmPid]); // outside the container's cgroup: untouched
+    expect(await environmentQemuPids()).toEqual([vmPid]); // outside the container's cgroup: untouched
     expect(await pythonOut('print("survived a crash")')).toBe('survived a crash\n');
   });
 
@@ -266,7 +267,7 @@ describe('the Helm chart installed on the real node', () => {
     expect(
       env.spec.template.spec.containers[0]?.env.find((e) => e.name === 'WAGGLE_MAX_ENVIRONMENTS')?.value,
     ).toBe('20');
-    expect(await qemuPids()).toEqual([vmPid]);
+    expect(await environmentQemuPids()).toEqual([vmPid]);
     expect(await pythonOut('print(6*7)')).toBe('42\n');
   });
 
@@ -315,7 +316,7 @@ describe('the Helm chart installed on the real node', () => {
       intervalMs: 2_000,
     });
     expect((await podsReady()).map((p) => p.metadata.name).sort()).toEqual([...before].sort());
-    expect(await qemuPids()).toEqual([vmPid]);
+    expect(await environmentQemuPids()).toEqual([vmPid]);
     // The gateway picks up its reissued identity from its refreshed Secret (about a minute).
     const out = await waitFor(
       async () => {
@@ -416,14 +417,14 @@ describe('the Helm chart installed on the real node', () => {
       await c.close();
     }
     // The release and its running VM stay: `pnpm waggle down` (next) must remove both.
-    expect(await qemuPids()).toHaveLength(1);
+    expect(await environmentQemuPids()).toHaveLength(1);
   });
 });
 
 describe('cluster down', () => {
   it('pnpm waggle down removes everything the cluster created on this machine, running VMs included', async () => {
     const paths = stack.cluster.paths;
-    expect(await qemuPids()).toHaveLength(1); // the Helm 3 install's environment, still running
+    expect(await environmentQemuPids()).toHaveLength(1); // the Helm 3 install's environment, still running
     const cli = join(REPO, 'test', 'src', 'cli', 'main.ts');
     await run(process.execPath, [cli, 'down'], { maxBuffer: 16 << 20, timeout: 300_000 });
     expect(await qemuPids()).toEqual([]);

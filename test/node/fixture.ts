@@ -11,6 +11,7 @@ import { clusterPaths } from '../src/cluster/layout.ts';
 import { kubectlFor } from '../src/cluster/local-cluster.ts';
 import { apiserverURL } from '../src/cluster/pki.ts';
 import { connectClient, ok } from '../src/mcp-client.ts';
+import { qemuPidsByVmId } from '../src/node-vms.ts';
 import { helmRun, type LocalStack, RELEASE, RELEASE_NAMESPACE } from '../src/stack.ts';
 
 export const run = promisify(execFile);
@@ -55,11 +56,19 @@ export async function mcpClient(token: string): Promise<Client> {
 /** Calls a tool that must succeed; returns its structured content. */
 export const tool = ok;
 
+/** Every QEMU process on this machine (nothing may be left after an uninstall or `down`). */
 export const qemuPids = async (): Promise<number[]> =>
   run('pgrep', ['-f', '^qemu-system-x86_64 ']).then(
     (r) => r.stdout.split('\n').filter(Boolean).map(Number),
     () => [],
   );
+
+/**
+ * QEMU processes of environments' VMs: not the node-agent's template snapshot VMs or warm VMs,
+ * which come and go on their own (docs/adr/0014).
+ */
+export const environmentQemuPids = async (): Promise<number[]> =>
+  [...(await qemuPidsByVmId()).values()].flat().sort((a, b) => a - b);
 
 export const podsReady = async () => {
   const pods = JSON.parse(await k(['get', 'pods', '-n', NS, '-o', 'json'])) as {
