@@ -101,7 +101,13 @@ describe('the Helm chart installed on the real node', () => {
     const wenv = await k(['get', 'wenv', '-n', AGENTS]);
     expect(wenv.split('\n')[0]).toMatch(/^NAME\s+RUNTIME\s+PHASE\s+NODE\s+EXPIRES\s+AGE$/);
     expect(wenv).toMatch(new RegExp(`${envId}\\s+python\\s+Running\\s+waggle-node\\s+\\d{4}-\\d\\d-\\d\\dT`));
-    expect(await k(['get', 'wagglenodes', '--no-headers'])).toMatch(/waggle-node\s+True\s+tcg\s+1\/8/);
+    // The VMs column is the agent's heartbeat (every 10 s by default), not a per-create write.
+    await waitFor(
+      () => k(['get', 'wagglenodes', '--no-headers']),
+      (out) => /waggle-node\s+True\s+tcg\s+1\/8/.test(out),
+      'the WaggleNode to count the environment (VMs 1/8) at its next heartbeat',
+      { timeoutMs: 30_000, intervalMs: 1_000 },
+    );
     const pids = await environmentQemuPids();
     expect(pids).toHaveLength(1);
     vmPid = pids[0] as number;
@@ -348,10 +354,30 @@ describe('the Helm chart installed on the real node', () => {
     const stateDir = join(stack.cluster.paths.base, 'node-agent');
     const vmsLeft = await readdir(join(stateDir, 'vms')).catch(() => [] as string[]);
     expect(vmsLeft).toEqual([]);
+    // Template snapshots are a node cache (bounded by nodeAgent.maxSnapshots, reused by a
+    // reinstall, documented in the chart README); no VM's overlay may remain anywhere else.
     const overlays = (
-      await run('find', [stateDir, '-name', '*.qcow2']).catch(() => ({ stdout: '' }))
+      await run('find', [
+        stateDir,
+        '-path',
+        join(stateDir, 'snapshots'),
+        '-prune',
+        '-o',
+        '-name',
+        '*.qcow2',
+        '-print',
+      ]).catch(() => ({ stdout: '' }))
     ).stdout.trim();
     expect(overlays).toBe('');
+    const snapshots = await readdir(join(stateDir, 'snapshots')).catch(() => [] as string[]);
+    expect(snapshots.length).toBeLessThanOrEqual(8);
+    for (const s of snapshots) {
+      // Only complete snapshots (frozen disk, saved state, meta written last): no job's temp dir.
+      expect(s).toMatch(/^[0-9a-f]{16}$/);
+      expect(await readdir(join(stateDir, 'snapshots', s)), s).toEqual(
+        expect.arrayContaining(['disk.qcow2', 'state', 'snapshot.json']),
+      );
+    }
     expect(await k(['get', 'wenv', '-A', '--no-headers'])).toBe('');
     expect(await k(['get', 'wagglenodes', '--no-headers'])).toBe('');
     // What the operator made for mTLS (in no release) is removed by the cleanup hook, CSRs too.
