@@ -68,6 +68,8 @@ const destroy = (id: string) => tool('destroy_environment', { environment_id: id
  * went through, seen by a watch the whole run.
  */
 const writes = new Map<string, number>();
+/** When this process saw each environment's events (ADDED, then each phase), for the breakdown. */
+const seen = new Map<string, Array<{ at: number; type: string; phase?: string }>>();
 const watcher = spawn(
   stack.cluster.kubectl,
   ['get', 'wenv', '-n', ns, '--watch-only', '--output-watch-events', '-o', 'json'],
@@ -76,11 +78,19 @@ const watcher = spawn(
 let watchBuf = '';
 watcher.stdout.on('data', (d: Buffer) => {
   watchBuf += d.toString('utf8');
-  // kubectl prints one pretty-printed JSON object per event, each starting at column 0 with "{".
-  const events = watchBuf.split(/\n(?=\{)/);
+  // kubectl prints one JSON object per line and event: handle each line once it is complete
+  // (an event must not wait in the buffer for the next one — the breakdown times its arrival).
+  const events = watchBuf.split('\n');
   watchBuf = events.pop() ?? '';
   for (const e of events) {
-    const ev = JSON.parse(e) as { type: string; object: { metadata: { name: string } } };
+    if (!e.trim()) continue;
+    const ev = JSON.parse(e) as {
+      type: string;
+      object: { metadata: { name: string }; status?: { phase?: string } };
+    };
+    const list = seen.get(ev.object.metadata.name) ?? [];
+    list.push({ at: performance.now(), type: ev.type, phase: ev.object.status?.phase });
+    seen.set(ev.object.metadata.name, list);
     if (ev.type === 'MODIFIED')
       writes.set(ev.object.metadata.name, (writes.get(ev.object.metadata.name) ?? 0) + 1);
   }
@@ -127,7 +137,7 @@ for (let i = 0; i < BOOTS; i++) {
 
 // 2. Restore: the default python template, after one create made its snapshot.
 log(`${BOOTS} restore-based creates`);
-{
+if (BOOTS > 0) {
   const first = await tool('create_environment', { runtime: 'python' });
   await destroy(first.environment_id as string);
   const before = await snapshotCount();
@@ -182,6 +192,26 @@ s.record('mcp_burst_total_ms', performance.now() - burstStart);
 for (const id of burst) countOrigin('burst', (await envStatus(id)).createdFrom);
 for (const id of burst) await destroy(id);
 
+/**
+ * Where a warm create's time goes, from one kubectl watch of the namespace: call → the object
+ * exists (gateway + apiserver create; includes the watch's own delivery delay), → Scheduled
+ * (operator: finalizer + placement), → Running (CreateVM bind + status write), → the call
+ * returns (the gateway's watch + MCP reply; less the watch's delivery delay).
+ */
+const recordBreakdown = (id: string, start: number, end: number) => {
+  const ev = seen.get(id) ?? [];
+  const added = ev.find((e) => e.type === 'ADDED')?.at;
+  const scheduled = ev.find((e) => e.phase === 'Scheduled')?.at;
+  const running = ev.find((e) => e.phase === 'Running')?.at;
+  if (added === undefined || running === undefined) return;
+  s.record('warm_part_call_to_object_ms', added - start);
+  if (scheduled !== undefined) {
+    s.record('warm_part_object_to_scheduled_ms', scheduled - added);
+    s.record('warm_part_scheduled_to_running_ms', running - scheduled);
+  } else s.record('warm_part_object_to_running_ms', running - added);
+  s.record('warm_part_running_to_return_ms', end - running);
+};
+
 log(`${WARM} sequential warm creates, in batches of at most the pool's size`);
 const warmWrites: number[] = [];
 for (let i = 0; i < WARM; i++) {
@@ -194,8 +224,10 @@ for (let i = 0; i < WARM; i++) {
   }
   const t = performance.now();
   const env = await tool('create_environment', { runtime: 'python' });
-  s.record('mcp_create_warm_ms', performance.now() - t);
+  const end = performance.now();
+  s.record('mcp_create_warm_ms', end - t);
   const id = env.environment_id as string;
+  recordBreakdown(id, t, end);
   const st = await envStatus(id);
   countOrigin('warm', st.createdFrom);
   // Writes seen by the time the create returned (the gateway returns on Running).
@@ -207,28 +239,30 @@ await k(['delete', 'wpool', '-n', ns, POOL, '--wait=false']);
 
 // 4. Suspend → resume through MCP: an environment whose idle timeout is cut to seconds suspends;
 // the next execute resumes it transparently.
-log(`${RESUMES} suspend → resume rounds`);
-const sus = await tool('create_environment', {
-  runtime: 'python',
-  idle_action: 'suspend',
-  timeout_minutes: 60,
-});
-const susId = sus.environment_id as string;
-await tool('write_file', { environment_id: susId, path: 'kept.txt', content: 'still here' });
-await k(['patch', 'wenv', '-n', ns, susId, '--type=merge', '-p', '{"spec":{"idleTimeout":"5s"}}']);
-for (let i = 0; i < RESUMES; i++) {
-  for (let w = 0; (await envStatus(susId)).phase !== 'Suspended'; w++) {
-    if (w > 240) throw new Error(`${susId} did not suspend`);
-    await sleep(500);
+if (RESUMES > 0) {
+  log(`${RESUMES} suspend → resume rounds`);
+  const sus = await tool('create_environment', {
+    runtime: 'python',
+    idle_action: 'suspend',
+    timeout_minutes: 60,
+  });
+  const susId = sus.environment_id as string;
+  await tool('write_file', { environment_id: susId, path: 'kept.txt', content: 'still here' });
+  await k(['patch', 'wenv', '-n', ns, susId, '--type=merge', '-p', '{"spec":{"idleTimeout":"5s"}}']);
+  for (let i = 0; i < RESUMES; i++) {
+    for (let w = 0; (await envStatus(susId)).phase !== 'Suspended'; w++) {
+      if (w > 240) throw new Error(`${susId} did not suspend`);
+      await sleep(500);
+    }
+    const t = performance.now();
+    const r = await tool('execute', { environment_id: susId, code: 'print(open("kept.txt").read())' });
+    s.record('mcp_execute_resume_ms', performance.now() - t);
+    if (typeof r.resumed_in_ms === 'number') s.record('resume_reported_ms', r.resumed_in_ms);
+    if (!String(r.stdout).includes('still here'))
+      throw new Error(`file lost across suspend: ${JSON.stringify(r)}`);
   }
-  const t = performance.now();
-  const r = await tool('execute', { environment_id: susId, code: 'print(open("kept.txt").read())' });
-  s.record('mcp_execute_resume_ms', performance.now() - t);
-  if (typeof r.resumed_in_ms === 'number') s.record('resume_reported_ms', r.resumed_in_ms);
-  if (!String(r.stdout).includes('still here'))
-    throw new Error(`file lost across suspend: ${JSON.stringify(r)}`);
+  await destroy(susId);
 }
-await destroy(susId);
 watcher.kill();
 await mcp.close();
 await k(['delete', 'namespace', ns, '--wait=false']);
