@@ -262,6 +262,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       stopping = true;
       await elector?.stop();
       await stopLeading();
+      await events.flush(2_000); // what the last reconciles recorded
       await Promise.all([envs.stop(), nodes.stop(), pools.stop()]);
     },
   };

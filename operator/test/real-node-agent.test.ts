@@ -169,10 +169,17 @@ describe('operator with a real node-agent (real TCG VM)', () => {
       'the environment to be released',
       60_000,
     );
-    const released = await core.listNamespacedEvent({
-      namespace,
-      fieldSelector: 'involvedObject.name=stranded,reason=VMNotDestroyed',
-    });
+    // Events are sent off the reconcile's path: the release can be seen a moment before its event.
+    const released = await until(
+      () =>
+        core.listNamespacedEvent({
+          namespace,
+          fieldSelector: 'involvedObject.name=stranded,reason=VMNotDestroyed',
+        }),
+      (r) => r.items.length > 0,
+      'a VMNotDestroyed event on the environment',
+      10_000,
+    );
     expect(released.items[0]?.message).toMatch(/releasing the environment.*destroys the orphaned VM/);
 
     // The agent comes back and re-adopts the VM; the operator finds it has no environment.

@@ -525,10 +525,13 @@ describe('finalizer when the node object is gone', () => {
       // The deadline counts from metadata.deletionTimestamp, which has whole-second precision:
       // it may lie up to 1 s before t0, so the release can come 2 s after t0, never sooner.
       expect(Date.now() - t0).toBeGreaterThanOrEqual(1_950);
-      const events = await core.listNamespacedEvent({
-        namespace,
-        fieldSelector: 'involvedObject.name=orphaned',
-      });
+      // Events are sent off the reconcile's path: the release can be seen a moment before them.
+      const events = await waitFor(
+        () => core.listNamespacedEvent({ namespace, fieldSelector: 'involvedObject.name=orphaned' }),
+        (r) => ['VMNotDestroyed', 'Terminating'].every((x) => r.items.some((e) => e.reason === x)),
+        'VMNotDestroyed and Terminating events',
+        { timeoutMs: 10_000, intervalMs: 250 },
+      );
       const warning = events.items.find((e) => e.reason === 'VMNotDestroyed');
       expect(warning?.message).toMatch(new RegExp(`node ${nodeName} has not been registered for 3 s`));
       expect(events.items.map((e) => e.reason)).toContain('Terminating');

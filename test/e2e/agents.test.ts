@@ -399,16 +399,13 @@ describe('agents through the Helm-installed stack and its Service (MCP SDK clien
     const listed = await a.ok<{ environments: Array<{ environment_id: string }> }>('list_environments', {});
     expect(listed.environments.map((e) => e.environment_id)).toEqual([active.environment_id]);
     expect(gone).toBeGreaterThan(50_000); // not before its minute was up (allowing for clock granularity)
-    const events = await k([
-      'get',
-      'events',
-      '-n',
-      a.namespace,
-      '--field-selector',
-      'reason=Expired',
-      '-o',
-      'name',
-    ]);
+    // Events are sent off the reconcile's path: the deletion can be seen a moment before its event.
+    const events = await waitFor(
+      () => k(['get', 'events', '-n', a.namespace, '--field-selector', 'reason=Expired', '-o', 'name']),
+      (out) => out.trim() !== '',
+      'an Expired event',
+      { timeoutMs: 10_000, intervalMs: 500 },
+    );
     expect(events.trim()).not.toBe('');
     await a.ok('destroy_environment', { environment_id: active.environment_id });
   });

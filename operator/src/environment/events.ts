@@ -8,12 +8,25 @@ export interface InvolvedObject {
   metadata: { name?: string; namespace?: string; uid?: string; resourceVersion?: string };
 }
 
-/** Records Kubernetes Events (`kubectl describe` shows them). Failures are logged, never thrown. */
+/** Events waiting to be sent at most; more are dropped (and counted in one warning). */
+export const MAX_PENDING_EVENTS = 1_000;
+
+type EventBody = Parameters<CoreV1Api['createNamespacedEvent']>[0];
+
+/**
+ * Records Kubernetes Events (`kubectl describe` shows them) off the caller's path, as client-go's
+ * recorder does: `record` queues the event and returns at once, one sender posts them in order.
+ * An Event is an apiserver write; awaiting it inside a reconcile put a write on every create's
+ * path. Failures are logged, never thrown; a full queue drops new events with one warning.
+ */
 export class EventRecorder {
   readonly #api: CoreV1Api;
   readonly #component: string;
   readonly #instance: string;
   readonly #log: Logger;
+  readonly #queue: Array<{ body: EventBody; reason: string }> = [];
+  #sending: Promise<void> | undefined;
+  #dropped = 0;
 
   constructor(kc: KubeConfig, opts: { component: string; instance: string; log: Logger }) {
     this.#api = kc.makeApiClient(CoreV1Api);
@@ -22,17 +35,18 @@ export class EventRecorder {
     this.#log = opts.log;
   }
 
-  async record(
-    obj: InvolvedObject,
-    type: 'Normal' | 'Warning',
-    reason: string,
-    message: string,
-  ): Promise<void> {
+  record(obj: InvolvedObject, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+    if (this.#queue.length >= MAX_PENDING_EVENTS) {
+      if (this.#dropped++ === 0)
+        this.#log.warn({ reason, pending: this.#queue.length }, 'event queue full; dropping events');
+      return Promise.resolve();
+    }
     // Events about cluster-scoped objects (WaggleNodes) live in "default", as for Nodes.
     const namespace = obj.metadata.namespace ?? 'default';
     const now = new Date();
-    try {
-      await this.#api.createNamespacedEvent({
+    this.#queue.push({
+      reason,
+      body: {
         namespace,
         body: {
           metadata: { name: `${obj.metadata.name}.${randomBytes(6).toString('hex')}`, namespace },
@@ -54,9 +68,40 @@ export class EventRecorder {
           reportingComponent: this.#component,
           reportingInstance: this.#instance,
         },
-      });
-    } catch (err) {
-      this.#log.warn({ reason, err: (err as Error).message }, 'could not record event');
+      },
+    });
+    this.#sending ??= this.#send().finally(() => {
+      this.#sending = undefined;
+    });
+    return Promise.resolve();
+  }
+
+  /** Resolves once every queued event was sent (or failed), or after `timeoutMs`. */
+  async flush(timeoutMs = 5_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      (async () => {
+        while (this.#sending) await this.#sending;
+      })(),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, timeoutMs);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  async #send(): Promise<void> {
+    for (let next = this.#queue.shift(); next; next = this.#queue.shift()) {
+      try {
+        await this.#api.createNamespacedEvent(next.body);
+      } catch (err) {
+        this.#log.warn({ reason: next.reason, err: (err as Error).message }, 'could not record event');
+      }
+    }
+    if (this.#dropped > 0) {
+      this.#log.warn({ dropped: this.#dropped }, 'events dropped while the queue was full');
+      this.#dropped = 0;
     }
   }
 }
