@@ -12,6 +12,12 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
  * an environment used continuously — a bounded, documented slack.
  */
 export const LAST_ACTIVITY_ANNOTATION = 'waggle.dev/last-activity';
+/**
+ * The operator's finalizer on WaggleEnvironments: the VM is destroyed before the object goes.
+ * The gateway sets it when it creates an environment (one write less on every create); the
+ * operator adds it to environments made any other way.
+ */
+export const ENVIRONMENT_FINALIZER = 'waggle.dev/vm-cleanup';
 /** Label on environments made through the gateway: a hash of the caller's identity. */
 export const CALLER_LABEL = 'waggle.dev/caller';
 /** Annotation with the caller's readable identity (e.g. system:serviceaccount:team-a:agent). */

@@ -4,6 +4,7 @@ import {
   API_VERSION,
   CALLER_ANNOTATION,
   CALLER_LABEL,
+  ENVIRONMENT_FINALIZER,
   ENVIRONMENT_KIND,
   ENVIRONMENT_PLURAL,
   EnvironmentConditionType,
@@ -274,6 +275,8 @@ export class EnvironmentService {
         namespace: caller.namespace,
         labels: { [CALLER_LABEL]: caller.id, 'app.kubernetes.io/managed-by': 'waggle-mcp-gateway' },
         annotations: { [CALLER_ANNOTATION]: caller.principal },
+        // The operator's finalizer from the start: it need not add it in a write of its own.
+        finalizers: [ENVIRONMENT_FINALIZER],
       },
       // Only what was chosen: the apiserver applies the CRD's defaults to the rest.
       spec: newEnvironmentSpec(req, this.#defaults),

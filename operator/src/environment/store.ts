@@ -1,5 +1,6 @@
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import {
+  ENVIRONMENT_FINALIZER,
   ENVIRONMENT_PLURAL,
   GROUP,
   VERSION,
@@ -9,7 +10,7 @@ import {
 
 import type { EnvironmentWriter } from './ports.ts';
 
-export const FINALIZER = 'waggle.dev/vm-cleanup';
+export const FINALIZER = ENVIRONMENT_FINALIZER;
 
 /**
  * Writes to WaggleEnvironments. Every write carries the resourceVersion the reconciler read, so a
