@@ -90,4 +90,29 @@ describe('OffWorkerCalls', () => {
     expect(calls.inFlight('k')).toBe(true);
     expect(started).toBe(0); // the started call runs after this tick
   });
+
+  it('wait: returns the result once the call ends, or pending after the time, or nothing', async () => {
+    const calls = new OffWorkerCalls<string>();
+    expect(await calls.wait('none', 10)).toBeUndefined();
+    const slow = deferred<string>();
+    calls.take(
+      'w',
+      () => slow.promise,
+      () => undefined,
+    );
+    const t = performance.now();
+    expect(await calls.wait('w', 30)).toEqual({ state: 'pending' });
+    expect(performance.now() - t).toBeGreaterThanOrEqual(25);
+    setTimeout(() => slow.resolve('vm'), 5);
+    expect(await calls.wait('w', 5_000)).toEqual({ state: 'done', value: 'vm' });
+    // Taken: the next take starts a new call.
+    expect(calls.inFlight('w')).toBe(false);
+    expect(
+      calls.take(
+        'w',
+        async () => 'again',
+        () => undefined,
+      ),
+    ).toEqual({ state: 'started' });
+  });
 });

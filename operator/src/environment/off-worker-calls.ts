@@ -13,6 +13,8 @@ export type OffWorkerCall<T> =
  */
 export class OffWorkerCalls<T> {
   readonly #calls = new Map<string, OffWorkerCall<T>>();
+  /** Settles when the call in flight for a key does (a pass that may wait for it briefly). */
+  readonly #settled = new Map<string, Promise<void>>();
 
   /**
    * The finished call for `key` (forgotten once returned), `pending` while it runs, or — when
@@ -28,14 +30,34 @@ export class OffWorkerCalls<T> {
     const pending: OffWorkerCall<T> = { state: 'pending' };
     this.#calls.set(key, pending);
     // `call` runs after this returns, so a synchronous throw is a failure like any other.
-    Promise.resolve()
+    const settled = Promise.resolve()
       .then(call)
       .then(
         (value) => this.#settle(key, pending, { state: 'done', value }),
         (error: unknown) => this.#settle(key, pending, { state: 'failed', error }),
       )
-      .finally(onSettled);
+      .finally(() => {
+        if (this.#settled.get(key) === settled) this.#settled.delete(key);
+        onSettled();
+      });
+    this.#settled.set(key, settled);
     return { state: 'started' };
+  }
+
+  /**
+   * Waits up to `ms` for the call in flight for `key`, then returns its result (forgotten once
+   * returned, like `take`) or `pending` while it still runs; undefined when there is no call.
+   */
+  async wait(key: string, ms: number): Promise<OffWorkerCall<T> | undefined> {
+    const settled = this.#settled.get(key);
+    if (settled) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([settled, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+      clearTimeout(timer);
+    }
+    const current = this.#calls.get(key);
+    if (current && current.state !== 'pending') this.#calls.delete(key);
+    return current;
   }
 
   /** True while a call for `key` runs. */

@@ -92,6 +92,11 @@ export class Placement {
    */
   place(env: WaggleEnvironment): Promise<ScheduleResult & { pool?: string }> {
     const run = this.#queue.then(() => {
+      // An environment placed moments ago and not yet shown written (a warm bind whose status
+      // write failed, a lagging cache) keeps its node: its VM may exist there already.
+      const held = this.#assumed.get(keyOf(env));
+      if (held && this.#d.now() - held.at <= ASSUME_TTL_MS)
+        return { node: held.node, ...(held.pool ? { pool: held.pool } : {}) };
       const { cpus, memoryMiB } = env.spec.resources;
       const allocated = this.#allocations();
       const pool = matchingPool(env, this.#d.listPools());

@@ -11,6 +11,7 @@ import {
 import type { Logger } from 'pino';
 import type { ReconcileResult } from '../runtime/controller.ts';
 import { OffWorkerCalls } from './off-worker-calls.ts';
+import { WARM_BIND_WAIT_MS } from './phases/bind-warm.ts';
 import { boot } from './phases/boot.ts';
 import type { Lifetime, PhaseConfig, PhaseContext } from './phases/context.ts';
 import { finalize } from './phases/finalize.ts';
@@ -59,6 +60,8 @@ export interface ReconcilerConfig {
   verifyEveryMs: number;
   /** Deadline of one CreateVM call (boot included); default 5 min. */
   createVMTimeoutMs?: number;
+  /** How long a pass waits inline for a warm bind before recording Scheduled; default 1 s. */
+  warmBindWaitMs?: number;
 }
 
 export interface ReconcilerDeps {
@@ -86,6 +89,7 @@ const DEFAULTS = {
   nodeLostGraceMs: 600_000,
   agentCallTimeoutMs: 15_000,
   createVMTimeoutMs: CREATE_DEADLINE_DEFAULTS.createVMMs,
+  warmBindWaitMs: WARM_BIND_WAIT_MS,
 };
 
 /**
@@ -127,6 +131,7 @@ export class EnvironmentReconciler {
       destroyTimeoutMs: c.destroyTimeoutMs,
       verifyEveryMs: c.verifyEveryMs,
       createVMTimeoutMs: c.createVMTimeoutMs ?? DEFAULTS.createVMTimeoutMs,
+      warmBindWaitMs: c.warmBindWaitMs ?? DEFAULTS.warmBindWaitMs,
     };
     this.#health = new NodeHealth({
       getNode: deps.getNode,
@@ -210,6 +215,10 @@ export class EnvironmentReconciler {
       return { requeueAfterMs: life.untilExpiryMs };
     }
 
+    // The cache has not shown this operator's last transition write yet (a warm bind's Running,
+    // suspend, resume): acting on the older view would call the node again. The write's watch
+    // event brings the key back.
+    if (this.#written.isStale(env)) return undefined;
     const node = env.status?.nodeName;
     if (!node) return schedule(ctx, env, life);
 
@@ -221,9 +230,6 @@ export class EnvironmentReconciler {
     }
     const endpoint = this.#health.endpoint(node);
     if (!endpoint) return { requeueAfterMs: 1_000 };
-    // The cache has not shown this operator's Suspended/Running write yet: acting on the older
-    // view would suspend or resume again. The write's watch event brings the key back.
-    if (this.#written.isStale(env)) return undefined;
     const agent = this.#d.agents.for(endpoint, node);
     switch (env.status?.phase) {
       case 'Running':

@@ -35,6 +35,8 @@ class World {
   readonly creates: Array<{ node: string; req: CreateRequest }> = [];
   origin = VMOrigin.VM_ORIGIN_WARM;
   createHangs = false;
+  /** The next status write setting this phase fails with a conflict. */
+  failNextWrite: string | undefined;
   readonly enqueued: string[] = [];
   #rv = 1;
 
@@ -44,6 +46,10 @@ class World {
       return this.#write({ ...env, metadata: { ...env.metadata, finalizers: [FINALIZER] } });
     },
     updateStatus: async (env, status: WaggleEnvironmentStatus) => {
+      if (this.failNextWrite && status.phase === this.failNextWrite) {
+        this.failNextWrite = undefined;
+        throw Object.assign(new Error('conflict: the object has been modified'), { code: 409 });
+      }
       this.writes.push(status.phase ?? '?');
       return this.#write({ ...env, status });
     },
@@ -106,7 +112,7 @@ class World {
     } as unknown as WagglePool);
   }
 
-  addEnv(name: string, spec: Record<string, unknown> = SPEC): string {
+  addEnv(name: string, spec: Record<string, unknown> = SPEC, finalizers?: string[]): string {
     this.#write({
       apiVersion: 'waggle.dev/v1alpha1',
       kind: 'WaggleEnvironment',
@@ -116,6 +122,7 @@ class World {
         uid: `uid-${name}`,
         generation: 1,
         creationTimestamp: k8sTime(new Date(T0)),
+        ...(finalizers ? { finalizers } : {}),
       },
       spec: { idleTimeout: '30m', ...spec },
     } as unknown as WaggleEnvironment);
@@ -139,6 +146,7 @@ class World {
         unschedulableRetryMs: 10_000,
         destroyTimeoutMs: 120_000,
         verifyEveryMs: 30_000,
+        warmBindWaitMs: 20,
       },
       enqueue: (key) => this.enqueued.push(key),
       now: () => new Date(this.now),
@@ -156,8 +164,7 @@ const drain = () => new Promise((r) => setImmediate(r));
  * Reconciles as the watch and the queue would: after every write (its event) and every finished
  * node-agent call. Extra passes over a settled environment must write nothing.
  */
-async function createToRunning(w: World, key: string) {
-  const r = w.reconciler();
+async function createToRunning(w: World, key: string, r = w.reconciler()) {
   for (let pass = 0; pass < 6; pass++) {
     await r.reconcile(key);
     await drain();
@@ -166,7 +173,7 @@ async function createToRunning(w: World, key: string) {
 }
 
 describe('an environment matching a warm pool', () => {
-  it('is placed on the node holding a ready warm VM and created from it in two status writes', async () => {
+  it('is placed on the node holding a ready warm VM and created from it in one status write', async () => {
     const w = new World();
     w.addNode('a'); // emptier by name, but holds no warm VM
     w.addNode('b', { 'ns/python-small': 1 });
@@ -181,8 +188,63 @@ describe('an environment matching a warm pool', () => {
       pool: 'ns/python-small',
       createdFrom: 'warm',
     });
-    // Finalizer, Scheduled, Running: no Booting write (a cold create writes Scheduled, Booting, Running).
-    expect(w.writes).toEqual(['finalizer', 'Scheduled', 'Running']);
+    // The bind is done before any status write: Running says where, with both conditions (a
+    // cold create writes Scheduled, Booting, Running).
+    expect(w.writes).toEqual(['finalizer', 'Running']);
+    expect(
+      w
+        .status(key)
+        ?.conditions?.map((c) => `${c.type}=${c.status}`)
+        .sort(),
+    ).toEqual(['Ready=True', 'Scheduled=True']);
+  });
+
+  it('costs no write but Running when its creator (the gateway) set the finalizer', async () => {
+    const w = new World();
+    w.addNode('a', { 'ns/python-small': 1 });
+    w.addPool('python-small');
+    const key = w.addEnv('e', SPEC, [FINALIZER]);
+    await createToRunning(w, key);
+    expect(w.status(key)).toMatchObject({ phase: 'Running', nodeName: 'a', createdFrom: 'warm' });
+    expect(w.writes).toEqual(['Running']);
+  });
+
+  it('binds on the same node again when the Running write after a bind fails', async () => {
+    const w = new World();
+    // Both nodes hold a warm VM; once a's is bound, a fresh placement would go to b.
+    w.addNode('a', { 'ns/python-small': 1 });
+    w.addNode('b', { 'ns/python-small': 1 });
+    for (const name of ['x1', 'x2']) {
+      const env = w.envs.get(w.addEnv(name)) as WaggleEnvironment;
+      env.status = { phase: 'Running', nodeName: 'b' };
+    }
+    w.addPool('python-small');
+    w.failNextWrite = 'Running';
+    const key = w.addEnv('e');
+    const r = w.reconciler();
+    await expect(r.reconcile(key)).rejects.toThrow(/conflict/);
+    await createToRunning(w, key, r);
+    expect(w.creates.map((c) => c.node)).toEqual(['a', 'a']); // the node returns the bound VM
+    expect(w.status(key)).toMatchObject({ phase: 'Running', nodeName: 'a' });
+  });
+
+  it('does not call the node again from a view older than its Running write', async () => {
+    const w = new World();
+    w.addNode('a', { 'ns/python-small': 1 });
+    w.addPool('python-small');
+    const key = w.addEnv('e', SPEC, [FINALIZER]);
+    const before = structuredClone(w.envs.get(key) as WaggleEnvironment);
+    const r = w.reconciler();
+    await r.reconcile(key);
+    expect(w.status(key)?.phase).toBe('Running');
+    const written = w.envs.get(key) as WaggleEnvironment;
+    w.envs.set(key, before); // the cache has not shown the write yet; the call's completion queued the key
+    await r.reconcile(key);
+    expect(w.creates).toHaveLength(1);
+    expect(w.writes).toEqual(['Running']);
+    w.envs.set(key, written);
+    await createToRunning(w, key, r);
+    expect(w.creates).toHaveLength(1);
   });
 
   it('boots cold with three status writes when no pool matches', async () => {

@@ -2,7 +2,7 @@ import type { WaggleEnvironment } from '@waggle/crds';
 
 /**
  * The resourceVersion of the last status this operator wrote for an environment at a transition
- * whose node-agent call must not be repeated from an older view (suspend, resume): until the
+ * whose node-agent call must not be repeated from an older view (warm bind, suspend, resume): until the
  * cache shows that write, a reconcile sees the object as it was before and would call again.
  * Resource versions are opaque, but etcd-backed apiservers issue increasing integers; anything
  * else is never judged stale.

@@ -29,25 +29,8 @@ export async function boot(
 ): Promise<ReconcileResult | undefined> {
   const uid = env.metadata.uid as string;
   const key = keyOf(env);
-  const creation = ctx.calls.creates.take(
-    uid,
-    () =>
-      agent.createVM(
-        {
-          spec: {
-            vmId: uid,
-            runtime: toProtoRuntime(env.spec.runtime),
-            cpus: env.spec.resources.cpus,
-            memoryMib: env.spec.resources.memoryMiB,
-            diskMib: env.spec.resources.diskMiB,
-            egress: toProtoEgress(env.spec.network.egress),
-            allowDomains: env.spec.network.allowDomains ?? [],
-          },
-          pool: env.status?.pool ?? '',
-        },
-        { timeoutMs: ctx.config.createVMTimeoutMs },
-      ),
-    () => ctx.enqueue(key),
+  const creation = ctx.calls.creates.take(uid, createVM(ctx, env, agent, env.status?.pool), () =>
+    ctx.enqueue(key),
   );
   switch (creation.state) {
     case 'started':
@@ -96,11 +79,43 @@ export async function boot(
     case 'done':
       await ctx.setStatus(env, {
         ...status.running(env, ctx.now, node, life.expiresAt),
-        createdFrom: createdFrom(creation.value),
-        // What the first verify would otherwise write at once in a separate update.
-        lastActivityTime: k8sTime(life.lastActivity),
+        ...createdStatus(creation.value, life),
       });
       await ctx.events.record(env, 'Normal', EnvironmentReason.Running, `VM ready on ${node}`);
       return { requeueAfterMs: Math.min(life.untilExpiryMs, ctx.config.verifyEveryMs) };
   }
+}
+
+/** The node-agent call that creates the environment's VM (from `pool` when one matches). */
+export function createVM(
+  ctx: PhaseContext,
+  env: WaggleEnvironment,
+  agent: VmAgent,
+  pool: string | undefined,
+) {
+  return () =>
+    agent.createVM(
+      {
+        spec: {
+          vmId: env.metadata.uid as string,
+          runtime: toProtoRuntime(env.spec.runtime),
+          cpus: env.spec.resources.cpus,
+          memoryMib: env.spec.resources.memoryMiB,
+          diskMib: env.spec.resources.diskMiB,
+          egress: toProtoEgress(env.spec.network.egress),
+          allowDomains: env.spec.network.allowDomains ?? [],
+        },
+        pool: pool ?? '',
+      },
+      { timeoutMs: ctx.config.createVMTimeoutMs },
+    );
+}
+
+/** What a Running write adds once CreateVM answered: the VM's origin and the activity clock. */
+export function createdStatus(response: unknown, life: Lifetime) {
+  return {
+    createdFrom: createdFrom(response),
+    // What the first verify would otherwise write at once in a separate update.
+    lastActivityTime: k8sTime(life.lastActivity),
+  };
 }

@@ -25,6 +25,8 @@ export interface PhaseConfig {
   verifyEveryMs: number;
   /** Deadline of one CreateVM call; SuspendVM and ResumeVM (a memory image to or from disk) get it too. */
   createVMTimeoutMs: number;
+  /** How long a pass waits inline for a warm bind (phases/bind-warm.ts). */
+  warmBindWaitMs: number;
 }
 
 /** When the environment expires (idle timeout or maximum lifetime), as seen in this reconcile. */

@@ -3,6 +3,7 @@ import type { ReconcileResult } from '../../runtime/controller.ts';
 import { getCondition } from '../conditions.ts';
 import { keyOf } from '../placement.ts';
 import * as status from '../status.ts';
+import { bindWarm } from './bind-warm.ts';
 import { boot } from './boot.ts';
 import type { Lifetime, PhaseContext } from './context.ts';
 
@@ -23,6 +24,12 @@ export async function schedule(
       await ctx.events.record(env, 'Warning', EnvironmentReason.Unschedulable, result.reason);
     return { requeueAfterMs: Math.min(ctx.config.unschedulableRetryMs, life.untilExpiryMs) };
   }
+  const endpoint = result.pool ? ctx.health.endpoint(result.node) : undefined;
+  const agent = endpoint ? ctx.agents.for(endpoint, result.node) : undefined;
+  if (agent && result.pool) {
+    const bound = await bindWarm(ctx, env, result.node, result.pool, agent, life);
+    if (bound) return bound;
+  }
   let written: WaggleEnvironment;
   try {
     written = await ctx.setStatus(env, {
@@ -34,9 +41,8 @@ export async function schedule(
     throw err;
   }
   await ctx.events.record(env, 'Normal', EnvironmentReason.Scheduled, `Assigned to ${result.node}`);
-  // A warm create takes milliseconds: with the placement stored, bind at once instead of
-  // waiting for the watch to bring the written object back (docs/adr/0014, the create path).
-  const endpoint = result.pool ? ctx.health.endpoint(result.node) : undefined;
-  if (endpoint) return boot(ctx, written, result.node, ctx.agents.for(endpoint, result.node), life);
+  // The warm bind did not finish at once (or failed): with the placement stored, go on with its
+  // call instead of waiting for the watch to bring the written object back.
+  if (agent) return boot(ctx, written, result.node, agent, life);
   return { requeueAfterMs: Math.min(life.untilExpiryMs, ctx.config.verifyEveryMs) };
 }
