@@ -496,7 +496,8 @@ export class VMManager {
       }
       log.info({ pid, nsIP: net.nsIP, origin: o.origin, templateHash: o.hash }, 'vm booting');
 
-      if (o.from.kind === 'snapshot') await this.#fixGuest(record, t0);
+      let fixed: { sshMs: number; fixupMs: number } | undefined;
+      if (o.from.kind === 'snapshot') fixed = await this.#fixGuest(record, t0);
       else {
         await this.#waitBooted(inst, pid);
         // A warm VM's first call after its bind should not pay an SSH handshake (~0.6 s on TCG).
@@ -516,6 +517,7 @@ export class VMManager {
           setupMs: tNet - t0,
           launchMs: tLaunched - tNet,
           readyMs: Date.now() - tLaunched,
+          ...fixed, // a restore's readiness: its SSH session, then the clock and RNG fix-up
         },
         'vm ready',
       );
@@ -606,11 +608,12 @@ export class VMManager {
    * Waits until a guest continued from a saved state answers SSH, then sets its clock from the
    * node's and mixes fresh randomness into its pool (docs/adr/0014).
    */
-  async #fixGuest(vm: VMRecord, t0 = Date.now()): Promise<void> {
+  async #fixGuest(vm: VMRecord, t0 = Date.now()): Promise<{ sshMs: number; fixupMs: number }> {
     const dir = this.instanceDir(vm.instanceId);
     const remaining = Math.max(1_000, this.#o.bootTimeoutMs - (Date.now() - t0));
     const inst = this.#inst(vm);
     let client: Awaited<ReturnType<typeof connectWhenAnswering>> | undefined;
+    const tStart = Date.now();
     try {
       client = await Promise.race([
         connectWhenAnswering(
@@ -624,10 +627,12 @@ export class VMManager {
         ),
         this.#whenDead(inst, vm.pid, remaining),
       ]);
+      const tSsh = Date.now();
       await fixRestoredGuest(client);
       // An owned VM's first call takes it soon or never; a warm VM's waits for its bind.
       this.#keepConnection(vm.instanceId, client, vm.vmId === undefined ? undefined : HANDOFF_MS);
       client = undefined;
+      return { sshMs: tSsh - tStart, fixupMs: Date.now() - tSsh };
     } catch (err) {
       const said = await this.#backend.startupLog(inst);
       throw new VMBootError(
@@ -810,6 +815,8 @@ export class VMManager {
         const inst = this.#inst(vm);
         const p = vmPaths(inst.dir);
         const cleanup = new CleanupStack();
+        let tLaunched = t0;
+        let fixed: { sshMs: number; fixupMs: number } | undefined;
         try {
           await this.#backend.verifyDisk(inst, await this.#trustedBackingFiles()).catch((err: Error) => {
             throw new VMBootError(`VM ${vmId} cannot be resumed: ${err.message}`);
@@ -818,7 +825,8 @@ export class VMManager {
           cleanup.push('vm process', () => this.#backend.stop(inst, pid, 1_000));
           await this.#intoCgroup(inst, pid, cleanup);
           vm.pid = pid;
-          await this.#fixGuest(vm, t0);
+          tLaunched = Date.now();
+          fixed = await this.#fixGuest(vm, t0);
           cleanup.release();
         } catch (err) {
           vm.pid = 0;
@@ -834,7 +842,11 @@ export class VMManager {
         vm.resumeMs = Date.now() - t0;
         await this.#persist(vm);
         this.#startMonitor();
-        this.#o.log.info({ vmId, instanceId: vm.instanceId, resumeMs: vm.resumeMs }, 'vm resumed');
+        // Where the time went: the saved state loaded (launch), the SSH session, the fix-up.
+        this.#o.log.info(
+          { vmId, instanceId: vm.instanceId, resumeMs: vm.resumeMs, launchMs: tLaunched - t0, ...fixed },
+          'vm resumed',
+        );
         return { vm, resumeMs: vm.resumeMs };
       });
     });
