@@ -398,8 +398,7 @@ export class VMManager {
         await this.#persist(bound);
         Object.assign(vm, bound);
         this.#owners.set(vmId, instanceId);
-        this.#o.log.info({ vmId, instanceId, pool: vm.pool }, 'warm vm bound');
-        return vm as OwnedVMRecord;
+        return vm as OwnedVMRecord; // WarmPools logs the bind, with its time
       }),
     );
   }
