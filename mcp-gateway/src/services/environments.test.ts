@@ -165,3 +165,43 @@ describe('EnvironmentService.resolveRunning', () => {
     });
   });
 });
+
+describe('EnvironmentService.create: the per-caller limit', () => {
+  it('reserves a slot before the apiserver write: concurrent creates cannot pass the limit together, and a failed write gives the slot back', async () => {
+    const cache = { list: () => [] } as unknown as EnvironmentCache;
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      // Nothing listens here: every write fails, after the synchronous part of create().
+      clusters: [{ name: 'c', server: 'https://127.0.0.1:1', skipTLSVerify: true }],
+      users: [{ name: 'u' }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
+    });
+    const service = new EnvironmentService(
+      kc,
+      cache,
+      {} as ActivityRecorder,
+      {
+        maxPerCaller: 3,
+        createWaitTimeoutMs: 1_000,
+        unschedulableGraceMs: 1_000,
+        resumeWaitTimeoutMs: 1_000,
+        idleTimeoutMinutes: 30,
+        maxLifetimeMs: 86_400_000,
+      },
+      pino({ level: 'silent' }),
+    );
+    const settle = (p: Promise<unknown>) =>
+      p.then(
+        () => 'created',
+        (err: Error) => err.constructor.name,
+      );
+    const four = await Promise.all(
+      [0, 1, 2, 3].map(() => settle(service.create(caller, { runtime: 'python' }))),
+    );
+    expect(four.filter((r) => r === 'LimitReachedError')).toHaveLength(1);
+    expect(four.filter((r) => r !== 'LimitReachedError' && r !== 'created')).toHaveLength(3);
+    // The three failed writes released their slots: the next create is tried, not refused.
+    expect(await settle(service.create(caller, { runtime: 'python' }))).not.toBe('LimitReachedError');
+  });
+});

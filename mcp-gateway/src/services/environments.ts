@@ -106,9 +106,7 @@ export class EnvironmentService {
   readonly #activity: ActivityRecorder;
   readonly #defaults: EnvironmentDefaults;
   readonly #log: Logger;
-  /** Per-caller chain so two concurrent creates cannot both pass the limit check. */
-  readonly #createLocks = new Map<string, Promise<unknown>>();
-  /** Environments a caller created that the watch cache may not show yet, by caller id. */
+  /** Environments a caller is creating or created that the watch cache may not show yet, by caller id. */
   readonly #justCreated = new Map<string, Set<string>>();
 
   constructor(
@@ -233,14 +231,15 @@ export class EnvironmentService {
     req: CreateRequest,
     opts: { signal?: AbortSignal; onProgress?: CreateProgress } = {},
   ): Promise<WaggleEnvironment> {
-    const prev = this.#createLocks.get(caller.id) ?? Promise.resolve();
-    const made = prev.then(() => this.#createObject(caller, req));
-    const tail = made.catch(() => undefined);
-    this.#createLocks.set(caller.id, tail);
-    void tail.then(() => {
-      if (this.#createLocks.get(caller.id) === tail) this.#createLocks.delete(caller.id);
-    });
-    const name = await made;
+    // The limit check and the reservation happen in one synchronous step, so concurrent creates
+    // of one caller cannot both pass it, and their apiserver writes still run in parallel.
+    const name = this.#reserve(caller);
+    try {
+      await this.#createObject(caller, name, req);
+    } catch (err) {
+      this.#release(caller, name);
+      throw err;
+    }
     try {
       return await this.#waitRunning(caller, name, opts);
     } catch (err) {
@@ -249,15 +248,15 @@ export class EnvironmentService {
       throw err;
     } finally {
       // By now the watch cache has shown it (or it is being deleted): it counts from there.
-      const pending = this.#justCreated.get(caller.id);
-      pending?.delete(name);
-      if (pending?.size === 0) this.#justCreated.delete(caller.id);
+      this.#release(caller, name);
     }
   }
 
-  async #createObject(caller: Caller, req: CreateRequest): Promise<string> {
-    // Count what the cache shows plus what this gateway created that the watch has not shown
-    // yet: two creates in a row must not both pass the check.
+  /**
+   * Counts what the cache shows plus what this gateway is creating or created that the watch
+   * has not shown yet, refuses past the limit, and reserves a new name. Synchronous on purpose.
+   */
+  #reserve(caller: Caller): string {
     const mine = new Set(
       this.#cache
         .list(caller.namespace)
@@ -267,6 +266,19 @@ export class EnvironmentService {
     for (const n of this.#justCreated.get(caller.id) ?? []) mine.add(n);
     if (mine.size >= this.#defaults.maxPerCaller) throw new LimitReachedError(this.#defaults.maxPerCaller);
     const name = newEnvironmentId();
+    const pending = this.#justCreated.get(caller.id) ?? new Set<string>();
+    pending.add(name);
+    this.#justCreated.set(caller.id, pending);
+    return name;
+  }
+
+  #release(caller: Caller, name: string): void {
+    const pending = this.#justCreated.get(caller.id);
+    pending?.delete(name);
+    if (pending?.size === 0) this.#justCreated.delete(caller.id);
+  }
+
+  async #createObject(caller: Caller, name: string, req: CreateRequest): Promise<void> {
     const body: WaggleEnvironment = {
       apiVersion: API_VERSION,
       kind: ENVIRONMENT_KIND,
@@ -299,14 +311,10 @@ export class EnvironmentService {
         throw refused ?? err;
       }
     }
-    const pending = this.#justCreated.get(caller.id) ?? new Set<string>();
-    pending.add(name);
-    this.#justCreated.set(caller.id, pending);
     this.#log.info(
       { envId: name, namespace: caller.namespace, caller: caller.principal },
       'environment created',
     );
-    return name;
   }
 
   #waitRunning(
