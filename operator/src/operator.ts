@@ -175,25 +175,21 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     ? new OrphanVMCollector({
         listNodes: () => nodes.list(),
         agentFor: (endpoint, nodeName) => agents.for(endpoint, nodeName),
-        cachedUids: () => new Set(envs.list().map((e) => e.metadata.uid as string)),
-        liveUids: async () => {
+        cachedPlacements: () =>
+          new Map(envs.list().map((e) => [e.metadata.uid as string, e.status?.nodeName])),
+        livePlacements: async () => {
           const all = (await api.listCustomObjectForAllNamespaces({
             group: GROUP,
             version: VERSION,
             resourcePlural: ENVIRONMENT_PLURAL,
-          })) as { items: KubernetesObject[] };
-          return new Set(all.items.map((e) => e.metadata?.uid as string));
+          })) as { items: Array<KubernetesObject & { status?: { nodeName?: string } }> };
+          return new Map(all.items.map((e) => [e.metadata?.uid as string, e.status?.nodeName]));
         },
         graceMs: o.config.orphanVMGraceMs ?? 120_000,
         log,
-        onCollected: (node, vmId) => {
+        onCollected: (node, vmId, why) => {
           o.observe?.orphanVMDestroyed?.();
-          void events.record(
-            node,
-            'Warning',
-            'OrphanedVMDestroyed',
-            `destroyed VM ${vmId}: no WaggleEnvironment has this UID any more`,
-          );
+          void events.record(node, 'Warning', 'OrphanedVMDestroyed', `destroyed VM ${vmId}: ${why}`);
         },
       })
     : undefined;

@@ -47,8 +47,8 @@ function agents(byEndpoint: Record<string, Record<string, string>>, failing = ne
 function collector(o: Partial<OrphanVMCollectorOptions> & Pick<OrphanVMCollectorOptions, 'agentFor'>) {
   return new OrphanVMCollector({
     listNodes: () => [node('a')],
-    cachedUids: () => new Set(),
-    liveUids: async () => new Set(),
+    cachedPlacements: () => new Map(),
+    livePlacements: async () => new Map(),
     graceMs: 120_000,
     log: pino({ level: 'silent' }),
     now: () => NOW,
@@ -71,13 +71,18 @@ describe('OrphanVMCollector', () => {
     const seen: string[] = [];
     const c = collector({
       agentFor: a.agentFor,
-      cachedUids: () => new Set([cached]),
-      liveUids: async () => new Set([cached, liveOnly]), // the cache lags: liveOnly was just created
-      onCollected: (n, vmId) => seen.push(`${n.metadata.name}/${vmId}`),
+      cachedPlacements: () => new Map([[cached, 'a']]),
+      // The cache lags: liveOnly was just created.
+      livePlacements: async () =>
+        new Map<string, string | undefined>([
+          [cached, 'a'],
+          [liveOnly, undefined],
+        ]),
+      onCollected: (n, vmId, why) => seen.push(`${n.metadata.name}/${vmId}: ${why}`),
     });
     expect(await c.collect()).toEqual([orphan]);
     expect(a.destroyed).toEqual([orphan]);
-    expect(seen).toEqual([`a/${orphan}`]);
+    expect(seen).toEqual([`a/${orphan}: no WaggleEnvironment has this UID any more`]);
   });
 
   it('does not ask the apiserver when the cache accounts for every VM', async () => {
@@ -86,10 +91,10 @@ describe('OrphanVMCollector', () => {
     let asked = 0;
     const c = collector({
       agentFor: a.agentFor,
-      cachedUids: () => new Set([uid]),
-      liveUids: async () => {
+      cachedPlacements: () => new Map([[uid, 'a']]),
+      livePlacements: async () => {
         asked++;
-        return new Set();
+        return new Map();
       },
     });
     expect(await c.collect()).toEqual([]);
@@ -119,11 +124,42 @@ describe('OrphanVMCollector', () => {
     const a = agents({ 'http://a:9000': vms });
     const c = collector({
       agentFor: a.agentFor,
-      liveUids: async () => {
+      livePlacements: async () => {
         delete vms[raced]; // its finalizer destroyed it meanwhile
-        return new Set();
+        return new Map();
       },
     });
     expect(await c.collect()).toEqual([noTime]);
+  });
+
+  it('destroys a VM whose environment runs on another node, never one whose environment is not placed yet', async () => {
+    // Left by a warm bind whose Running write never happened: placed again, on b.
+    const [elsewhere, unplaced, staleCache] = [randomUUID(), randomUUID(), randomUUID()];
+    const a = agents({
+      'http://a:9000': {
+        [elsewhere]: minutesAgo(10),
+        [unplaced]: minutesAgo(10),
+        [staleCache]: minutesAgo(10),
+      },
+    });
+    const seen: string[] = [];
+    const c = collector({
+      agentFor: a.agentFor,
+      cachedPlacements: () =>
+        new Map<string, string | undefined>([
+          [elsewhere, 'b'],
+          [unplaced, undefined],
+          [staleCache, 'b'], // the cache says b, the apiserver says a: kept
+        ]),
+      livePlacements: async () =>
+        new Map<string, string | undefined>([
+          [elsewhere, 'b'],
+          [unplaced, undefined],
+          [staleCache, 'a'],
+        ]),
+      onCollected: (_n, vmId, why) => seen.push(`${vmId}: ${why}`),
+    });
+    expect(await c.collect()).toEqual([elsewhere]);
+    expect(seen).toEqual([`${elsewhere}: its WaggleEnvironment runs on node b`]);
   });
 });

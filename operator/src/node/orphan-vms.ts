@@ -8,17 +8,18 @@ export interface OrphanVMCollectorOptions {
   listNodes: () => readonly WaggleNode[];
   /** The node's client; the node name is what its TLS identity must say. */
   agentFor: (endpoint: string, nodeName: string) => NodeAgentClient;
-  /** UIDs of the environments in the informer cache: a cheap first filter. */
-  cachedUids: () => ReadonlySet<string>;
+  /** The environments in the informer cache, UID → the node in their status (if placed): a cheap first filter. */
+  cachedPlacements: () => ReadonlyMap<string, string | undefined>;
   /**
-   * UIDs of every WaggleEnvironment in the cluster, read from the apiserver. Asked only when the
-   * cache suggests an orphan, so a lagging or namespace-scoped cache never destroys a live VM.
+   * The same for every WaggleEnvironment in the cluster, read from the apiserver. Asked only when
+   * the cache suggests an orphan, so a lagging or namespace-scoped cache never destroys a live VM.
    */
-  liveUids: () => Promise<ReadonlySet<string>>;
+  livePlacements: () => Promise<ReadonlyMap<string, string | undefined>>;
   /** A VM younger than this is never collected. */
   graceMs: number;
   log: Logger;
-  onCollected?: (node: WaggleNode, vmId: string) => void;
+  /** `why`: the environment is gone, or it was placed on another node. */
+  onCollected?: (node: WaggleNode, vmId: string, why: string) => void;
   now?: () => number;
 }
 
@@ -26,10 +27,27 @@ export interface OrphanVMCollectorOptions {
 const KUBERNETES_UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
+ * Why a VM named `vmId` on `node` is an orphan, or undefined when its environment owns it: the
+ * environment is gone, or its status places it on another node (a warm bind whose Running write
+ * never happened, then placed again elsewhere: docs/adr/0014, "The create path"). An environment
+ * not placed yet may still bind this VM: not an orphan.
+ */
+function orphaned(
+  placements: ReadonlyMap<string, string | undefined>,
+  vmId: string,
+  node: string,
+): string | undefined {
+  if (!placements.has(vmId)) return 'no WaggleEnvironment has this UID any more';
+  const placed = placements.get(vmId);
+  return placed && placed !== node ? `its WaggleEnvironment runs on node ${placed}` : undefined;
+}
+
+/**
  * Destroys VMs whose WaggleEnvironment no longer exists — left behind when the finalizer gave up
- * on an unreachable node (`VMNotDestroyed`) and the node came back. Only VMs the operator could
- * have created (id = a Kubernetes UID) on Ready nodes are considered, and only after a grace
- * period; every candidate is confirmed against the apiserver before it is destroyed.
+ * on an unreachable node (`VMNotDestroyed`) and the node came back — or is placed on another
+ * node. Only VMs the operator could have created (id = a Kubernetes UID) on Ready nodes are
+ * considered, and only after a grace period; every candidate is confirmed against the apiserver
+ * before it is destroyed.
  */
 export class OrphanVMCollector {
   readonly #o: OrphanVMCollectorOptions;
@@ -42,7 +60,7 @@ export class OrphanVMCollector {
   /** One pass over every Ready node; returns the VM ids it destroyed. */
   async collect(): Promise<string[]> {
     const now = (this.#o.now ?? Date.now)();
-    const cached = this.#o.cachedUids();
+    const cached = this.#o.cachedPlacements();
     const candidates: Array<{ node: WaggleNode; vmId: string }> = [];
     for (const node of this.#o.listNodes()) {
       const ready = node.status?.conditions?.find((c) => c.type === NodeConditionType.Ready);
@@ -53,7 +71,7 @@ export class OrphanVMCollector {
         const { vms } = await this.#o.agentFor(endpoint, name).listVMs({}, { timeoutMs: 10_000 });
         for (const vm of vms) {
           const vmId = vm.spec?.vmId ?? '';
-          if (!KUBERNETES_UID.test(vmId) || cached.has(vmId)) continue;
+          if (!KUBERNETES_UID.test(vmId) || !orphaned(cached, vmId, name)) continue;
           const created = Date.parse(vm.createdAt);
           if (Number.isFinite(created) && now - created < this.#o.graceMs) continue;
           candidates.push({ node, vmId });
@@ -65,19 +83,20 @@ export class OrphanVMCollector {
     }
     if (candidates.length === 0) return [];
 
-    const live = await this.#o.liveUids();
+    const live = await this.#o.livePlacements();
     const collected: string[] = [];
     for (const { node, vmId } of candidates) {
-      if (live.has(vmId)) continue;
       const name = node.metadata.name as string;
+      const why = orphaned(live, vmId, name);
+      if (!why) continue;
       try {
         const { existed } = await this.#o
           .agentFor(node.status?.endpoint as string, name)
           .destroyVM({ vmId }, { timeoutMs: 30_000 });
         if (!existed) continue; // its finalizer got there first
         collected.push(vmId);
-        this.#o.log.warn({ node: name, vmId }, 'destroyed orphaned VM');
-        this.#o.onCollected?.(node, vmId);
+        this.#o.log.warn({ node: name, vmId, why }, 'destroyed orphaned VM');
+        this.#o.onCollected?.(node, vmId, why);
       } catch (err) {
         const f = classifyNodeAgentError(err);
         this.#o.log.warn({ node: name, vmId, kind: f.kind, err: f.message }, 'could not destroy orphaned VM');
