@@ -29,7 +29,7 @@ import {
 import type { BackendInstance, VmBackend } from './backend.ts';
 import { joinCgroupsPrefix, moveToCgroup, prepareCgroup, removeCgroup } from './cgroup-escape.ts';
 import { CleanupStack } from './cleanup-stack.ts';
-import { connectWhenAnswering, fixRestoredGuest } from './guest-fixup.ts';
+import { connectWhenAnswering, type FixupEndpoint, fixRestoredGuest } from './guest-fixup.ts';
 import { generateEcdsaKeyPair } from './keys.ts';
 import type { VMNetworks } from './network/vm-network.ts';
 import { isOurProcess, pidsWithMarker, terminate } from './proc.ts';
@@ -608,22 +608,13 @@ export class VMManager {
    * node's and mixes fresh randomness into its pool (docs/adr/0014).
    */
   async #fixGuest(vm: VMRecord, t0 = Date.now()): Promise<{ sshMs: number; fixupMs: number }> {
-    const dir = this.instanceDir(vm.instanceId);
     const remaining = Math.max(1_000, this.#o.bootTimeoutMs - (Date.now() - t0));
     const inst = this.#inst(vm);
     let client: Awaited<ReturnType<typeof connectWhenAnswering>> | undefined;
     const tStart = Date.now();
     try {
       client = await Promise.race([
-        connectWhenAnswering(
-          {
-            host: vm.network.nsIP,
-            port: 22,
-            privateKey: await readFile(vmPaths(dir).clientKey, 'utf8'),
-            hostPublicKey: vm.hostPublicKey,
-          },
-          remaining,
-        ),
+        connectWhenAnswering(await this.#guestEndpoint(vm), remaining),
         this.#whenDead(inst, vm.pid, remaining),
       ]);
       const tSsh = Date.now();
@@ -641,6 +632,16 @@ export class VMManager {
     } finally {
       client?.end();
     }
+  }
+
+  /** Where the agent reaches an instance's sshd as root: its namespace address, key, pinned host key. */
+  async #guestEndpoint(vm: VMRecord): Promise<FixupEndpoint> {
+    return {
+      host: vm.network.nsIP,
+      port: 22,
+      privateKey: await readFile(vmPaths(this.instanceDir(vm.instanceId)).clientKey, 'utf8'),
+      hostPublicKey: vm.hostPublicKey,
+    };
   }
 
   /**
@@ -684,15 +685,7 @@ export class VMManager {
   /** Opens and keeps a warm VM's root connection (best effort: without one, the first call connects). */
   async #preconnect(vm: VMRecord): Promise<void> {
     try {
-      const client = await connectWhenAnswering(
-        {
-          host: vm.network.nsIP,
-          port: 22,
-          privateKey: await readFile(vmPaths(this.instanceDir(vm.instanceId)).clientKey, 'utf8'),
-          hostPublicKey: vm.hostPublicKey,
-        },
-        10_000,
-      );
+      const client = await connectWhenAnswering(await this.#guestEndpoint(vm), 10_000);
       this.#keepConnection(vm.instanceId, client, undefined);
     } catch (err) {
       this.#o.log.info(
@@ -1027,15 +1020,7 @@ export class VMManager {
    * first connection to each restored VM does not fault them in from disk.
    */
   async #warmForSnapshot(vm: VMRecord): Promise<void> {
-    const client = await connectWhenAnswering(
-      {
-        host: vm.network.nsIP,
-        port: 22,
-        privateKey: await readFile(vmPaths(this.instanceDir(vm.instanceId)).clientKey, 'utf8'),
-        hostPublicKey: vm.hostPublicKey,
-      },
-      this.#o.bootTimeoutMs,
-    );
+    const client = await connectWhenAnswering(await this.#guestEndpoint(vm), this.#o.bootTimeoutMs);
     try {
       await fixRestoredGuest(client);
     } finally {
