@@ -6,6 +6,7 @@ import {
   FileErrorKind,
   ProcessNotFoundDetailSchema,
   ProcessNotFoundReason,
+  VMSuspendedDetailSchema,
 } from './gen/waggle/nodeagent/v1/node_agent_pb.js';
 
 // The round trip over the wire (agent edge → client) is in api/connect-errors.test.ts.
@@ -52,6 +53,22 @@ describe('classifyNodeAgentError', () => {
     );
     expect(proc.kind).toBe('process-not-found');
     expect(proc.kind === 'process-not-found' && proc.detail.knownProcessIds).toEqual(['q']);
+  });
+
+  it('reads a suspended VM from its detail, and from the words of an agent from before the detail', () => {
+    const typed = new ConnectError('whatever it says', Code.FailedPrecondition, undefined, [
+      { desc: VMSuspendedDetailSchema, value: { vmId: 'a' } },
+    ]);
+    expect(classifyNodeAgentError(typed).kind).toBe('vm-suspended');
+    const legacy = new ConnectError('VM a is suspended; resume it (ResumeVM) first', Code.FailedPrecondition);
+    expect(classifyNodeAgentError(legacy).kind).toBe('vm-suspended');
+    // The words alone, under another code or inside other text, are not the signal.
+    expect(classifyNodeAgentError(new ConnectError('VM a is suspended; x', Code.Internal)).kind).toBe(
+      'other',
+    );
+    expect(
+      classifyNodeAgentError(new ConnectError('cat: file is suspended; ok', Code.FailedPrecondition)).kind,
+    ).toBe('other');
   });
 
   it('turns anything that is not a Connect error into other (Unknown), keeping its message', () => {

@@ -11,6 +11,7 @@ import {
   ProcessNotFoundDetailSchema,
   type VMExitedDetail,
   VMExitedDetailSchema,
+  VMSuspendedDetailSchema,
 } from './gen/waggle/nodeagent/v1/node_agent_pb.js';
 import { detailFromLegacyHeaders } from './legacy-error-headers.ts';
 
@@ -20,6 +21,7 @@ import { detailFromLegacyHeaders } from './legacy-error-headers.ts';
  *    Canceled/Aborted), did not answer in time, or cannot be reached: retry (with backoff);
  *  - `vm-not-found`: the node has no VM with that id;
  *  - `vm-exited`: the VM's QEMU is gone (killed, crashed, out of memory); nothing runs in it;
+ *  - `vm-suspended`: the VM is suspended (SuspendVM); nothing runs in it until ResumeVM;
  *  - `resource-exhausted`: the node (VM slots, cpus, memory, an image for the runtime) or the VM
  *    (background processes, open tunnels) is at a limit; elsewhere or later may work;
  *  - `file`: a file RPC failed for a reason the caller can act on (`detail.kind`, `detail.path`);
@@ -37,6 +39,7 @@ export type NodeAgentFailure = {
   | { kind: 'transient' }
   | { kind: 'vm-not-found' }
   | { kind: 'vm-exited'; detail: VMExitedDetail }
+  | { kind: 'vm-suspended' }
   | { kind: 'resource-exhausted' }
   | { kind: 'file'; detail: FileErrorDetail }
   | { kind: 'process-not-found'; detail: ProcessNotFoundDetail }
@@ -65,6 +68,10 @@ export function classifyNodeAgentError(err: unknown): NodeAgentFailure {
   if (port) return { ...base, kind: 'port-not-listening', detail: port };
   const [exited] = error.findDetails(VMExitedDetailSchema);
   if (exited) return { ...base, kind: 'vm-exited', detail: exited };
+  if (error.findDetails(VMSuspendedDetailSchema).length > 0) return { ...base, kind: 'vm-suspended' };
+  // An agent from before VMSuspendedDetail said it only in words (remove with the legacy headers).
+  if (error.code === Code.FailedPrecondition && /^VM \S+ is suspended; /.test(base.message))
+    return { ...base, kind: 'vm-suspended' };
   const legacy = detailFromLegacyHeaders(error); // an agent from before the typed details
   if (legacy) return { ...base, ...legacy };
   if (TRANSIENT.has(error.code)) return { ...base, kind: 'transient' };

@@ -6,6 +6,7 @@ import {
   ProcessNotFoundDetailSchema,
   ProcessNotFoundReason,
   VMExitedDetailSchema,
+  VMSuspendedDetailSchema,
 } from '@waggle/node-agent/client';
 import { describe, expect, it } from 'vitest';
 import { ProcessLimitError, UserError } from '../errors.ts';
@@ -40,7 +41,9 @@ describe('agentCallError (node-agent failures as gateway errors)', () => {
   it('turns a VM suspended under the call into a user error that says to call again', () => {
     const suspended = asUser(
       agentCallError(
-        new ConnectError('VM uid-1 is suspended; resume it (ResumeVM) first', Code.FailedPrecondition),
+        new ConnectError('the VM is suspended', Code.FailedPrecondition, undefined, [
+          { desc: VMSuspendedDetailSchema, value: { vmId: 'uid-1' } },
+        ]),
         { envId: 'e' },
       ),
     );

@@ -1,5 +1,4 @@
 import {
-  Code,
   type ConnectError,
   classifyNodeAgentError,
   FileErrorKind,
@@ -76,16 +75,16 @@ export function agentCallError(err: unknown, at: AgentCallContext): UserError | 
       );
     case 'resource-exhausted':
       return at.startingProcess ? processLimit(at.envId, f.message) : new BusyError(f.message);
-    case 'other':
+    case 'vm-suspended':
       // The VM was suspended (idle) as this call reached it: the agent refuses until ResumeVM.
       // A call that finds the environment Suspended waits for the resume instead (resolveRunning);
       // this is the narrow race at the idle deadline, so the next call resumes it.
-      if (f.error.code === Code.FailedPrecondition && /\bis suspended\b/.test(f.message))
-        return new EnvironmentNotRunningError(
-          at.envId,
-          'Suspended',
-          'it was suspended for inactivity just as this call reached it; call again and it resumes',
-        );
+      return new EnvironmentNotRunningError(
+        at.envId,
+        'Suspended',
+        'it was suspended for inactivity just as this call reached it; call again and it resumes',
+      );
+    case 'other':
       return f.error;
   }
 }

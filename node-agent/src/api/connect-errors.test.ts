@@ -1,5 +1,6 @@
 import { createServer, type Http2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import type { ConnectError } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -24,6 +25,7 @@ import {
   VMNotFoundError,
   VMSuspendedError,
 } from '../errors.ts';
+import { VMSuspendedDetailSchema } from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
 import { edge, toConnectError } from './connect-errors.ts';
 
 // Domain errors thrown by handlers leave through the agent's edge and are read back by the
@@ -128,13 +130,14 @@ describe('node-agent errors over the wire', () => {
     expect((await unary('invalid')).kind).toBe('invalid-argument');
     expect((await unary('guest')).kind).toBe('transient');
     expect((await unary('boot')).kind).toBe('other');
-    // A suspended VM: FailedPrecondition saying to resume it (the operator resumes on activity).
+    // A suspended VM: FailedPrecondition with its detail (the operator resumes on activity).
     const suspended = await client.readFile({ vmId: 'suspended', path: 'x' }).catch((e: unknown) => e);
     expect(suspended).toMatchObject({
       code: Code.FailedPrecondition,
       rawMessage: 'VM vm-3 is suspended; resume it (ResumeVM) first',
     });
-    expect(classifyNodeAgentError(suspended).kind).toBe('other');
+    expect((suspended as ConnectError).findDetails(VMSuspendedDetailSchema)[0]?.vmId).toBe('vm-3');
+    expect(classifyNodeAgentError(suspended).kind).toBe('vm-suspended');
   });
 
   it('keeps the detail when a stream ends with the error', async () => {

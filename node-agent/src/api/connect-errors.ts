@@ -20,6 +20,7 @@ import {
   ProcessNotFoundDetailSchema,
   ProcessNotFoundReason,
   VMExitedDetailSchema,
+  VMSuspendedDetailSchema,
 } from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
 import { setLegacyHeaders } from '../legacy-error-headers.ts';
 
@@ -80,7 +81,10 @@ export function toConnectError(err: unknown): ConnectError {
       { kind: 'vm-exited', detail: create(VMExitedDetailSchema, value) },
     );
   }
-  if (e instanceof VMSuspendedError) return new ConnectError(e.message, Code.FailedPrecondition);
+  if (e instanceof VMSuspendedError)
+    return new ConnectError(e.message, Code.FailedPrecondition, undefined, [
+      { desc: VMSuspendedDetailSchema, value: { vmId: e.vmId } },
+    ]);
   if (e instanceof GuestFileError) return fileConnectError(e);
   return new ConnectError(e?.message ?? String(err), Code.Internal);
 }

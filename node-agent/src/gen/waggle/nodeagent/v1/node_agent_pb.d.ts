@@ -1398,6 +1398,24 @@ export declare type VMExitedDetail = Message<"waggle.nodeagent.v1.VMExitedDetail
 export declare const VMExitedDetailSchema: GenMessage<VMExitedDetail>;
 
 /**
+ * FAILED_PRECONDITION: the VM is suspended (SuspendVM); nothing runs in it until ResumeVM.
+ *
+ * @generated from message waggle.nodeagent.v1.VMSuspendedDetail
+ */
+export declare type VMSuspendedDetail = Message<"waggle.nodeagent.v1.VMSuspendedDetail"> & {
+  /**
+   * @generated from field: string vm_id = 1;
+   */
+  vmId: string;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.VMSuspendedDetail.
+ * Use `create(VMSuspendedDetailSchema)` to create a new message.
+ */
+export declare const VMSuspendedDetailSchema: GenMessage<VMSuspendedDetail>;
+
+/**
  * @generated from enum waggle.nodeagent.v1.Runtime
  */
 export enum Runtime {
