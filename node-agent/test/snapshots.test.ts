@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -15,6 +15,7 @@ const run = promisify(execFile);
 
 import type { VMNetworks } from '../src/vm/network/vm-network.ts';
 import { pidsWithMarker } from '../src/vm/proc.ts';
+import { QmpClient } from '../src/vm/qemu/qmp.ts';
 import { type GuestImages, snapshotPaths, type VMManager, vmPaths } from '../src/vm/vm-manager.ts';
 import { pythonSpec, testAgent, testConnections, testManager, testNetworks } from './vm-fixtures.ts';
 
@@ -201,5 +202,33 @@ describe('snapshots and suspend (real QEMU microvm)', () => {
     expect(existsSync(dirB)).toBe(false);
     expect(existsSync(`/run/netns/${b.network.netns}`)).toBe(false);
     agent2.close();
+  });
+
+  it('keeps a VM whose suspend the agent did not finish: paused by the save, it runs again after the restart', {
+    timeout: 300_000,
+  }, async () => {
+    const d = await vms.create(pythonSpec('cut-d'));
+    let conns = testConnections(vms);
+    await asRoot(conns, 'cut-d', 'echo before > /root/kept');
+    conns.closeAll();
+    // What SuspendVM leaves when the agent stops mid-save: the vCPUs stopped (its first step),
+    // part of a state file, and the record still saying running.
+    const dir = vms.vmDir('cut-d');
+    const qmp = await QmpClient.connect(vmPaths(dir).qmp);
+    await qmp.execute('stop');
+    expect((await qmp.execute<{ status: string }>('query-status')).status).toBe('paused');
+    qmp.close();
+    await writeFile(`${vmPaths(dir).suspendState}.tmp`, 'part of a saved state');
+
+    vms.close();
+    vms = manager();
+    expect((await vms.adopt()).adopted).toContain(d.instanceId);
+    expect(vms.get('cut-d').state).toBe('running');
+    conns = testConnections(vms);
+    // A paused guest would never answer (the call times out); this one runs, with its files.
+    expect(await asRoot(conns, 'cut-d', 'cat /root/kept')).toBe('before\n');
+    expect(existsSync(`${vmPaths(dir).suspendState}.tmp`)).toBe(false);
+    conns.closeAll();
+    await vms.destroy('cut-d');
   });
 });

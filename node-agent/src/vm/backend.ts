@@ -47,6 +47,12 @@ export interface VmBackend {
   launch(inst: BackendInstance, opts: LaunchOptions): Promise<number>;
   /** Pauses the VM, writes its whole state (memory, devices) to `statePath` and stops it. */
   saveState(inst: BackendInstance, pid: number, statePath: string): Promise<{ bytes: number }>;
+  /**
+   * Lets a VM whose process is alive but paused run again — a save the agent did not finish (it
+   * stopped mid-suspend: the state was never recorded, so the VM is still the running one).
+   * Returns whether it had to. No-op for a running VM.
+   */
+  ensureRunning(inst: Pick<BackendInstance, 'dir'>): Promise<boolean>;
   /** Stops the VM's process (SIGTERM, then SIGKILL). Idempotent. */
   stop(inst: Pick<BackendInstance, 'dir'>, pid: number, graceMs?: number): Promise<void>;
   isAlive(inst: Pick<BackendInstance, 'dir'>, pid: number): Promise<boolean>;

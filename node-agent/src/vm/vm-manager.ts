@@ -1259,6 +1259,14 @@ export class VMManager {
           await this.#o.networks.adopt(instanceId, record.network, record.pid);
           // Left by a resume the agent did not finish tidying up after.
           await rm(vmPaths(inst.dir).suspendState, { force: true });
+          // Left paused by a suspend the agent did not finish (its save pauses the VM first).
+          // Not a reason to remove the VM if asking fails: its calls then say what is wrong.
+          const resumed = await this.#backend.ensureRunning(inst).catch((err: Error) => {
+            this.#o.log.warn({ instanceId, err: err.message }, 'could not check the adopted VM is running');
+            return false;
+          });
+          if (resumed)
+            this.#o.log.warn({ instanceId }, 'adopted VM was paused by an unfinished suspend; running again');
           this.#track(record);
           adopted.push(instanceId);
           continue;

@@ -292,6 +292,26 @@ export class QemuMicrovmBackend implements VmBackend {
     return { bytes: (await stat(statePath)).size };
   }
 
+  async ensureRunning(inst: Pick<BackendInstance, 'dir'>): Promise<boolean> {
+    const p = vmPaths(inst.dir);
+    await rm(`${p.suspendState}.tmp`, { force: true }); // what the unfinished save wrote
+    const qmp = await connectQmp(p.qmp, 2_000);
+    try {
+      // A save cut short may still be migrating into a socket nobody reads: end it first.
+      const m = await qmp.execute<{ status?: string }>('query-migrate');
+      if (m.status === 'setup' || m.status === 'active' || m.status === 'device')
+        await qmp.execute('migrate_cancel');
+      const st = await qmp.execute<{ status: string }>('query-status');
+      if (st.status === 'running') return false;
+      if (st.status !== 'paused' && st.status !== 'postmigrate' && st.status !== 'finish-migrate')
+        throw new Error(`the VM is "${st.status}", not paused by a save`);
+      await qmp.execute('cont');
+      return true;
+    } finally {
+      qmp.close();
+    }
+  }
+
   stop(inst: Pick<BackendInstance, 'dir'>, pid: number, graceMs?: number): Promise<void> {
     return terminate(pid, this.marker(inst), graceMs);
   }
