@@ -85,6 +85,17 @@ describe('deadlines', () => {
       expect(d.reason).toBe('MaxLifetime');
     });
 
+    it('counts the idle time from the resume: a resume slower than the idle timeout is not suspended again at once', () => {
+      const resumed = env({
+        spec: { idleAction: 'Suspend', maxLifetime: '2h', idleTimeout: '5s' },
+        annotations: { [LAST_ACTIVITY_ANNOTATION]: '2026-11-24T10:40:00Z' }, // the call that resumed it
+        status: { phase: 'Running', resumedAt: '2026-11-24T10:40:07Z' } as WaggleEnvironment['status'],
+      });
+      const d = deadlines(resumed, Date.parse('2026-11-24T10:40:08Z'));
+      expect(k8sTime(d.lastActivity)).toBe('2026-11-24T10:40:07Z');
+      expect(k8sTime(d.suspendAt as Date)).toBe('2026-11-24T10:40:12Z');
+    });
+
     it('does not suspend when the lifetime comes first', () => {
       const d = deadlines(suspend('Running', { maxLifetime: '20m' }));
       expect(d.suspendAt).toBeUndefined();

@@ -63,6 +63,9 @@ export function deadlines(env: WaggleEnvironment, now: number | Date = Date.now(
     believable(parseTime(env.metadata.annotations?.[LAST_ACTIVITY_ANNOTATION]), at) ?? 0,
     believable(parseTime(env.status?.lastActivityTime), at) ?? 0,
     believable(parseTime(env.status?.startedAt), at) ?? 0,
+    // A resume is use: its caller waits on it, and the idle time must not count the resume (a
+    // resume longer than the idle timeout would otherwise be suspended again at once).
+    believable(parseTime(env.status?.resumedAt), at) ?? 0,
     created,
   );
   const idle = activity + parseDuration(env.spec.idleTimeout);
