@@ -53,13 +53,16 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
+  // The test's manager first: no snapshot job of it and no monitor pass (which records a VM
+  // whose QEMU went away) may write into a directory the last manager is removing.
+  await vms?.snapshotsSettled();
+  vms?.close();
   const last = manager();
   await last.adopt();
   for (const vm of last.list()) await last.destroyInstance(vm.instanceId);
   last.close();
-  vms?.close();
   networks.close();
-  await rm(stateDir, { recursive: true, force: true });
+  await rm(stateDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
   await networks.removeHostTable();
 });
 
@@ -220,6 +223,7 @@ describe('snapshots and suspend (real QEMU microvm)', () => {
     qmp.close();
     await writeFile(`${vmPaths(dir).suspendState}.tmp`, 'part of a saved state');
 
+    await vms.snapshotsSettled();
     vms.close();
     vms = manager();
     expect((await vms.adopt()).adopted).toContain(d.instanceId);
