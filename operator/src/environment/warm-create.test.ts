@@ -228,6 +228,27 @@ describe('an environment matching a warm pool', () => {
     expect(w.status(key)).toMatchObject({ phase: 'Running', nodeName: 'a' });
   });
 
+  it('keeps its node when the bind was slow and the Scheduled write after it failed', async () => {
+    const w = new World();
+    w.addNode('a', { 'ns/python-small': 1 });
+    w.addNode('b', { 'ns/python-small': 1 });
+    w.addPool('python-small');
+    w.createHangs = true; // the node restores or boots instead: the bind is not done at once
+    w.failNextWrite = 'Scheduled';
+    const key = w.addEnv('e', SPEC, [FINALIZER]);
+    const r = w.reconciler();
+    await expect(r.reconcile(key)).rejects.toThrow(/conflict/);
+    const first = w.creates[0]?.node as string;
+    // Meanwhile its node got busier: a fresh placement would pick the other one.
+    for (const name of ['x1', 'x2']) {
+      const env = w.envs.get(w.addEnv(name)) as WaggleEnvironment;
+      env.status = { phase: 'Running', nodeName: first };
+    }
+    await r.reconcile(key);
+    expect(w.status(key)).toMatchObject({ phase: 'Scheduled', nodeName: first });
+    expect(w.creates.map((c) => c.node)).toEqual([first]); // its call in flight is the one
+  });
+
   it('does not call the node again from a view older than its Running write', async () => {
     const w = new World();
     w.addNode('a', { 'ns/python-small': 1 });

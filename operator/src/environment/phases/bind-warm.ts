@@ -17,12 +17,12 @@ export const WARM_BIND_WAIT_MS = 1_000;
  * A new environment placed where a warm VM of its pool waits: bind it and write Running in one
  * status write — no Scheduled write before the call (docs/adr/0014, "The create path").
  *
- * Returns undefined when the bind did not finish in `warmBindWaitMs` (WARM_BIND_WAIT_MS) or failed: the caller then
- * records Scheduled and goes on as for any create (the call's result, or its completion, is
- * taken by `boot`). Should this operator stop between the bind and the write, the placement is
- * not recorded: a new leader places the environment again — on the same node CreateVM returns the
- * bound VM (same vm id); on another node the first VM is left until the environment is deleted
- * and the orphan collector removes it.
+ * Returns undefined when the bind did not finish in `warmBindWaitMs` (WARM_BIND_WAIT_MS) or
+ * failed: the caller then records Scheduled and goes on as for any create (the call's result, or
+ * its completion, is taken by `boot`). Should this operator stop between the bind and the write,
+ * the placement is not recorded: a new leader places the environment again — on the same node
+ * CreateVM returns the bound VM (same vm id); on another node the orphan collector destroys the
+ * first VM once the environment's status names the other node.
  */
 export async function bindWarm(
   ctx: PhaseContext,

@@ -26,6 +26,7 @@ export async function schedule(
   }
   const endpoint = result.pool ? ctx.health.endpoint(result.node) : undefined;
   const agent = endpoint ? ctx.agents.for(endpoint, result.node) : undefined;
+  const bindTried = Boolean(agent && result.pool);
   if (agent && result.pool) {
     const bound = await bindWarm(ctx, env, result.node, result.pool, agent, life);
     if (bound) return bound;
@@ -37,7 +38,9 @@ export async function schedule(
       pool: result.pool, // the warm pool its CreateVM names (unset: none matches)
     });
   } catch (err) {
-    ctx.placement.forget(keyOf(env)); // not written: give the slot back
+    // Not written: give the slot back — unless a warm bind was tried there, whose VM may exist:
+    // the retry then goes to the same node (Placement keeps the assumption for a while).
+    if (!bindTried) ctx.placement.forget(keyOf(env));
     throw err;
   }
   await ctx.events.record(env, 'Normal', EnvironmentReason.Scheduled, `Assigned to ${result.node}`);
