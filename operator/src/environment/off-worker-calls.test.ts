@@ -115,4 +115,31 @@ describe('OffWorkerCalls', () => {
       ),
     ).toEqual({ state: 'started' });
   });
+
+  it('tagOf: says what the last call was made against until forget, across taking its result', async () => {
+    const calls = new OffWorkerCalls<string>();
+    calls.take(
+      't',
+      async () => 'vm',
+      () => undefined,
+      'node-a',
+    );
+    expect(calls.tagOf('t')).toBe('node-a');
+    expect(await calls.wait('t', 1_000)).toEqual({ state: 'done', value: 'vm' });
+    expect(calls.tagOf('t')).toBe('node-a'); // the VM it made is still there
+    calls.take(
+      't',
+      async () => 'again',
+      () => undefined,
+    ); // a call without a tag clears it
+    expect(calls.tagOf('t')).toBeUndefined();
+    calls.take(
+      'u',
+      async () => 'x',
+      () => undefined,
+      'node-b',
+    );
+    calls.forget('u');
+    expect(calls.tagOf('u')).toBeUndefined();
+  });
 });

@@ -15,12 +15,14 @@ export class OffWorkerCalls<T> {
   readonly #calls = new Map<string, OffWorkerCall<T>>();
   /** Settles when the call in flight for a key does (a pass that may wait for it briefly). */
   readonly #settled = new Map<string, Promise<void>>();
+  /** What the last call for a key was made against (e.g. a node), until `forget`. */
+  readonly #tags = new Map<string, string>();
 
   /**
    * The finished call for `key` (forgotten once returned), `pending` while it runs, or — when
    * there is none — starts `call` and returns `started`. `onSettled` runs when it finishes.
    */
-  take(key: string, call: () => Promise<T>, onSettled: () => void): OffWorkerCall<T> {
+  take(key: string, call: () => Promise<T>, onSettled: () => void, tag?: string): OffWorkerCall<T> {
     const current = this.#calls.get(key);
     if (current && current.state !== 'pending') {
       this.#calls.delete(key);
@@ -29,6 +31,8 @@ export class OffWorkerCalls<T> {
     if (current) return current;
     const pending: OffWorkerCall<T> = { state: 'pending' };
     this.#calls.set(key, pending);
+    if (tag === undefined) this.#tags.delete(key);
+    else this.#tags.set(key, tag);
     // `call` runs after this returns, so a synchronous throw is a failure like any other.
     const settled = Promise.resolve()
       .then(call)
@@ -74,9 +78,18 @@ export class OffWorkerCalls<T> {
     if (!this.#calls.has(key)) this.#calls.set(key, result);
   }
 
-  /** Drops a finished result (a pending call keeps running; its result is dropped on arrival). */
+  /**
+   * The tag of the last call started for `key` (in flight, finished or taken), until `forget`:
+   * e.g. the node a CreateVM ran on, whose VM may exist even though no status says so.
+   */
+  tagOf(key: string): string | undefined {
+    return this.#tags.get(key);
+  }
+
+  /** Drops a finished result and the tag (a pending call keeps running; its result is dropped on arrival). */
   forget(key: string): void {
     this.#calls.delete(key);
+    this.#tags.delete(key);
   }
 
   #settle(key: string, pending: OffWorkerCall<T>, result: OffWorkerCall<T>): void {

@@ -126,6 +126,17 @@ export class Placement {
     return run;
   }
 
+  /**
+   * Places `env` on `node` without choosing (a CreateVM already ran there), assumed afresh; with
+   * the pool its spec matches, if any.
+   */
+  pin(env: WaggleEnvironment, node: string): ScheduleResult & { pool?: string } {
+    const { cpus, memoryMiB } = env.spec.resources;
+    const pool = matchingPool(env, this.#d.listPools());
+    this.#assumed.set(keyOf(env), { node, cpus, memoryMiB, at: this.#d.now(), ...(pool ? { pool } : {}) });
+    return { node, ...(pool ? { pool } : {}) };
+  }
+
   forget(key: string): void {
     this.#assumed.delete(key);
   }

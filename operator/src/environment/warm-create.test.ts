@@ -33,6 +33,7 @@ class World {
   /** Every write, in order: "finalizer" or the phase a status write sets. */
   readonly writes: string[] = [];
   readonly creates: Array<{ node: string; req: CreateRequest }> = [];
+  readonly destroyed: string[] = [];
   origin = VMOrigin.VM_ORIGIN_WARM;
   createHangs = false;
   /** The next status write setting this phase fails with a conflict. */
@@ -65,7 +66,10 @@ class World {
           return { vm: { spec: req.spec, origin: this.origin } };
         },
         getVM: async () => ({ vm: {} }),
-        destroyVM: async () => ({ existed: true }),
+        destroyVM: async (req: { vmId: string }) => {
+          this.destroyed.push(`${node}/${req.vmId}`);
+          return { existed: true };
+        },
       }) as unknown as VmAgent,
   };
 
@@ -224,7 +228,8 @@ describe('an environment matching a warm pool', () => {
     const r = w.reconciler();
     await expect(r.reconcile(key)).rejects.toThrow(/conflict/);
     await createToRunning(w, key, r);
-    expect(w.creates.map((c) => c.node)).toEqual(['a', 'a']); // the node returns the bound VM
+    // The bind's result is kept for the retry (pinned to its node): no second CreateVM.
+    expect(w.creates.map((c) => c.node)).toEqual(['a']);
     expect(w.status(key)).toMatchObject({ phase: 'Running', nodeName: 'a' });
   });
 
@@ -247,6 +252,20 @@ describe('an environment matching a warm pool', () => {
     await r.reconcile(key);
     expect(w.status(key)).toMatchObject({ phase: 'Scheduled', nodeName: first });
     expect(w.creates.map((c) => c.node)).toEqual([first]); // its call in flight is the one
+  });
+
+  it('destroys the bound VM when the environment is deleted before its placement was written', async () => {
+    const w = new World();
+    w.addNode('a', { 'ns/python-small': 1 });
+    w.addPool('python-small');
+    w.failNextWrite = 'Running'; // e.g. the deletion changed the object under the bind
+    const key = w.addEnv('e', SPEC, [FINALIZER]);
+    const r = w.reconciler();
+    await expect(r.reconcile(key)).rejects.toThrow(/conflict/);
+    const env = w.envs.get(key) as WaggleEnvironment;
+    env.metadata.deletionTimestamp = k8sTime(new Date(T0));
+    await r.reconcile(key);
+    expect(w.destroyed).toEqual(['a/uid-e']); // no status names a, the bind's tag does
   });
 
   it('does not call the node again from a view older than its Running write', async () => {

@@ -34,7 +34,7 @@ export async function bindWarm(
 ): Promise<ReconcileResult | undefined> {
   const uid = env.metadata.uid as string;
   const key = keyOf(env);
-  const first = ctx.calls.creates.take(uid, createVM(ctx, env, agent, pool), () => ctx.enqueue(key));
+  const first = ctx.calls.creates.take(uid, createVM(ctx, env, agent, pool), () => ctx.enqueue(key), node);
   if (first.state !== 'started') {
     // An earlier pass's call (in flight, or finished but not written): `boot` takes it.
     if (first.state !== 'pending') ctx.calls.creates.restore(uid, first);
@@ -47,14 +47,19 @@ export async function bindWarm(
   }
   const scheduled = status.scheduled(env, ctx.now, node, life.expiresAt);
   const placed = { ...env, status: { ...env.status, ...scheduled } } as WaggleEnvironment;
-  // A failed write throws: the retry is placed on the same node (Placement keeps the assumption)
-  // and CreateVM there returns the VM bound now.
-  const written = await ctx.setStatus(env, {
-    ...scheduled,
-    ...status.running(placed, ctx.now, node, life.expiresAt),
-    pool,
-    ...createdStatus(bound.value, life),
-  });
+  // A failed write throws; the retry is pinned to this node (the call's tag) and takes this
+  // result instead of calling again.
+  const written = await ctx
+    .setStatus(env, {
+      ...scheduled,
+      ...status.running(placed, ctx.now, node, life.expiresAt),
+      pool,
+      ...createdStatus(bound.value, life),
+    })
+    .catch((err: unknown) => {
+      ctx.calls.creates.restore(uid, bound);
+      throw err;
+    });
   // The call's completion queued the key; until the cache shows this write, a pass would see
   // the environment unplaced.
   ctx.written.note(written);

@@ -29,8 +29,11 @@ export async function boot(
 ): Promise<ReconcileResult | undefined> {
   const uid = env.metadata.uid as string;
   const key = keyOf(env);
-  const creation = ctx.calls.creates.take(uid, createVM(ctx, env, agent, env.status?.pool), () =>
-    ctx.enqueue(key),
+  const creation = ctx.calls.creates.take(
+    uid,
+    createVM(ctx, env, agent, env.status?.pool),
+    () => ctx.enqueue(key),
+    node,
   );
   switch (creation.state) {
     case 'started':
@@ -62,6 +65,7 @@ export async function boot(
         // The node is fuller than its WaggleNode said (a VM the operator does not count, a
         // capacity change): not the environment's fault. Give the slot back and schedule again.
         ctx.placement.forget(key);
+        ctx.calls.creates.forget(uid); // no VM there: the next placement is free to go elsewhere
         const message = `node ${node} refused the VM (${failure.message}); scheduling again`;
         await ctx.setStatus(env, status.refusedByNode(env, ctx.now, message, life.expiresAt));
         await ctx.events.record(env, 'Warning', EnvironmentReason.Unschedulable, message);
@@ -76,13 +80,16 @@ export async function boot(
       );
       return { requeueAfterMs: life.untilExpiryMs };
     }
-    case 'done':
-      await ctx.setStatus(env, {
+    case 'done': {
+      const written = await ctx.setStatus(env, {
         ...status.running(env, ctx.now, node, life.expiresAt),
         ...createdStatus(creation.value, life),
       });
+      // A pass from an older view must not start this VM's CreateVM again.
+      ctx.written.note(written);
       await ctx.events.record(env, 'Normal', EnvironmentReason.Running, `VM ready on ${node}`);
       return { requeueAfterMs: Math.min(life.untilExpiryMs, ctx.config.verifyEveryMs) };
+    }
   }
 }
 

@@ -28,7 +28,9 @@ export async function finalize(
 ): Promise<ReconcileResult | undefined> {
   const uid = env.metadata.uid as string;
   if (!env.metadata.finalizers?.includes(FINALIZER)) return undefined;
-  const node = env.status?.nodeName;
+  // No placement recorded, but a CreateVM ran (a warm bind whose Running write never came): its
+  // node may hold the VM.
+  const node = env.status?.nodeName ?? ctx.calls.creates.tagOf(uid);
   if (env.status?.phase !== 'Terminating') {
     env = await ctx.setStatus(env, status.terminating(env, ctx.now)).catch(() => env);
     await ctx.events.record(

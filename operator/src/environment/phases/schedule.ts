@@ -13,7 +13,10 @@ export async function schedule(
   env: WaggleEnvironment,
   life: Lifetime,
 ): Promise<ReconcileResult | undefined> {
-  const result = await ctx.placement.place(env);
+  // A CreateVM already ran for it (a warm bind whose status write failed): its VM may be on
+  // that node, so it is placed there again — whatever the load says now.
+  const ran = ctx.calls.creates.tagOf(env.metadata.uid as string);
+  const result = ran ? ctx.placement.pin(env, ran) : await ctx.placement.place(env);
   if ('reason' in result) {
     ctx.onSchedulingFailure();
     const wasUnschedulable =
@@ -26,7 +29,6 @@ export async function schedule(
   }
   const endpoint = result.pool ? ctx.health.endpoint(result.node) : undefined;
   const agent = endpoint ? ctx.agents.for(endpoint, result.node) : undefined;
-  const bindTried = Boolean(agent && result.pool);
   if (agent && result.pool) {
     const bound = await bindWarm(ctx, env, result.node, result.pool, agent, life);
     if (bound) return bound;
@@ -38,9 +40,8 @@ export async function schedule(
       pool: result.pool, // the warm pool its CreateVM names (unset: none matches)
     });
   } catch (err) {
-    // Not written: give the slot back — unless a warm bind was tried there, whose VM may exist:
-    // the retry then goes to the same node (Placement keeps the assumption for a while).
-    if (!bindTried) ctx.placement.forget(keyOf(env));
+    // Not written: give the slot back, unless a CreateVM ran there (its tag pins the retry).
+    if (!ctx.calls.creates.tagOf(env.metadata.uid as string)) ctx.placement.forget(keyOf(env));
     throw err;
   }
   await ctx.events.record(env, 'Normal', EnvironmentReason.Scheduled, `Assigned to ${result.node}`);
