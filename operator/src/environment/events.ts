@@ -70,9 +70,7 @@ export class EventRecorder {
         },
       },
     });
-    this.#sending ??= this.#send().finally(() => {
-      this.#sending = undefined;
-    });
+    this.#sending ??= this.#send();
     return Promise.resolve();
   }
 
@@ -99,6 +97,8 @@ export class EventRecorder {
         this.#log.warn({ reason: next.reason, err: (err as Error).message }, 'could not record event');
       }
     }
+    // In the same step as the empty-queue check: a record() after it starts a new sender.
+    this.#sending = undefined;
     if (this.#dropped > 0) {
       this.#log.warn({ dropped: this.#dropped }, 'events dropped while the queue was full');
       this.#dropped = 0;
