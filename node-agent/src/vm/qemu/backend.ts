@@ -296,14 +296,34 @@ export class QemuMicrovmBackend implements VmBackend {
     const p = vmPaths(inst.dir);
     await rm(`${p.suspendState}.tmp`, { force: true }); // what the unfinished save wrote
     const qmp = await connectQmp(p.qmp, 2_000);
+    const settled = async <R>(ask: () => Promise<R>, done: (r: R) => boolean, what: string): Promise<R> => {
+      const deadline = Date.now() + 5_000;
+      for (;;) {
+        const r = await ask();
+        if (done(r)) return r;
+        if (Date.now() > deadline) throw new Error(`${what} did not settle within 5 s`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
     try {
-      // A save cut short may still be migrating into a socket nobody reads: end it first.
+      // A save cut short may still be migrating into a socket nobody reads: end it, and wait
+      // until it has ended (cancelling takes a moment; `cont` is refused meanwhile).
+      const migrating = new Set(['setup', 'active', 'device', 'pre-switchover', 'cancelling']);
       const m = await qmp.execute<{ status?: string }>('query-migrate');
-      if (m.status === 'setup' || m.status === 'active' || m.status === 'device')
+      if (m.status && migrating.has(m.status) && m.status !== 'cancelling')
         await qmp.execute('migrate_cancel');
-      const st = await qmp.execute<{ status: string }>('query-status');
+      await settled(
+        () => qmp.execute<{ status?: string }>('query-migrate'),
+        (r) => !r.status || !migrating.has(r.status),
+        'the unfinished save',
+      );
+      const st = await settled(
+        () => qmp.execute<{ status: string }>('query-status'),
+        (r) => r.status !== 'finish-migrate',
+        'the VM',
+      );
       if (st.status === 'running') return false;
-      if (st.status !== 'paused' && st.status !== 'postmigrate' && st.status !== 'finish-migrate')
+      if (st.status !== 'paused' && st.status !== 'postmigrate')
         throw new Error(`the VM is "${st.status}", not paused by a save`);
       await qmp.execute('cont');
       return true;
