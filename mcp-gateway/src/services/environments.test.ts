@@ -32,6 +32,18 @@ const RUNNING: WaggleEnvironmentStatus = {
   conditions: [ready('True', 'Running')],
 };
 
+/** A kubeconfig for an apiserver nobody runs: any call fails at once (ECONNREFUSED). */
+function unreachableApiserver(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server: 'https://127.0.0.1:1', skipTLSVerify: true }],
+    users: [{ name: 'u' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  });
+  return kc;
+}
+
 function world(status: WaggleEnvironmentStatus, resumeWaitTimeoutMs = 1_000) {
   let env = {
     apiVersion: 'waggle.dev/v1alpha1',
@@ -55,13 +67,7 @@ function world(status: WaggleEnvironmentStatus, resumeWaitTimeoutMs = 1_000) {
     },
   } as unknown as ActivityRecorder;
   // Never contacted: resolveRunning reads the cache and records activity through `activity`.
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: 'http://127.0.0.1:1' }],
-    users: [{ name: 'u' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
+  const kc = unreachableApiserver();
   const service = new EnvironmentService(
     kc,
     cache,
@@ -169,14 +175,8 @@ describe('EnvironmentService.resolveRunning', () => {
 describe('EnvironmentService.create: the per-caller limit', () => {
   it('reserves a slot before the apiserver write: concurrent creates cannot pass the limit together, and a failed write gives the slot back', async () => {
     const cache = { list: () => [] } as unknown as EnvironmentCache;
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      // Nothing listens here: every write fails, after the synchronous part of create().
-      clusters: [{ name: 'c', server: 'https://127.0.0.1:1', skipTLSVerify: true }],
-      users: [{ name: 'u' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    });
+    // Every write fails, after the synchronous part of create().
+    const kc = unreachableApiserver();
     const service = new EnvironmentService(
       kc,
       cache,
