@@ -240,6 +240,7 @@ describe('mcp-gateway under hostile traffic', () => {
 
     // Chunked, no length announced: refused once the limit is passed, not after the whole body.
     let written = 0;
+    let answered = false;
     const chunked = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = httpRequest({
         host,
@@ -253,16 +254,19 @@ describe('mcp-gateway under hostile traffic', () => {
         },
       });
       req.on('response', (res) => {
+        answered = true;
         let body = '';
         res.on('data', (c) => {
           body += c;
         });
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
       });
+      // A reset before the answer fails the test: the client must read why it was refused.
       req.on('error', reject);
       const chunk = Buffer.alloc(256 * 1024, 0x20);
+      // Sends until answered (as curl does), so `written` is what was sent before the answer.
       const pump = () => {
-        while (written < 4 * BODY_LIMIT && req.write(chunk)) written += chunk.length;
+        while (!answered && written < 4 * BODY_LIMIT && req.write(chunk)) written += chunk.length;
       };
       req.on('drain', pump);
       pump();

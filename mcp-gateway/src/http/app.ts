@@ -5,6 +5,7 @@ import type { Caller } from '../auth/caller.ts';
 import { AuthError } from '../errors.ts';
 import type { SessionRegistry } from '../mcp/sessions.ts';
 import type { GatewayMetrics } from '../metrics.ts';
+import { closeAfterReply, hasBody } from './lingering-close.ts';
 import { checkOrigin, type OriginPolicy } from './origin-guard.ts';
 import {
   isPreviewPath,
@@ -29,20 +30,6 @@ export interface AppOptions {
   log: Logger;
 }
 
-/** A request that still has a body on the wire (which a refusal must not wait for). */
-const hasBody = (req: IncomingMessage): boolean =>
-  req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-
-/**
- * Answers without reading the rest of the request body: `Connection: close`, and the socket is
- * destroyed as soon as the answer is handed to the kernel — Node would otherwise drain the body
- * ("dump") until the connection is closed. Only what arrived with the headers is ever read.
- */
-function closeAfterReply(req: IncomingMessage, res: ServerResponse): void {
-  res.setHeader('connection', 'close');
-  res.once('finish', () => req.socket.destroy());
-}
-
 const rpcError = (code: number, message: string) => ({ jsonrpc: '2.0', error: { code, message }, id: null });
 
 /**
@@ -51,7 +38,8 @@ const rpcError = (code: number, message: string) => ({ jsonrpc: '2.0', error: { 
  * Hostile traffic costs little: Origin/Host and the bearer token are checked on the headers
  * (an `onRequest` hook) before any body byte is read, and a refusal closes the connection rather
  * than drain a body; an accepted request's body is read up to `bodyLimitBytes` (the largest legal
- * tool call) and refused with 413 beyond. The server closes connections whose headers take
+ * tool call) and refused with 413 beyond. A refused client that is still sending gets its answer,
+ * then a bounded lingering close (`lingering-close.ts`) rather than a reset. The server closes connections whose headers take
  * longer than `headersMs` (slow-loris; an idle new connection too), requests whose body takes
  * longer than `requestMs`, and kept-alive connections idle for `keepAliveMs`. Nothing bounds a
  * response once the request is in: SSE streams, long `execute` calls and preview WebSockets
@@ -78,6 +66,9 @@ export function buildApp(o: AppOptions) {
           connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(t.headersMs / 4))),
         },
         (req, res) => {
+          // A request pipelined behind a refused one, on a connection that only lingers to drop
+          // the refused body (see lingering-close.ts): never served.
+          if (!req.socket.writable) return void req.socket.destroy();
           if (preview && isPreviewPath(req.url)) void proxyPreviewRequest(preview, req, res);
           else handler(req, res);
         },
@@ -98,7 +89,7 @@ export function buildApp(o: AppOptions) {
     code: number,
     message: string,
   ) => {
-    // Do not read (or drain) a body we will not use: answer and close the connection.
+    // Do not read a body we will not use: answer and close the connection (after a bounded linger).
     if (hasBody(req.raw)) closeAfterReply(req.raw, reply.raw);
     return reply.code(status).send(rpcError(code, message));
   };

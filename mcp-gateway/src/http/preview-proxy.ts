@@ -11,6 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import type { WaggleEnvironment } from '@waggle/crds';
 import type { Logger } from 'pino';
 import { AuthError, UserError } from '../errors.ts';
+import { closeAfterReply, hasBody } from './lingering-close.ts';
 
 /** Where a preview request goes: an environment's port, and the path to ask the guest for. */
 export interface PreviewTarget {
@@ -134,6 +135,8 @@ export function scopeCookie(cookie: string, prefix: string): string {
 
 function refuse(res: ServerResponse, r: Refusal) {
   if (res.headersSent) return void res.destroy();
+  // A refused request's body is not read: answer, then a bounded lingering close.
+  if (hasBody(res.req)) closeAfterReply(res.req, res);
   res.writeHead(r.status, {
     'content-type': 'text/plain; charset=utf-8',
     'cache-control': 'no-store',

@@ -1,0 +1,41 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/** How long a refused client may keep sending after its answer before the socket is destroyed. */
+export const LINGER_MS = 2_000;
+
+/** A request that still has a body on the wire (which a refusal must not wait for). */
+export const hasBody = (req: IncomingMessage): boolean =>
+  req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+
+/**
+ * Answers a request whose body the server will not read, then closes the connection the way
+ * nginx's `lingering_close` does: the answer goes out with `Connection: close` and a FIN, and
+ * whatever the client is still sending is read and dropped for at most `lingerMs` (less if the
+ * client closes first), then the socket is destroyed.
+ *
+ * Destroying the socket while the client is still writing (Node's default after a
+ * `Connection: close` answer) closes it with unread bytes in the kernel's receive buffer: the
+ * kernel answers with a reset, and a client that is still sending usually loses the answer too —
+ * it sees `ECONNRESET` instead of "413: body too large" or "401: token expired". Lingering costs
+ * at most `lingerMs` of discarded reading per refused connection; nothing is buffered.
+ */
+export function closeAfterReply(req: IncomingMessage, res: ServerResponse, lingerMs = LINGER_MS): void {
+  res.setHeader('connection', 'close');
+  const socket = req.socket as Socket & { destroySoon?: () => void };
+  let lingering = false;
+  const linger = () => {
+    if (lingering) return;
+    lingering = true;
+    if (socket.writable) socket.end();
+    req.resume(); // drop the rest of the body (fastify may have stopped reading mid-body)
+    const timer = setTimeout(() => socket.destroy(), lingerMs);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  };
+  // Node ends a `Connection: close` response with `socket.destroySoon()` (end, then destroy as
+  // soon as the FIN is written); on this socket that becomes the bounded linger above. The
+  // 'finish' listener covers a Node that would only call `end()`.
+  socket.destroySoon = linger;
+  res.once('finish', linger);
+}
