@@ -3,7 +3,8 @@
 #   1. Debian packages the harness needs
 #   2. Node.js 26 and pnpm from the npm registry (the machine's Node 20 is end-of-life)
 #   3. the workspace's npm dependencies (pnpm install)
-#   4. Kubernetes v1.36.3 binaries (all seven components) and helm v4 + v3, built from Go modules
+#   4. Kubernetes v1.36.3 binaries (all seven components), helm v4 + v3 and the CNCF distribution
+#      registry (the tests' OCI registry), built from Go modules
 #   5. guest images: kernel + initramfs and the python, node and shell root filesystems
 #   6. the local node's container tooling: containerd, runc, CNI plugins, iptables, podman
 #      (with rlimits this VM allows); images themselves are built on first use, cached by hash
@@ -19,6 +20,8 @@ APT_PACKAGES=(ca-certificates git procps iproute2
   mmdebstrap qemu-system-x86 qemu-utils e2fsprogs busybox-static cpio kmod
   # per-VM network namespaces and their firewall (node-agent)
   nftables
+  # OCI images into guest root filesystems (node-agent); htpasswd for the test registry's auth
+  skopeo umoci apache2-utils
   # the local single-node cluster and its images
   containerd runc containernetworking-plugins iptables conntrack podman curl)
 GUEST_RUNTIMES=(python node shell)
@@ -126,6 +129,7 @@ kube_binaries() {
   cd "$REPO"
   node test/src/cli/main.ts cluster build-kube all
   node test/src/cli/main.ts cluster build-helm
+  node test/src/cli/main.ts cluster build-registry
 }
 
 # podman's default rlimits exceed this VM's hard limits (no CAP_SYS_RESOURCE): every container

@@ -30,6 +30,12 @@ export const CLUSTER_COMMANDS: CommandGroup = {
       load: () => import('./build-helm.ts'),
     },
     {
+      name: 'build-registry',
+      summary:
+        'build and cache the CNCF distribution registry (the OCI registry of tests) from its Go module',
+      load: () => import('./build-registry.ts'),
+    },
+    {
       name: 'up',
       summary: 'bring up the local single-node cluster (idempotent; needs root)',
       load: () => import('./up.ts'),

@@ -1,0 +1,403 @@
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Runtime } from '@waggle/crds';
+import type { Logger } from 'pino';
+import { ImageError, skopeoFailure } from './image-errors.ts';
+import {
+  formatImageReference,
+  type ImageReference,
+  InvalidImageReference,
+  isImageAllowed,
+  parseImageReference,
+} from './image-reference.ts';
+import { executableInRoot, findInRoot } from './rootfs-lookup.ts';
+
+const run = promisify(execFile);
+
+/** The interpreter each runtime's `execute` needs (the shell runtime needs only `/bin/sh`). */
+const INTERPRETERS: Record<Runtime, string | undefined> = {
+  python: 'python3',
+  node: 'node',
+  shell: undefined,
+};
+const DEFAULT_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+const INDEX_TYPES = new Set([
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+]);
+
+export interface ImageStoreOptions {
+  /** Entries live in `<cacheDir>/<sha256 hex of the manifest>/`. */
+  cacheDir: string;
+  /** Least recently used entries beyond this total are removed (never one in use). */
+  maxCacheBytes: number;
+  /** Largest unpacked image accepted. */
+  maxImageBytes: number;
+  /** Who may be pulled (`image-reference.ts` `isImageAllowed`). */
+  allowList: readonly string[];
+  /** Registries reached over plain HTTP or without TLS verification (a registry on the node). */
+  insecureRegistries: readonly string[];
+  /** Manifest digests of the images that back live VMs (never collected). */
+  inUse: () => Iterable<string>;
+  log: Logger;
+}
+
+export type ImagePhase = 'resolving' | 'pulling' | 'unpacking' | 'building' | 'cached';
+
+export interface PulledImage {
+  /** Normalized reference as asked for. */
+  reference: string;
+  /** `sha256:…` of the linux/amd64 manifest (what is cached and what a VM records). */
+  digest: string;
+  /** The bootable root filesystem (ext4), read-only: VMs overlay it. */
+  rootfs: string;
+  unpackedBytes: number;
+  rootfsBytes: number;
+  /** From the image config: used to run commands the way the image's author meant. */
+  config: { env: string[]; workingDir?: string; user?: string };
+  /** Guest path of the runtime's interpreter, when the runtime needs one. */
+  interpreter?: string;
+}
+
+interface StoredImage {
+  reference: string;
+  digest: string;
+  unpackedBytes: number;
+  rootfsBytes: number;
+  config: PulledImage['config'];
+  /** Guest paths found at build time: `sh`, `python3`, `node`. */
+  found: Record<string, string | undefined>;
+}
+
+/**
+ * Turns OCI image references into bootable guest root filesystems, cached by manifest digest.
+ *
+ * A pull is `skopeo copy` (it verifies every blob against its digest, reads Docker and OCI
+ * manifests and indexes, and takes registry credentials as a containers-auth file — the format
+ * of an imagePullSecret's `.dockerconfigjson`), then `umoci raw unpack` (OCI layers with
+ * whiteouts), then checks, then `mkfs.ext4 -d` into an image that VMs overlay copy-on-write.
+ * Concurrent resolves of one digest share one pull; everything is built in a temp directory
+ * renamed into place, so a crash leaves no half entry.
+ */
+export class OciImageStore {
+  readonly #o: ImageStoreOptions;
+  readonly #inFlight = new Map<string, Promise<StoredImage>>();
+
+  constructor(o: ImageStoreOptions) {
+    this.#o = o;
+  }
+
+  async resolve(
+    image: string,
+    opts: {
+      runtime: Runtime;
+      /** An imagePullSecret's `.dockerconfigjson`. */
+      dockerConfigJson?: string;
+      onProgress?: (phase: ImagePhase, detail?: string) => void;
+    },
+  ): Promise<PulledImage> {
+    let ref: ImageReference;
+    try {
+      ref = parseImageReference(image);
+    } catch (err) {
+      if (err instanceof InvalidImageReference) throw new ImageError('invalid-reference', image, err.message);
+      throw err;
+    }
+    const name = formatImageReference(ref);
+    if (!isImageAllowed(ref, this.#o.allowList)) {
+      throw new ImageError(
+        'not-allowed',
+        name,
+        `image "${name}" is not on this cluster's image allow-list (${this.#o.allowList.join(', ') || 'empty'}); ask the cluster admin to allow it or use a template`,
+      );
+    }
+    const stored = await this.#withAuthFile(opts.dockerConfigJson, async (authFile) => {
+      opts.onProgress?.('resolving', name);
+      const digest = await this.#platformDigest(ref, name, authFile);
+      const cached = await this.#readEntry(digest);
+      if (cached) {
+        opts.onProgress?.('cached', digest);
+        return cached;
+      }
+      let pull = this.#inFlight.get(digest);
+      if (!pull) {
+        pull = this.#pull(ref, name, digest, authFile, opts.onProgress).finally(() =>
+          this.#inFlight.delete(digest),
+        );
+        this.#inFlight.set(digest, pull);
+      }
+      return pull;
+    });
+    await this.#touch(stored.digest);
+    return this.#check(stored, name, opts.runtime);
+  }
+
+  /** Removes least recently used entries until the cache fits, never one in use. Returns what went. */
+  async collect(): Promise<string[]> {
+    const inUse = new Set(this.#o.inUse());
+    const entries = [];
+    for (const hex of await readdir(this.#o.cacheDir).catch(() => [] as string[])) {
+      if (!/^[a-f0-9]{64}$/.test(hex)) continue;
+      const meta = await this.#readEntry(`sha256:${hex}`);
+      if (!meta) continue;
+      const used = await stat(join(this.#o.cacheDir, hex, 'last-used')).catch(() => undefined);
+      entries.push({ digest: meta.digest, bytes: meta.rootfsBytes, usedAt: used?.mtimeMs ?? 0 });
+    }
+    let total = entries.reduce((n, e) => n + e.bytes, 0);
+    const removed: string[] = [];
+    for (const e of entries.sort((a, b) => a.usedAt - b.usedAt)) {
+      if (total <= this.#o.maxCacheBytes) break;
+      if (inUse.has(e.digest) || this.#inFlight.has(e.digest)) continue;
+      await rm(this.#dir(e.digest), { recursive: true, force: true });
+      total -= e.bytes;
+      removed.push(e.digest);
+      this.#o.log.info({ digest: e.digest, bytes: e.bytes }, 'image cache entry removed');
+    }
+    return removed;
+  }
+
+  #dir(digest: string) {
+    return join(this.#o.cacheDir, digest.replace(/^sha256:/, ''));
+  }
+
+  #tlsArgs(ref: ImageReference, flag: string): string[] {
+    return this.#o.insecureRegistries.includes(ref.registry) ? [`${flag}=false`] : [];
+  }
+
+  async #withAuthFile<T>(
+    dockerConfigJson: string | undefined,
+    fn: (authFile?: string) => Promise<T>,
+  ): Promise<T> {
+    if (dockerConfigJson === undefined) return fn(undefined);
+    const dir = join(this.#o.cacheDir, `.auth-${randomBytes(8).toString('hex')}`);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    try {
+      const file = join(dir, 'auth.json');
+      await writeFile(file, dockerConfigJson, { mode: 0o600 });
+      return await fn(file);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async #skopeo(name: string, args: string[]): Promise<Buffer> {
+    try {
+      const { stdout } = await run('skopeo', args, { encoding: 'buffer', maxBuffer: 64 << 20 });
+      return stdout;
+    } catch (err) {
+      const e = err as { code?: string; stderr?: Buffer };
+      if (e.code === 'ENOENT')
+        throw new Error('skopeo is not installed on this node (apt-get install skopeo)');
+      throw skopeoFailure(name, e.stderr?.toString() ?? String(err));
+    }
+  }
+
+  /** The digest of the linux/amd64 manifest, read without pulling a layer. */
+  async #platformDigest(ref: ImageReference, name: string, authFile?: string): Promise<string> {
+    const raw = await this.#skopeo(name, [
+      'inspect',
+      '--raw',
+      ...this.#tlsArgs(ref, '--tls-verify'),
+      ...(authFile ? ['--authfile', authFile] : []),
+      `docker://${name}`,
+    ]);
+    let manifest: {
+      mediaType?: string;
+      manifests?: { digest: string; platform?: { os?: string; architecture?: string } }[];
+    };
+    try {
+      manifest = JSON.parse(raw.toString());
+    } catch {
+      throw new ImageError(
+        'not-an-image',
+        name,
+        `"${name}" is not an OCI or Docker container image: its manifest is not JSON`,
+      );
+    }
+    if (INDEX_TYPES.has(manifest.mediaType ?? '') || Array.isArray(manifest.manifests)) {
+      const entry = manifest.manifests?.find(
+        (m) => m.platform?.os === 'linux' && m.platform.architecture === 'amd64',
+      );
+      if (!entry) {
+        const have = (manifest.manifests ?? [])
+          .map((m) => `${m.platform?.os}/${m.platform?.architecture}`)
+          .join(', ');
+        throw new ImageError(
+          'wrong-architecture',
+          name,
+          `image "${name}" has no linux/amd64 variant (it has: ${have || 'none'}); this node's microVMs are linux/amd64`,
+        );
+      }
+      return entry.digest;
+    }
+    return `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+  }
+
+  async #readEntry(digest: string): Promise<StoredImage | undefined> {
+    const text = await readFile(join(this.#dir(digest), 'image.json'), 'utf8').catch(() => undefined);
+    return text === undefined ? undefined : (JSON.parse(text) as StoredImage);
+  }
+
+  async #touch(digest: string) {
+    const now = new Date();
+    await utimes(join(this.#dir(digest), 'last-used'), now, now).catch(() => undefined);
+  }
+
+  async #pull(
+    ref: ImageReference,
+    name: string,
+    digest: string,
+    authFile: string | undefined,
+    onProgress?: (phase: ImagePhase, detail?: string) => void,
+  ): Promise<StoredImage> {
+    const log = this.#o.log.child({ image: name, digest });
+    const tmp = join(this.#o.cacheDir, `.tmp-${digest.slice(7, 19)}-${randomBytes(4).toString('hex')}`);
+    await mkdir(tmp, { recursive: true, mode: 0o700 });
+    const t0 = Date.now();
+    try {
+      onProgress?.('pulling', name);
+      await this.#skopeo(name, [
+        'copy',
+        '--quiet',
+        '--override-os=linux',
+        '--override-arch=amd64',
+        ...this.#tlsArgs(ref, '--src-tls-verify'),
+        ...(authFile ? ['--src-authfile', authFile] : []),
+        `docker://${ref.registry}/${ref.repository}@${digest}`,
+        `oci:${join(tmp, 'layout')}:image`,
+      ]);
+      const pulledMs = Date.now() - t0;
+      const config = await readImageConfig(join(tmp, 'layout'), name);
+      onProgress?.('unpacking', name);
+      const rootfs = join(tmp, 'rootfs');
+      await run('umoci', ['raw', 'unpack', '--image', `${join(tmp, 'layout')}:image`, rootfs], {
+        maxBuffer: 16 << 20,
+      }).catch((err: { stderr?: string }) => {
+        throw new ImageError(
+          'not-an-image',
+          name,
+          `unpacking image "${name}" failed: ${err.stderr?.trim() ?? err}`,
+        );
+      });
+      await rm(join(tmp, 'layout'), { recursive: true, force: true });
+      const unpackedBytes = await diskUsage(rootfs);
+      if (unpackedBytes > this.#o.maxImageBytes) {
+        throw new ImageError(
+          'too-large',
+          name,
+          `image "${name}" unpacks to ${mib(unpackedBytes)} MiB, more than this node accepts (${mib(this.#o.maxImageBytes)} MiB)`,
+        );
+      }
+      const path = [
+        ...(config.env
+          .find((e) => e.startsWith('PATH='))
+          ?.slice(5)
+          .split(':') ?? []),
+        ...DEFAULT_PATH,
+      ];
+      const found: StoredImage['found'] = {
+        sh: (await executableInRoot(rootfs, '/bin/sh')) ? '/bin/sh' : undefined,
+        python3: await findInRoot(rootfs, 'python3', path),
+        node: await findInRoot(rootfs, 'node', path),
+      };
+      onProgress?.('building', name);
+      // Room for the guest's first writes before the overlay grows the filesystem at boot.
+      const rootfsBytes = Math.ceil((unpackedBytes * 1.15 + (64 << 20)) / (1 << 20)) << 20;
+      await run('mkfs.ext4', [
+        '-q',
+        '-F',
+        '-L',
+        'waggle-root',
+        '-d',
+        rootfs,
+        join(tmp, 'rootfs.ext4'),
+        `${rootfsBytes >> 10}K`,
+      ]);
+      await rm(rootfs, { recursive: true, force: true });
+      const stored: StoredImage = { reference: name, digest, unpackedBytes, rootfsBytes, config, found };
+      await writeFile(join(tmp, 'image.json'), `${JSON.stringify(stored, null, 2)}\n`);
+      await writeFile(join(tmp, 'last-used'), '');
+      await rename(tmp, this.#dir(digest)).catch(async (err: NodeJS.ErrnoException) => {
+        // Another agent process built it meanwhile: keep theirs.
+        if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
+        await rm(tmp, { recursive: true, force: true });
+      });
+      log.info({ pulledMs, totalMs: Date.now() - t0, unpackedBytes }, 'image pulled');
+      void this.collect().catch((err) => log.warn({ err }, 'image cache collection failed'));
+      return stored;
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  #check(stored: StoredImage, name: string, runtime: Runtime): PulledImage {
+    if (!stored.found.sh) {
+      throw new ImageError(
+        'missing-shell',
+        name,
+        `image "${name}" has no /bin/sh: Waggle runs every command through a POSIX shell; base the image on one that has it (Debian, Ubuntu, Alpine, …)`,
+      );
+    }
+    const wanted = INTERPRETERS[runtime];
+    const interpreter = wanted ? stored.found[wanted] : undefined;
+    if (wanted && !interpreter) {
+      throw new ImageError(
+        'missing-interpreter',
+        name,
+        `image "${name}" has no ${wanted} on its PATH, which the ${runtime} runtime runs code with: install it in the image or pick the runtime the image was built for`,
+      );
+    }
+    return {
+      reference: name,
+      digest: stored.digest,
+      rootfs: join(this.#dir(stored.digest), 'rootfs.ext4'),
+      unpackedBytes: stored.unpackedBytes,
+      rootfsBytes: stored.rootfsBytes,
+      config: stored.config,
+      ...(interpreter ? { interpreter } : {}),
+    };
+  }
+}
+
+const mib = (b: number) => Math.ceil(b / (1 << 20));
+
+async function diskUsage(dir: string): Promise<number> {
+  const { stdout } = await run('du', ['-sb', dir]);
+  return Number(stdout.split('\t')[0]);
+}
+
+/** The image config of the layout's one manifest; refuses another OS or architecture. */
+async function readImageConfig(layout: string, name: string): Promise<PulledImage['config']> {
+  const blob = async (digest: string) =>
+    JSON.parse(await readFile(join(layout, 'blobs', ...digest.split(':')), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+  const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as {
+    manifests: { digest: string }[];
+  };
+  const manifest = (await blob(index.manifests[0]?.digest ?? '')) as { config?: { digest: string } };
+  if (!manifest.config)
+    throw new ImageError('not-an-image', name, `"${name}" has no image config: it is not a container image`);
+  const config = (await blob(manifest.config.digest)) as {
+    os?: string;
+    architecture?: string;
+    config?: { Env?: string[]; WorkingDir?: string; User?: string };
+  };
+  if ((config.os ?? 'linux') !== 'linux' || (config.architecture ?? 'amd64') !== 'amd64') {
+    throw new ImageError(
+      'wrong-architecture',
+      name,
+      `image "${name}" is built for ${config.os}/${config.architecture}; this node's microVMs are linux/amd64`,
+    );
+  }
+  return {
+    env: config.config?.Env ?? [],
+    ...(config.config?.WorkingDir ? { workingDir: config.config.WorkingDir } : {}),
+    ...(config.config?.User ? { user: config.config.User } : {}),
+  };
+}

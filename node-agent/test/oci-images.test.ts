@@ -1,0 +1,202 @@
+import { execFile } from 'node:child_process';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LocalRegistry, startRegistry } from '../../test/src/oci-registry.ts';
+import { ImageError } from '../src/images/image-errors.ts';
+import { type ImagePhase, OciImageStore } from '../src/images/oci-image-store.ts';
+
+// Real parts: the CNCF distribution registry (built from its Go module) on loopback, images
+// built here with umoci and pushed with skopeo, pulled by the store with skopeo + umoci into
+// ext4 images read back with debugfs. Nothing leaves the machine.
+const run = promisify(execFile);
+let work = '';
+let registry: LocalRegistry;
+let privateRegistry: LocalRegistry;
+const log = pino({ level: 'silent' });
+
+/** Builds an OCI image from layers (each a map of path → file content, `null` = whiteout). */
+type Layer = Record<string, string | { from: string } | { link: string } | null>;
+async function buildImage(
+  tag: string,
+  layers: Layer[],
+  opts: { architecture?: string } = {},
+): Promise<string> {
+  const layout = join(work, 'layout');
+  await run('umoci', ['init', '--layout', layout]).catch(() => undefined); // exists after the first
+  await run('umoci', ['new', '--image', `${layout}:${tag}`]);
+  let n = 0;
+  for (const layer of layers) {
+    for (const [path, content] of Object.entries(layer)) {
+      if (content === null) {
+        await run('umoci', ['insert', '--image', `${layout}:${tag}`, '--whiteout', path]);
+        continue;
+      }
+      const src = join(work, `src-${tag}-${n++}`);
+      await mkdir(join(src, '..'), { recursive: true });
+      if (typeof content === 'string') {
+        await writeFile(src, content);
+        await chmod(src, 0o755);
+      } else if ('from' in content) {
+        await copyFile(content.from, src);
+        await chmod(src, 0o755);
+      } else {
+        await symlink(content.link, src);
+      }
+      await run('umoci', ['insert', '--image', `${layout}:${tag}`, src, path]);
+    }
+  }
+  if (opts.architecture) {
+    await run('umoci', ['config', '--image', `${layout}:${tag}`, '--architecture', opts.architecture]);
+  }
+  return `${layout}:${tag}`;
+}
+
+async function push(src: string, dest: string, authFile?: string) {
+  await run('skopeo', [
+    'copy',
+    '--quiet',
+    '--dest-tls-verify=false',
+    ...(authFile ? ['--dest-authfile', authFile] : []),
+    `oci:${src}`,
+    `docker://${dest}`,
+  ]);
+}
+
+/** Paths in the ext4 image's /bin and /etc, read without mounting it. */
+async function ext4List(image: string, dir: string): Promise<string[]> {
+  const { stdout } = await run('debugfs', ['-R', `ls -p ${dir}`, image]);
+  return stdout
+    .split('\n')
+    .map((l) => l.split('/')[5])
+    .filter((n): n is string => !!n && n !== '.' && n !== '..');
+}
+
+function store(opts: Partial<ConstructorParameters<typeof OciImageStore>[0]> = {}) {
+  return new OciImageStore({
+    cacheDir: join(work, `cache-${Math.random().toString(36).slice(2)}`),
+    maxCacheBytes: 1 << 30,
+    maxImageBytes: 256 << 20,
+    allowList: ['*'],
+    insecureRegistries: [registry.host, privateRegistry.host],
+    inUse: () => [],
+    log,
+    ...opts,
+  });
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'waggle-oci-'));
+  registry = await startRegistry();
+  privateRegistry = await startRegistry({ auth: { user: 'puller', password: 'p4ss-word' } });
+  const shellImage: Layer[] = [
+    { '/bin/busybox': { from: '/bin/busybox' }, '/bin/sh': { link: 'busybox' }, '/etc/secret': 'top' },
+    { '/etc/secret': null, '/usr/local/bin/python3': '#!/bin/sh\n' },
+  ];
+  await push(await buildImage('py', shellImage), `${registry.host}/waggle/py:1`);
+  await push(await buildImage('nosh', [{ '/hello': 'hi' }]), `${registry.host}/waggle/nosh:1`);
+  await push(await buildImage('arm', shellImage, { architecture: 'arm64' }), `${registry.host}/waggle/arm:1`);
+  await push(await buildImage('onlysh', [shellImage[0] as Layer]), `${registry.host}/waggle/sh:1`);
+  const auth = join(work, 'auth.json');
+  await writeFile(auth, privateRegistry.dockerConfigJson as string);
+  await push(await buildImage('private', shellImage), `${privateRegistry.host}/team/py:1`, auth);
+}, 120_000);
+
+afterAll(async () => {
+  await registry?.stop();
+  await privateRegistry?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+const reasonOf = (p: Promise<unknown>) =>
+  p.then(
+    () => 'resolved',
+    (e: unknown) => (e instanceof ImageError ? `${e.reason}: ${e.message}` : `other: ${e}`),
+  );
+
+describe('OCI images into guest root filesystems (real registry, skopeo, umoci)', () => {
+  it('pulls once, applies whiteouts, builds an ext4 and serves later resolves from the cache', async () => {
+    const s = store();
+    const phases: ImagePhase[] = [];
+    const onProgress = (p: ImagePhase) => phases.push(p);
+    const ref = `${registry.host}/waggle/py:1`;
+    const [a, b] = await Promise.all([
+      s.resolve(ref, { runtime: 'python', onProgress }),
+      s.resolve(ref, { runtime: 'python', onProgress }),
+    ]);
+    expect(a.rootfs).toBe(b.rootfs);
+    expect(a.digest).toMatch(/^sha256:[a-f0-9]{64}$/);
+    expect(a.interpreter).toBe('/usr/local/bin/python3');
+    expect(phases.filter((p) => p === 'pulling')).toHaveLength(1); // concurrent resolves share a pull
+    expect(await ext4List(a.rootfs, '/bin')).toEqual(expect.arrayContaining(['busybox', 'sh']));
+    expect(await ext4List(a.rootfs, '/etc')).not.toContain('secret'); // the second layer's whiteout
+    expect((await stat(a.rootfs)).size).toBe(a.rootfsBytes);
+
+    phases.length = 0;
+    const c = await s.resolve(ref, { runtime: 'shell', onProgress });
+    expect(c.rootfs).toBe(a.rootfs);
+    expect(phases).toEqual(['resolving', 'cached']);
+  });
+
+  it('says clearly what is wrong with a bad image, naming it', async () => {
+    const s = store();
+    const r = registry.host;
+    expect(await reasonOf(s.resolve(`${r}/waggle/nope:1`, { runtime: 'shell' }))).toMatch(
+      new RegExp(`^not-found: image "${r}/waggle/nope:1" was not found`),
+    );
+    expect(await reasonOf(s.resolve(`${r}/waggle/nosh:1`, { runtime: 'shell' }))).toMatch(
+      /^missing-shell: image ".*nosh:1" has no \/bin\/sh/,
+    );
+    expect(await reasonOf(s.resolve(`${r}/waggle/sh:1`, { runtime: 'node' }))).toMatch(
+      /^missing-interpreter: image ".*sh:1" has no node on its PATH, which the node runtime runs code with/,
+    );
+    expect(await reasonOf(s.resolve(`${r}/waggle/sh:1`, { runtime: 'shell' }))).toBe('resolved');
+    expect(await reasonOf(s.resolve(`${r}/waggle/arm:1`, { runtime: 'shell' }))).toMatch(
+      /^wrong-architecture: image ".*arm:1" is built for linux\/arm64/,
+    );
+    expect(await reasonOf(s.resolve('Not An Image', { runtime: 'shell' }))).toMatch(/^invalid-reference: /);
+    expect(
+      await reasonOf(store({ allowList: ['ghcr.io/org'] }).resolve(`${r}/waggle/py:1`, { runtime: 'shell' })),
+    ).toMatch(/^not-allowed: image ".*py:1" is not on this cluster's image allow-list \(ghcr.io\/org\)/);
+    expect(
+      await reasonOf(store({ maxImageBytes: 1 << 20 }).resolve(`${r}/waggle/py:1`, { runtime: 'shell' })),
+    ).toMatch(/^too-large: image ".*py:1" unpacks to 2 MiB, more than this node accepts \(1 MiB\)/);
+  });
+
+  it('pulls a private image only with credentials, which never stay on disk', async () => {
+    const s = store();
+    const ref = `${privateRegistry.host}/team/py:1`;
+    expect(await reasonOf(s.resolve(ref, { runtime: 'python' }))).toMatch(
+      /^unauthorized: the registry refused to serve image ".*team\/py:1" without valid credentials/,
+    );
+    const wrong = JSON.stringify({
+      auths: { [privateRegistry.host]: { auth: Buffer.from('puller:wrong').toString('base64') } },
+    });
+    expect(await reasonOf(s.resolve(ref, { runtime: 'python', dockerConfigJson: wrong }))).toMatch(
+      /^unauthorized/,
+    );
+    const ok = await s.resolve(ref, {
+      runtime: 'python',
+      dockerConfigJson: privateRegistry.dockerConfigJson as string,
+    });
+    expect(ok.interpreter).toBe('/usr/local/bin/python3');
+    const left = await readdir(join(ok.rootfs, '..', '..'));
+    expect(left.filter((n) => n.startsWith('.'))).toEqual([]); // no auth file, no temp dir
+  });
+
+  it('keeps the cache under its bound, least recently used first, never removing an image in use', async () => {
+    const inUse = new Set<string>();
+    const s = store({ maxCacheBytes: 100 << 20, inUse: () => inUse });
+    const py = await s.resolve(`${registry.host}/waggle/py:1`, { runtime: 'shell' }); // ~66 MiB each
+    inUse.add(py.digest);
+    const sh = await s.resolve(`${registry.host}/waggle/sh:1`, { runtime: 'shell' });
+    expect(await s.collect()).toEqual([sh.digest]); // py is older but in use
+    inUse.clear();
+    await s.resolve(`${registry.host}/waggle/sh:1`, { runtime: 'shell' }); // pulled again, now newest
+    expect(await s.collect()).toEqual([py.digest]);
+    await expect(stat(py.rootfs)).rejects.toThrow(/ENOENT/);
+  });
+});
