@@ -97,6 +97,9 @@ beforeAll(async () => {
     { '/etc/secret': null, '/usr/local/bin/python3': '#!/bin/sh\n' },
   ];
   await push(await buildImage('py', shellImage), `${registry.host}/waggle/py:1`);
+  // Compresses to almost nothing, unpacks to 8 MiB more.
+  const zeros = { '/zeros': '\0'.repeat(8 << 20) };
+  await push(await buildImage('zeros', [shellImage[0] as Layer, zeros]), `${registry.host}/waggle/zeros:1`);
   await push(await buildImage('nosh', [{ '/hello': 'hi' }]), `${registry.host}/waggle/nosh:1`);
   await push(await buildImage('arm', shellImage, { architecture: 'arm64' }), `${registry.host}/waggle/arm:1`);
   await push(await buildImage('onlysh', [shellImage[0] as Layer]), `${registry.host}/waggle/sh:1`);
@@ -139,6 +142,9 @@ describe('OCI images into guest root filesystems (real registry, skopeo, umoci)'
     const c = await s.resolve(ref, { runtime: 'shell', onProgress });
     expect(c.rootfs).toBe(a.rootfs);
     expect(phases).toEqual(['resolving', 'cached']);
+    // Tag and digest together (skopeo takes only one): pinned by the digest.
+    const pinned = await s.resolve(`${ref}@${a.digest}`, { runtime: 'shell' });
+    expect(pinned.rootfs).toBe(a.rootfs);
   });
 
   it('says clearly what is wrong with a bad image, naming it', async () => {
@@ -161,9 +167,23 @@ describe('OCI images into guest root filesystems (real registry, skopeo, umoci)'
     expect(
       await reasonOf(store({ allowList: ['ghcr.io/org'] }).resolve(`${r}/waggle/py:1`, { runtime: 'shell' })),
     ).toMatch(/^not-allowed: image ".*py:1" is not on this cluster's image allow-list \(ghcr.io\/org\)/);
+    // Refused from the manifest before a byte is pulled, and after unpacking when only the
+    // unpacked size is over.
+    const phases: ImagePhase[] = [];
     expect(
-      await reasonOf(store({ maxImageBytes: 1 << 20 }).resolve(`${r}/waggle/py:1`, { runtime: 'shell' })),
-    ).toMatch(/^too-large: image ".*py:1" unpacks to 2 MiB, more than this node accepts \(1 MiB\)/);
+      await reasonOf(
+        store({ maxImageBytes: 64 << 10 }).resolve(`${r}/waggle/py:1`, {
+          runtime: 'shell',
+          onProgress: (p) => phases.push(p),
+        }),
+      ),
+    ).toMatch(
+      /^too-large: image ".*py:1" has \d MiB of compressed layers, more than this node accepts \(1 MiB unpacked\)/,
+    );
+    expect(phases).not.toContain('pulling');
+    expect(
+      await reasonOf(store({ maxImageBytes: 4 << 20 }).resolve(`${r}/waggle/zeros:1`, { runtime: 'shell' })),
+    ).toMatch(/^too-large: image ".*zeros:1" unpacks to 1\d MiB, more than this node accepts \(4 MiB\)/);
   });
 
   it('pulls a private image only with credentials, which never stay on disk', async () => {
@@ -184,12 +204,19 @@ describe('OCI images into guest root filesystems (real registry, skopeo, umoci)'
     });
     expect(ok.interpreter).toBe('/usr/local/bin/python3');
     const left = await readdir(join(ok.rootfs, '..', '..'));
-    expect(left.filter((n) => n.startsWith('.'))).toEqual([]); // no auth file, no temp dir
+    expect(left.filter((n) => n.startsWith('.'))).toEqual(['.no-credentials']); // no temp dir
+    expect(await readdir(join(ok.rootfs, '..', '..', '.no-credentials'))).toEqual([]);
+    expect((await readdir('/dev/shm')).filter((n) => n.startsWith('waggle-pull-'))).toEqual([]);
   });
 
   it('keeps the cache under its bound, least recently used first, never removing an image in use', async () => {
     const inUse = new Set<string>();
-    const s = store({ maxCacheBytes: 100 << 20, inUse: () => inUse });
+    // Just resolved (within the lease): kept even when over the bound and unused.
+    const leased = store({ maxCacheBytes: 1 << 20 });
+    await leased.resolve(`${registry.host}/waggle/sh:1`, { runtime: 'shell' });
+    expect(await leased.collect()).toEqual([]);
+
+    const s = store({ maxCacheBytes: 100 << 20, inUse: () => inUse, leaseMs: 0 });
     const py = await s.resolve(`${registry.host}/waggle/py:1`, { runtime: 'shell' }); // ~66 MiB each
     inUse.add(py.digest);
     const sh = await s.resolve(`${registry.host}/waggle/sh:1`, { runtime: 'shell' });

@@ -1,11 +1,12 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { type FastifyError, type FastifyReply, type FastifyRequest, fastify } from 'fastify';
 import type { Logger } from 'pino';
 import type { Caller } from '../auth/caller.ts';
 import { AuthError } from '../errors.ts';
 import type { SessionRegistry } from '../mcp/sessions.ts';
 import type { GatewayMetrics } from '../metrics.ts';
-import { closeAfterReply, hasBody } from './lingering-close.ts';
+import { closeAfterReply, hasBody, isClosing } from './lingering-close.ts';
 import { checkOrigin, type OriginPolicy } from './origin-guard.ts';
 import {
   isPreviewPath,
@@ -66,14 +67,15 @@ export function buildApp(o: AppOptions) {
           connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(t.headersMs / 4))),
         },
         (req, res) => {
-          // A request pipelined behind a refused one, on a connection that only lingers to drop
-          // the refused body (see lingering-close.ts): never served.
-          if (!req.socket.writable) return void req.socket.destroy();
+          // A request pipelined behind a refused one (see lingering-close.ts) is never served;
+          // the linger closes the connection.
+          if (isClosing(req.socket)) return void req.resume();
           if (preview && isPreviewPath(req.url)) void proxyPreviewRequest(preview, req, res);
           else handler(req, res);
         },
       );
       server.on('upgrade', (req, socket, head) => {
+        if (isClosing(socket as Socket)) return; // sent on a refused connection: it closes
         if (preview && isPreviewPath(req.url)) void proxyPreviewUpgrade(preview, req, socket, head);
         else socket.destroy();
       });
@@ -121,6 +123,8 @@ export function buildApp(o: AppOptions) {
   const mcp = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const caller = (req as FastifyRequest & { caller?: Caller }).caller as Caller;
     reply.hijack();
+    // Pipelined behind a refusal, authenticated before that refusal was sent: not served.
+    if (isClosing(req.raw.socket)) return void req.raw.resume();
     await o.sessions.handle(req.raw, reply.raw, req.body, caller);
   };
   app.route({ method: ['GET', 'POST', 'DELETE'], url: '/mcp', onRequest: guard, handler: mcp });

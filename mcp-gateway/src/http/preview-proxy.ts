@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import type { WaggleEnvironment } from '@waggle/crds';
 import type { Logger } from 'pino';
 import { AuthError, UserError } from '../errors.ts';
-import { closeAfterReply, hasBody } from './lingering-close.ts';
+import { closeAfterReply, hasBody, isClosing } from './lingering-close.ts';
 
 /** Where a preview request goes: an environment's port, and the path to ask the guest for. */
 export interface PreviewTarget {
@@ -191,6 +191,8 @@ async function connect(
   callerGone: AbortSignal,
 ): Promise<{ target: PreviewTarget; tunnel: Duplex }> {
   const target = await deps.resolve(req);
+  // Pipelined behind a refused request on this connection: never opened.
+  if (isClosing(req.socket)) throw new PreviewRefusal(499, 'the connection carries a refused request');
   const signal = AbortSignal.any([callerGone, AbortSignal.timeout(OPEN_TIMEOUT_MS)]);
   const tunnel = await deps.openPort(target.env, target.port, signal);
   if (callerGone.aborted) {

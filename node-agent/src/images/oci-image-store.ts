@@ -24,6 +24,12 @@ const INTERPRETERS: Record<Runtime, string | undefined> = {
   shell: undefined,
 };
 const DEFAULT_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
+interface RawManifest {
+  mediaType?: string;
+  manifests?: { digest: string; platform?: { os?: string; architecture?: string } }[];
+  layers?: { size?: number }[];
+}
 const INDEX_TYPES = new Set([
   'application/vnd.oci.image.index.v1+json',
   'application/vnd.docker.distribution.manifest.list.v2+json',
@@ -42,6 +48,13 @@ export interface ImageStoreOptions {
   insecureRegistries: readonly string[];
   /** Manifest digests of the images that back live VMs (never collected). */
   inUse: () => Iterable<string>;
+  /**
+   * How long a resolved image is kept from collection even when nothing uses it yet: the time
+   * between a resolve and the VM that will use it being registered (default 10 min).
+   */
+  leaseMs?: number;
+  /** Where pull credentials are written for one call (default /dev/shm: memory, never disk). */
+  secretsDir?: string;
   log: Logger;
 }
 
@@ -85,6 +98,9 @@ interface StoredImage {
 export class OciImageStore {
   readonly #o: ImageStoreOptions;
   readonly #inFlight = new Map<string, Promise<StoredImage>>();
+  /** digest → when it was last resolved (see `leaseMs`). */
+  readonly #leases = new Map<string, number>();
+  #swept: Promise<void> | undefined;
 
   constructor(o: ImageStoreOptions) {
     this.#o = o;
@@ -114,6 +130,8 @@ export class OciImageStore {
         `image "${name}" is not on this cluster's image allow-list (${this.#o.allowList.join(', ') || 'empty'}); ask the cluster admin to allow it or use a template`,
       );
     }
+    this.#swept ??= this.#sweep();
+    await this.#swept;
     const stored = await this.#withAuthFile(opts.dockerConfigJson, async (authFile) => {
       opts.onProgress?.('resolving', name);
       const digest = await this.#platformDigest(ref, name, authFile);
@@ -131,13 +149,39 @@ export class OciImageStore {
       }
       return pull;
     });
+    this.#leases.set(stored.digest, Date.now());
     await this.#touch(stored.digest);
     return this.#check(stored, name, opts.runtime);
   }
 
-  /** Removes least recently used entries until the cache fits, never one in use. Returns what went. */
+  /** Removes what a crash mid-pull left: temp directories and credential files. */
+  async #sweep(): Promise<void> {
+    await mkdir(this.#o.cacheDir, { recursive: true });
+    for (const n of await readdir(this.#o.cacheDir)) {
+      if (n.startsWith('.tmp-')) await rm(join(this.#o.cacheDir, n), { recursive: true, force: true });
+    }
+    const secrets = this.#secretsDir();
+    for (const n of await readdir(secrets).catch(() => [] as string[])) {
+      if (n.startsWith('waggle-pull-')) await rm(join(secrets, n), { recursive: true, force: true });
+    }
+  }
+
+  #secretsDir() {
+    return this.#o.secretsDir ?? '/dev/shm';
+  }
+
+  /**
+   * Removes least recently used entries until the cache fits, never one in use, being pulled or
+   * resolved within `leaseMs`. Returns what went. The agent runs it after a VM is registered and
+   * periodically.
+   */
   async collect(): Promise<string[]> {
     const inUse = new Set(this.#o.inUse());
+    const leaseMs = this.#o.leaseMs ?? 10 * 60_000;
+    for (const [digest, at] of this.#leases) {
+      if (Date.now() - at < leaseMs) inUse.add(digest);
+      else this.#leases.delete(digest);
+    }
     const entries = [];
     for (const hex of await readdir(this.#o.cacheDir).catch(() => [] as string[])) {
       if (!/^[a-f0-9]{64}$/.test(hex)) continue;
@@ -172,7 +216,7 @@ export class OciImageStore {
     fn: (authFile?: string) => Promise<T>,
   ): Promise<T> {
     if (dockerConfigJson === undefined) return fn(undefined);
-    const dir = join(this.#o.cacheDir, `.auth-${randomBytes(8).toString('hex')}`);
+    const dir = join(this.#secretsDir(), `waggle-pull-${randomBytes(8).toString('hex')}`);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     try {
       const file = join(dir, 'auth.json');
@@ -183,40 +227,64 @@ export class OciImageStore {
     }
   }
 
-  async #skopeo(name: string, args: string[]): Promise<Buffer> {
+  async #skopeo(ref: ImageReference, name: string, args: string[]): Promise<Buffer> {
+    // No credentials but the call's own: HOME, DOCKER_CONFIG and XDG_RUNTIME_DIR point at an
+    // empty directory, so the node's ~/.docker/config.json or containers auth.json never serve
+    // a tenant's pull.
+    const empty = join(this.#o.cacheDir, '.no-credentials');
+    await mkdir(empty, { recursive: true, mode: 0o700 });
     try {
-      const { stdout } = await run('skopeo', args, { encoding: 'buffer', maxBuffer: 64 << 20 });
+      const { stdout } = await run('skopeo', args, {
+        encoding: 'buffer',
+        maxBuffer: 64 << 20,
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin',
+          HOME: empty,
+          DOCKER_CONFIG: empty,
+          XDG_RUNTIME_DIR: empty,
+        },
+      });
       return stdout;
     } catch (err) {
       const e = err as { code?: string; stderr?: Buffer };
       if (e.code === 'ENOENT')
         throw new Error('skopeo is not installed on this node (apt-get install skopeo)');
-      throw skopeoFailure(name, e.stderr?.toString() ?? String(err));
+      throw skopeoFailure(name, ref.registry, e.stderr?.toString() ?? String(err));
     }
   }
 
-  /** The digest of the linux/amd64 manifest, read without pulling a layer. */
+  /** The repository pinned to a digest, or at its tag (skopeo refuses both at once). */
+  #source(ref: ImageReference, digest?: string): string {
+    const at = digest ?? ref.digest;
+    return `docker://${ref.registry}/${ref.repository}${at ? `@${at}` : `:${ref.tag ?? 'latest'}`}`;
+  }
+
+  /**
+   * The digest of the linux/amd64 manifest, read without pulling a layer; refuses an image whose
+   * compressed layers alone exceed `maxImageBytes` before anything is downloaded.
+   */
   async #platformDigest(ref: ImageReference, name: string, authFile?: string): Promise<string> {
-    const raw = await this.#skopeo(name, [
-      'inspect',
-      '--raw',
-      ...this.#tlsArgs(ref, '--tls-verify'),
-      ...(authFile ? ['--authfile', authFile] : []),
-      `docker://${name}`,
-    ]);
-    let manifest: {
-      mediaType?: string;
-      manifests?: { digest: string; platform?: { os?: string; architecture?: string } }[];
+    const inspect = async (digest?: string) => {
+      const raw = await this.#skopeo(ref, name, [
+        'inspect',
+        '--raw',
+        ...this.#tlsArgs(ref, '--tls-verify'),
+        ...(authFile ? ['--authfile', authFile] : ['--no-creds']),
+        this.#source(ref, digest),
+      ]);
+      try {
+        return { raw, manifest: JSON.parse(raw.toString()) as RawManifest };
+      } catch {
+        throw new ImageError(
+          'not-an-image',
+          name,
+          `"${name}" is not an OCI or Docker container image: its manifest is not JSON`,
+        );
+      }
     };
-    try {
-      manifest = JSON.parse(raw.toString());
-    } catch {
-      throw new ImageError(
-        'not-an-image',
-        name,
-        `"${name}" is not an OCI or Docker container image: its manifest is not JSON`,
-      );
-    }
+    const first = await inspect();
+    let manifest = first.manifest;
+    let digest = `sha256:${createHash('sha256').update(first.raw).digest('hex')}`;
     if (INDEX_TYPES.has(manifest.mediaType ?? '') || Array.isArray(manifest.manifests)) {
       const entry = manifest.manifests?.find(
         (m) => m.platform?.os === 'linux' && m.platform.architecture === 'amd64',
@@ -231,9 +299,21 @@ export class OciImageStore {
           `image "${name}" has no linux/amd64 variant (it has: ${have || 'none'}); this node's microVMs are linux/amd64`,
         );
       }
-      return entry.digest;
+      if (!DIGEST.test(entry.digest)) {
+        throw new ImageError('not-an-image', name, `"${name}" lists a malformed manifest digest`);
+      }
+      digest = entry.digest;
+      manifest = (await inspect(digest)).manifest;
     }
-    return `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+    const compressed = (manifest.layers ?? []).reduce((n, l) => n + (Number(l.size) || 0), 0);
+    if (compressed > this.#o.maxImageBytes) {
+      throw new ImageError(
+        'too-large',
+        name,
+        `image "${name}" has ${mib(compressed)} MiB of compressed layers, more than this node accepts (${mib(this.#o.maxImageBytes)} MiB unpacked)`,
+      );
+    }
+    return digest;
   }
 
   async #readEntry(digest: string): Promise<StoredImage | undefined> {
@@ -259,14 +339,14 @@ export class OciImageStore {
     const t0 = Date.now();
     try {
       onProgress?.('pulling', name);
-      await this.#skopeo(name, [
+      await this.#skopeo(ref, name, [
         'copy',
         '--quiet',
         '--override-os=linux',
         '--override-arch=amd64',
         ...this.#tlsArgs(ref, '--src-tls-verify'),
-        ...(authFile ? ['--src-authfile', authFile] : []),
-        `docker://${ref.registry}/${ref.repository}@${digest}`,
+        ...(authFile ? ['--src-authfile', authFile] : ['--src-no-creds']),
+        this.#source(ref, digest),
         `oci:${join(tmp, 'layout')}:image`,
       ]);
       const pulledMs = Date.now() - t0;
@@ -283,7 +363,7 @@ export class OciImageStore {
         );
       });
       await rm(join(tmp, 'layout'), { recursive: true, force: true });
-      const unpackedBytes = await diskUsage(rootfs);
+      const { bytes: unpackedBytes, inodes } = await diskUsage(rootfs);
       if (unpackedBytes > this.#o.maxImageBytes) {
         throw new ImageError(
           'too-large',
@@ -291,13 +371,12 @@ export class OciImageStore {
           `image "${name}" unpacks to ${mib(unpackedBytes)} MiB, more than this node accepts (${mib(this.#o.maxImageBytes)} MiB)`,
         );
       }
-      const path = [
-        ...(config.env
+      const imagePath =
+        config.env
           .find((e) => e.startsWith('PATH='))
           ?.slice(5)
-          .split(':') ?? []),
-        ...DEFAULT_PATH,
-      ];
+          .split(':') ?? [];
+      const path = [...imagePath.filter((d) => d.startsWith('/')), ...DEFAULT_PATH];
       const found: StoredImage['found'] = {
         sh: (await executableInRoot(rootfs, '/bin/sh')) ? '/bin/sh' : undefined,
         python3: await findInRoot(rootfs, 'python3', path),
@@ -313,6 +392,8 @@ export class OciImageStore {
         'waggle-root',
         '-d',
         rootfs,
+        '-N',
+        String(Math.ceil(inodes * 1.2) + 4096),
         join(tmp, 'rootfs.ext4'),
         `${rootfsBytes >> 10}K`,
       ]);
@@ -326,7 +407,6 @@ export class OciImageStore {
         await rm(tmp, { recursive: true, force: true });
       });
       log.info({ pulledMs, totalMs: Date.now() - t0, unpackedBytes }, 'image pulled');
-      void this.collect().catch((err) => log.warn({ err }, 'image cache collection failed'));
       return stored;
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
@@ -365,9 +445,10 @@ export class OciImageStore {
 
 const mib = (b: number) => Math.ceil(b / (1 << 20));
 
-async function diskUsage(dir: string): Promise<number> {
-  const { stdout } = await run('du', ['-sb', dir]);
-  return Number(stdout.split('\t')[0]);
+/** Allocated bytes (what ext4 will need, small files included) and the number of inodes. */
+async function diskUsage(dir: string): Promise<{ bytes: number; inodes: number }> {
+  const first = async (args: string[]) => Number((await run('du', [...args, dir])).stdout.split('\t')[0]);
+  return { bytes: await first(['-s', '--block-size=1']), inodes: await first(['-s', '--inodes']) };
 }
 
 /** The image config of the layout's one manifest; refuses another OS or architecture. */
