@@ -3,9 +3,9 @@ import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { type LocalRegistry, startRegistry } from '@waggle/test';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LocalRegistry, startRegistry } from '../../test/src/oci-registry.ts';
 import { ImageError } from '../src/images/image-errors.ts';
 import { type ImagePhase, OciImageStore } from '../src/images/oci-image-store.ts';
 

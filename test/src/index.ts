@@ -17,6 +17,7 @@ export * from './mcp-client.ts';
 export * from './namespaces.ts';
 export * from './node-agent-process.ts';
 export * from './node-vms.ts';
+export * from './oci-registry.ts';
 export * from './pki.ts';
 export * from './ports.ts';
 export * from './processes.ts';
