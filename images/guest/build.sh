@@ -3,6 +3,7 @@
 #
 #   images/guest/build.sh kernel           -> <dir>/vmlinuz, <dir>/initramfs.img, <dir>/kernel.version
 #   images/guest/build.sh rootfs <runtime> -> <dir>/rootfs.ext4 (runtime: python | node | shell)
+#   images/guest/build.sh toolbox          -> <dir>/toolbox/ (becomes /.waggle in OCI-image guests)
 #
 # Artifacts live in ${WAGGLE_CACHE_DIR:-~/.cache/waggle}/images/<name>-<hash12>, where the hash
 # covers every file of the recipe. An unchanged recipe is never rebuilt; a build writes into a
@@ -11,7 +12,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${WAGGLE_CACHE_DIR:-$HOME/.cache/waggle}/images
-target=${1:?usage: build.sh kernel | rootfs <runtime>}
+target=${1:?usage: build.sh kernel | rootfs <runtime> | toolbox}
 
 recipe_hash() { # files... -> 12 hex chars
   (cd "$HERE" && sha256sum "$@" | sha256sum | cut -c1-12)
@@ -30,6 +31,10 @@ case "$target" in
     }
     name="rootfs-$runtime-$(recipe_hash build.sh build-rootfs.sh rootfs/packages-common.txt "rootfs/packages-$runtime.txt" rootfs/waggle-init rootfs/sshd_config)"
     builder=("$HERE/build-rootfs.sh" "$runtime")
+    ;;
+  toolbox)
+    name="toolbox-$(recipe_hash build.sh build-toolbox.sh toolbox/packages.txt toolbox/binaries.txt toolbox/waggle-init toolbox/sshd_config)"
+    builder=("$HERE/build-toolbox.sh")
     ;;
   *)
     echo "build.sh: unknown target '$target'" >&2

@@ -8,6 +8,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImageError } from '../src/images/image-errors.ts';
 import { type ImagePhase, OciImageStore } from '../src/images/oci-image-store.ts';
+import { buildImage, type Layer, push } from './oci-fixtures.ts';
 
 // Real parts: the CNCF distribution registry (built from its Go module) on loopback, images
 // built here with umoci and pushed with skopeo, pulled by the store with skopeo + umoci into
@@ -17,54 +18,6 @@ let work = '';
 let registry: LocalRegistry;
 let privateRegistry: LocalRegistry;
 const log = pino({ level: 'silent' });
-
-/** Builds an OCI image from layers (each a map of path → file content, `null` = whiteout). */
-type Layer = Record<string, string | { from: string } | { link: string } | null>;
-async function buildImage(
-  tag: string,
-  layers: Layer[],
-  opts: { architecture?: string } = {},
-): Promise<string> {
-  const layout = join(work, 'layout');
-  await run('umoci', ['init', '--layout', layout]).catch(() => undefined); // exists after the first
-  await run('umoci', ['new', '--image', `${layout}:${tag}`]);
-  let n = 0;
-  for (const layer of layers) {
-    for (const [path, content] of Object.entries(layer)) {
-      if (content === null) {
-        await run('umoci', ['insert', '--image', `${layout}:${tag}`, '--whiteout', path]);
-        continue;
-      }
-      const src = join(work, `src-${tag}-${n++}`);
-      await mkdir(join(src, '..'), { recursive: true });
-      if (typeof content === 'string') {
-        await writeFile(src, content);
-        await chmod(src, 0o755);
-      } else if ('from' in content) {
-        await copyFile(content.from, src);
-        await chmod(src, 0o755);
-      } else {
-        await symlink(content.link, src);
-      }
-      await run('umoci', ['insert', '--image', `${layout}:${tag}`, src, path]);
-    }
-  }
-  if (opts.architecture) {
-    await run('umoci', ['config', '--image', `${layout}:${tag}`, '--architecture', opts.architecture]);
-  }
-  return `${layout}:${tag}`;
-}
-
-async function push(src: string, dest: string, authFile?: string) {
-  await run('skopeo', [
-    'copy',
-    '--quiet',
-    '--dest-tls-verify=false',
-    ...(authFile ? ['--dest-authfile', authFile] : []),
-    `oci:${src}`,
-    `docker://${dest}`,
-  ]);
-}
 
 /** Paths in the ext4 image's /bin and /etc, read without mounting it. */
 async function ext4List(image: string, dir: string): Promise<string[]> {
@@ -96,16 +49,22 @@ beforeAll(async () => {
     { '/bin/busybox': { from: '/bin/busybox' }, '/bin/sh': { link: 'busybox' }, '/etc/secret': 'top' },
     { '/etc/secret': null, '/usr/local/bin/python3': '#!/bin/sh\n' },
   ];
-  await push(await buildImage('py', shellImage), `${registry.host}/waggle/py:1`);
+  await push(await buildImage(work, 'py', shellImage), `${registry.host}/waggle/py:1`);
   // Compresses to almost nothing, unpacks to 8 MiB more.
   const zeros = { '/zeros': '\0'.repeat(8 << 20) };
-  await push(await buildImage('zeros', [shellImage[0] as Layer, zeros]), `${registry.host}/waggle/zeros:1`);
-  await push(await buildImage('nosh', [{ '/hello': 'hi' }]), `${registry.host}/waggle/nosh:1`);
-  await push(await buildImage('arm', shellImage, { architecture: 'arm64' }), `${registry.host}/waggle/arm:1`);
-  await push(await buildImage('onlysh', [shellImage[0] as Layer]), `${registry.host}/waggle/sh:1`);
+  await push(
+    await buildImage(work, 'zeros', [shellImage[0] as Layer, zeros]),
+    `${registry.host}/waggle/zeros:1`,
+  );
+  await push(await buildImage(work, 'nosh', [{ '/hello': 'hi' }]), `${registry.host}/waggle/nosh:1`);
+  await push(
+    await buildImage(work, 'arm', shellImage, { architecture: 'arm64' }),
+    `${registry.host}/waggle/arm:1`,
+  );
+  await push(await buildImage(work, 'onlysh', [shellImage[0] as Layer]), `${registry.host}/waggle/sh:1`);
   const auth = join(work, 'auth.json');
   await writeFile(auth, privateRegistry.dockerConfigJson as string);
-  await push(await buildImage('private', shellImage), `${privateRegistry.host}/team/py:1`, auth);
+  await push(await buildImage(work, 'private', shellImage), `${privateRegistry.host}/team/py:1`, auth);
 }, 120_000);
 
 afterAll(async () => {
@@ -218,7 +177,7 @@ describe('OCI images into guest root filesystems (real registry, skopeo, umoci)'
 
     const s = store({ maxCacheBytes: 100 << 20, inUse: () => inUse, leaseMs: 0 });
     const py = await s.resolve(`${registry.host}/waggle/py:1`, { runtime: 'shell' }); // ~66 MiB each
-    inUse.add(py.digest);
+    inUse.add(py.rootfs);
     const sh = await s.resolve(`${registry.host}/waggle/sh:1`, { runtime: 'shell' });
     expect(await s.collect()).toEqual([sh.digest]); // py is older but in use
     inUse.clear();

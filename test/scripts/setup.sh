@@ -22,6 +22,8 @@ APT_PACKAGES=(ca-certificates git procps iproute2
   nftables
   # OCI images into guest root filesystems (node-agent); htpasswd for the test registry's auth
   skopeo umoci apache2-utils
+  # the guest toolbox (its programs re-pointed at its own libraries)
+  patchelf
   # the local single-node cluster and its images
   containerd runc containernetworking-plugins iptables conntrack podman curl)
 GUEST_RUNTIMES=(python node shell)
@@ -157,6 +159,7 @@ podman_config() {
 guest_images() {
   cd "$REPO"
   bash images/guest/build.sh kernel >/dev/null
+  bash images/guest/build.sh toolbox >/dev/null
   for rt in "${GUEST_RUNTIMES[@]}"; do bash images/guest/build.sh rootfs "$rt" >/dev/null; done
   echo "guest images ready in ${WAGGLE_CACHE_DIR:-$HOME/.cache/waggle}/images" >&2
 }

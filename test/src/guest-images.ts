@@ -33,3 +33,9 @@ export async function ensureGuestImages(runtimes: GuestRuntime[]): Promise<Built
   for (const rt of runtimes) rootfs[rt] = join(await build(['rootfs', rt]), 'rootfs.ext4');
   return { kernel: join(kernelDir, 'vmlinuz'), initrd: join(kernelDir, 'initramfs.img'), rootfs };
 }
+
+/** Builds (or finds cached) the guest toolbox that OCI images get as `/.waggle`. */
+export async function ensureGuestToolbox(): Promise<{ dir: string; id: string }> {
+  const out = await build(['toolbox']);
+  return { dir: join(out, 'toolbox'), id: out.split('-').pop() ?? '' };
+}

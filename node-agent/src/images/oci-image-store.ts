@@ -1,6 +1,18 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  cp,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Runtime } from '@waggle/crds';
@@ -36,8 +48,17 @@ const INDEX_TYPES = new Set([
 ]);
 
 export interface ImageStoreOptions {
-  /** Entries live in `<cacheDir>/<sha256 hex of the manifest>/`. */
+  /**
+   * Entries live in `<cacheDir>/<sha256 hex of the manifest>[-<toolbox id>]/`: one image built
+   * with another toolbox is another entry.
+   */
   cacheDir: string;
+  /**
+   * Waggle's guest toolbox (images/guest/build.sh toolbox): copied into every image as
+   * `/.waggle` (its init, sshd and root helpers), replacing whatever the image had there.
+   * `id` names the build (the recipe hash).
+   */
+  toolbox?: { dir: string; id: string };
   /** Least recently used entries beyond this total are removed (never one in use). */
   maxCacheBytes: number;
   /** Largest unpacked image accepted. */
@@ -46,7 +67,7 @@ export interface ImageStoreOptions {
   allowList: readonly string[];
   /** Registries reached over plain HTTP or without TLS verification (a registry on the node). */
   insecureRegistries: readonly string[];
-  /** Manifest digests of the images that back live VMs (never collected). */
+  /** Root filesystems (`PulledImage.rootfs`) that back live VMs (never collected). */
   inUse: () => Iterable<string>;
   /**
    * How long a resolved image is kept from collection even when nothing uses it yet: the time
@@ -81,7 +102,7 @@ interface StoredImage {
   unpackedBytes: number;
   rootfsBytes: number;
   config: PulledImage['config'];
-  /** Guest paths found at build time: `sh`, `python3`, `node`. */
+  /** Guest paths found at build time: `sh`, `python3`, `node`, `bash`. */
   found: Record<string, string | undefined>;
 }
 
@@ -98,7 +119,7 @@ interface StoredImage {
 export class OciImageStore {
   readonly #o: ImageStoreOptions;
   readonly #inFlight = new Map<string, Promise<StoredImage>>();
-  /** digest → when it was last resolved (see `leaseMs`). */
+  /** entry directory name → when it was last resolved (see `leaseMs`). */
   readonly #leases = new Map<string, number>();
   #swept: Promise<void> | undefined;
 
@@ -149,7 +170,7 @@ export class OciImageStore {
       }
       return pull;
     });
-    this.#leases.set(stored.digest, Date.now());
+    this.#leases.set(this.#entryName(stored.digest), Date.now());
     await this.#touch(stored.digest);
     return this.#check(stored, name, opts.runtime);
   }
@@ -176,35 +197,42 @@ export class OciImageStore {
    * periodically.
    */
   async collect(): Promise<string[]> {
-    const inUse = new Set(this.#o.inUse());
+    const inUse = new Set<string>();
+    for (const rootfs of this.#o.inUse()) inUse.add(join(rootfs, '..'));
     const leaseMs = this.#o.leaseMs ?? 10 * 60_000;
-    for (const [digest, at] of this.#leases) {
-      if (Date.now() - at < leaseMs) inUse.add(digest);
-      else this.#leases.delete(digest);
+    for (const [entry, at] of this.#leases) {
+      if (Date.now() - at < leaseMs) inUse.add(join(this.#o.cacheDir, entry));
+      else this.#leases.delete(entry);
     }
     const entries = [];
-    for (const hex of await readdir(this.#o.cacheDir).catch(() => [] as string[])) {
-      if (!/^[a-f0-9]{64}$/.test(hex)) continue;
-      const meta = await this.#readEntry(`sha256:${hex}`);
+    for (const entry of await readdir(this.#o.cacheDir).catch(() => [] as string[])) {
+      if (!ENTRY_NAME.test(entry)) continue;
+      const dir = join(this.#o.cacheDir, entry);
+      const meta = await this.#readEntryAt(dir);
       if (!meta) continue;
-      const used = await stat(join(this.#o.cacheDir, hex, 'last-used')).catch(() => undefined);
-      entries.push({ digest: meta.digest, bytes: meta.rootfsBytes, usedAt: used?.mtimeMs ?? 0 });
+      const used = await stat(join(dir, 'last-used')).catch(() => undefined);
+      entries.push({ dir, digest: meta.digest, bytes: meta.rootfsBytes, usedAt: used?.mtimeMs ?? 0 });
     }
     let total = entries.reduce((n, e) => n + e.bytes, 0);
     const removed: string[] = [];
     for (const e of entries.sort((a, b) => a.usedAt - b.usedAt)) {
       if (total <= this.#o.maxCacheBytes) break;
-      if (inUse.has(e.digest) || this.#inFlight.has(e.digest)) continue;
-      await rm(this.#dir(e.digest), { recursive: true, force: true });
+      if (inUse.has(e.dir) || (e.dir === this.#dir(e.digest) && this.#inFlight.has(e.digest))) continue;
+      await rm(e.dir, { recursive: true, force: true });
       total -= e.bytes;
       removed.push(e.digest);
-      this.#o.log.info({ digest: e.digest, bytes: e.bytes }, 'image cache entry removed');
+      this.#o.log.info({ digest: e.digest, bytes: e.bytes, entry: e.dir }, 'image cache entry removed');
     }
     return removed;
   }
 
+  #entryName(digest: string) {
+    const hex = digest.replace(/^sha256:/, '');
+    return this.#o.toolbox ? `${hex}-${this.#o.toolbox.id}` : hex;
+  }
+
   #dir(digest: string) {
-    return join(this.#o.cacheDir, digest.replace(/^sha256:/, ''));
+    return join(this.#o.cacheDir, this.#entryName(digest));
   }
 
   #tlsArgs(ref: ImageReference, flag: string): string[] {
@@ -317,7 +345,11 @@ export class OciImageStore {
   }
 
   async #readEntry(digest: string): Promise<StoredImage | undefined> {
-    const text = await readFile(join(this.#dir(digest), 'image.json'), 'utf8').catch(() => undefined);
+    return this.#readEntryAt(this.#dir(digest));
+  }
+
+  async #readEntryAt(dir: string): Promise<StoredImage | undefined> {
+    const text = await readFile(join(dir, 'image.json'), 'utf8').catch(() => undefined);
     return text === undefined ? undefined : (JSON.parse(text) as StoredImage);
   }
 
@@ -381,10 +413,23 @@ export class OciImageStore {
         sh: (await executableInRoot(rootfs, '/bin/sh')) ? '/bin/sh' : undefined,
         python3: await findInRoot(rootfs, 'python3', path),
         node: await findInRoot(rootfs, 'node', path),
+        bash: await findInRoot(rootfs, 'bash', path),
       };
       onProgress?.('building', name);
+      await ensureMountPoints(rootfs);
+      if (this.#o.toolbox) {
+        // Whatever the image has at /.waggle (a directory, a file, a planted symlink) goes first:
+        // the copy must land inside the image, and the init that runs as PID 1 must be ours.
+        await rm(join(rootfs, '.waggle'), { recursive: true, force: true });
+        await cp(this.#o.toolbox.dir, join(rootfs, '.waggle'), {
+          recursive: true,
+          preserveTimestamps: true,
+          verbatimSymlinks: true,
+        });
+      }
+      const built = this.#o.toolbox ? await diskUsage(rootfs) : { bytes: unpackedBytes, inodes };
       // Room for the guest's first writes before the overlay grows the filesystem at boot.
-      const rootfsBytes = Math.ceil((unpackedBytes * 1.15 + (64 << 20)) / (1 << 20)) << 20;
+      const rootfsBytes = Math.ceil((built.bytes * 1.15 + (64 << 20)) / (1 << 20)) << 20;
       await run('mkfs.ext4', [
         '-q',
         '-F',
@@ -393,7 +438,7 @@ export class OciImageStore {
         '-d',
         rootfs,
         '-N',
-        String(Math.ceil(inodes * 1.2) + 4096),
+        String(Math.ceil(built.inodes * 1.2) + 4096),
         join(tmp, 'rootfs.ext4'),
         `${rootfsBytes >> 10}K`,
       ]);
@@ -423,7 +468,8 @@ export class OciImageStore {
       );
     }
     const wanted = INTERPRETERS[runtime];
-    const interpreter = wanted ? stored.found[wanted] : undefined;
+    // The shell runtime runs bash where the image has it (as the built-in image does), else sh.
+    const interpreter = wanted ? stored.found[wanted] : (stored.found.bash ?? stored.found.sh);
     if (wanted && !interpreter) {
       throw new ImageError(
         'missing-interpreter',
@@ -443,7 +489,25 @@ export class OciImageStore {
   }
 }
 
+/**
+ * The directories the guest's boot mounts on (the initramfs moves /dev; the init mounts /proc,
+ * /sys, /run, /tmp): images may lack them (scratch) or have something else there, such as a
+ * symlink a mount would follow out of the image. Each becomes a plain directory of the image.
+ */
+const MOUNT_POINTS = { dev: 0o755, proc: 0o555, sys: 0o555, run: 0o755, tmp: 0o1777 } as const;
+async function ensureMountPoints(root: string): Promise<void> {
+  for (const [name, mode] of Object.entries(MOUNT_POINTS)) {
+    const path = join(root, name);
+    const st = await lstat(path).catch(() => undefined);
+    if (st?.isDirectory()) continue;
+    if (st) await rm(path, { recursive: true, force: true });
+    await mkdir(path, { mode });
+    await chmod(path, mode); // mkdir's mode is masked by the umask
+  }
+}
+
 const mib = (b: number) => Math.ceil(b / (1 << 20));
+const ENTRY_NAME = /^[a-f0-9]{64}(-[a-z0-9-]+)?$/;
 
 /** Allocated bytes (what ext4 will need, small files included) and the number of inodes. */
 async function diskUsage(dir: string): Promise<{ bytes: number; inodes: number }> {
