@@ -9,11 +9,20 @@ import { installPackages, type PackageManager } from './guest/packages.ts';
 import { checkGuestPort, openGuestPort } from './guest/port-forward.ts';
 import { type ProcessOutput, ProcessRegistry } from './guest/processes.ts';
 import { GuestConnections } from './guest/ssh-connections.ts';
+import { ImageError } from './images/image-errors.ts';
+import type { ImagePhase, PulledImage } from './images/oci-image-store.ts';
 import { KeyedLock } from './pool/keyed-lock.ts';
 import { type WarmPoolStatus, WarmPools, type WarmPoolsOptions } from './pool/warm-pools.ts';
 import type { VMManager } from './vm/vm-manager.ts';
 import { vmPaths } from './vm/vm-manager.ts';
-import { isOwned, type OwnedVMRecord, type VMRecord, type VMSpec } from './vm/vm-record.ts';
+import {
+  type CreateVMSpec,
+  isOwned,
+  type OwnedVMRecord,
+  type VMImage,
+  type VMRecord,
+  type VMSpec,
+} from './vm/vm-record.ts';
 
 /** Concurrent port tunnels (preview URL connections) per VM and per node. */
 export const MAX_TUNNELS_PER_VM = 64;
@@ -30,6 +39,20 @@ export interface AgentLimits {
   /** Interpreter overrides per language (WAGGLE_RUNTIME_<RT>_EXEC_COMMAND); else the built-in one. */
   interpreters?: Partial<Record<Language, string>>;
   capacity: { vms: number; cpus: number; memoryMiB: number };
+}
+
+/** The node's OCI image store (images/oci-image-store.ts), as the agent uses it. */
+export interface ImageResolver {
+  resolve(
+    image: string,
+    opts: {
+      runtime: VMSpec['runtime'];
+      dockerConfigJson?: string;
+      onProgress?: (phase: ImagePhase, detail?: string) => void;
+    },
+  ): Promise<PulledImage>;
+  /** Removes least recently used images beyond the cache bound (never one in use). */
+  collect(): Promise<string[]>;
 }
 
 export interface NodeInfo {
@@ -67,6 +90,7 @@ export class Agent {
   readonly #processes: ProcessRegistry;
   /** Open port tunnels per VM. */
   readonly #tunnels = new Map<string, number>();
+  readonly #images: ImageResolver | undefined;
 
   constructor(opts: {
     vms: VMManager;
@@ -77,7 +101,10 @@ export class Agent {
     log: Logger;
     /** Called with the boot time of each VM this agent created (for metrics). */
     onVMReady?: (bootMs: number) => void;
+    /** Resolves `spec.image` of CreateVM; without it, VMs run the node's built-in images only. */
+    images?: ImageResolver;
   }) {
+    this.#images = opts.images;
     this.#onVMReady = opts.onVMReady;
     this.pools = new WarmPools({
       host: opts.vms,
@@ -132,17 +159,79 @@ export class Agent {
    * the node holds one (and the pool boots a replacement); otherwise restores or boots, evicting
    * warm VMs first when they hold the room it needs.
    */
-  async createVM(spec: VMSpec, opts: { pool?: string } = {}): Promise<OwnedVMRecord> {
-    return this.#creates.run(spec.vmId, async () => {
-      const warm = opts.pool ? await this.pools.bind(spec, opts.pool) : undefined;
+  async createVM(
+    request: CreateVMSpec,
+    opts: {
+      pool?: string;
+      /** An imagePullSecret's `.dockerconfigjson` for `request.image`, used for this pull only. */
+      imagePullConfig?: string;
+      onImageProgress?: (phase: ImagePhase, detail?: string) => void;
+    } = {},
+  ): Promise<OwnedVMRecord> {
+    return this.#creates.run(request.vmId, async () => {
+      const { image: reference, ...rest } = request;
+      const image = reference
+        ? await this.#resolveImage(request.vmId, reference, request.runtime, opts)
+        : undefined;
+      const spec: VMSpec = { ...rest, ...(image ? { image } : {}) };
+      // Warm pools hold the built-in images only.
+      const warm = opts.pool && !image ? await this.pools.bind(spec, opts.pool) : undefined;
       if (warm && isOwned(warm)) return warm;
-      const vm = await this.pools.withRoom(spec, () => this.vms.create(spec, opts));
+      const vm = await this.pools.withRoom(spec, () =>
+        this.vms.create(spec, opts.pool ? { pool: opts.pool } : {}),
+      );
+      if (image) {
+        this.#images
+          ?.collect()
+          .catch((err: Error) => this.log.warn({ err: err.message }, 'image cache collection failed'));
+      }
       if (vm.bootMs !== undefined && vm.origin !== 'warm' && !this.#observed.has(vm.vmId)) {
         this.#observed.add(vm.vmId); // idempotent repeats return the same VM: count its boot once
         this.#onVMReady?.(vm.bootMs);
       }
       return vm;
     });
+  }
+
+  /**
+   * The image a create runs: the one its VM already runs when the create repeats (a tag that moved
+   * since must not turn a retry into a conflict, nor cost a registry round trip), else resolved by
+   * the node's image store (pulled once per digest, then cached).
+   */
+  async #resolveImage(
+    vmId: string,
+    reference: string,
+    runtime: VMSpec['runtime'],
+    opts: { imagePullConfig?: string; onImageProgress?: (phase: ImagePhase, detail?: string) => void },
+  ): Promise<VMImage> {
+    const existing = this.vms.list().find((vm) => vm.vmId === vmId)?.image;
+    if (existing && existing.reference === reference) return existing;
+    if (!this.#images) {
+      throw new ImageError(
+        'not-allowed',
+        reference,
+        `this node runs no OCI images (its image allow-list, WAGGLE_IMAGE_ALLOW, is empty): ask the cluster admin to allow "${reference}", or leave the image empty to use the ${runtime} runtime's built-in image`,
+      );
+    }
+    const pulled = await this.#images.resolve(reference, {
+      runtime,
+      ...(opts.imagePullConfig ? { dockerConfigJson: opts.imagePullConfig } : {}),
+      ...(opts.onImageProgress ? { onProgress: opts.onImageProgress } : {}),
+    });
+    return {
+      reference: pulled.reference,
+      digest: pulled.digest,
+      rootfs: pulled.rootfs,
+      ...(pulled.interpreter ? { interpreter: pulled.interpreter } : {}),
+    };
+  }
+
+  /** The interpreter of `language` in the VM: the admin's override, else its image's, else the name. */
+  #interpreterFor(vmId: string, language: Language): string | undefined {
+    const override = this.#limits.interpreters?.[language];
+    if (override) return override;
+    const vm = this.vms.get(vmId);
+    return vm.image && vm.runtime === language ? vm.image.interpreter : undefined;
   }
 
   async destroyVM(vmId: string): Promise<boolean> {
@@ -227,7 +316,7 @@ export class Agent {
       this.#limits.maxOutputBytes,
     );
     const client = await this.#guests.get(req.vmId);
-    const interpreter = this.#limits.interpreters?.[language];
+    const interpreter = this.#interpreterFor(req.vmId, language);
     return execCode(client, {
       code: req.code,
       language,
@@ -249,7 +338,7 @@ export class Agent {
     language?: string;
   }): Promise<{ processId: string; startedAt: string }> {
     const language = await this.#codeRequest(req);
-    const interpreter = this.#limits.interpreters?.[language];
+    const interpreter = this.#interpreterFor(req.vmId, language);
     return this.#processes.start(req.vmId, await this.#guests.get(req.vmId), {
       code: req.code,
       language,

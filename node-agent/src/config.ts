@@ -39,6 +39,17 @@ const cidrList = z
       .filter(Boolean),
   )
   .pipe(z.array(cidr('203.0.113.0/24')));
+const list = (item: z.ZodString) =>
+  z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(item));
 const absolutePath = z.string().regex(/^\/[A-Za-z0-9._/-]+$/, {
   error: 'use an absolute path inside the guest, e.g. /opt/python/bin/python3',
 });
@@ -106,6 +117,25 @@ export const configSchema = z.object({
   WAGGLE_IMAGE_PYTHON: z.string().optional(),
   WAGGLE_IMAGE_NODE: z.string().optional(),
   WAGGLE_IMAGE_SHELL: z.string().optional(),
+  /**
+   * Registries or repository prefixes whose images CreateVM may run (`registry.example.com`,
+   * `registry.example.com/team/`); empty (the default): no OCI images, only the built-in ones.
+   */
+  WAGGLE_IMAGE_ALLOW: list(
+    z.string().regex(/^[a-z0-9.-]+(:[0-9]+)?(\/[a-z0-9._/-]*)?$/, {
+      error: 'use registries or repository prefixes, e.g. registry.example.com/team/',
+    }),
+  ),
+  /** Registries reached over plain HTTP or without TLS verification (a registry on the node). */
+  WAGGLE_IMAGE_INSECURE_REGISTRIES: list(
+    z.string().regex(/^[a-z0-9.-]+(:[0-9]+)?$/, { error: 'use host[:port], e.g. 127.0.0.1:5000' }),
+  ),
+  /** Where pulled images are kept as root filesystems (default <WAGGLE_STATE_DIR>/images). */
+  WAGGLE_IMAGE_CACHE_DIR: z.string().regex(/^\//, { error: 'use an absolute path' }).optional(),
+  /** The image cache's bound: least recently used images not in use are removed beyond it. */
+  WAGGLE_IMAGE_CACHE_MIB: positiveInt.default(20_480),
+  /** The largest image accepted, compressed (before the pull) and unpacked. */
+  WAGGLE_IMAGE_MAX_MIB: positiveInt.default(8_192),
   WAGGLE_GUEST_RUNTIMES: z
     .string()
     .default(RUNTIMES.join(','))

@@ -43,3 +43,19 @@ export async function resolveGuestImages(opts: {
   }
   return { kernel: join(kernelDir, 'vmlinuz'), initrd: join(kernelDir, 'initramfs.img'), rootfs };
 }
+
+/**
+ * Finds (or builds, cached by recipe hash) the guest toolbox that OCI images get as `/.waggle`
+ * (images/guest/build-toolbox.sh): `id` is its recipe hash, part of each image cache entry's name.
+ */
+export async function resolveGuestToolbox(opts: {
+  log: (msg: string) => void;
+  buildScript?: string;
+}): Promise<{ dir: string; id: string }> {
+  opts.log('resolving guest image: toolbox');
+  const { stdout } = await run('bash', [opts.buildScript ?? GUEST_BUILD_SCRIPT, 'toolbox'], {
+    maxBuffer: 16 << 20,
+  });
+  const out = stdout.trim().split('\n').pop() ?? '';
+  return { dir: join(out, 'toolbox'), id: out.slice(out.lastIndexOf('-') + 1) };
+}

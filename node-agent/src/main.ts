@@ -7,7 +7,8 @@ import type { Runtime } from '@waggle/crds';
 import { Agent } from './agent.ts';
 import { type AgentTls, type AgentTlsSource, watchAgentTls } from './client.ts';
 import { ConfigError, loadConfig } from './config.ts';
-import { resolveGuestImages } from './guest-images.ts';
+import { resolveGuestImages, resolveGuestToolbox } from './guest-images.ts';
+import { OciImageStore } from './images/oci-image-store.ts';
 import { createLogger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { ServingCertificate } from './pki/serving-certificate.ts';
@@ -83,10 +84,29 @@ async function main(): Promise<void> {
   const adoption = await vms.adopt();
   log.info({ node, ...adoption }, 'state recovered');
 
+  // OCI images (docs/adr/0015): only with an allow-list; the toolbox is built (or found) once.
+  const imageStore =
+    config.WAGGLE_IMAGE_ALLOW.length === 0
+      ? undefined
+      : new OciImageStore({
+          cacheDir: config.WAGGLE_IMAGE_CACHE_DIR ?? join(config.WAGGLE_STATE_DIR, 'images'),
+          maxCacheBytes: config.WAGGLE_IMAGE_CACHE_MIB * 2 ** 20,
+          maxImageBytes: config.WAGGLE_IMAGE_MAX_MIB * 2 ** 20,
+          allowList: config.WAGGLE_IMAGE_ALLOW,
+          insecureRegistries: config.WAGGLE_IMAGE_INSECURE_REGISTRIES,
+          toolbox: await resolveGuestToolbox({
+            ...(config.WAGGLE_GUEST_BUILD_SCRIPT ? { buildScript: config.WAGGLE_GUEST_BUILD_SCRIPT } : {}),
+            log: (msg) => log.info({ node }, msg),
+          }),
+          inUse: () => vms.list().flatMap((vm) => (vm.image ? [vm.image.rootfs] : [])),
+          log,
+        });
+
   const metrics = createMetrics();
   const agent = new Agent({
     vms,
     log,
+    ...(imageStore ? { images: imageStore } : {}),
     onVMReady: (ms) => metrics.bootSeconds.observe(ms / 1000),
     warmPools: {
       maxConcurrentBoots: config.WAGGLE_WARM_BOOTS,

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { Agent, type AgentLimits } from '../src/agent.ts';
+import { Agent, type AgentLimits, type ImageResolver } from '../src/agent.ts';
 import { GuestConnections } from '../src/guest/ssh-connections.ts';
 import { createLogger } from '../src/logger.ts';
 import { nodeResolvers } from '../src/vm/network/dns-forwarder.ts';
@@ -71,11 +71,17 @@ export const pythonSpec = (vmId: string) => ({
  * An in-process Agent over a test's VM manager, with the production limits except the ones a
  * test narrows (e.g. a smaller output ring); two python VMs of capacity.
  */
-export function testAgent(vms: VMManager, nodeName: string, limits: Partial<AgentLimits> = {}): Agent {
+export function testAgent(
+  vms: VMManager,
+  nodeName: string,
+  limits: Partial<AgentLimits> = {},
+  extra: { images?: ImageResolver } = {},
+): Agent {
   const capacity = { vms: 2, cpus: 2, memoryMiB: 1024 };
   return new Agent({
     vms,
     log: testLog,
+    ...extra,
     limits: {
       defaultExecTimeoutMs: 30_000,
       maxExecTimeoutMs: 300_000,

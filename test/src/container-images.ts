@@ -30,6 +30,10 @@ const BASES = {
     // per-VM network namespaces, veths and firewall (docs/adr/0009-vm-network-boundary.md)
     'iproute2',
     'nftables',
+    // OCI images into guest root filesystems, and the guest toolbox (docs/adr/0015)
+    'skopeo',
+    'umoci',
+    'patchelf',
   ],
 } as const;
 

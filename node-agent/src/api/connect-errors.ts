@@ -16,12 +16,14 @@ import {
 import {
   FileErrorDetailSchema,
   FileErrorKind,
+  ImageErrorDetailSchema,
   PortNotListeningDetailSchema,
   ProcessNotFoundDetailSchema,
   ProcessNotFoundReason,
   VMExitedDetailSchema,
   VMSuspendedDetailSchema,
 } from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
+import { ImageError, type ImageErrorReason } from '../images/image-errors.ts';
 import { setLegacyHeaders } from '../legacy-error-headers.ts';
 
 /** The wire kind of each file error (FileErrorDetail.kind). */
@@ -35,6 +37,21 @@ const FILE_ERROR_KIND: Record<GuestFileError['code'], FileErrorKind> = {
   not_regular_file: FileErrorKind.NOT_REGULAR_FILE,
   timed_out: FileErrorKind.TIMED_OUT,
   failed: FileErrorKind.FAILED,
+};
+
+/** The code of each image failure: the caller's mistake, the registry's answer, or the node's fault. */
+const IMAGE_ERROR_CODE: Record<ImageErrorReason, Code> = {
+  'invalid-reference': Code.InvalidArgument,
+  'not-allowed': Code.PermissionDenied,
+  unauthorized: Code.PermissionDenied,
+  'not-found': Code.NotFound,
+  unreachable: Code.Unavailable,
+  'not-an-image': Code.FailedPrecondition,
+  'wrong-architecture': Code.FailedPrecondition,
+  'too-large': Code.FailedPrecondition,
+  'missing-shell': Code.FailedPrecondition,
+  'missing-interpreter': Code.FailedPrecondition,
+  'node-error': Code.Internal,
 };
 
 const PROCESS_NOT_FOUND_REASON: Record<ProcessNotFoundError['reason'], ProcessNotFoundReason> = {
@@ -86,6 +103,11 @@ export function toConnectError(err: unknown): ConnectError {
       { desc: VMSuspendedDetailSchema, value: { vmId: e.vmId } },
     ]);
   if (e instanceof GuestFileError) return fileConnectError(e);
+  if (e instanceof ImageError) {
+    return new ConnectError(e.message, IMAGE_ERROR_CODE[e.reason], undefined, [
+      { desc: ImageErrorDetailSchema, value: { reason: e.reason, image: e.image } },
+    ]);
+  }
   return new ConnectError(e?.message ?? String(err), Code.Internal);
 }
 

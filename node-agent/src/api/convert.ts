@@ -14,7 +14,7 @@ import {
 import type { GuestRunResult } from '../guest/exec.ts';
 import type { ProcessOutput } from '../guest/processes.ts';
 import { fromProtoEgress, fromProtoRuntime, toProtoEgress, toProtoRuntime } from '../proto-enums.ts';
-import type { OwnedVMRecord, VMRecord, VMSpec } from '../vm/vm-record.ts';
+import type { CreateVMSpec, OwnedVMRecord, VMRecord, VMSpec } from '../vm/vm-record.ts';
 
 const protoNames = (prefix: string, words: readonly string[]) =>
   words.map((w) => `${prefix}_${w.toUpperCase()}`).join(', ');
@@ -33,7 +33,7 @@ const ORIGINS: Record<VMRecord['origin'], VMOrigin> = {
   warm: VMOrigin.VM_ORIGIN_WARM,
 };
 
-export function specFromPb(spec: PbVMSpec | undefined): VMSpec {
+export function specFromPb(spec: PbVMSpec | undefined): CreateVMSpec {
   if (!spec) throw new InvalidArgumentError('spec is required');
   const runtime = fromProtoRuntime(spec.runtime);
   if (!runtime)
@@ -49,6 +49,7 @@ export function specFromPb(spec: PbVMSpec | undefined): VMSpec {
     diskMiB: spec.diskMib,
     egress,
     allowDomains: [...spec.allowDomains],
+    ...(spec.image ? { image: spec.image } : {}),
   };
 }
 
@@ -62,6 +63,7 @@ export function vmToPb(vm: OwnedVMRecord): VM {
       diskMib: vm.diskMiB,
       egress: toProtoEgress(vm.egress),
       allowDomains: vm.allowDomains,
+      image: vm.image?.reference ?? '',
     },
     state: STATES[vm.state],
     message: vm.message ?? '',
@@ -74,6 +76,7 @@ export function vmToPb(vm: OwnedVMRecord): VM {
     suspendedAt: vm.suspendedAt ?? '',
     resumedAt: vm.resumedAt ?? '',
     resumeMs: vm.resumeMs ?? 0,
+    imageDigest: vm.image?.digest ?? '',
   });
 }
 

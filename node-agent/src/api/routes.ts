@@ -35,7 +35,12 @@ export function nodeAgentRoutes(agent: Agent) {
     router.service(NodeAgentService, {
       createVM: edge(async (req) =>
         create(CreateVMResponseSchema, {
-          vm: vmToPb(await agent.createVM(specFromPb(req.spec), req.pool ? { pool: req.pool } : {})),
+          vm: vmToPb(
+            await agent.createVM(specFromPb(req.spec), {
+              ...(req.pool ? { pool: req.pool } : {}),
+              ...(req.imagePullConfig ? { imagePullConfig: req.imagePullConfig } : {}),
+            }),
+          ),
         }),
       ),
       getVM: edge(async (req) => create(GetVMResponseSchema, { vm: vmToPb(agent.vms.get(req.vmId)) })),

@@ -12,7 +12,9 @@ export function warmPoolsFromPb(pools: WarmPool[]): WarmPoolSpec[] {
     pools.map((p, i) => {
       try {
         // The template's vm_id is ignored: a warm VM has no owner until it is bound.
-        return { name: p.name, template: templateOf(specFromPb(p.template)), replicas: p.replicas };
+        const { image, ...spec } = specFromPb(p.template);
+        if (image) throw new InvalidArgumentError('spec.image: warm pools hold the built-in images only');
+        return { name: p.name, template: templateOf(spec), replicas: p.replicas };
       } catch (err) {
         if (err instanceof InvalidArgumentError) {
           throw new InvalidArgumentError(`pools[${i}].template: ${err.message.replace(/^spec(\.|)/, '')}`);

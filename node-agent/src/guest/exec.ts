@@ -24,19 +24,26 @@ export const SANDBOX_PATH = [
   '/bin',
 ].join(':');
 /**
- * Absolute paths of the guest binaries that run as root (Debian bookworm, merged /usr). Root never
- * runs anything by name: PATH in an exec script is the sandbox's, whose first entries the sandbox
+ * Where root's helpers are: Waggle's toolbox in guests from OCI images (`/.waggle/bin`, root's,
+ * added by the node's image store: docs/adr/0015), else the built-in Debian image's `/usr/bin`
+ * (it has no toolbox; VMs booted before the toolbox existed neither). Every root script starts
+ * with this line; GUEST_BIN's helpers are named through `$WB`. A builtin test, no exec.
+ */
+export const ROOT_BIN_SELECT = 'WB=/.waggle/bin; [ -x $WB/setpriv ] || WB=/usr/bin';
+/**
+ * Absolute paths of the guest binaries that run as root (after ROOT_BIN_SELECT). Root never runs
+ * anything by name: PATH in an exec script is the sandbox's, whose first entries the sandbox
  * user can write.
  */
 export const GUEST_BIN = {
   sh: '/bin/sh',
-  head: '/usr/bin/head',
-  mkdir: '/usr/bin/mkdir',
-  rm: '/usr/bin/rm',
-  prlimit: '/usr/bin/prlimit',
-  setpriv: '/usr/bin/setpriv',
-  pkill: '/usr/bin/pkill',
-  env: '/usr/bin/env',
+  head: '$WB/head',
+  mkdir: '$WB/mkdir',
+  rm: '$WB/rm',
+  prlimit: '$WB/prlimit',
+  setpriv: '$WB/setpriv',
+  pkill: '$WB/pkill',
+  env: '$WB/env',
   aptGet: '/usr/bin/apt-get',
 } as const;
 /**
@@ -111,6 +118,7 @@ export function execScript(opts: {
   const pidFile = `${EXEC_DIR}/${opts.id}.pid`;
   const stale = (opts.finished ?? []).map((id) => ` ${shellQuote(`${EXEC_DIR}/${id}.pid`)}`).join('');
   return [
+    ROOT_BIN_SELECT,
     'umask 022',
     `[ -d ${EXEC_DIR} ] || ${GUEST_BIN.mkdir} -p -m 0711 ${EXEC_DIR} || exit 125`,
     `f=${shellQuote(file)}`,
@@ -135,6 +143,7 @@ export function execScript(opts: {
 export function killScript(id: string): string {
   const k = GUEST_BIN.pkill;
   return [
+    ROOT_BIN_SELECT,
     `read sid < ${EXEC_DIR}/${id}.pid`,
     'if [ -n "$sid" ]; then',
     `  i=0; while ${k} -STOP -s "$sid" --runstates R,S,D && [ $i -lt 100 ]; do i=$((i + 1)); done`,

@@ -50,12 +50,13 @@ describe('installScript', () => {
       /^\/usr\/bin\/apt-get install -y -qq --no-install-recommends jq$/m,
     );
     expect(installScript('i', 'npm', ['lodash'])).toMatch(
-      /^\/usr\/bin\/prlimit --nproc=\d+:\d+ \/usr\/bin\/setpriv .* \/usr\/bin\/env -i .* npm install .* lodash$/m,
+      /^\$WB\/prlimit --nproc=\d+:\d+ \$WB\/setpriv .* \$WB\/env -i .* npm install .* lodash$/m,
     );
   });
   it.each(['pip', 'npm', 'apt'] as const)('%s: root runs nothing by name and writes nothing to /tmp', (m) => {
     const s = installScript('install-1', m, ['x']);
-    const allowed = /^(?:\[|echo|cd|exit|if|then|fi|case|esac|printf|export|out=.*|rc=.*|\*.*\)|\/.*)$/;
+    const allowed =
+      /^(?:\[|echo|cd|exit|if|then|fi|case|esac|printf|export|out=.*|rc=.*|WB=\/\S+|\*.*\)|\/.*|\$WB\/[a-z]+)$/;
     for (const word of commandWords(s)) expect(word, `"${word}" in\n${s}`).toMatch(allowed);
     expect(s).toContain('echo $$ > /run/waggle/exec/install-1.pid');
     expect(s).not.toContain('/tmp');

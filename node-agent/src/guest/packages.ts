@@ -7,6 +7,7 @@ import {
   EXEC_DIR,
   GUEST_BIN,
   type GuestRunResult,
+  ROOT_BIN_SELECT,
   runGuestScript,
   SANDBOX_ENV,
   SANDBOX_USER,
@@ -66,6 +67,7 @@ const VENV = `${SANDBOX_USER.home}/.venv`;
 export function installScript(id: string, manager: PackageManager, packages: string[]): string {
   const pkgs = shellJoin(packages);
   const setup = [
+    ROOT_BIN_SELECT,
     `[ -d ${EXEC_DIR} ] || ${GUEST_BIN.mkdir} -p -m 0711 ${EXEC_DIR} || exit 125`,
     `echo $$ > ${EXEC_DIR}/${id}.pid`,
   ];

@@ -46,7 +46,7 @@ function fakeClient() {
   const client = {
     exec(command: string, cb: (err: Error | undefined, ch: FakeChannel) => void) {
       const ch = new FakeChannel(command);
-      const killed = /\/usr\/bin\/pkill/.test(command) && /exec\/(proc-[0-9a-f]+)\.pid/.exec(command)?.[1];
+      const killed = /\$WB\/pkill/.test(command) && /exec\/(proc-[0-9a-f]+)\.pid/.exec(command)?.[1];
       if (killed) {
         kills.push(killed);
         setImmediate(() => {

@@ -30,6 +30,7 @@ export function templateOf(spec: VMTemplateInput & { vmId?: string }): VMTemplat
     egress: spec.egress,
     // Order and case do not make another template.
     allowDomains: [...new Set((spec.allowDomains ?? []).map((d) => d.toLowerCase()))].sort(),
+    ...(spec.image ? { image: spec.image } : {}),
   };
 }
 
@@ -47,6 +48,7 @@ export function templateHash(template: VMTemplateInput, images: TemplateImages):
     t.diskMiB,
     t.egress,
     t.allowDomains,
+    ...(t.image ? [['image', t.image.digest]] : []),
     [images.kernel.path, images.kernel.size, images.kernel.mtimeMs],
     [images.initrd.path, images.initrd.size, images.initrd.mtimeMs],
     [images.rootfs.path, images.rootfs.size, images.rootfs.mtimeMs],

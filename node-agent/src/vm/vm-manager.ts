@@ -247,8 +247,7 @@ export class VMManager {
 
   /** The template hash of VMs of `template` on this node (images and backend included). */
   async templateHash(template: VMTemplateInput): Promise<string> {
-    const base = this.#o.images.rootfs[template.runtime];
-    if (!base) throw new ResourceExhaustedError(`no image for runtime "${template.runtime}" on this node`);
+    const base = this.#baseOf(template);
     const ca = this.#o.caBundlePath;
     const [kernel, initrd, rootfs, caBundle] = await Promise.all([
       fileIdentity(this.#o.images.kernel),
@@ -263,6 +262,22 @@ export class VMManager {
       ...(caBundle ? { caBundle } : {}),
       backend: this.#backend.kind,
     });
+  }
+
+  /** The root filesystem VMs of `template` overlay: its OCI image's, or the runtime's built-in one. */
+  #baseOf(template: VMTemplateInput): string {
+    if (template.image) return template.image.rootfs;
+    const base = this.#o.images.rootfs[template.runtime];
+    if (!base) throw new ResourceExhaustedError(`no image for runtime "${template.runtime}" on this node`);
+    return base;
+  }
+
+  /**
+   * Whether VMs of `template` are snapshotted and restored. Not for OCI images yet: the image
+   * cache may collect a root filesystem a snapshot's disk is backed by.
+   */
+  #snapshotsFor(template: VMTemplateInput): boolean {
+    return !!this.#o.snapshots && !template.image;
   }
 
   #parseSpec(input: VMSpecInput): VMSpec {
@@ -308,7 +323,7 @@ export class VMManager {
       await this.#checkDiskRoom(spec.diskMiB * MiB);
       const template = templateOf(spec);
       const hash = await this.templateHash(template);
-      const snap = this.#o.snapshots ? await this.#readSnapshot(hash) : undefined;
+      const snap = this.#snapshotsFor(template) ? await this.#readSnapshot(hash) : undefined;
       if (snap) {
         try {
           return (await this.#restore(hash, () =>
@@ -351,7 +366,7 @@ export class VMManager {
     this.#checkCapacity();
     await this.#checkDiskRoom(t.diskMiB * MiB);
     const hash = await this.templateHash(t);
-    const snap = this.#o.snapshots ? await this.#readSnapshot(hash) : undefined;
+    const snap = this.#snapshotsFor(t) ? await this.#readSnapshot(hash) : undefined;
     if (snap) {
       try {
         return await this.#restore(hash, () =>
@@ -416,8 +431,7 @@ export class VMManager {
   }): Promise<VMRecord> {
     const instanceId = newInstanceId();
     const log = this.#o.log.child({ instanceId, ...(o.vmId ? { vmId: o.vmId } : {}) });
-    const base = this.#o.images.rootfs[o.template.runtime];
-    if (!base) throw new ResourceExhaustedError(`no image for runtime "${o.template.runtime}" on this node`);
+    const base = this.#baseOf(o.template);
     const t0 = Date.now();
     const dir = this.instanceDir(instanceId);
     const p = vmPaths(dir);
@@ -875,9 +889,13 @@ export class VMManager {
     }
   }
 
-  /** Files a VM's disk may be backed by: the runtime images and snapshots' frozen disks. */
+  /**
+   * Files a VM's disk may be backed by: the runtime images, the OCI image root filesystems that
+   * the agent's own records name, and snapshots' frozen disks.
+   */
   async #trustedBackingFiles(): Promise<Set<string>> {
     const files = new Set<string>(Object.values(this.#o.images.rootfs).filter((f): f is string => !!f));
+    for (const vm of this.#vms.values()) if (vm.image) files.add(vm.image.rootfs);
     for (const hash of await readdir(this.#snapshotsDir).catch(() => [] as string[])) {
       if (!hash.startsWith('.')) files.add(snapshotPaths(join(this.#snapshotsDir, hash)).disk);
     }
@@ -940,7 +958,7 @@ export class VMManager {
   }
 
   #scheduleSnapshot(template: VMTemplate, hash: string): void {
-    if (!this.#o.snapshots || this.#snapshotJobs.has(hash)) return;
+    if (!this.#snapshotsFor(template) || this.#snapshotJobs.has(hash)) return;
     // One snapshot VM at a time on the node: each is a hidden boot (CPU, memory, a VM slot).
     const job = this.#snapshotQueue
       .then(() => this.#makeSnapshot(template, hash))

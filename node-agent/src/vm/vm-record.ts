@@ -11,6 +11,22 @@ import { vmNetworkSchema } from './network/vm-network-record.ts';
 
 export const VM_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
+/**
+ * The OCI image a VM runs (docs/adr/0015), resolved by the node's image store: absent for the
+ * node's built-in image of the runtime.
+ */
+export const vmImageSchema = z.object({
+  /** Normalized reference as asked for (`registry/repository:tag`). */
+  reference: z.string().min(1),
+  /** linux/amd64 manifest digest: what the VM really runs, whatever the tag says later. */
+  digest: z.string().regex(/^sha256:[a-f0-9]{64}$/),
+  /** The store's ext4 root filesystem the VM's disk is overlaid on. */
+  rootfs: z.string().startsWith('/'),
+  /** Guest path of the runtime's interpreter found in the image (python3, node; sh/bash for shell). */
+  interpreter: z.string().startsWith('/').optional(),
+});
+export type VMImage = z.output<typeof vmImageSchema>;
+
 export const vmSpecSchema = z.object({
   /** Stable id chosen by the caller (the environment's UID): CreateVM is idempotent on it. */
   vmId: z.string().regex(VM_ID_PATTERN, {
@@ -37,8 +53,11 @@ export const vmSpecSchema = z.object({
     )
     .max(MAX_ALLOW_DOMAINS)
     .default([]),
+  image: vmImageSchema.optional(),
 });
 export type VMSpec = z.output<typeof vmSpecSchema>;
+/** What CreateVM asks for: the image as a reference, resolved by the agent into a `VMImage`. */
+export type CreateVMSpec = Omit<VMSpec, 'image'> & { image?: string };
 export type VMSpecInput = z.input<typeof vmSpecSchema>;
 
 /** A VM's spec without its owner: what makes two VMs interchangeable (docs/adr/0014). */
@@ -128,6 +147,7 @@ export function sameTemplate(a: VMTemplate, b: VMTemplate): boolean {
     a.memoryMiB === b.memoryMiB &&
     a.diskMiB === b.diskMiB &&
     a.egress === b.egress &&
-    a.allowDomains.join(',') === b.allowDomains.join(',')
+    a.allowDomains.join(',') === b.allowDomains.join(',') &&
+    a.image?.digest === b.image?.digest
   );
 }

@@ -68,6 +68,14 @@ export declare type VMSpec = Message<"waggle.nodeagent.v1.VMSpec"> & {
    * @generated from field: repeated string allow_domains = 7;
    */
   allowDomains: string[];
+
+  /**
+   * An OCI image reference (tag or digest) to run instead of the node's built-in image of the
+   * runtime: pulled, checked and cached by the node (docs/adr/0015). Empty: the built-in image.
+   *
+   * @generated from field: string image = 8;
+   */
+  image: string;
 };
 
 /**
@@ -149,6 +157,13 @@ export declare type VM = Message<"waggle.nodeagent.v1.VM"> & {
    * @generated from field: uint32 resume_ms = 12;
    */
   resumeMs: number;
+
+  /**
+   * The linux/amd64 manifest digest of spec.image the VM runs ("sha256:…"; empty without image).
+   *
+   * @generated from field: string image_digest = 13;
+   */
+  imageDigest: string;
 };
 
 /**
@@ -173,6 +188,14 @@ export declare type CreateVMRequest = Message<"waggle.nodeagent.v1.CreateVMReque
    * @generated from field: string pool = 2;
    */
   pool: string;
+
+  /**
+   * Registry credentials for spec.image: an imagePullSecret's .dockerconfigjson. Used for this
+   * pull only (never stored, never used for another caller's image).
+   *
+   * @generated from field: string image_pull_config = 3;
+   */
+  imagePullConfig: string;
 };
 
 /**
@@ -1399,7 +1422,33 @@ export declare const VMExitedDetailSchema: GenMessage<VMExitedDetail>;
 
 /**
  * FAILED_PRECONDITION: the VM is suspended (SuspendVM); nothing runs in it until ResumeVM.
+ * Why spec.image cannot run (with FailedPrecondition, NotFound, PermissionDenied, InvalidArgument
+ * or Unavailable): the reason as a stable word, the image as normalized.
  *
+ * @generated from message waggle.nodeagent.v1.ImageErrorDetail
+ */
+export declare type ImageErrorDetail = Message<"waggle.nodeagent.v1.ImageErrorDetail"> & {
+  /**
+   * invalid-reference | not-allowed | not-found | unauthorized | unreachable | not-an-image |
+   * wrong-architecture | too-large | missing-shell | missing-interpreter | node-error
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: string image = 2;
+   */
+  image: string;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.ImageErrorDetail.
+ * Use `create(ImageErrorDetailSchema)` to create a new message.
+ */
+export declare const ImageErrorDetailSchema: GenMessage<ImageErrorDetail>;
+
+/**
  * @generated from message waggle.nodeagent.v1.VMSuspendedDetail
  */
 export declare type VMSuspendedDetail = Message<"waggle.nodeagent.v1.VMSuspendedDetail"> & {

@@ -1,0 +1,204 @@
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureGuestImages, ensureGuestToolbox, type LocalRegistry, startRegistry } from '@waggle/test';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Agent } from '../src/agent.ts';
+import { ImageError } from '../src/images/image-errors.ts';
+import { OciImageStore } from '../src/images/oci-image-store.ts';
+import { readHostTscKHz } from '../src/vm/host-tsc.ts';
+import type { VMNetworks } from '../src/vm/network/vm-network.ts';
+import type { GuestImages, VMManager } from '../src/vm/vm-manager.ts';
+import { buildImage, type Layer, push } from './oci-fixtures.ts';
+import { testAgent, testLog, testManager, testNetworks } from './vm-fixtures.ts';
+
+// Real parts: a CNCF distribution registry on loopback, images built here with umoci, the
+// node's image store (skopeo, umoci, mkfs.ext4) with Waggle's guest toolbox, real QEMU microVMs
+// booted from those images, real SSH to the toolbox's sshd. Nothing leaves the machine.
+let work = '';
+let stateDir = '';
+let registry: LocalRegistry;
+let networks: VMNetworks;
+let images: GuestImages;
+let vms: VMManager;
+let agent: Agent;
+let store: OciImageStore;
+
+/** busybox and nothing else: no libc, no /etc, no sshd, no bash: the toolbox must bring it all. */
+const BUSYBOX_APPLETS = ['sh', 'echo', 'cat', 'id', 'ls', 'sleep', 'touch', 'rm', 'mkdir', 'ln', 'whoami'];
+const busyboxLayer: Layer = {
+  '/bin/busybox': { from: '/bin/busybox' },
+  ...Object.fromEntries(BUSYBOX_APPLETS.map((a) => [`/bin/${a}`, { link: 'busybox' }])),
+};
+
+const spec = (vmId: string, image: string, runtime: 'shell' | 'python' = 'shell') => ({
+  vmId,
+  runtime,
+  cpus: 1,
+  memoryMiB: 256,
+  diskMiB: 512,
+  egress: 'none' as const,
+  allowDomains: [],
+  image,
+});
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'waggle-oci-vms-'));
+  stateDir = await mkdtemp(join(tmpdir(), 'waggle-oci-vms-state-'));
+  images = await ensureGuestImages([]);
+  const toolbox = await ensureGuestToolbox();
+  registry = await startRegistry();
+  await push(await buildImage(work, 'bb', [busyboxLayer]), `${registry.host}/tenant/busybox:1`);
+  // A hostile image: /.waggle and /dev are links to /etc (the toolbox copy and the boot's mounts
+  // must land inside the image, not follow them), /tmp is a file, root's shell is nologin, and
+  // the sandbox account is locked.
+  await push(
+    await buildImage(work, 'hostile', [
+      busyboxLayer,
+      {
+        '/.waggle': { link: '/etc' },
+        '/dev': { link: '/etc' },
+        '/tmp': 'not a directory',
+        '/sbin/nologin': '#!/bin/sh\necho "This account is not available"\nexit 1\n',
+        '/etc/passwd': 'root:x:0:0:root:/root:/sbin/nologin\nsandbox:x:1000:1000::/home/sandbox:/bin/sh\n',
+        '/etc/group': 'root:x:0:\nsandbox:x:1000:\n',
+        '/etc/shadow': 'root:!:19000::::::\nsandbox:!locked:19000::::::\n',
+      },
+    ]),
+    `${registry.host}/tenant/hostile:1`,
+  );
+  networks = await testNetworks('10.253.236.0/24');
+  vms = testManager({ stateDir, images, networks, tscKHz: await readHostTscKHz() });
+  await vms.adopt();
+  store = new OciImageStore({
+    cacheDir: join(work, 'cache'),
+    maxCacheBytes: 1 << 30,
+    maxImageBytes: 256 << 20,
+    allowList: [`${registry.host}/tenant/`],
+    insecureRegistries: [registry.host],
+    toolbox,
+    inUse: () => vms.list().flatMap((vm) => (vm.image ? [vm.image.rootfs] : [])),
+    log: testLog,
+  });
+  agent = testAgent(vms, 'oci-node', {}, { images: store });
+}, 900_000);
+
+afterAll(async () => {
+  for (const vm of vms?.list() ?? []) await vms.destroyInstance(vm.instanceId).catch(() => undefined);
+  await registry?.stop();
+  await networks?.removeHostTable();
+  for (const d of [work, stateDir]) if (d) await rm(d, { recursive: true, force: true });
+});
+
+const sh = (vmId: string, code: string, timeoutMs = 60_000) =>
+  agent.exec({ vmId, code, language: 'shell', timeoutMs });
+
+describe('VMs from OCI images (real registry, real QEMU, the toolbox’s sshd)', () => {
+  it('boots an image that has only busybox: code runs as the sandbox user, files and timeouts work', {
+    timeout: 300_000,
+  }, async () => {
+    const vm = await agent.createVM(spec('oci-busybox', `${registry.host}/tenant/busybox:1`));
+    expect(vm.state).toBe('running');
+    expect(vm.image?.digest).toMatch(/^sha256:[a-f0-9]{64}$/);
+    expect(vm.image?.interpreter).toBe('/bin/sh'); // no bash in the image
+
+    const r = await sh('oci-busybox', 'echo "hello from $(id -u):$(id -g) in $PWD"; ls -a /');
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('hello from 1000:1000 in /home/sandbox');
+    expect(r.stdout.split('\n')).toEqual(expect.arrayContaining(['bin', '.waggle', 'home']));
+
+    await agent.writeFile('oci-busybox', 'notes/a.txt', Buffer.from('über\n'));
+    expect((await agent.readFile('oci-busybox', 'notes/a.txt')).data.toString()).toBe('über\n');
+    expect((await sh('oci-busybox', 'cat /home/sandbox/notes/a.txt')).stdout).toBe('über\n');
+
+    // The timeout kill is the toolbox's pkill (the image has none).
+    const slow = await sh('oci-busybox', 'echo started; sleep 60', 3_000);
+    expect(slow.timedOut).toBe(true);
+    expect(slow.stdout).toBe('started\n');
+    expect((await sh('oci-busybox', 'echo still here')).stdout).toBe('still here\n');
+  });
+
+  it('keeps the toolbox root’s: the sandbox user cannot replace the helpers root runs', {
+    timeout: 120_000,
+  }, async () => {
+    const r = await sh(
+      'oci-busybox',
+      [
+        'for f in /.waggle/bin/setpriv /.waggle/bin/sshd /.waggle/bin/waggle-init /.waggle/lib/libc.so.6; do',
+        '  rm -f "$f" 2>/dev/null && echo "removed $f"',
+        '  echo x 2>/dev/null > "$f" && echo "wrote $f"',
+        'done',
+        'mkdir /.waggle/bin/x 2>/dev/null && echo "created a directory"',
+        'ln -s /tmp /.waggle/evil 2>/dev/null && echo "planted a link"',
+        'echo done',
+      ].join('\n'),
+    );
+    expect(r.stdout).toBe('done\n');
+    // Root's next script still finds its helpers (a replaced setpriv would run as root).
+    expect((await sh('oci-busybox', 'id -u')).stdout).toBe('1000\n');
+  });
+
+  it('boots a hostile image: /.waggle planted as a link, root’s shell nologin, accounts locked', {
+    timeout: 300_000,
+  }, async () => {
+    const vm = await agent.createVM(spec('oci-hostile', `${registry.host}/tenant/hostile:1`));
+    expect(vm.state).toBe('running');
+    const r = await sh('oci-hostile', 'cat /etc/passwd; echo; ls /etc; ls -ld /tmp; echo x > /tmp/t; id -u');
+    expect(r.exitCode).toBe(0);
+    // The toolbox went into the image's /.waggle, not into /etc through the link.
+    expect(r.stdout).not.toMatch(/sshd_config|waggle-init/);
+    expect(r.stdout).toMatch(/^root:x:0:0:root:\/root:\/bin\/sh$/m);
+    expect(r.stdout).toMatch(/^drwxrwxrwt .* \/tmp$/m);
+    expect(r.stdout.trim().endsWith('1000')).toBe(true);
+  });
+
+  it('refuses images it cannot run before any VM exists, naming the image', {
+    timeout: 120_000,
+  }, async () => {
+    const reason = (p: Promise<unknown>) =>
+      p.then(
+        () => 'created',
+        (e: unknown) => (e instanceof ImageError ? e.reason : `other: ${e}`),
+      );
+    // Not allowed: another repository of the same registry.
+    expect(await reason(agent.createVM(spec('oci-other', `${registry.host}/other/busybox:1`)))).toBe(
+      'not-allowed',
+    );
+    expect(await reason(agent.createVM(spec('oci-py', `${registry.host}/tenant/busybox:1`, 'python')))).toBe(
+      'missing-interpreter',
+    );
+    expect(await reason(agent.createVM(spec('oci-gone', `${registry.host}/tenant/nope:1`)))).toBe(
+      'not-found',
+    );
+    expect(vms.list().map((v) => v.vmId)).toEqual(expect.arrayContaining(['oci-busybox']));
+    expect(vms.list().map((v) => v.vmId)).not.toEqual(expect.arrayContaining(['oci-other']));
+  });
+
+  it('repeats a create without a registry round trip, and keeps an image in use out of collection', {
+    timeout: 120_000,
+  }, async () => {
+    const first = vms.get('oci-busybox');
+    await registry.stop(); // a repeat must not need the registry
+    const again = await agent.createVM(spec('oci-busybox', `${registry.host}/tenant/busybox:1`));
+    expect(again.instanceId).toBe(first.instanceId);
+    const rootfs = first.image?.rootfs as string;
+    const tight = new OciImageStore({
+      cacheDir: join(work, 'cache'),
+      maxCacheBytes: 1,
+      maxImageBytes: 256 << 20,
+      allowList: [],
+      insecureRegistries: [],
+      toolbox: await ensureGuestToolbox(),
+      inUse: () => vms.list().flatMap((vm) => (vm.image ? [vm.image.rootfs] : [])),
+      leaseMs: 0,
+      log: testLog,
+    });
+    await tight.collect();
+    expect((await stat(rootfs)).isFile()).toBe(true);
+    await agent.destroyVM('oci-busybox');
+    await agent.destroyVM('oci-hostile');
+    expect((await tight.collect()).length).toBe(2);
+    await expect(stat(rootfs)).rejects.toThrow(/ENOENT/);
+  });
+});
