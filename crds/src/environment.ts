@@ -118,8 +118,16 @@ export const environmentSpecSchema = z
       .string()
       .min(1)
       .max(512)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/, {
+        error: 'spec.image is an OCI image reference, e.g. registry.example.com/team/python:3.12',
+      })
       .optional()
-      .meta({ description: 'Override of the runtime image on the node. Immutable.' }),
+      .meta({
+        description:
+          "OCI image (registry/repository:tag or @sha256:digest) to run instead of the runtime's built-in image. " +
+          "Its registry must be on the cluster's image allow-list (chart images.allow); it needs /bin/sh and the " +
+          "runtime's interpreter (docs/custom-images.md). Pulled and cached by manifest digest on the node. Immutable.",
+      }),
     resources: resourcesSchema,
     idleTimeout: durationSchema({
       ...DURATION_LIMITS.idleTimeout,
@@ -244,6 +252,11 @@ export const environmentStatusSchema = z
       .max(317)
       .optional()
       .meta({ description: 'The WagglePool ("<namespace>/<name>") whose template the spec matches.' }),
+    imageDigest: z
+      .string()
+      .regex(/^sha256:[a-f0-9]{64}$/)
+      .optional()
+      .meta({ description: 'The manifest digest of spec.image the VM runs (linux/amd64).' }),
     createdFrom: z.enum(VM_ORIGINS).optional().meta({
       description: 'How the VM was made: cold (booted), restored (from a snapshot) or warm (from a pool).',
     }),

@@ -79,6 +79,9 @@ export const nodeStatusSchema = z
       description: 'Runtimes whose images are ready on this node.',
       'x-kubernetes-list-type': 'set',
     }),
+    ociImages: z.boolean().optional().meta({
+      description: 'Whether the node runs OCI images (spec.image): its image allow-list is not empty.',
+    }),
     pools: z
       .array(nodePoolStatusSchema)
       .max(256)

@@ -62,6 +62,8 @@ export interface NodeInfo {
   capacity: AgentLimits['capacity'];
   allocated: { vms: number; cpus: number; memoryMiB: number };
   runtimes: VMSpec['runtime'][];
+  /** Whether CreateVM runs OCI images here (an image store with a non-empty allow-list). */
+  ociImages: boolean;
   /** Unowned VMs held by warm pools (included in allocated). */
   warmVMs: number;
   /** The warm pools this node holds (declared ones, then undeclared ones still holding VMs). */
@@ -78,7 +80,7 @@ export class Agent {
   readonly vms: VMManager;
   readonly #guests: GuestConnections;
   readonly #limits: AgentLimits;
-  readonly #info: Omit<NodeInfo, 'allocated' | 'warmVMs' | 'suspendedVMs' | 'pools'>;
+  readonly #info: Omit<NodeInfo, 'allocated' | 'warmVMs' | 'suspendedVMs' | 'pools' | 'ociImages'>;
   /** Warm VMs of this node's pools: bound in CreateVM, evicted when a create needs the room. */
   readonly pools: WarmPools<VMRecord>;
   /** CreateVMs of one vm id run one at a time (a retry never binds a second warm VM). */
@@ -95,7 +97,7 @@ export class Agent {
   constructor(opts: {
     vms: VMManager;
     limits: AgentLimits;
-    info: Omit<NodeInfo, 'allocated' | 'warmVMs' | 'suspendedVMs' | 'pools'>;
+    info: Omit<NodeInfo, 'allocated' | 'warmVMs' | 'suspendedVMs' | 'pools' | 'ociImages'>;
     /** Warm pool tuning (boots at once, grace after a restart, …); capacity is `limits.capacity`. */
     warmPools?: Partial<Omit<WarmPoolsOptions<VMRecord>, 'host' | 'capacity' | 'log'>>;
     log: Logger;
@@ -143,6 +145,7 @@ export class Agent {
     const running = all.filter((vm) => vm.state !== 'exited' && vm.state !== 'suspended');
     return {
       ...this.#info,
+      ociImages: this.#images !== undefined,
       allocated: {
         vms: running.length,
         cpus: running.reduce((n, v) => n + v.cpus, 0),

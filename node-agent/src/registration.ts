@@ -64,6 +64,7 @@ export class NodeRegistrar {
       allocated: info.allocated,
       vmUsage: `${info.allocated.vms}/${info.capacity.vms}`,
       runtimes: info.runtimes,
+      ociImages: info.ociImages,
       // What the operator's pool controller reads (WagglePool status, placement of warm creates).
       pools: info.pools.map((p) => ({
         name: p.name,

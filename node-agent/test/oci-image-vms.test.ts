@@ -1,7 +1,16 @@
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureGuestImages, ensureGuestToolbox, type LocalRegistry, startRegistry } from '@waggle/test';
+import {
+  buildImage,
+  busyboxLayer,
+  ensureGuestImages,
+  ensureGuestToolbox,
+  type Layer,
+  type LocalRegistry,
+  push,
+  startRegistry,
+} from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../src/agent.ts';
 import { ImageError } from '../src/images/image-errors.ts';
@@ -9,7 +18,7 @@ import { OciImageStore } from '../src/images/oci-image-store.ts';
 import { readHostTscKHz } from '../src/vm/host-tsc.ts';
 import type { VMNetworks } from '../src/vm/network/vm-network.ts';
 import type { GuestImages, VMManager } from '../src/vm/vm-manager.ts';
-import { buildImage, type Layer, push } from './oci-fixtures.ts';
+
 import { testAgent, testLog, testManager, testNetworks } from './vm-fixtures.ts';
 
 // Real parts: a CNCF distribution registry on loopback, images built here with umoci, the
@@ -25,11 +34,7 @@ let agent: Agent;
 let store: OciImageStore;
 
 /** busybox and nothing else: no libc, no /etc, no sshd, no bash: the toolbox must bring it all. */
-const BUSYBOX_APPLETS = ['sh', 'echo', 'cat', 'id', 'ls', 'sleep', 'touch', 'rm', 'mkdir', 'ln', 'whoami'];
-const busyboxLayer: Layer = {
-  '/bin/busybox': { from: '/bin/busybox' },
-  ...Object.fromEntries(BUSYBOX_APPLETS.map((a) => [`/bin/${a}`, { link: 'busybox' }])),
-};
+const bbLayer = busyboxLayer();
 
 const spec = (vmId: string, image: string, runtime: 'shell' | 'python' = 'shell') => ({
   vmId,
@@ -48,13 +53,13 @@ beforeAll(async () => {
   images = await ensureGuestImages([]);
   const toolbox = await ensureGuestToolbox();
   registry = await startRegistry();
-  await push(await buildImage(work, 'bb', [busyboxLayer]), `${registry.host}/tenant/busybox:1`);
+  await push(await buildImage(work, 'bb', [bbLayer]), `${registry.host}/tenant/busybox:1`);
   // A hostile image: /.waggle and /dev are links to /etc (the toolbox copy and the boot's mounts
   // must land inside the image, not follow them), /tmp is a file, root's shell is nologin, and
   // the sandbox account is locked.
   await push(
     await buildImage(work, 'hostile', [
-      busyboxLayer,
+      bbLayer,
       {
         '/.waggle': { link: '/etc' },
         '/dev': { link: '/etc' },

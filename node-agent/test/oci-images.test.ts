@@ -3,12 +3,11 @@ import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type LocalRegistry, startRegistry } from '@waggle/test';
+import { buildImage, type Layer, type LocalRegistry, push, startRegistry } from '@waggle/test';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImageError } from '../src/images/image-errors.ts';
 import { type ImagePhase, OciImageStore } from '../src/images/oci-image-store.ts';
-import { buildImage, type Layer, push } from './oci-fixtures.ts';
 
 // Real parts: the CNCF distribution registry (built from its Go module) on loopback, images
 // built here with umoci and pushed with skopeo, pulled by the store with skopeo + umoci into

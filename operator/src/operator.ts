@@ -69,6 +69,7 @@ export function schedulingSignature(n: WaggleNode): string {
     n.status?.endpoint,
     n.status?.capacity,
     n.status?.runtimes,
+    n.status?.ociImages,
   ]);
 }
 

@@ -6,10 +6,15 @@ import { createNodeAgentClient } from '@waggle/node-agent/client';
 import {
   type AgentProcess,
   applyCRDs,
+  buildImage,
+  busyboxLayer,
   deleteTestNamespace,
   freePorts,
   kubeClients,
+  type LocalRegistry,
+  push,
   startAgentProcess,
+  startRegistry,
   waitFor,
 } from '@waggle/test';
 import { pino } from 'pino';
@@ -26,6 +31,7 @@ let opsPort = 0;
 const nodeName = `real-node-${process.pid}`;
 let agent: AgentProcess;
 let operator: RunningOperator;
+let registry: LocalRegistry;
 
 const get = (name: string) =>
   custom.getNamespacedCustomObject({ ...G, namespace, name }).then(
@@ -52,6 +58,11 @@ beforeAll(async () => {
   await applyCRDs(kubeconfigPath);
   await core.createNamespace({ body: { metadata: { name: namespace } } });
   stateDir = await mkdtemp(join(tmpdir(), 'waggle-op-agent-'));
+  registry = await startRegistry();
+  await push(
+    await buildImage(join(stateDir, 'oci'), 'bb', [busyboxLayer()]),
+    `${registry.host}/tenant/busybox:1`,
+  );
   [apiPort, opsPort] = (await freePorts(2)) as [number, number];
   await startAgent();
   operator = await startOperator({
@@ -84,6 +95,8 @@ async function startAgent(): Promise<void> {
       WAGGLE_GUEST_RUNTIMES: 'python',
       WAGGLE_HEARTBEAT_INTERVAL: '1s',
       WAGGLE_VM_NETWORK_CIDR: '10.253.27.0/24',
+      WAGGLE_IMAGE_ALLOW: `${registry.host}/tenant/`,
+      WAGGLE_IMAGE_INSECURE_REGISTRIES: registry.host,
     },
   });
 }
@@ -105,6 +118,7 @@ afterAll(async () => {
     })
     .catch(() => undefined);
   await deleteTestNamespace(kc, namespace);
+  await registry?.stop();
   await rm(stateDir, { recursive: true, force: true });
 });
 
@@ -146,6 +160,64 @@ describe('operator with a real node-agent (real TCG VM)', () => {
       60_000,
     );
     expect((await client.listVMs({})).vms).toEqual([]);
+  });
+
+  it('runs spec.image from a registry on a node whose runtimes lack it, and fails a refused image clearly', {
+    timeout: 240_000,
+  }, async () => {
+    const create = (name: string, image: string) =>
+      custom.createNamespacedCustomObject({
+        ...G,
+        namespace,
+        body: {
+          apiVersion: 'waggle.dev/v1alpha1',
+          kind: 'WaggleEnvironment',
+          metadata: { name },
+          // The agent offers only the python runtime's built-in image: an image needs none.
+          spec: { runtime: 'shell', image },
+        },
+      });
+    await create('oci', `${registry.host}/tenant/busybox:1`);
+    const running = await until(
+      () => get('oci'),
+      (e) => e?.status?.phase === 'Running' || e?.status?.phase === 'Failed',
+      'Running',
+      180_000,
+    );
+    expect(running?.status?.phase, JSON.stringify(running?.status?.conditions)).toBe('Running');
+    expect(running?.status?.imageDigest).toMatch(/^sha256:[a-f0-9]{64}$/);
+    const client = createNodeAgentClient(agent.apiUrl);
+    let stdout = '';
+    for await (const m of client.exec({
+      vmId: running?.metadata.uid as string,
+      code: 'echo "$(id -u) $0"',
+      language: 'shell',
+    })) {
+      if (m.event.case === 'result') stdout = m.event.value.stdout;
+    }
+    expect(stdout).toMatch(/^1000 \/run\/waggle\/exec\/.*\.sh\n$/);
+
+    // Another repository of the same registry is not on the node's allow-list.
+    await create('refused', `${registry.host}/other/busybox:1`);
+    const failed = await until(
+      () => get('refused'),
+      (e) => e?.status?.phase === 'Failed',
+      'Failed',
+      60_000,
+    );
+    const ready = failed?.status?.conditions?.find((c) => c.type === 'Ready');
+    expect(ready?.message).toContain(
+      `image "${registry.host}/other/busybox:1" is not on this cluster's image allow-list`,
+    );
+
+    for (const name of ['oci', 'refused'])
+      await custom.deleteNamespacedCustomObject({ ...G, namespace, name });
+    await until(
+      async () => (await client.listVMs({})).vms.length,
+      (n) => n === 0,
+      'the VM destroyed',
+      60_000,
+    );
   });
 
   it('releases an environment whose node is unreachable, then destroys the orphaned VM when the node returns', {

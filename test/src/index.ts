@@ -18,6 +18,7 @@ export * from './namespaces.ts';
 export * from './node-agent-process.ts';
 export * from './node-vms.ts';
 export * from './oci-registry.ts';
+export * from './oci-test-images.ts';
 export * from './pki.ts';
 export * from './ports.ts';
 export * from './processes.ts';

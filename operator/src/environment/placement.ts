@@ -32,6 +32,7 @@ export class NodeHealth {
       heartbeatAgeMs: this.#d.nodeSilentForMs(name),
       unschedulable: n.spec?.unschedulable ?? false,
       runtimes: n.status?.runtimes ?? [],
+      ociImages: n.status?.ociImages ?? false,
       capacity: n.status?.capacity ?? { vms: 0, cpus: 0, memoryMiB: 0 },
     };
   }
@@ -103,6 +104,7 @@ export class Placement {
       const result = pickNode(
         {
           runtime: env.spec.runtime,
+          ...(env.spec.image ? { image: env.spec.image } : {}),
           cpus,
           memoryMiB,
           ...(env.spec.nodeName ? { nodeName: env.spec.nodeName } : {}),

@@ -7,6 +7,7 @@ const node = (name: string, over: Partial<NodeView> = {}): NodeView => ({
   heartbeatAgeMs: 1_000,
   unschedulable: false,
   runtimes: ['python', 'node', 'shell'],
+  ociImages: false,
   capacity: { vms: 4, cpus: 8, memoryMiB: 4096 },
   ...over,
 });
@@ -54,6 +55,23 @@ describe('pickNode', () => {
     });
   });
 
+  it('places an OCI image only on a node that runs them, whatever its runtimes', () => {
+    const nodes = [node('a'), node('b', { ociImages: true, runtimes: ['python'] })];
+    const req = { runtime: 'shell', cpus: 1, memoryMiB: 512 };
+    expect(
+      pickNode({ ...req, image: 'registry.example.com/t/sh:1' }, nodes, new Map(), { staleAfterMs: 30_000 }),
+    ).toEqual({
+      node: 'b',
+    });
+    expect(pickNode(req, [nodes[1] as NodeView], new Map(), { staleAfterMs: 30_000 })).toMatchObject({
+      reason: expect.stringContaining('no shell runtime'),
+    });
+    expect(
+      pickNode({ ...req, image: 'registry.example.com/t/sh:1' }, [node('a')], new Map(), {
+        staleAfterMs: 30_000,
+      }),
+    ).toMatchObject({ reason: expect.stringContaining('runs no OCI images') });
+  });
   it('says when no node is registered at all', () => {
     expect(pickNode(req, [], alloc({}), opts)).toMatchObject({
       reason: expect.stringMatching(/no WaggleNode is registered/),

@@ -5,6 +5,8 @@ export interface NodeView {
   heartbeatAgeMs: number;
   unschedulable: boolean;
   runtimes: string[];
+  /** The node runs OCI images (spec.image). */
+  ociImages: boolean;
   capacity: { vms: number; cpus: number; memoryMiB: number };
 }
 
@@ -16,6 +18,8 @@ export interface Allocation {
 
 export interface ScheduleRequest {
   runtime: string;
+  /** spec.image: the node must run OCI images (its runtime's built-in image is not needed). */
+  image?: string;
   cpus: number;
   memoryMiB: number;
   /** spec.nodeName: only this node may be used. */
@@ -52,7 +56,8 @@ export function pickNode(
     if (!node.ready) reject('not ready');
     else if (node.heartbeatAgeMs > opts.staleAfterMs) reject('heartbeat is stale');
     else if (node.unschedulable) reject('cordoned');
-    else if (!node.runtimes.includes(req.runtime)) reject(`no ${req.runtime} runtime`);
+    else if (req.image && !node.ociImages) reject('runs no OCI images (its image allow-list is empty)');
+    else if (!req.image && !node.runtimes.includes(req.runtime)) reject(`no ${req.runtime} runtime`);
     else if (used.vms + 1 > node.capacity.vms) reject('no free VM slot');
     else if (used.cpus + req.cpus > node.capacity.cpus) reject('not enough free vCPUs');
     else if (used.memoryMiB + req.memoryMiB > node.capacity.memoryMiB) reject('not enough free memory');

@@ -7,6 +7,7 @@ const node = (name: string, vms = 10, runtimes = ['python', 'node', 'shell']): N
   ready: true,
   heartbeatAgeMs: 0,
   unschedulable: false,
+  ociImages: false,
   runtimes,
   capacity: { vms, cpus: 64, memoryMiB: 65_536 },
 });

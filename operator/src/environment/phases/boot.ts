@@ -111,6 +111,7 @@ export function createVM(
           diskMib: env.spec.resources.diskMiB,
           egress: toProtoEgress(env.spec.network.egress),
           allowDomains: env.spec.network.allowDomains ?? [],
+          image: env.spec.image ?? '',
         },
         pool: pool ?? '',
       },
@@ -118,10 +119,17 @@ export function createVM(
     );
 }
 
+/** status.imageDigest from a CreateVM response, when the VM runs an OCI image. */
+function imageDigestOf(response: unknown): { imageDigest?: string } {
+  const digest = (response as { vm?: { imageDigest?: string } } | undefined)?.vm?.imageDigest;
+  return digest ? { imageDigest: digest } : {};
+}
+
 /** What a Running write adds once CreateVM answered: the VM's origin and the activity clock. */
 export function createdStatus(response: unknown, life: Lifetime) {
   return {
     createdFrom: createdFrom(response),
+    ...imageDigestOf(response),
     // What the first verify would otherwise write at once in a separate update.
     lastActivityTime: k8sTime(life.lastActivity),
   };

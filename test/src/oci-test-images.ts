@@ -58,3 +58,13 @@ export async function push(src: string, dest: string, authFile?: string) {
     `docker://${dest}`,
   ]);
 }
+
+/** The host's static busybox as /bin/busybox with these applets linked: an image with no libc. */
+export function busyboxLayer(
+  applets = ['sh', 'echo', 'cat', 'id', 'ls', 'sleep', 'touch', 'rm', 'mkdir', 'ln', 'whoami'],
+): Layer {
+  return {
+    '/bin/busybox': { from: '/bin/busybox' },
+    ...Object.fromEntries(applets.map((a) => [`/bin/${a}`, { link: 'busybox' }])),
+  };
+}
