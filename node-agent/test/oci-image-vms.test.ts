@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import {
   buildImage,
   busyboxLayer,
+  ensureDebianTestImage,
   ensureGuestImages,
   ensureGuestToolbox,
   type Layer,
@@ -40,8 +41,8 @@ const spec = (vmId: string, image: string, runtime: 'shell' | 'python' = 'shell'
   vmId,
   runtime,
   cpus: 1,
-  memoryMiB: 256,
-  diskMiB: 512,
+  memoryMiB: runtime === 'python' ? 512 : 256,
+  diskMiB: 1024,
   egress: 'none' as const,
   allowDomains: [],
   image,
@@ -72,13 +73,18 @@ beforeAll(async () => {
     ]),
     `${registry.host}/tenant/hostile:1`,
   );
+  // How a team builds its data-science image: Debian with pandas preinstalled (~100 MiB).
+  await push(
+    await ensureDebianTestImage('python-pandas', ['python3-pandas']),
+    `${registry.host}/tenant/data-science:1`,
+  );
   networks = await testNetworks('10.253.236.0/24');
   vms = testManager({ stateDir, images, networks, tscKHz: await readHostTscKHz() });
   await vms.adopt();
   store = new OciImageStore({
     cacheDir: join(work, 'cache'),
     maxCacheBytes: 1 << 30,
-    maxImageBytes: 256 << 20,
+    maxImageBytes: 1 << 30,
     allowList: [`${registry.host}/tenant/`],
     insecureRegistries: [registry.host],
     toolbox,
@@ -178,6 +184,22 @@ describe('VMs from OCI images (real registry, real QEMU, the toolbox’s sshd)',
     );
     expect(vms.list().map((v) => v.vmId)).toEqual(expect.arrayContaining(['oci-busybox']));
     expect(vms.list().map((v) => v.vmId)).not.toEqual(expect.arrayContaining(['oci-other']));
+  });
+
+  it('runs a python image with pandas preinstalled: the first import needs no install and no network', {
+    timeout: 300_000,
+  }, async () => {
+    const vm = await agent.createVM(spec('oci-pandas', `${registry.host}/tenant/data-science:1`, 'python'));
+    expect(vm.image?.interpreter).toBe('/usr/bin/python3');
+    const r = await agent.exec({
+      vmId: 'oci-pandas',
+      language: 'python',
+      code: 'import pandas as pd\nprint(pd.DataFrame({"a": [1, 2, 3]}).a.sum(), pd.__version__)',
+      timeoutMs: 120_000,
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^6 \d+\.\d+/);
+    await agent.destroyVM('oci-pandas');
   });
 
   it('repeats a create without a registry round trip, and keeps an image in use out of collection', {
