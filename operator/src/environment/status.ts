@@ -63,12 +63,17 @@ export function booting(env: WaggleEnvironment, now: Date, node: string, expires
   return {
     phase: 'Booting',
     expiresAt,
-    message: `booting a ${env.spec.runtime} microVM on ${node}`,
+    // With an image, the node may pull it first (seconds to minutes, once per image and node).
+    message: env.spec.image
+      ? `booting a ${env.spec.runtime} microVM on ${node} from image ${env.spec.image} (pulled first if ${node} does not have it)`
+      : `booting a ${env.spec.runtime} microVM on ${node}`,
     conditions: conditions(env, now, {
       type: Ready,
       status: 'False',
       reason: R.Booting,
-      message: `creating the VM on ${node}`,
+      message: env.spec.image
+        ? `creating the VM on ${node} (pulling image ${env.spec.image} if the node does not have it)`
+        : `creating the VM on ${node}`,
     }),
   };
 }
