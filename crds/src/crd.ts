@@ -8,6 +8,13 @@ import {
 import { GROUP, VERSION } from './group.ts';
 import { NODE_KIND, NODE_PLURAL, NODE_SHORT_NAMES, NODE_SINGULAR, waggleNodeSchema } from './node.ts';
 import { POOL_KIND, POOL_PLURAL, POOL_SHORT_NAMES, POOL_SINGULAR, wagglePoolSchema } from './pool.ts';
+import {
+  TEMPLATE_KIND,
+  TEMPLATE_PLURAL,
+  TEMPLATE_SHORT_NAMES,
+  TEMPLATE_SINGULAR,
+  waggleTemplateSchema,
+} from './template.ts';
 import { type JSONSchema, toStructuralSchema } from './structural-schema.ts';
 
 export interface PrinterColumn {
@@ -112,6 +119,14 @@ export const POOL_COLUMNS: PrinterColumn[] = [
   },
 ];
 
+/** Printer columns of `kubectl get waggletemplates`. */
+export const TEMPLATE_COLUMNS: PrinterColumn[] = [
+  { name: 'Runtime', type: 'string', jsonPath: '.spec.runtime', description: 'Language runtime.' },
+  { name: 'Image', type: 'string', jsonPath: '.spec.image', description: 'OCI image (empty: built-in).' },
+  AGE,
+  { name: 'Description', type: 'string', jsonPath: '.spec.description', priority: 1 },
+];
+
 const LABELS = { 'app.kubernetes.io/part-of': 'waggle' };
 
 function crd(opts: {
@@ -212,11 +227,24 @@ export function poolCRD(): CustomResourceDefinition {
   });
 }
 
+export function templateCRD(): CustomResourceDefinition {
+  return crd({
+    kind: TEMPLATE_KIND,
+    plural: TEMPLATE_PLURAL,
+    singular: TEMPLATE_SINGULAR,
+    shortNames: TEMPLATE_SHORT_NAMES,
+    scope: 'Cluster',
+    schema: withStandardObjectFields(toStructuralSchema(waggleTemplateSchema)),
+    columns: TEMPLATE_COLUMNS,
+  });
+}
+
 /** Every CRD Waggle ships, keyed by the file name it is written to. */
 export function allCRDs(): Record<string, CustomResourceDefinition> {
   return {
     [`${GROUP}_${ENVIRONMENT_PLURAL}.yaml`]: environmentCRD(),
     [`${GROUP}_${NODE_PLURAL}.yaml`]: nodeCRD(),
     [`${GROUP}_${POOL_PLURAL}.yaml`]: poolCRD(),
+    [`${GROUP}_${TEMPLATE_PLURAL}.yaml`]: templateCRD(),
   };
 }

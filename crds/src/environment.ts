@@ -101,7 +101,23 @@ export const DEFAULT_IDLE_ACTION: IdleAction = 'Delete';
 export const SUSPEND_NEEDS_MAX_LIFETIME =
   'idleAction Suspend needs maxLifetime: a suspended environment is deleted at its lifetime';
 
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+export const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** An OCI image reference as the API takes it (the node parses and normalizes it). */
+export const imageSchema = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/, {
+    error: 'spec.image is an OCI image reference, e.g. registry.example.com/team/python:3.12',
+  })
+  .optional()
+  .meta({
+    description:
+      "OCI image (registry/repository:tag or @sha256:digest) to run instead of the runtime's built-in image. " +
+      "Its registry must be on the cluster's image allow-list (chart images.allow); it needs /bin/sh and the " +
+      "runtime's interpreter (docs/custom-images.md). Pulled and cached by manifest digest on the node. Immutable.",
+  });
 
 export const environmentSpecSchema = z
   .object({
@@ -114,19 +130,16 @@ export const environmentSpecSchema = z
       .max(253)
       .optional()
       .meta({ description: 'Human-friendly name (the MCP `name` argument).' }),
-    image: z
+    image: imageSchema,
+    template: z
       .string()
-      .min(1)
-      .max(512)
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/, {
-        error: 'spec.image is an OCI image reference, e.g. registry.example.com/team/python:3.12',
-      })
+      .max(253)
+      .regex(DNS_SUBDOMAIN, { error: 'must be a WaggleTemplate name (a DNS subdomain)' })
       .optional()
       .meta({
         description:
-          "OCI image (registry/repository:tag or @sha256:digest) to run instead of the runtime's built-in image. " +
-          "Its registry must be on the cluster's image allow-list (chart images.allow); it needs /bin/sh and the " +
-          "runtime's interpreter (docs/custom-images.md). Pulled and cached by manifest digest on the node. Immutable.",
+          "The WaggleTemplate the environment was made from (create_environment's template). Its image pull " +
+          "secret serves spec.image when spec.image is the template's image. Immutable.",
       }),
     resources: resourcesSchema,
     idleTimeout: durationSchema({
@@ -156,6 +169,10 @@ export const environmentSpecSchema = z
       {
         rule: 'has(self.image) == has(oldSelf.image) && (!has(self.image) || self.image == oldSelf.image)',
         message: 'spec.image is immutable; create a new environment instead',
+      },
+      {
+        rule: 'has(self.template) == has(oldSelf.template) && (!has(self.template) || self.template == oldSelf.template)',
+        message: 'spec.template is immutable; create a new environment instead',
       },
       {
         rule: 'has(self.nodeName) == has(oldSelf.nodeName) && (!has(self.nodeName) || self.nodeName == oldSelf.nodeName)',

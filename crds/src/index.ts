@@ -8,6 +8,7 @@ export * from './expiry.ts';
 export * from './group.ts';
 export * from './node.ts';
 export * from './pool.ts';
+export * from './template.ts';
 export * from './render.ts';
 export * from './structural-schema.ts';
 export * from './suspension.ts';

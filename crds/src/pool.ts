@@ -22,7 +22,7 @@ export const POOL_LABEL = 'waggle.dev/pool';
 type Rule = { rule: string };
 
 /** The environment's schema without its immutability rule: a pool's template may change. */
-function changeable<T extends z.ZodType>(schema: T, description: string): T {
+export function changeable<T extends z.ZodType>(schema: T, description: string): T {
   const meta = schema.meta() ?? {};
   const rules = (meta['x-kubernetes-validations'] ?? []) as Rule[];
   return schema.meta({

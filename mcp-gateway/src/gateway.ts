@@ -26,6 +26,7 @@ import { idleActionChoiceOf, networkChoiceOf } from './services/environment-spec
 import { EnvironmentService } from './services/environments.ts';
 import { PreviewService } from './services/previews.ts';
 import { SandboxService } from './services/sandbox.ts';
+import { TemplateService } from './services/templates.ts';
 import { buildTools } from './tools/index.ts';
 import { maxCallBodyBytes } from './tools/schemas.ts';
 
@@ -121,6 +122,7 @@ export async function startGateway(opts: {
   });
   const tools = buildTools({
     environments,
+    templates: new TemplateService(kc),
     sandbox,
     previews,
     insecure: c.WAGGLE_AUTH_MODE === 'insecure',

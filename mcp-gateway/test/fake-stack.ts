@@ -38,7 +38,7 @@ export async function startFakeStack(opts: {
   name: string;
   namespaces: string[];
   callers: Array<{ name: string; namespace: string }>;
-  node?: { vms?: number; runtimes?: string[] };
+  node?: { vms?: number; runtimes?: string[]; ociImages?: boolean };
   agent?: Parameters<typeof startFakeNodeAgent>[0];
   /** Gateway configuration beyond the listen address and keys file. */
   gatewayEnv?: Record<string, string>;
@@ -52,6 +52,7 @@ export async function startFakeStack(opts: {
     endpoint: agent.url,
     vms: opts.node?.vms ?? 10,
     ...(opts.node?.runtimes ? { runtimes: opts.node.runtimes } : {}),
+    ...(opts.node?.ociImages ? { ociImages: true } : {}),
   });
   const [opsPort] = (await freePorts(1)) as [number];
   const operator = await startOperatorProcess({ kubeconfigPath: opts.kubeconfigPath, opsPort });

@@ -118,6 +118,7 @@ async function main(): Promise<void> {
         }
       : {}),
     ...(config.WAGGLE_WATCH_NAMESPACE ? { namespace: config.WAGGLE_WATCH_NAMESPACE } : {}),
+    pullSecretNamespace: config.POD_NAMESPACE,
     config: {
       workers: config.WAGGLE_RECONCILE_WORKERS,
       resyncMs: config.WAGGLE_RESYNC,

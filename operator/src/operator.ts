@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { AgentClients, type AgentFactory } from './environment/agent-clients.ts';
 import { EventRecorder } from './environment/events.ts';
 import { NodeHealth } from './environment/placement.ts';
+import { TemplatePullConfigs } from './environment/pull-configs.ts';
 import { EnvironmentReconciler, type ReconcilerConfig } from './environment/reconciler.ts';
 import { EnvironmentStore } from './environment/store.ts';
 import { HeartbeatTracker } from './node/heartbeat-tracker.ts';
@@ -39,6 +40,8 @@ export interface OperatorOptions {
   };
   /** Watch one namespace only (default: all namespaces). */
   namespace?: string;
+  /** Waggle's own namespace: where templates' image pull secrets are read (default: none read). */
+  pullSecretNamespace?: string;
   /** For tests: how node-agent clients are made. */
   agentFactory?: AgentFactory;
   onLeadershipLost?: () => void;
@@ -146,6 +149,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     config: o.config,
     enqueue,
     ...(o.observe ? { onSchedulingFailure: o.observe.schedulingFailure } : {}),
+    ...(o.pullSecretNamespace ? { pullConfigs: new TemplatePullConfigs(o.kc, o.pullSecretNamespace) } : {}),
   });
   const warmPools = new PoolController({
     getPool: (key) => pools.get(key),

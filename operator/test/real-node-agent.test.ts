@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WaggleEnvironment, WagglePool } from '@waggle/crds';
@@ -32,6 +32,10 @@ const nodeName = `real-node-${process.pid}`;
 let agent: AgentProcess;
 let operator: RunningOperator;
 let registry: LocalRegistry;
+let privateRegistry: LocalRegistry;
+/** Waggle's own namespace in this test: where templates' pull secrets are read. */
+const waggleNamespace = `real-agent-sys-${process.pid}`;
+const TEMPLATES = { group: 'waggle.dev', version: 'v1alpha1', plural: 'waggletemplates' };
 
 const get = (name: string) =>
   custom.getNamespacedCustomObject({ ...G, namespace, name }).then(
@@ -59,10 +63,13 @@ beforeAll(async () => {
   await core.createNamespace({ body: { metadata: { name: namespace } } });
   stateDir = await mkdtemp(join(tmpdir(), 'waggle-op-agent-'));
   registry = await startRegistry();
-  await push(
-    await buildImage(join(stateDir, 'oci'), 'bb', [busyboxLayer()]),
-    `${registry.host}/tenant/busybox:1`,
-  );
+  const bb = await buildImage(join(stateDir, 'oci'), 'bb', [busyboxLayer()]);
+  await push(bb, `${registry.host}/tenant/busybox:1`);
+  privateRegistry = await startRegistry({ auth: { user: 'puller', password: 'pr1vate' } });
+  const auth = join(stateDir, 'auth.json');
+  await writeFile(auth, privateRegistry.dockerConfigJson as string);
+  await push(bb, `${privateRegistry.host}/team/busybox:1`, auth);
+  await core.createNamespace({ body: { metadata: { name: waggleNamespace } } });
   [apiPort, opsPort] = (await freePorts(2)) as [number, number];
   await startAgent();
   operator = await startOperator({
@@ -70,6 +77,7 @@ beforeAll(async () => {
     log: pino({ level: 'silent' }),
     identity: 'real-agent-test',
     namespace,
+    pullSecretNamespace: waggleNamespace,
     config: {
       workers: 2,
       resyncMs: 60_000,
@@ -95,8 +103,8 @@ async function startAgent(): Promise<void> {
       WAGGLE_GUEST_RUNTIMES: 'python',
       WAGGLE_HEARTBEAT_INTERVAL: '1s',
       WAGGLE_VM_NETWORK_CIDR: '10.253.27.0/24',
-      WAGGLE_IMAGE_ALLOW: `${registry.host}/tenant/`,
-      WAGGLE_IMAGE_INSECURE_REGISTRIES: registry.host,
+      WAGGLE_IMAGE_ALLOW: `${registry.host}/tenant/,${privateRegistry.host}/team/`,
+      WAGGLE_IMAGE_INSECURE_REGISTRIES: `${registry.host},${privateRegistry.host}`,
     },
   });
 }
@@ -119,6 +127,8 @@ afterAll(async () => {
     .catch(() => undefined);
   await deleteTestNamespace(kc, namespace);
   await registry?.stop();
+  await privateRegistry?.stop();
+  await deleteTestNamespace(kc, waggleNamespace);
   await rm(stateDir, { recursive: true, force: true });
 });
 
@@ -216,6 +226,88 @@ describe('operator with a real node-agent (real TCG VM)', () => {
       async () => (await client.listVMs({})).vms.length,
       (n) => n === 0,
       'the VM destroyed',
+      60_000,
+    );
+  });
+
+  it('pulls a private image with the pull secret of the template it was made from, and only for that image', {
+    timeout: 240_000,
+  }, async () => {
+    const image = `${privateRegistry.host}/team/busybox:1`;
+    const template = `private-${process.pid}`;
+    const env = (name: string, spec: Record<string, unknown>) =>
+      custom.createNamespacedCustomObject({
+        ...G,
+        namespace,
+        body: { apiVersion: 'waggle.dev/v1alpha1', kind: 'WaggleEnvironment', metadata: { name }, spec },
+      });
+    const settled = (name: string) =>
+      until(
+        () => get(name),
+        (e) => e?.status?.phase === 'Running' || e?.status?.phase === 'Failed',
+        `${name} Running or Failed`,
+        180_000,
+      );
+    const readyMessage = (e: WaggleEnvironment | undefined) =>
+      e?.status?.conditions?.find((c) => c.type === 'Ready')?.message ?? '';
+    await custom.createClusterCustomObject({
+      ...TEMPLATES,
+      body: {
+        apiVersion: 'waggle.dev/v1alpha1',
+        kind: 'WaggleTemplate',
+        metadata: { name: template },
+        spec: { runtime: 'shell', image, imagePullSecret: { name: 'team-registry' } },
+      },
+    });
+    try {
+      // The secret does not exist yet: the environment fails saying what the admin must do.
+      await env('no-secret', { runtime: 'shell', image, template });
+      const noSecret = await settled('no-secret');
+      expect(noSecret?.status?.phase).toBe('Failed');
+      expect(readyMessage(noSecret)).toContain(
+        `template "${template}": Waggle cannot read its imagePullSecret ${waggleNamespace}/team-registry (not found)`,
+      );
+
+      await core.createNamespacedSecret({
+        namespace: waggleNamespace,
+        body: {
+          metadata: { name: 'team-registry' },
+          type: 'kubernetes.io/dockerconfigjson',
+          data: {
+            '.dockerconfigjson': Buffer.from(privateRegistry.dockerConfigJson as string).toString('base64'),
+          },
+        },
+      });
+      await env('private', { runtime: 'shell', image, template });
+      const running = await settled('private');
+      expect(running?.status?.phase, readyMessage(running)).toBe('Running');
+      expect(running?.status?.imageDigest).toMatch(/^sha256:/);
+
+      // Without the template, and with the template but another image of that registry, the
+      // secret is not used: the registry refuses the anonymous pull.
+      await env('anonymous', { runtime: 'shell', image });
+      await env('other-image', {
+        runtime: 'shell',
+        image: `${privateRegistry.host}/team/busybox:2`,
+        template,
+      });
+      for (const name of ['anonymous', 'other-image']) {
+        const failed = await settled(name);
+        expect(failed?.status?.phase).toBe('Failed');
+        expect(readyMessage(failed)).toMatch(
+          /the registry refused to serve image ".*" without valid credentials/,
+        );
+      }
+    } finally {
+      for (const name of ['no-secret', 'private', 'anonymous', 'other-image'])
+        await custom.deleteNamespacedCustomObject({ ...G, namespace, name }).catch(() => undefined);
+      await custom.deleteClusterCustomObject({ ...TEMPLATES, name: template }).catch(() => undefined);
+    }
+    const client = createNodeAgentClient(agent.apiUrl);
+    await until(
+      async () => (await client.listVMs({})).vms.length,
+      (n) => n === 0,
+      'the VMs destroyed',
       60_000,
     );
   });

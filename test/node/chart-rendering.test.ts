@@ -17,6 +17,7 @@ describe('the Helm chart rendered for the real node', () => {
       'waggle.dev_waggleenvironments.yaml',
       'waggle.dev_wagglenodes.yaml',
       'waggle.dev_wagglepools.yaml',
+      'waggle.dev_waggletemplates.yaml',
     ]) {
       expect(
         await readFile(join(CHART, 'crds', f), 'utf8'),

@@ -21,6 +21,8 @@ export async function applyCRDs(kubeconfigPath: string): Promise<void> {
       join(CRDS, 'waggle.dev_wagglenodes.yaml'),
       '-f',
       join(CRDS, 'waggle.dev_wagglepools.yaml'),
+      '-f',
+      join(CRDS, 'waggle.dev_waggletemplates.yaml'),
     ],
     { env },
   );
@@ -33,6 +35,7 @@ export async function applyCRDs(kubeconfigPath: string): Promise<void> {
       'crd/waggleenvironments.waggle.dev',
       'crd/wagglenodes.waggle.dev',
       'crd/wagglepools.waggle.dev',
+      'crd/waggletemplates.waggle.dev',
     ],
     { env },
   );

@@ -12,6 +12,8 @@ export async function registerFakeNode(
     endpoint: string;
     vms: number;
     runtimes?: string[];
+    /** status.ociImages: the node runs OCI images (spec.image). */
+    ociImages?: boolean;
     clockSkewMs?: number;
     /** The warm pools it reports (status.pools), read at each heartbeat (FakeNodeAgent.poolStatus). */
     pools?: () => unknown[];
@@ -34,6 +36,7 @@ export async function registerFakeNode(
           accelerator: 'tcg',
           capacity: { vms: opts.vms, cpus: 1000, memoryMiB: 1_000_000 },
           runtimes: opts.runtimes ?? ['python', 'node', 'shell'],
+          ...(opts.ociImages ? { ociImages: true } : {}),
           ...(opts.pools ? { pools: opts.pools() } : {}),
           lastHeartbeatTime: now(),
           conditions: [

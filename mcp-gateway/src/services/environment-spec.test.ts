@@ -11,6 +11,42 @@ describe('newEnvironmentSpec', () => {
     expect(spec).not.toHaveProperty('network');
   });
 
+  it('takes runtime, image, resources, network and idle timeout from a template over the gateway defaults', () => {
+    const template = {
+      apiVersion: 'waggle.dev/v1alpha1',
+      kind: 'WaggleTemplate',
+      metadata: { name: 'ds' },
+      spec: {
+        runtime: 'python',
+        image: 'registry.example.com/t/ds:1',
+        resources: { cpus: 2, memoryMiB: 2048, diskMiB: 4096 },
+        network: { egress: 'none', allowDomains: [] },
+        idleTimeout: '45m',
+      },
+    } as const;
+    const gw = { ...defaults, cpus: 1, memoryMiB: 512, network: 'internet' as const };
+    const spec = newEnvironmentSpec({ runtime: 'shell', template: structuredClone(template) as never }, gw);
+    expect(spec).toMatchObject({
+      runtime: 'python',
+      image: 'registry.example.com/t/ds:1',
+      template: 'ds',
+      resources: { cpus: 2, memoryMiB: 2048, diskMiB: 4096 },
+      network: { egress: 'none', allowDomains: [] },
+      idleTimeout: '45m',
+    });
+    // The caller's own network and timeout still win.
+    const mine = newEnvironmentSpec(
+      {
+        runtime: 'python',
+        template: structuredClone(template) as never,
+        network: 'internet',
+        timeoutMinutes: 5,
+      },
+      gw,
+    );
+    expect(mine).toMatchObject({ network: { egress: 'all' }, idleTimeout: '5m' });
+  });
+
   it('sets what the gateway is configured to set, and never the disk', () => {
     const spec = newEnvironmentSpec(
       { runtime: 'node' },

@@ -4,6 +4,7 @@ import {
   type IdleAction,
   type Runtime,
   type WaggleEnvironmentSpecInput,
+  type WaggleTemplate,
 } from '@waggle/crds';
 
 /** What a caller may ask for: no network, or the internet (never the node or private ranges). */
@@ -30,6 +31,11 @@ export interface CreateRequest {
   /** With the internet: the only domain names the guest may reach. */
   allowDomains?: string[];
   idleAction?: IdleActionChoice;
+  /**
+   * The WaggleTemplate it is made from: its runtime, image, resources and network, and its idle
+   * timeout unless the caller chose one (the gateway's defaults never override a template).
+   */
+  template?: WaggleTemplate;
 }
 
 /** What the gateway's configuration sets on every new environment; unset: the CRD's default. */
@@ -51,21 +57,30 @@ export interface SpecDefaults {
  * apiserver fills in the CRD's defaults — the gateway keeps no copy of them.
  */
 export function newEnvironmentSpec(req: CreateRequest, d: SpecDefaults): WaggleEnvironmentSpecInput {
-  const resources = {
+  const t = req.template?.spec;
+  const resources = t?.resources ?? {
     ...(d.cpus !== undefined ? { cpus: d.cpus } : {}),
     ...(d.memoryMiB !== undefined ? { memoryMiB: d.memoryMiB } : {}),
   };
-  const choice = req.network ?? d.network;
-  const network = {
-    ...(choice ? { egress: egressFor(choice) } : {}),
-    ...(req.allowDomains?.length ? { allowDomains: req.allowDomains } : {}),
-  };
+  const choice = req.network ?? (t ? undefined : d.network);
+  const network =
+    t && !req.network && !req.allowDomains
+      ? t.network
+      : {
+          ...(choice ? { egress: egressFor(choice) } : {}),
+          ...(req.allowDomains?.length ? { allowDomains: req.allowDomains } : {}),
+        };
   const idleAction = req.idleAction ?? d.idleAction;
+  const idleTimeout = req.timeoutMinutes
+    ? `${req.timeoutMinutes}m`
+    : (t?.idleTimeout ?? `${d.idleTimeoutMinutes}m`);
   return {
-    runtime: req.runtime,
+    runtime: t?.runtime ?? req.runtime,
+    ...(t?.image ? { image: t.image } : {}),
+    ...(req.template ? { template: req.template.metadata.name as string } : {}),
     ...(req.name ? { displayName: req.name } : {}),
     ...(Object.keys(resources).length ? { resources } : {}),
-    idleTimeout: `${req.timeoutMinutes ?? d.idleTimeoutMinutes}m`,
+    idleTimeout,
     // Suspend needs maxLifetime (a CEL rule); the gateway always sets one.
     ...(idleAction ? { idleAction: idleActionFor(idleAction) } : {}),
     maxLifetime: formatDuration(d.maxLifetimeMs),

@@ -13,13 +13,25 @@ export const createEnvironmentTool = (d: ToolDeps) =>
     name: 'create_environment',
     title: 'Create environment',
     description:
-      'Create an isolated Linux microVM (its own kernel) with a python, node or shell runtime. ' +
+      'Create an isolated Linux microVM (its own kernel) with a python, node or shell runtime, or from a ' +
+      'template of this cluster (list_templates: images with packages preinstalled, sizes, network). ' +
       'Returns once it is running, typically within seconds; use the returned environment_id with ' +
       'execute, write_file, read_file, list_files and install_packages. After timeout_minutes ' +
       'without use it is deleted, or with idle_action "suspend" suspended: its memory is saved and ' +
       'the next call on it resumes it where it stopped (within seconds). Destroy it when done.',
     input: z.object({
-      runtime: runtime.describe('Language runtime: python, node or shell.'),
+      runtime: runtime
+        .optional()
+        .describe(
+          'Language runtime: python, node or shell (a template brings its own; give one or the other).',
+        ),
+      template: z
+        .string()
+        .max(253, { error: 'template must be at most 253 characters' })
+        .optional()
+        .describe(
+          'Name of a template from list_templates: its runtime, image, resources, network and idle timeout (your network and timeout_minutes still apply when given).',
+        ),
       name: z
         .string()
         .max(253, { error: 'name must be at most 253 characters' })
@@ -80,11 +92,23 @@ export const createEnvironmentTool = (d: ToolDeps) =>
           'allow_domains needs network "internet"; with "none" the guest reaches nothing',
         );
       }
+      if (!args.runtime && !args.template) {
+        throw new InvalidRequestError(
+          'give a runtime (python, node or shell) or a template (list_templates shows them)',
+        );
+      }
+      const template = args.template ? await d.templates.get(args.template) : undefined;
+      if (template && args.runtime && args.runtime !== template.spec.runtime) {
+        throw new InvalidRequestError(
+          `template "${args.template}" is a ${template.spec.runtime} template; leave runtime out or use ${template.spec.runtime}`,
+        );
+      }
       const started = Date.now();
       const env = await d.environments.create(
         ctx.caller,
         {
-          runtime: args.runtime,
+          runtime: template?.spec.runtime ?? (args.runtime as NonNullable<typeof args.runtime>),
+          ...(template ? { template } : {}),
           ...(args.name ? { name: args.name } : {}),
           ...(args.timeout_minutes ? { timeoutMinutes: args.timeout_minutes } : {}),
           ...(args.idle_action ? { idleAction: args.idle_action } : {}),

@@ -9,6 +9,7 @@ import { installPackagesTool } from './install-packages.ts';
 import { killProcessTool } from './kill-process.ts';
 import { listEnvironmentsTool } from './list-environments.ts';
 import { listFilesTool } from './list-files.ts';
+import { listTemplatesTool } from './list-templates.ts';
 import { processOutputTool } from './process-output.ts';
 import { readFileTool } from './read-file.ts';
 import { writeFileTool } from './write-file.ts';
@@ -20,6 +21,7 @@ export const buildTools = (d: ToolDeps): ToolDefinition[] => [
   createEnvironmentTool(d),
   destroyEnvironmentTool(d),
   listEnvironmentsTool(d),
+  listTemplatesTool(d),
   extendEnvironmentTool(d),
   executeTool(d),
   processOutputTool(d),

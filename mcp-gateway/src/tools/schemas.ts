@@ -68,6 +68,7 @@ export const environmentSummary = z.object({
   expires_at: z.string().optional(),
   node: z.string().optional(),
   message: z.string().optional(),
+  template: z.string().optional().describe('the template it was made from'),
 });
 
 export function summarize(env: WaggleEnvironment): z.output<typeof environmentSummary> {
@@ -75,6 +76,7 @@ export function summarize(env: WaggleEnvironment): z.output<typeof environmentSu
     environment_id: env.metadata.name as string,
     name: env.spec.displayName ?? (env.metadata.name as string),
     runtime: env.spec.runtime,
+    ...(env.spec.template ? { template: env.spec.template } : {}),
     status: (env.status?.phase ?? 'Pending').toLowerCase(),
     idle_action: idleActionChoiceOf(env.spec.idleAction),
     created_at: env.metadata.creationTimestamp ?? '',

@@ -50,7 +50,7 @@ export function useGatewayStack(): GatewayStack {
         { name: 'agent-b', namespace: nsB },
         { name: 'agent-c', namespace: nsA },
       ],
-      node: { vms: 30, runtimes: ['python', 'node'] },
+      node: { vms: 30, runtimes: ['python', 'node'], ociImages: true },
       agent: { createDelayMs: 100 },
       gatewayEnv: {
         WAGGLE_MAX_ENVIRONMENTS: String(MAX_ENVIRONMENTS),

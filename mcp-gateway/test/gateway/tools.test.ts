@@ -3,9 +3,17 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CALLER_LABEL, LAST_ACTIVITY_ANNOTATION } from '@waggle/crds';
 import type { FakeNodeAgent } from '@waggle/node-agent/testing';
-import { ok, waitFor } from '@waggle/test';
+import { call, errorText, ok, waitFor } from '@waggle/test';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { envObject, nsA, untilGone, useGatewayStack } from './fixture.ts';
+import { custom, envObject, nsA, suffix, untilGone, useGatewayStack } from './fixture.ts';
+
+const TEMPLATES = { group: 'waggle.dev', version: 'v1alpha1', plural: 'waggletemplates' };
+/** A tool call that must fail as a tool error (isError): its text. */
+const refused = async (client: Client, name: string, args: Record<string, unknown>) => {
+  const r = await call(client, name, args);
+  expect(r.isError, JSON.stringify(r.content)).toBe(true);
+  return errorText(r);
+};
 
 const stack = useGatewayStack();
 let agent: FakeNodeAgent;
@@ -27,6 +35,7 @@ describe('mcp-gateway tools over Streamable HTTP (real apiserver and operator, f
       'kill_process',
       'list_environments',
       'list_files',
+      'list_templates',
       'process_output',
       'read_file',
       'unexpose_port',
@@ -159,6 +168,68 @@ describe('mcp-gateway tools over Streamable HTTP (real apiserver and operator, f
     });
     await ok(a, 'destroy_environment', { environment_id: offline.environment_id });
     await ok(a, 'destroy_environment', { environment_id: limited.environment_id });
+  });
+
+  it('lists the cluster\'s templates and creates from one: its runtime, image, resources and network', {
+    timeout: 60_000,
+  }, async () => {
+    const tpl = `ds-${suffix}`;
+    await custom.createClusterCustomObject({
+      ...TEMPLATES,
+      body: {
+        apiVersion: 'waggle.dev/v1alpha1',
+        kind: 'WaggleTemplate',
+        metadata: { name: tpl },
+        spec: {
+          description: 'python with pandas preinstalled',
+          runtime: 'python',
+          image: 'registry.example.com/team/data-science:1',
+          resources: { cpus: 2, memoryMiB: 2048, diskMiB: 4096 },
+          network: { egress: 'none' },
+          idleTimeout: '45m',
+        },
+      },
+    });
+    try {
+      const listed = (await ok(a, 'list_templates', {})) as { templates: Array<Record<string, unknown>> };
+      expect(listed.templates.find((t) => t.name === tpl)).toEqual({
+        name: tpl,
+        description: 'python with pandas preinstalled',
+        runtime: 'python',
+        image: 'registry.example.com/team/data-science:1',
+        cpus: 2,
+        memory_mb: 2048,
+        disk_mb: 4096,
+        network: 'none',
+        idle_timeout: '45m',
+      });
+
+      const env = (await ok(a, 'create_environment', { template: tpl })) as { environment_id: string };
+      expect(env).toMatchObject({ status: 'running', runtime: 'python', template: tpl, timeout: 45 });
+      const obj = await envObject(nsA, env.environment_id);
+      expect(obj.spec).toMatchObject({
+        runtime: 'python',
+        template: tpl,
+        image: 'registry.example.com/team/data-science:1',
+        resources: { cpus: 2, memoryMiB: 2048, diskMiB: 4096 },
+        network: { egress: 'none' },
+        idleTimeout: '45m',
+      });
+      expect(agent.createRequests.find((r) => r.vmId === obj.metadata.uid)?.image).toBe(
+        'registry.example.com/team/data-science:1',
+      );
+      await ok(a, 'destroy_environment', { environment_id: env.environment_id });
+
+      expect(await refused(a, 'create_environment', { template: 'no-such-template' })).toMatch(
+        /template "no-such-template" does not exist; list_templates shows the templates of this cluster/,
+      );
+      expect(await refused(a, 'create_environment', { template: tpl, runtime: 'node' })).toMatch(
+        new RegExp(`template "${tpl}" is a python template; leave runtime out or use python`),
+      );
+      expect(await refused(a, 'create_environment', {})).toMatch(/give a runtime .* or a template/);
+    } finally {
+      await custom.deleteClusterCustomObject({ ...TEMPLATES, name: tpl });
+    }
   });
 
   it('sends progress for long executions and stops the guest process on cancellation', {

@@ -36,7 +36,7 @@ export interface FakeNodeAgent {
   suspended: Set<string>;
   suspendCalls: string[];
   /** CreateVM requests' vm ids and pools ("" when none), in order. */
-  createRequests: Array<{ vmId: string; pool: string }>;
+  createRequests: Array<{ vmId: string; pool: string; image: string; imagePullConfig: string }>;
   /** SetWarmPools requests, in order (each the node's whole set). */
   warmPoolCalls: SetWarmPoolsRequest['pools'][];
   /** The pools as last declared; each holds `replicas` fake warm VMs, all ready (refilled at once). */
@@ -126,7 +126,12 @@ export async function startFakeNodeAgent(
         async createVM(req) {
           const id = req.spec?.vmId ?? '';
           createCalls.push(id);
-          createRequests.push({ vmId: id, pool: req.pool });
+          createRequests.push({
+            vmId: id,
+            pool: req.pool,
+            image: req.spec?.image ?? '',
+            imagePullConfig: req.imagePullConfig,
+          });
           const warm = warmFor(req.pool, req.spec);
           if (opts.maxVMs !== undefined && !vms.has(id) && vms.size >= opts.maxVMs)
             throw new ConnectError(`all ${opts.maxVMs} VM slots are in use`, Code.ResourceExhausted);

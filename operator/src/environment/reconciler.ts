@@ -31,6 +31,7 @@ import type {
   SuspendVMResponse,
   VmAgents,
 } from './ports.ts';
+import type { PullConfigSource } from './pull-configs.ts';
 import { RetryBackoff } from './retry-backoff.ts';
 import * as status from './status.ts';
 import { FINALIZER } from './store.ts';
@@ -81,6 +82,8 @@ export interface ReconcilerDeps {
   /** Queue another key (e.g. pending environments when capacity frees). */
   enqueue: (key: string) => void;
   onSchedulingFailure?: () => void;
+  /** Registry credentials of environments made from templates (default: anonymous pulls). */
+  pullConfigs?: PullConfigSource;
   /** The clock (tests inject one); every time the reconciler reads comes from here. */
   now?: () => Date;
 }
@@ -160,6 +163,7 @@ export class EnvironmentReconciler {
       store: d.store,
       events: d.events,
       agents: d.agents,
+      ...(d.pullConfigs ? { pullConfigs: d.pullConfigs } : {}),
       log: d.log,
       health: this.#health,
       placement: this.#placement,

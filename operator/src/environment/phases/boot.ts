@@ -100,9 +100,11 @@ export function createVM(
   agent: VmAgent,
   pool: string | undefined,
 ) {
-  return () =>
-    agent.createVM(
+  return async () => {
+    const imagePullConfig = env.spec.image ? await ctx.pullConfigs?.forEnvironment(env) : undefined;
+    return agent.createVM(
       {
+        ...(imagePullConfig ? { imagePullConfig } : {}),
         spec: {
           vmId: env.metadata.uid as string,
           runtime: toProtoRuntime(env.spec.runtime),
@@ -117,6 +119,7 @@ export function createVM(
       },
       { timeoutMs: ctx.config.createVMTimeoutMs },
     );
+  };
 }
 
 /** status.imageDigest from a CreateVM response, when the VM runs an OCI image. */

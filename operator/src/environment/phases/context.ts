@@ -11,6 +11,7 @@ import type {
   SuspendVMResponse,
   VmAgents,
 } from '../ports.ts';
+import type { PullConfigSource } from '../pull-configs.ts';
 import type { RetryBackoff } from '../retry-backoff.ts';
 import type { StatusPatch } from '../status.ts';
 import type { WrittenVersions } from '../written-versions.ts';
@@ -48,6 +49,8 @@ export interface PhaseContext {
   store: EnvironmentWriter;
   events: EventSink;
   agents: VmAgents;
+  /** Registry credentials for an environment's image (templates); absent: anonymous pulls. */
+  pullConfigs?: PullConfigSource;
   log: Logger;
   health: NodeHealth;
   placement: Placement;
