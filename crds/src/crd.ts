@@ -8,6 +8,7 @@ import {
 import { GROUP, VERSION } from './group.ts';
 import { NODE_KIND, NODE_PLURAL, NODE_SHORT_NAMES, NODE_SINGULAR, waggleNodeSchema } from './node.ts';
 import { POOL_KIND, POOL_PLURAL, POOL_SHORT_NAMES, POOL_SINGULAR, wagglePoolSchema } from './pool.ts';
+import { type JSONSchema, toStructuralSchema } from './structural-schema.ts';
 import {
   TEMPLATE_KIND,
   TEMPLATE_PLURAL,
@@ -15,7 +16,6 @@ import {
   TEMPLATE_SINGULAR,
   waggleTemplateSchema,
 } from './template.ts';
-import { type JSONSchema, toStructuralSchema } from './structural-schema.ts';
 
 export interface PrinterColumn {
   name: string;

@@ -1,7 +1,13 @@
 import { z } from 'zod';
 import { objectMetaSchema } from './condition.ts';
 import { durationSchema } from './duration.ts';
-import { DNS_SUBDOMAIN, DURATION_LIMITS, imageSchema, networkSchema, resourcesSchema } from './environment.ts';
+import {
+  DNS_SUBDOMAIN,
+  DURATION_LIMITS,
+  imageSchema,
+  networkSchema,
+  resourcesSchema,
+} from './environment.ts';
 import { API_VERSION } from './group.ts';
 import { changeable } from './pool.ts';
 import { runtimeSchema } from './vocabulary.ts';

@@ -170,7 +170,7 @@ describe('mcp-gateway tools over Streamable HTTP (real apiserver and operator, f
     await ok(a, 'destroy_environment', { environment_id: limited.environment_id });
   });
 
-  it('lists the cluster\'s templates and creates from one: its runtime, image, resources and network', {
+  it("lists the cluster's templates and creates from one: its runtime, image, resources and network", {
     timeout: 60_000,
   }, async () => {
     const tpl = `ds-${suffix}`;
