@@ -3,13 +3,21 @@ import type { Accelerator } from '@waggle/crds';
 import type { Logger } from 'pino';
 import type { ClientChannel } from 'ssh2';
 import { InvalidArgumentError, ResourceExhaustedError, VMSuspendedError } from './errors.ts';
-import { execCode, type GuestRunResult, LANGUAGES, type Language, SANDBOX_USER } from './guest/exec.ts';
+import {
+  execCode,
+  type GuestRunResult,
+  LANGUAGES,
+  type Language,
+  SANDBOX_USER,
+  sandboxPath,
+} from './guest/exec.ts';
 import { listGuestFiles, readGuestFile, writeGuestFile } from './guest/files.ts';
 import { installPackages, type PackageManager } from './guest/packages.ts';
 import { checkGuestPort, openGuestPort } from './guest/port-forward.ts';
 import { type ProcessOutput, ProcessRegistry } from './guest/processes.ts';
 import { GuestConnections } from './guest/ssh-connections.ts';
 import { ImageError } from './images/image-errors.ts';
+import { formatImageReference, parseImageReference } from './images/image-reference.ts';
 import type { ImagePhase, PulledImage } from './images/oci-image-store.ts';
 import { KeyedLock } from './pool/keyed-lock.ts';
 import { type WarmPoolStatus, WarmPools, type WarmPoolsOptions } from './pool/warm-pools.ts';
@@ -208,7 +216,7 @@ export class Agent {
     opts: { imagePullConfig?: string; onImageProgress?: (phase: ImagePhase, detail?: string) => void },
   ): Promise<VMImage> {
     const existing = this.vms.list().find((vm) => vm.vmId === vmId)?.image;
-    if (existing && existing.reference === reference) return existing;
+    if (existing && existing.reference === normalizedImage(reference)) return existing;
     if (!this.#images) {
       throw new ImageError(
         'not-allowed',
@@ -221,12 +229,25 @@ export class Agent {
       ...(opts.imagePullConfig ? { dockerConfigJson: opts.imagePullConfig } : {}),
       ...(opts.onImageProgress ? { onProgress: opts.onImageProgress } : {}),
     });
+    const path = pulled.config.env
+      .find((e) => e.startsWith('PATH='))
+      ?.slice(5)
+      .split(':')
+      .filter(Boolean)
+      .slice(0, 64);
     return {
       reference: pulled.reference,
       digest: pulled.digest,
       rootfs: pulled.rootfs,
       ...(pulled.interpreter ? { interpreter: pulled.interpreter } : {}),
+      ...(path?.length ? { path } : {}),
     };
+  }
+
+  /** The sandbox's PATH in the VM: with its image's PATH for an OCI image, else the default. */
+  #pathFor(vmId: string): string | undefined {
+    const image = this.vms.get(vmId).image;
+    return image?.path ? sandboxPath(image.path) : undefined;
   }
 
   /** The interpreter of `language` in the VM: the admin's override, else its image's, else the name. */
@@ -320,10 +341,12 @@ export class Agent {
     );
     const client = await this.#guests.get(req.vmId);
     const interpreter = this.#interpreterFor(req.vmId, language);
+    const path = this.#pathFor(req.vmId);
     return execCode(client, {
       code: req.code,
       language,
       ...(interpreter ? { interpreter } : {}),
+      ...(path ? { path } : {}),
       timeoutMs,
       maxOutputBytes,
       ...(req.onOutput ? { onOutput: capStreamedOutput(req.onOutput, maxOutputBytes) } : {}),
@@ -342,10 +365,12 @@ export class Agent {
   }): Promise<{ processId: string; startedAt: string }> {
     const language = await this.#codeRequest(req);
     const interpreter = this.#interpreterFor(req.vmId, language);
+    const path = this.#pathFor(req.vmId);
     return this.#processes.start(req.vmId, await this.#guests.get(req.vmId), {
       code: req.code,
       language,
       ...(interpreter ? { interpreter } : {}),
+      ...(path ? { path } : {}),
     });
   }
 
@@ -415,9 +440,11 @@ export class Agent {
     if (manager && !['pip', 'npm', 'apt'].includes(manager)) {
       throw new InvalidArgumentError(`manager "${manager}" is not supported; use pip, npm or apt`);
     }
+    const path = this.#pathFor(vmId);
     return installPackages(await this.#guests.get(vmId), {
       runtime: vm.runtime,
       packages,
+      ...(path ? { path } : {}),
       ...(manager ? { manager: manager as PackageManager } : {}),
       timeoutMs: Math.min(timeoutMs || this.#limits.installTimeoutMs, this.#limits.installTimeoutMs),
       maxOutputBytes: this.#limits.maxOutputBytes,
@@ -492,4 +519,13 @@ export function capStreamedOutput(
     sent[stream] += part.length;
     onOutput(stream, part);
   };
+}
+
+/** `python:3.12` as the store records it (`docker.io/library/python:3.12`); as given if invalid. */
+function normalizedImage(reference: string): string {
+  try {
+    return formatImageReference(parseImageReference(reference));
+  } catch {
+    return reference;
+  }
 }

@@ -29,16 +29,7 @@ const cidr = (example: string) =>
     },
     { error: `use a CIDR, e.g. ${example}` },
   );
-const cidrList = z
-  .string()
-  .default('')
-  .transform((v) =>
-    v
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
-  )
-  .pipe(z.array(cidr('203.0.113.0/24')));
+/** A comma-separated list (blanks dropped), each item checked by `item`. */
 const list = (item: z.ZodString) =>
   z
     .string()
@@ -50,6 +41,7 @@ const list = (item: z.ZodString) =>
         .filter(Boolean),
     )
     .pipe(z.array(item));
+const cidrList = list(cidr('203.0.113.0/24'));
 const absolutePath = z.string().regex(/^\/[A-Za-z0-9._/-]+$/, {
   error: 'use an absolute path inside the guest, e.g. /opt/python/bin/python3',
 });
@@ -122,8 +114,8 @@ export const configSchema = z.object({
    * `registry.example.com/team/`); empty (the default): no OCI images, only the built-in ones.
    */
   WAGGLE_IMAGE_ALLOW: list(
-    z.string().regex(/^[a-z0-9.-]+(:[0-9]+)?(\/[a-z0-9._/-]*)?$/, {
-      error: 'use registries or repository prefixes, e.g. registry.example.com/team/',
+    z.string().regex(/^(\*|[a-z0-9.-]+(:[0-9]+)?(\/[a-z0-9._/-]*)?)$/, {
+      error: 'use registries or repository prefixes, e.g. registry.example.com/team/ (or * for any image)',
     }),
   ),
   /** Registries reached over plain HTTP or without TLS verification (a registry on the node). */

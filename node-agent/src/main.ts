@@ -103,6 +103,14 @@ async function main(): Promise<void> {
         });
 
   const metrics = createMetrics();
+  // The cache bound is also kept when nothing is created: images whose VMs went are collected.
+  if (imageStore) {
+    setInterval(() => {
+      imageStore
+        .collect()
+        .catch((err: Error) => log.warn({ node, err: err.message }, 'image cache collection failed'));
+    }, 10 * 60_000).unref();
+  }
   const agent = new Agent({
     vms,
     log,

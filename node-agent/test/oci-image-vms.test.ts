@@ -54,23 +54,43 @@ beforeAll(async () => {
   images = await ensureGuestImages([]);
   const toolbox = await ensureGuestToolbox();
   registry = await startRegistry();
-  await push(await buildImage(work, 'bb', [bbLayer]), `${registry.host}/tenant/busybox:1`);
-  // A hostile image: /.waggle and /dev are links to /etc (the toolbox copy and the boot's mounts
-  // must land inside the image, not follow them), /tmp is a file, root's shell is nologin, and
-  // the sandbox account is locked.
+  // Its own tool in /opt/tools/bin, found by name through the image's PATH.
   await push(
-    await buildImage(work, 'hostile', [
-      bbLayer,
+    await buildImage(
+      work,
+      'bb',
+      [bbLayer, { '/opt/tools/bin/hello-tool': '#!/bin/sh\necho "tool says $1"\n' }],
       {
-        '/.waggle': { link: '/etc' },
-        '/dev': { link: '/etc' },
-        '/tmp': 'not a directory',
-        '/sbin/nologin': '#!/bin/sh\necho "This account is not available"\nexit 1\n',
-        '/etc/passwd': 'root:x:0:0:root:/root:/sbin/nologin\nsandbox:x:1000:1000::/home/sandbox:/bin/sh\n',
-        '/etc/group': 'root:x:0:\nsandbox:x:1000:\n',
-        '/etc/shadow': 'root:!:19000::::::\nsandbox:!locked:19000::::::\n',
+        env: ['PATH=/opt/tools/bin:/usr/local/bin:/usr/bin:/bin'],
       },
-    ]),
+    ),
+    `${registry.host}/tenant/busybox:1`,
+  );
+  // A hostile image: / is world-writable (the sandbox user could swap /.waggle; Debian 12's
+  // mkfs.ext4 -d writes the root inode 0755 regardless, so prepare-image-root.test.ts is what
+  // catches a store that forgets to close it), /.waggle and
+  // /dev are links to /etc (the toolbox copy and the boot's mounts must land inside the image,
+  // not follow them), /tmp is a file, root's shell is nologin, and the sandbox account is locked.
+  await push(
+    await buildImage(
+      work,
+      'hostile',
+      [
+        bbLayer,
+        {
+          '/.waggle': { link: '/etc' },
+          '/dev': { link: '/etc' },
+          '/tmp': 'not a directory',
+          '/sbin/nologin': '#!/bin/sh\necho "This account is not available"\nexit 1\n',
+          // The image's own uid 1000 ("dev") is in the disk group: the sandbox must not inherit it.
+          '/etc/passwd':
+            'root:x:0:0:root:/root:/sbin/nologin\ndev:x:1000:1000::/home/dev:/bin/sh\nsandbox:x:1000:1000::/home/sandbox:/bin/sh\n',
+          '/etc/group': 'root:x:0:\ndisk:x:6:dev\nsandbox:x:1000:\n',
+          '/etc/shadow': 'root:!:19000::::::\nsandbox:!locked:19000::::::\n',
+        },
+      ],
+      { rootMode: 0o777 },
+    ),
     `${registry.host}/tenant/hostile:1`,
   );
   // How a team builds its data-science image: Debian with pandas preinstalled (~100 MiB).
@@ -113,11 +133,12 @@ describe('VMs from OCI images (real registry, real QEMU, the toolbox’s sshd)',
     expect(vm.image?.digest).toMatch(/^sha256:[a-f0-9]{64}$/);
     expect(vm.image?.interpreter).toBe('/bin/sh'); // no bash in the image
 
-    const r = await sh('oci-busybox', 'echo "hello from $(id -u):$(id -g) in $PWD"; ls -a /');
+    const r = await sh('oci-busybox', 'echo "hello from $(id -u):$(id -g) in $PWD"; ls -a /; hello-tool hi');
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toContain('hello from 1000:1000 in /home/sandbox');
     expect(r.stdout.split('\n')).toEqual(expect.arrayContaining(['bin', '.waggle', 'home']));
+    expect(r.stdout).toContain('tool says hi\n'); // the image's PATH
 
     await agent.writeFile('oci-busybox', 'notes/a.txt', Buffer.from('über\n'));
     expect((await agent.readFile('oci-busybox', 'notes/a.txt')).data.toString()).toBe('über\n');
@@ -155,12 +176,23 @@ describe('VMs from OCI images (real registry, real QEMU, the toolbox’s sshd)',
   }, async () => {
     const vm = await agent.createVM(spec('oci-hostile', `${registry.host}/tenant/hostile:1`));
     expect(vm.state).toBe('running');
-    const r = await sh('oci-hostile', 'cat /etc/passwd; echo; ls /etc; ls -ld /tmp; echo x > /tmp/t; id -u');
+    const r = await sh(
+      'oci-hostile',
+      'cat /etc/passwd; echo; ls /etc; ls -ld / /tmp; echo x > /tmp/t; mv /.waggle /home/sandbox/w 2>&1; ls /.waggle/bin/setpriv; cat /proc/self/status; id -u',
+    );
     expect(r.exitCode).toBe(0);
     // The toolbox went into the image's /.waggle, not into /etc through the link.
     expect(r.stdout).not.toMatch(/sshd_config|waggle-init/);
     expect(r.stdout).toMatch(/^root:x:0:0:root:\/root:\/bin\/sh$/m);
     expect(r.stdout).toMatch(/^drwxrwxrwt .* \/tmp$/m);
+    expect(r.stdout).toMatch(/^drwxr-xr-x .* root +root .* \/$/m);
+    // A rename within the root filesystem (no copy fallback): refused, and the helpers stay.
+    expect(r.stdout).toMatch(/mv: can't rename '\/.waggle': Permission denied/);
+    expect(r.stdout).toMatch(/^\/.waggle\/bin\/setpriv$/m);
+    // No supplementary groups (not the image's uid-1000 user's disk group), and no setuid program
+    // can raise the sandbox's privileges.
+    expect(r.stdout).toMatch(/^Groups:\s*$/m);
+    expect(r.stdout).toMatch(/^NoNewPrivs:\s*1$/m);
     expect(r.stdout.trim().endsWith('1000')).toBe(true);
   });
 

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -56,6 +56,14 @@ beforeAll(async () => {
     `${registry.host}/waggle/zeros:1`,
   );
   await push(await buildImage(work, 'nosh', [{ '/hello': 'hi' }]), `${registry.host}/waggle/nosh:1`);
+  // A decompression bomb: 1 GiB of zeros in a layer of about 1 MiB.
+  const bomb = join(work, 'bomb');
+  await run('truncate', ['-s', '1G', bomb]);
+  await push(
+    await buildImage(work, 'bomb', [shellImage[0] as Layer, { '/bomb': { from: bomb } }]),
+    `${registry.host}/waggle/bomb:1`,
+  );
+  await rm(bomb);
   await push(
     await buildImage(work, 'arm', shellImage, { architecture: 'arm64' }),
     `${registry.host}/waggle/arm:1`,
@@ -142,6 +150,19 @@ describe('OCI images into guest root filesystems (real registry, skopeo, umoci)'
     expect(
       await reasonOf(store({ maxImageBytes: 4 << 20 }).resolve(`${r}/waggle/zeros:1`, { runtime: 'shell' })),
     ).toMatch(/^too-large: image ".*zeros:1" unpacks to 1\d MiB, more than this node accepts \(4 MiB\)/);
+  });
+
+  it('stops unpacking a decompression bomb early and leaves nothing behind', {
+    timeout: 120_000,
+  }, async () => {
+    const s = store({ maxImageBytes: 16 << 20 });
+    expect(await reasonOf(s.resolve(`${registry.host}/waggle/bomb:1`, { runtime: 'shell' }))).toMatch(
+      /^too-large: image ".*bomb:1" unpacks to more than this node accepts \(16 MiB\); stopped while unpacking/,
+    );
+    // The partial tree went with its temp dir.
+    const cache = (await readdir(work)).filter((n) => n.startsWith('cache-'));
+    for (const c of cache)
+      expect((await readdir(join(work, c))).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
   });
 
   it('pulls a private image only with credentials, which never stay on disk', async () => {

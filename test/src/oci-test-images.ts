@@ -17,7 +17,13 @@ export async function buildImage(
   work: string,
   tag: string,
   layers: Layer[],
-  opts: { architecture?: string } = {},
+  opts: {
+    architecture?: string;
+    /** A last layer whose only entry is the root directory with this mode (e.g. 0o777). */
+    rootMode?: number;
+    /** The image config's Env (e.g. `PATH=/opt/tools/bin:/usr/bin:/bin`). */
+    env?: string[];
+  } = {},
 ): Promise<string> {
   const layout = join(work, 'layout');
   await run('umoci', ['init', '--layout', layout]).catch(() => undefined); // exists after the first
@@ -43,6 +49,15 @@ export async function buildImage(
       await run('umoci', ['insert', '--image', `${layout}:${tag}`, src, path]);
     }
   }
+  if (opts.rootMode !== undefined) {
+    const dir = await mkdtemp(join(work, 'root-mode-'));
+    await chmod(dir, opts.rootMode);
+    await run('tar', ['--numeric-owner', '--owner=0', '--group=0', '-C', dir, '-cf', `${dir}.tar`, '.']);
+    await run('umoci', ['raw', 'add-layer', '--image', `${layout}:${tag}`, `${dir}.tar`]);
+  }
+  for (const e of opts.env ?? []) {
+    await run('umoci', ['config', '--image', `${layout}:${tag}`, '--config.env', e]);
+  }
   if (opts.architecture) {
     await run('umoci', ['config', '--image', `${layout}:${tag}`, '--architecture', opts.architecture]);
   }
@@ -63,7 +78,7 @@ export async function push(src: string, dest: string, authFile?: string) {
 
 /** The host's static busybox as /bin/busybox with these applets linked: an image with no libc. */
 export function busyboxLayer(
-  applets = ['sh', 'echo', 'cat', 'id', 'ls', 'sleep', 'touch', 'rm', 'mkdir', 'ln', 'whoami'],
+  applets = ['sh', 'echo', 'cat', 'id', 'ls', 'sleep', 'touch', 'rm', 'mkdir', 'ln', 'mv', 'whoami'],
 ): Layer {
   return {
     '/bin/busybox': { from: '/bin/busybox' },

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { commandWords } from '../testing/shell-words.ts';
-import { EXEC_DIR, execScript, killScript, ROOT_BIN_SELECT, SANDBOX_NPROC } from './exec.ts';
+import {
+  EXEC_DIR,
+  execScript,
+  killScript,
+  ROOT_BIN_SELECT,
+  SANDBOX_NPROC,
+  SANDBOX_PATH,
+  sandboxPath,
+} from './exec.ts';
 
 /** Shell words that are builtins, keywords or assignments: everything else root runs must be absolute. */
 const BUILTIN = /^(?:umask|\[|echo|cd|unset|export|exit|read|if|then|else|fi|while|do|done|[A-Za-z_]+=\S*)$/;
@@ -24,7 +32,7 @@ describe('execScript', () => {
   it('reads exactly the code bytes from stdin and runs them as the sandbox user', () => {
     const s = execScript({ id: 'exec-1', ext: 'py', bytes: 42, interpreter: 'python3' });
     expect(s).toContain('head -c 42 > "$f"');
-    expect(s).toContain('setpriv --reuid=1000 --regid=1000 --init-groups');
+    expect(s).toContain('setpriv --reuid=1000 --regid=1000 --clear-groups --no-new-privs');
     expect(s).toContain('python3 "$f" < /dev/null');
     expect(s).toContain('cd /home/sandbox');
   });
@@ -39,7 +47,7 @@ describe('execScript', () => {
       if (!BUILTIN.test(word)) expect(word, `"${word}" in\n${s}`).toMatch(ROOT_HELPER);
     }
     // The interpreter is looked up by setpriv after it dropped to the sandbox user.
-    expect(s).toMatch(/\$WB\/setpriv --reuid=1000 --regid=1000 --init-groups bash "\$f"/);
+    expect(s).toMatch(/\$WB\/setpriv --reuid=1000 --regid=1000 --clear-groups --no-new-privs bash "\$f"/);
   });
   it('keeps code and pid files in the root-only exec dir, never in /tmp', () => {
     const s = execScript({ id: 'exec-1', ext: 'py', bytes: 1, interpreter: 'python3' });
@@ -70,5 +78,28 @@ describe('killScript', () => {
     for (const word of commandWords(s)) {
       if (!BUILTIN.test(word)) expect(word, `"${word}" in\n${s}`).toMatch(ROOT_HELPER);
     }
+  });
+});
+
+describe('sandboxPath', () => {
+  it("puts an image's PATH after the sandbox's own entries and before the system ones, as plain paths only", () => {
+    expect(
+      sandboxPath(['/opt/conda/bin', '/usr/local/bin', '/x;rm -rf /', '$(id)', 'relative/bin', '/a b']),
+    ).toBe(
+      '/home/sandbox/.venv/bin:/home/sandbox/.local/bin:/home/sandbox/node_modules/.bin:/opt/conda/bin:/usr/local/bin:/usr/bin:/bin',
+    );
+    expect(sandboxPath()).toBe(SANDBOX_PATH);
+  });
+  it('reaches the exec script as one shell word', () => {
+    const s = execScript({
+      id: 'e',
+      ext: 'sh',
+      bytes: 1,
+      interpreter: '/bin/sh',
+      path: sandboxPath(['/opt/x+y/bin']),
+    });
+    expect(s).toMatch(
+      / PATH=('?)\/home\/sandbox\/\.venv\/bin:.*:\/opt\/x\+y\/bin:\/usr\/local\/bin:\/usr\/bin:\/bin\1 /,
+    );
   });
 });

@@ -58,18 +58,38 @@ export const EXEC_DIR = '/run/waggle/exec';
  * one vCPU under TCG still answers with 512 bombing processes, with 1024 it did not until the kill.
  */
 export const SANDBOX_NPROC = 512;
+/** A PATH entry an image may add: absolute, and nothing a shell would read as more than a word. */
+const IMAGE_PATH_ENTRY = /^\/[A-Za-z0-9._/+-]*$/;
+/**
+ * PATH for code in a VM of an OCI image: the sandbox's own entries first (what it installs wins),
+ * then the image's `PATH` (e.g. /opt/conda/bin), then the usual system directories. Entries that
+ * are not plain absolute paths are dropped (the image config is not trusted text).
+ */
+export function sandboxPath(imagePath: readonly string[] = []): string {
+  const own = SANDBOX_PATH.split(':');
+  const entries = [...own.slice(0, 3), ...imagePath.filter((p) => IMAGE_PATH_ENTRY.test(p)), ...own.slice(3)];
+  return [...new Set(entries)].join(':');
+}
 /** `env -i …` prefix giving code a clean, predictable environment. */
-export const SANDBOX_ENV =
+export const sandboxEnv = (path = SANDBOX_PATH) =>
   `${GUEST_BIN.env} -i HOME=${SANDBOX_USER.home} USER=${SANDBOX_USER.name} LOGNAME=${SANDBOX_USER.name} LANG=C.UTF-8 ` +
-  `PATH=${SANDBOX_PATH} NODE_PATH=${SANDBOX_USER.home}/node_modules`;
+  `PATH=${shellQuote(path)} NODE_PATH=${SANDBOX_USER.home}/node_modules`;
+export const SANDBOX_ENV = sandboxEnv();
 /** The same environment as shell exports (no env(1) process needed). */
-export const SANDBOX_EXPORTS =
+export const sandboxExports = (path = SANDBOX_PATH) =>
   `HOME=${SANDBOX_USER.home} USER=${SANDBOX_USER.name} LOGNAME=${SANDBOX_USER.name} SHELL=/bin/sh LANG=C.UTF-8 ` +
-  `PATH=${SANDBOX_PATH} NODE_PATH=${SANDBOX_USER.home}/node_modules`;
-/** Runs the rest of a command line as the sandbox user, with the sandbox's process limit. */
+  `PATH=${shellQuote(path)} NODE_PATH=${SANDBOX_USER.home}/node_modules`;
+export const SANDBOX_EXPORTS = sandboxExports();
+/**
+ * Runs the rest of a command line as the sandbox user, with the sandbox's process limit, no
+ * supplementary groups and no_new_privs. An OCI image may have its own user with uid 1000 (`node`,
+ * `ubuntu`, a devcontainer's `vscode`) in groups such as `disk` or `docker`, or allowed to sudo:
+ * the groups are not taken over, and no setuid program (sudo, su) can raise the sandbox's
+ * privileges again.
+ */
 export const AS_SANDBOX =
   `${GUEST_BIN.prlimit} --nproc=${SANDBOX_NPROC}:${SANDBOX_NPROC} ` +
-  `${GUEST_BIN.setpriv} --reuid=${SANDBOX_USER.uid} --regid=${SANDBOX_USER.gid} --init-groups`;
+  `${GUEST_BIN.setpriv} --reuid=${SANDBOX_USER.uid} --regid=${SANDBOX_USER.gid} --clear-groups --no-new-privs`;
 /** How long the kill of a timed-out run may take before its channel is closed regardless. */
 const KILL_GRACE_MS = 10_000;
 
@@ -89,6 +109,8 @@ export interface ExecOptions {
   maxOutputBytes: number;
   /** Absolute interpreter override (WAGGLE_RUNTIME_<RT>_EXEC_COMMAND). */
   interpreter?: string;
+  /** The sandbox's PATH (`sandboxPath`; default SANDBOX_PATH). */
+  path?: string;
   onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
   signal?: AbortSignal;
 }
@@ -111,6 +133,8 @@ export function execScript(opts: {
   bytes: number;
   interpreter: string;
   finished?: string[];
+  /** The sandbox's PATH (default SANDBOX_PATH). */
+  path?: string;
 }): string {
   // Every exec of a binary costs tens of milliseconds under TCG, so the script uses shell
   // builtins wherever it can: umask instead of chmod, exports instead of env(1), a background rm.
@@ -126,7 +150,7 @@ export function execScript(opts: {
     `echo $$ > ${shellQuote(pidFile)}`,
     `cd ${SANDBOX_USER.home}`,
     `unset SSH_CLIENT SSH_CONNECTION SSH_TTY MAIL OLDPWD`,
-    `export ${SANDBOX_EXPORTS}`,
+    `export ${sandboxExports(opts.path)}`,
     `${AS_SANDBOX} ${shellQuote(opts.interpreter)} "$f" < /dev/null`,
     'rc=$?',
     `${GUEST_BIN.rm} -f "$f"${stale} > /dev/null 2>&1 &`,
@@ -286,7 +310,7 @@ export async function runGuestScript(
  */
 export function codeRun(
   client: Client,
-  opts: { code: string; language: Language; interpreter?: string; prefix?: string },
+  opts: { code: string; language: Language; interpreter?: string; prefix?: string; path?: string },
 ): { id: string; script: string; stdin: Buffer } {
   const lang = LANGUAGES[opts.language];
   if (!lang) throw new InvalidArgumentError(`unknown language "${opts.language}"; use python, node or shell`);
@@ -298,6 +322,7 @@ export function codeRun(
     bytes: code.length,
     interpreter: opts.interpreter ?? lang.interpreter,
     finished: takeFinished(client),
+    ...(opts.path ? { path: opts.path } : {}),
   });
   return { id, script, stdin: code };
 }

@@ -9,8 +9,8 @@ import {
   type GuestRunResult,
   ROOT_BIN_SELECT,
   runGuestScript,
-  SANDBOX_ENV,
   SANDBOX_USER,
+  sandboxEnv,
 } from './exec.ts';
 import { shellJoin } from './shell-quote.ts';
 
@@ -64,7 +64,12 @@ const VENV = `${SANDBOX_USER.home}/.venv`;
  * else varies. Root calls every binary by absolute path; pip and npm run as the sandbox user with
  * its own environment and process limit.
  */
-export function installScript(id: string, manager: PackageManager, packages: string[]): string {
+export function installScript(
+  id: string,
+  manager: PackageManager,
+  packages: string[],
+  path?: string,
+): string {
   const pkgs = shellJoin(packages);
   const setup = [
     ROOT_BIN_SELECT,
@@ -72,7 +77,7 @@ export function installScript(id: string, manager: PackageManager, packages: str
     `echo $$ > ${EXEC_DIR}/${id}.pid`,
   ];
   const head = [...setup, `cd ${SANDBOX_USER.home}`];
-  const sandbox = `${AS_SANDBOX} ${SANDBOX_ENV}`;
+  const sandbox = `${AS_SANDBOX} ${sandboxEnv(path)}`;
   switch (manager) {
     case 'pip':
       // Prefer an existing venv; else try a user install; when PEP 668 refuses it (Debian's
@@ -111,6 +116,8 @@ export async function installPackages(
     maxOutputBytes: number;
     signal?: AbortSignal;
     onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+    /** The sandbox's PATH (default SANDBOX_PATH). */
+    path?: string;
   },
 ): Promise<GuestRunResult & { manager: PackageManager }> {
   const manager = managerFor(opts.runtime, opts.manager);
@@ -118,7 +125,7 @@ export async function installPackages(
   const id = `install-${randomBytes(8).toString('hex')}`;
   const result = await runGuestScript(client, {
     id,
-    script: installScript(id, manager, opts.packages),
+    script: installScript(id, manager, opts.packages, opts.path),
     timeoutMs: opts.timeoutMs,
     maxOutputBytes: opts.maxOutputBytes,
     ...(opts.signal ? { signal: opts.signal } : {}),

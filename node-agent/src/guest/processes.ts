@@ -100,7 +100,7 @@ export class ProcessRegistry {
   async start(
     vmId: string,
     client: Client,
-    req: { code: string; language: Language; interpreter?: string },
+    req: { code: string; language: Language; interpreter?: string; path?: string },
   ): Promise<{ processId: string; startedAt: string }> {
     const procs = this.#byVM.get(vmId) ?? new Map<string, GuestProcess>();
     const running = [...procs.values()].filter((p) => p.running);
@@ -114,6 +114,7 @@ export class ProcessRegistry {
       code: req.code,
       language: req.language,
       ...(req.interpreter ? { interpreter: req.interpreter } : {}),
+      ...(req.path ? { path: req.path } : {}),
       prefix: 'proc',
     });
     const abort = new AbortController();

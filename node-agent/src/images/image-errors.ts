@@ -49,7 +49,7 @@ export function skopeoFailure(image: string, registry: string, stderr: string): 
     return new ImageError(
       'unauthorized',
       image,
-      `the registry refused to serve image "${image}" without valid credentials: give the environment a pull secret that can read it (${said})`,
+      `the registry refused to serve image "${image}" without valid credentials: use it through a WaggleTemplate whose imagePullSecret can read it (${said})`,
     );
   }
   if (/no image found in (?:manifest list|image index) for architecture/i.test(text)) {

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   chmod,
+  chown,
   cp,
   lstat,
   mkdir,
@@ -10,6 +11,7 @@ import {
   rename,
   rm,
   stat,
+  statfs,
   utimes,
   writeFile,
 } from 'node:fs/promises';
@@ -156,6 +158,8 @@ export class OciImageStore {
     const stored = await this.#withAuthFile(opts.dockerConfigJson, async (authFile) => {
       opts.onProgress?.('resolving', name);
       const digest = await this.#platformDigest(ref, name, authFile);
+      // Leased before it is read: a collect() running meanwhile must not take it from under us.
+      this.#leases.set(this.#entryName(digest), Date.now());
       const cached = await this.#readEntry(digest);
       if (cached) {
         opts.onProgress?.('cached', digest);
@@ -385,15 +389,7 @@ export class OciImageStore {
       const config = await readImageConfig(join(tmp, 'layout'), name);
       onProgress?.('unpacking', name);
       const rootfs = join(tmp, 'rootfs');
-      await run('umoci', ['raw', 'unpack', '--image', `${join(tmp, 'layout')}:image`, rootfs], {
-        maxBuffer: 16 << 20,
-      }).catch((err: { stderr?: string }) => {
-        throw new ImageError(
-          'not-an-image',
-          name,
-          `unpacking image "${name}" failed: ${err.stderr?.trim() ?? err}`,
-        );
-      });
+      await this.#unpackBounded(join(tmp, 'layout'), rootfs, name);
       await rm(join(tmp, 'layout'), { recursive: true, force: true });
       const { bytes: unpackedBytes, inodes } = await diskUsage(rootfs);
       if (unpackedBytes > this.#o.maxImageBytes) {
@@ -416,7 +412,7 @@ export class OciImageStore {
         bash: await findInRoot(rootfs, 'bash', path),
       };
       onProgress?.('building', name);
-      await ensureMountPoints(rootfs);
+      await prepareImageRoot(rootfs);
       if (this.#o.toolbox) {
         // Whatever the image has at /.waggle (a directory, a file, a planted symlink) goes first:
         // the copy must land inside the image, and the init that runs as PID 1 must be ours.
@@ -459,6 +455,62 @@ export class OciImageStore {
     }
   }
 
+  /**
+   * `umoci raw unpack`, watched: layers may decompress far beyond their compressed size (a
+   * decompression bomb, or millions of empty files) and the cache shares the node's disk with VM
+   * overlays. The cache filesystem's free space is read every 250 ms; the unpack is stopped when
+   * it has used more than maxImageBytes (+ 64 MiB of slack for the filesystem's own blocks), or
+   * when the disk gets down to its reserve, and the partial tree goes with the temp dir.
+   */
+  async #unpackBounded(layout: string, rootfs: string, name: string): Promise<void> {
+    const free = async () => {
+      const st = await statfs(this.#o.cacheDir);
+      return { bytes: st.bavail * st.bsize, inodes: st.ffree };
+    };
+    const start = await free();
+    const reserve = Math.min(1 << 30, Math.floor(start.bytes / 20));
+    const limit = this.#o.maxImageBytes + (64 << 20);
+    let stopped: ImageError | undefined;
+    const abort = new AbortController();
+    const watch = setInterval(() => {
+      void free().then(
+        (now) => {
+          if (stopped) return;
+          if (start.bytes - now.bytes > limit) {
+            stopped = new ImageError(
+              'too-large',
+              name,
+              `image "${name}" unpacks to more than this node accepts (${mib(this.#o.maxImageBytes)} MiB); stopped while unpacking`,
+            );
+          } else if (now.bytes < reserve || now.inodes < 10_000) {
+            stopped = new ImageError(
+              'node-error',
+              name,
+              `this node could not store image "${name}": its image cache disk is nearly full (${mib(now.bytes)} MiB, ${now.inodes} inodes free)`,
+            );
+          }
+          if (stopped) abort.abort();
+        },
+        () => undefined,
+      );
+    }, 250);
+    try {
+      await run('umoci', ['raw', 'unpack', '--image', `${layout}:image`, rootfs], {
+        maxBuffer: 16 << 20,
+        signal: abort.signal,
+      });
+    } catch (err) {
+      if (stopped) throw stopped;
+      const stderr = ((err as { stderr?: string }).stderr ?? String(err)).trim();
+      if (/no space left on device|disk quota exceeded/i.test(stderr)) {
+        throw new ImageError('node-error', name, `this node could not store image "${name}": ${stderr}`);
+      }
+      throw new ImageError('not-an-image', name, `unpacking image "${name}" failed: ${stderr}`);
+    } finally {
+      clearInterval(watch);
+    }
+  }
+
   #check(stored: StoredImage, name: string, runtime: Runtime): PulledImage {
     if (!stored.found.sh) {
       throw new ImageError(
@@ -490,12 +542,18 @@ export class OciImageStore {
 }
 
 /**
+ * The image's root directory is root's and not writable by others: the guest's root runs the
+ * toolbox from /.waggle, and in a world-writable / (an image built carelessly) the sandbox user
+ * could rename /.waggle away and plant its own helpers.
+ *
  * The directories the guest's boot mounts on (the initramfs moves /dev; the init mounts /proc,
  * /sys, /run, /tmp): images may lack them (scratch) or have something else there, such as a
  * symlink a mount would follow out of the image. Each becomes a plain directory of the image.
  */
 const MOUNT_POINTS = { dev: 0o755, proc: 0o555, sys: 0o555, run: 0o755, tmp: 0o1777 } as const;
-async function ensureMountPoints(root: string): Promise<void> {
+export async function prepareImageRoot(root: string): Promise<void> {
+  await chown(root, 0, 0);
+  await chmod(root, 0o755);
   for (const [name, mode] of Object.entries(MOUNT_POINTS)) {
     const path = join(root, name);
     const st = await lstat(path).catch(() => undefined);

@@ -24,6 +24,8 @@ export const vmImageSchema = z.object({
   rootfs: z.string().startsWith('/'),
   /** Guest path of the runtime's interpreter found in the image (python3, node; sh/bash for shell). */
   interpreter: z.string().startsWith('/').optional(),
+  /** The image config's PATH entries: code finds the image's tools by name (sandboxPath). */
+  path: z.array(z.string()).max(64).optional(),
 });
 export type VMImage = z.output<typeof vmImageSchema>;
 

@@ -1421,7 +1421,6 @@ export declare type VMExitedDetail = Message<"waggle.nodeagent.v1.VMExitedDetail
 export declare const VMExitedDetailSchema: GenMessage<VMExitedDetail>;
 
 /**
- * FAILED_PRECONDITION: the VM is suspended (SuspendVM); nothing runs in it until ResumeVM.
  * Why spec.image cannot run (with FailedPrecondition, NotFound, PermissionDenied, InvalidArgument
  * or Unavailable): the reason as a stable word, the image as normalized.
  *
@@ -1449,6 +1448,8 @@ export declare type ImageErrorDetail = Message<"waggle.nodeagent.v1.ImageErrorDe
 export declare const ImageErrorDetailSchema: GenMessage<ImageErrorDetail>;
 
 /**
+ * FAILED_PRECONDITION: the VM is suspended (SuspendVM); nothing runs in it until ResumeVM.
+ *
  * @generated from message waggle.nodeagent.v1.VMSuspendedDetail
  */
 export declare type VMSuspendedDetail = Message<"waggle.nodeagent.v1.VMSuspendedDetail"> & {
