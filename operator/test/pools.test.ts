@@ -197,6 +197,8 @@ describe('WagglePool (real apiserver, fake node-agents)', () => {
     expect(agents.a.createRequests).toContainEqual({
       vmId: env.metadata.uid,
       pool: `${namespace}/python-small`,
+      image: '',
+      imagePullConfig: '',
     });
 
     // One that does not match boots cold, without a pool.

@@ -43,17 +43,13 @@ const get = (name: string) =>
     () => undefined,
   );
 
-const createPythonEnvironment = (name: string) =>
+const createEnvironment = (name: string, spec: Record<string, unknown>) =>
   custom.createNamespacedCustomObject({
     ...G,
     namespace,
-    body: {
-      apiVersion: 'waggle.dev/v1alpha1',
-      kind: 'WaggleEnvironment',
-      metadata: { name },
-      spec: { runtime: 'python' },
-    },
+    body: { apiVersion: 'waggle.dev/v1alpha1', kind: 'WaggleEnvironment', metadata: { name }, spec },
   });
+const createPythonEnvironment = (name: string) => createEnvironment(name, { runtime: 'python' });
 
 const until = <T>(probe: () => Promise<T>, ok: (v: T) => boolean, what: string, timeoutMs: number) =>
   waitFor(probe, ok, what, { timeoutMs, intervalMs: 250 });
@@ -175,18 +171,8 @@ describe('operator with a real node-agent (real TCG VM)', () => {
   it('runs spec.image from a registry on a node whose runtimes lack it, and fails a refused image clearly', {
     timeout: 240_000,
   }, async () => {
-    const create = (name: string, image: string) =>
-      custom.createNamespacedCustomObject({
-        ...G,
-        namespace,
-        body: {
-          apiVersion: 'waggle.dev/v1alpha1',
-          kind: 'WaggleEnvironment',
-          metadata: { name },
-          // The agent offers only the python runtime's built-in image: an image needs none.
-          spec: { runtime: 'shell', image },
-        },
-      });
+    // The agent offers only the python runtime's built-in image: an image needs none.
+    const create = (name: string, image: string) => createEnvironment(name, { runtime: 'shell', image });
     await create('oci', `${registry.host}/tenant/busybox:1`);
     const running = await until(
       () => get('oci'),
@@ -235,12 +221,7 @@ describe('operator with a real node-agent (real TCG VM)', () => {
   }, async () => {
     const image = `${privateRegistry.host}/team/busybox:1`;
     const template = `private-${process.pid}`;
-    const env = (name: string, spec: Record<string, unknown>) =>
-      custom.createNamespacedCustomObject({
-        ...G,
-        namespace,
-        body: { apiVersion: 'waggle.dev/v1alpha1', kind: 'WaggleEnvironment', metadata: { name }, spec },
-      });
+    const env = createEnvironment;
     const settled = (name: string) =>
       until(
         () => get(name),

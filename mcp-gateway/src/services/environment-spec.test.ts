@@ -45,6 +45,10 @@ describe('newEnvironmentSpec', () => {
       gw,
     );
     expect(mine).toMatchObject({ network: { egress: 'all' }, idleTimeout: '5m' });
+    // A template's idle timeout beyond the gateway's maximum lifetime (24h here) is cut to it.
+    const long = structuredClone(template) as { spec: { idleTimeout: string } };
+    long.spec.idleTimeout = '72h';
+    expect(newEnvironmentSpec({ runtime: 'python', template: long as never }, gw).idleTimeout).toBe('24h');
   });
 
   it('sets what the gateway is configured to set, and never the disk', () => {

@@ -2,6 +2,7 @@ import {
   type EgressMode,
   formatDuration,
   type IdleAction,
+  parseDuration,
   type Runtime,
   type WaggleEnvironmentSpecInput,
   type WaggleTemplate,
@@ -71,9 +72,15 @@ export function newEnvironmentSpec(req: CreateRequest, d: SpecDefaults): WaggleE
           ...(req.allowDomains?.length ? { allowDomains: req.allowDomains } : {}),
         };
   const idleAction = req.idleAction ?? d.idleAction;
+  // A template's idle timeout longer than the gateway's maximum lifetime is cut to it (the API
+  // refuses idleTimeout > maxLifetime).
   const idleTimeout = req.timeoutMinutes
     ? `${req.timeoutMinutes}m`
-    : (t?.idleTimeout ?? `${d.idleTimeoutMinutes}m`);
+    : t?.idleTimeout
+      ? parseDuration(t.idleTimeout) > d.maxLifetimeMs
+        ? formatDuration(d.maxLifetimeMs)
+        : t.idleTimeout
+      : `${d.idleTimeoutMinutes}m`;
   return {
     runtime: t?.runtime ?? req.runtime,
     ...(t?.image ? { image: t.image } : {}),

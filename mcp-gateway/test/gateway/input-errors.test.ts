@@ -15,7 +15,11 @@ beforeAll(() => {
 describe('mcp-gateway answers to calls that cannot succeed (real apiserver and operator, fake node-agent)', () => {
   it('answers every invalid input with an isError result that names the problem', async () => {
     const cases: Array<[string, Record<string, unknown>, RegExp]> = [
-      ['create_environment', {}, /runtime: runtime must be one of python, node, shell/],
+      [
+        'create_environment',
+        {},
+        /give a runtime \(python, node or shell\) or a template \(list_templates shows them\)/,
+      ],
       ['create_environment', { runtime: 'ruby' }, /runtime must be one of python, node, shell/],
       ['create_environment', { runtime: 'python', timeout_minutes: 0 }, /timeout_minutes must be at least 1/],
       ['create_environment', { runtime: 'python', timeout_minutes: 1.5 }, /whole number of minutes/],
