@@ -233,7 +233,7 @@ export class Agent {
       .find((e) => e.startsWith('PATH='))
       ?.slice(5)
       .split(':')
-      .filter(Boolean)
+      .filter((p) => p && p.length <= 1024) // an env(1) argument is bounded (128 KiB per string)
       .slice(0, 64);
     return {
       reference: pulled.reference,

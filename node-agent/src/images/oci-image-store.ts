@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { renameSync } from 'node:fs';
 import {
   chmod,
   chown,
@@ -124,6 +125,7 @@ export class OciImageStore {
   /** entry directory name → when it was last resolved (see `leaseMs`). */
   readonly #leases = new Map<string, number>();
   #swept: Promise<void> | undefined;
+  #collecting: Promise<unknown> = Promise.resolve();
 
   constructor(o: ImageStoreOptions) {
     this.#o = o;
@@ -201,6 +203,14 @@ export class OciImageStore {
    * periodically.
    */
   async collect(): Promise<string[]> {
+    // One collection at a time (the 10-minute timer and a create may both start one).
+    const run = this.#collecting.then(() => this.#collectOnce());
+    this.#collecting = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Entry directories no VM uses, no resolve has leased within leaseMs, and no pull builds. */
+  #protected(): (dir: string, digest: string) => boolean {
     const inUse = new Set<string>();
     for (const rootfs of this.#o.inUse()) inUse.add(join(rootfs, '..'));
     const leaseMs = this.#o.leaseMs ?? 10 * 60_000;
@@ -208,6 +218,10 @@ export class OciImageStore {
       if (Date.now() - at < leaseMs) inUse.add(join(this.#o.cacheDir, entry));
       else this.#leases.delete(entry);
     }
+    return (dir, digest) => inUse.has(dir) || (dir === this.#dir(digest) && this.#inFlight.has(digest));
+  }
+
+  async #collectOnce(): Promise<string[]> {
     const entries = [];
     for (const entry of await readdir(this.#o.cacheDir).catch(() => [] as string[])) {
       if (!ENTRY_NAME.test(entry)) continue;
@@ -221,8 +235,16 @@ export class OciImageStore {
     const removed: string[] = [];
     for (const e of entries.sort((a, b) => a.usedAt - b.usedAt)) {
       if (total <= this.#o.maxCacheBytes) break;
-      if (inUse.has(e.dir) || (e.dir === this.#dir(e.digest) && this.#inFlight.has(e.digest))) continue;
-      await rm(e.dir, { recursive: true, force: true });
+      // Asked again right before each removal: a resolve may have leased it since the listing.
+      // Renamed away first (synchronously after the check), then removed.
+      if (this.#protected()(e.dir, e.digest)) continue;
+      const doomed = join(this.#o.cacheDir, `.tmp-gc-${randomBytes(4).toString('hex')}`);
+      try {
+        renameSync(e.dir, doomed);
+      } catch {
+        continue; // gone already
+      }
+      await rm(doomed, { recursive: true, force: true });
       total -= e.bytes;
       removed.push(e.digest);
       this.#o.log.info({ digest: e.digest, bytes: e.bytes, entry: e.dir }, 'image cache entry removed');
@@ -437,7 +459,13 @@ export class OciImageStore {
         String(Math.ceil(built.inodes * 1.2) + 4096),
         join(tmp, 'rootfs.ext4'),
         `${rootfsBytes >> 10}K`,
-      ]);
+      ]).catch((err: { stderr?: string; message: string }) => {
+        throw new ImageError(
+          'node-error',
+          name,
+          `this node could not store image "${name}": mkfs.ext4 failed: ${(err.stderr ?? err.message).trim()}`,
+        );
+      });
       await rm(rootfs, { recursive: true, force: true });
       const stored: StoredImage = { reference: name, digest, unpackedBytes, rootfsBytes, config, found };
       await writeFile(join(tmp, 'image.json'), `${JSON.stringify(stored, null, 2)}\n`);
@@ -457,55 +485,91 @@ export class OciImageStore {
 
   /**
    * `umoci raw unpack`, watched: layers may decompress far beyond their compressed size (a
-   * decompression bomb, or millions of empty files) and the cache shares the node's disk with VM
-   * overlays. The cache filesystem's free space is read every 250 ms; the unpack is stopped when
-   * it has used more than maxImageBytes (+ 64 MiB of slack for the filesystem's own blocks), or
-   * when the disk gets down to its reserve, and the partial tree goes with the temp dir.
+   * decompression bomb) and the cache shares the node's disk with VM overlays. Every 250 ms the
+   * cache filesystem's free space is read; when it has dropped by more than the image may take
+   * (maxImageBytes + 64 MiB of slack), the tree itself is measured (other writers share the
+   * disk: their bytes must not be blamed on this image) and umoci is killed if the tree is over
+   * (`too-large`). It is also killed when the disk gets down to its reserve (2 % of the disk, at
+   * most 1 GiB) or, on filesystems that count inodes, below 10,000 free inodes (`node-error`).
+   * The kill waits for umoci to exit before the caller removes the partial tree.
    */
   async #unpackBounded(layout: string, rootfs: string, name: string): Promise<void> {
-    const free = async () => {
+    const statNow = async () => {
       const st = await statfs(this.#o.cacheDir);
-      return { bytes: st.bavail * st.bsize, inodes: st.ffree };
+      return {
+        free: st.bavail * st.bsize,
+        size: st.blocks * st.bsize,
+        inodes: st.ffree,
+        countsInodes: st.files > 0,
+      };
     };
-    const start = await free();
-    const reserve = Math.min(1 << 30, Math.floor(start.bytes / 20));
+    const start = await statNow();
+    const reserve = Math.min(1 << 30, Math.floor(start.size / 50));
     const limit = this.#o.maxImageBytes + (64 << 20);
+    let baseline = start.free;
     let stopped: ImageError | undefined;
-    const abort = new AbortController();
+    let checking = false;
+    const child = execFile('umoci', ['raw', 'unpack', '--image', `${layout}:image`, rootfs], {
+      maxBuffer: 16 << 20,
+    });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-8192);
+    });
+    const exited = new Promise<number | null>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (code) => resolve(code));
+    });
+    const stop = (err: ImageError) => {
+      stopped ??= err;
+      child.kill('SIGKILL');
+    };
     const watch = setInterval(() => {
-      void free().then(
-        (now) => {
-          if (stopped) return;
-          if (start.bytes - now.bytes > limit) {
-            stopped = new ImageError(
-              'too-large',
-              name,
-              `image "${name}" unpacks to more than this node accepts (${mib(this.#o.maxImageBytes)} MiB); stopped while unpacking`,
-            );
-          } else if (now.bytes < reserve || now.inodes < 10_000) {
-            stopped = new ImageError(
+      if (checking || stopped) return;
+      checking = true;
+      void (async () => {
+        const now = await statNow();
+        if (now.free < reserve || (now.countsInodes && now.inodes < 10_000)) {
+          stop(
+            new ImageError(
               'node-error',
               name,
-              `this node could not store image "${name}": its image cache disk is nearly full (${mib(now.bytes)} MiB, ${now.inodes} inodes free)`,
+              `this node could not store image "${name}": its image cache disk is nearly full (${mib(now.free)} MiB${now.countsInodes ? `, ${now.inodes} inodes` : ''} free)`,
+            ),
+          );
+        } else if (baseline - now.free > limit) {
+          const tree = await diskUsage(rootfs).catch(() => undefined);
+          if (tree && tree.bytes > limit) {
+            stop(
+              new ImageError(
+                'too-large',
+                name,
+                `image "${name}" unpacks to more than this node accepts (${mib(this.#o.maxImageBytes)} MiB); stopped while unpacking`,
+              ),
             );
+          } else if (tree) {
+            baseline = now.free + tree.bytes; // the rest was someone else's
           }
-          if (stopped) abort.abort();
-        },
-        () => undefined,
-      );
+        }
+      })()
+        .catch(() => undefined)
+        .finally(() => {
+          checking = false;
+        });
     }, 250);
     try {
-      await run('umoci', ['raw', 'unpack', '--image', `${layout}:image`, rootfs], {
-        maxBuffer: 16 << 20,
-        signal: abort.signal,
-      });
-    } catch (err) {
+      const code = await exited;
       if (stopped) throw stopped;
-      const stderr = ((err as { stderr?: string }).stderr ?? String(err)).trim();
-      if (/no space left on device|disk quota exceeded/i.test(stderr)) {
-        throw new ImageError('node-error', name, `this node could not store image "${name}": ${stderr}`);
+      if (code !== 0) {
+        if (/no space left on device|disk quota exceeded/i.test(stderr)) {
+          throw new ImageError(
+            'node-error',
+            name,
+            `this node could not store image "${name}": ${stderr.trim()}`,
+          );
+        }
+        throw new ImageError('not-an-image', name, `unpacking image "${name}" failed: ${stderr.trim()}`);
       }
-      throw new ImageError('not-an-image', name, `unpacking image "${name}" failed: ${stderr}`);
     } finally {
       clearInterval(watch);
     }

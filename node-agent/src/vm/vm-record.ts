@@ -25,7 +25,7 @@ export const vmImageSchema = z.object({
   /** Guest path of the runtime's interpreter found in the image (python3, node; sh/bash for shell). */
   interpreter: z.string().startsWith('/').optional(),
   /** The image config's PATH entries: code finds the image's tools by name (sandboxPath). */
-  path: z.array(z.string()).max(64).optional(),
+  path: z.array(z.string().max(1024)).max(64).optional(),
 });
 export type VMImage = z.output<typeof vmImageSchema>;
 
