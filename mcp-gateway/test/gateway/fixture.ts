@@ -81,7 +81,7 @@ export const envObject = (ns: string, name: string) =>
   custom.getNamespacedCustomObject({ ...ENVIRONMENTS, namespace: ns, name }) as Promise<WaggleEnvironment>;
 
 /** Waits until the environment object is gone (its finalizer has run). */
-export const untilGone = (ns: string, name: string) =>
+export const untilGone = (ns: string, name: string, timeoutMs = 30_000) =>
   waitFor(
     () =>
       envObject(ns, name).then(
@@ -90,5 +90,5 @@ export const untilGone = (ns: string, name: string) =>
       ),
     (exists) => !exists,
     `environment ${name} to be gone`,
-    { timeoutMs: 30_000 },
+    { timeoutMs },
   );
