@@ -217,16 +217,8 @@ export class Agent {
   ): Promise<VMImage> {
     const existing = this.vms.list().find((vm) => vm.vmId === vmId)?.image;
     if (existing && existing.reference === normalizedImage(reference)) return existing;
-    if (!this.#images) {
-      throw new ImageError(
-        'not-allowed',
-        reference,
-        `this node runs no OCI images (its image allow-list, WAGGLE_IMAGE_ALLOW, is empty): ask the cluster admin to allow "${reference}", or leave the image empty to use the ${runtime} runtime's built-in image`,
-      );
-    }
-    const pulled = await this.#images.resolve(reference, {
-      runtime,
-      ...(opts.imagePullConfig ? { dockerConfigJson: opts.imagePullConfig } : {}),
+    const pulled = await this.pullImage(reference, runtime, {
+      ...(opts.imagePullConfig ? { imagePullConfig: opts.imagePullConfig } : {}),
       ...(opts.onImageProgress ? { onProgress: opts.onImageProgress } : {}),
     });
     const path = pulled.config.env
@@ -242,6 +234,30 @@ export class Agent {
       ...(pulled.interpreter ? { interpreter: pulled.interpreter } : {}),
       ...(path?.length ? { path } : {}),
     };
+  }
+
+  /**
+   * Resolves `reference` and pulls, unpacks and prepares it unless the node has it: what a create
+   * with the image does first, alone (template pre-pulls; a create's pull reported as its own
+   * step). Concurrent pulls of one digest share one pull; each caller hears its phases.
+   */
+  async pullImage(
+    reference: string,
+    runtime: VMSpec['runtime'],
+    opts: { imagePullConfig?: string; onProgress?: (phase: ImagePhase, detail?: string) => void } = {},
+  ): Promise<PulledImage> {
+    if (!this.#images) {
+      throw new ImageError(
+        'not-allowed',
+        reference,
+        `this node runs no OCI images (its image allow-list, WAGGLE_IMAGE_ALLOW, is empty): ask the cluster admin to allow "${reference}", or leave the image empty to use the ${runtime} runtime's built-in image`,
+      );
+    }
+    return this.#images.resolve(reference, {
+      runtime,
+      ...(opts.imagePullConfig ? { dockerConfigJson: opts.imagePullConfig } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    });
   }
 
   /** The sandbox's PATH in the VM: with its image's PATH for an OCI image, else the default. */

@@ -7,7 +7,6 @@ import {
   ensureDebianTestImage,
   ensureGuestImages,
   ensureGuestToolbox,
-  type Layer,
   type LocalRegistry,
   push,
   startRegistry,

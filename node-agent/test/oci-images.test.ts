@@ -88,25 +88,29 @@ const reasonOf = (p: Promise<unknown>) =>
 
 describe('OCI images into guest root filesystems (real registry, skopeo, umoci)', () => {
   it('pulls once, applies whiteouts, builds an ext4 and serves later resolves from the cache', async () => {
-    const s = store();
-    const phases: ImagePhase[] = [];
-    const onProgress = (p: ImagePhase) => phases.push(p);
+    const logged: string[] = [];
+    const s = store({ log: pino({ level: 'info' }, { write: (line: string) => logged.push(line) }) });
+    const heard: [ImagePhase[], ImagePhase[]] = [[], []];
     const ref = `${registry.host}/waggle/py:1`;
-    const [a, b] = await Promise.all([
-      s.resolve(ref, { runtime: 'python', onProgress }),
-      s.resolve(ref, { runtime: 'python', onProgress }),
-    ]);
-    expect(a.rootfs).toBe(b.rootfs);
+    const [a, b] = await Promise.all(
+      heard.map((phases) => s.resolve(ref, { runtime: 'python', onProgress: (p) => phases.push(p) })),
+    );
+    expect(a?.rootfs).toBe(b?.rootfs);
+    if (!a || !b) throw new Error('unreachable');
     expect(a.digest).toMatch(/^sha256:[a-f0-9]{64}$/);
     expect(a.interpreter).toBe('/usr/local/bin/python3');
-    expect(phases.filter((p) => p === 'pulling')).toHaveLength(1); // concurrent resolves share a pull
+    expect([a.cached, b.cached]).toEqual([false, false]);
+    // Concurrent resolves share one pull, and both callers hear its phases through to the end.
+    expect(logged.filter((l) => JSON.parse(l).msg === 'image pulled')).toHaveLength(1);
+    for (const phases of heard) expect(phases.slice(-2)).toEqual(['unpacking', 'building']);
     expect(await ext4List(a.rootfs, '/bin')).toEqual(expect.arrayContaining(['busybox', 'sh']));
     expect(await ext4List(a.rootfs, '/etc')).not.toContain('secret'); // the second layer's whiteout
     expect((await stat(a.rootfs)).size).toBe(a.rootfsBytes);
 
-    phases.length = 0;
-    const c = await s.resolve(ref, { runtime: 'shell', onProgress });
+    const phases: ImagePhase[] = [];
+    const c = await s.resolve(ref, { runtime: 'shell', onProgress: (p) => phases.push(p) });
     expect(c.rootfs).toBe(a.rootfs);
+    expect(c.cached).toBe(true);
     expect(phases).toEqual(['resolving', 'cached']);
     // Tag and digest together (skopeo takes only one): pinned by the digest.
     const pinned = await s.resolve(`${ref}@${a.digest}`, { runtime: 'shell' });

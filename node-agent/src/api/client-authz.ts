@@ -27,6 +27,7 @@ export const CLIENT_PERMISSIONS: ReadonlyMap<string, ReadonlySet<string>> = new 
       'SuspendVM',
       'ResumeVM',
       'SetWarmPools',
+      'PullImage',
     ]),
   ],
   [

@@ -33,11 +33,16 @@ const ORIGINS: Record<VMRecord['origin'], VMOrigin> = {
   warm: VMOrigin.VM_ORIGIN_WARM,
 };
 
+/** A request's runtime, or InvalidArgument naming `field` and the values it may take. */
+export function runtimeFromPb(runtime: number, field = 'runtime'): VMSpec['runtime'] {
+  const r = fromProtoRuntime(runtime);
+  if (!r) throw new InvalidArgumentError(`${field} must be one of ${protoNames('RUNTIME', RUNTIMES)}`);
+  return r;
+}
+
 export function specFromPb(spec: PbVMSpec | undefined): CreateVMSpec {
   if (!spec) throw new InvalidArgumentError('spec is required');
-  const runtime = fromProtoRuntime(spec.runtime);
-  if (!runtime)
-    throw new InvalidArgumentError(`spec.runtime must be one of ${protoNames('RUNTIME', RUNTIMES)}`);
+  const runtime = runtimeFromPb(spec.runtime, 'spec.runtime');
   const egress = fromProtoEgress(spec.egress);
   if (!egress)
     throw new InvalidArgumentError(`spec.egress must be one of ${protoNames('EGRESS', EGRESS_MODES)}`);

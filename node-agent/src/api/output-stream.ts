@@ -1,13 +1,13 @@
 import { toConnectError } from './connect-errors.ts';
 
 /**
- * Turns a piece of work that reports output chunks through a callback into a server stream:
- * chunks are yielded in arrival order as they come, then the final message built from the work's
- * result. A failure of the work leaves as a Connect error after the chunks already sent.
+ * Turns a piece of work that reports events through a callback into a server stream: events are
+ * yielded in arrival order as they come, then the final message built from the work's result. A
+ * failure of the work leaves as a Connect error after the events already sent.
  */
-export async function* streamOutput<R, M>(
-  work: (onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void) => Promise<R>,
-  chunkMessage: (stream: 'stdout' | 'stderr', chunk: Uint8Array) => M,
+export async function* streamEvents<E, R, M>(
+  work: (emit: (event: E) => void) => Promise<R>,
+  eventMessage: (event: E) => M,
   finalMessage: (result: R) => M,
 ): AsyncGenerator<M> {
   const queue: M[] = [];
@@ -15,8 +15,8 @@ export async function* streamOutput<R, M>(
   let done = false;
   let failure: unknown;
   let final: M | undefined;
-  work((stream, chunk) => {
-    queue.push(chunkMessage(stream, new Uint8Array(chunk)));
+  work((event) => {
+    queue.push(eventMessage(event));
     wake?.();
   })
     .then(
@@ -42,4 +42,17 @@ export async function* streamOutput<R, M>(
   while (queue.length > 0) yield queue.shift() as M;
   if (failure) throw toConnectError(failure);
   if (final !== undefined) yield final;
+}
+
+/** `streamEvents` for work that reports output chunks (stdout or stderr). */
+export function streamOutput<R, M>(
+  work: (onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void) => Promise<R>,
+  chunkMessage: (stream: 'stdout' | 'stderr', chunk: Uint8Array) => M,
+  finalMessage: (result: R) => M,
+): AsyncGenerator<M> {
+  return streamEvents<{ stream: 'stdout' | 'stderr'; chunk: Buffer }, R, M>(
+    (emit) => work((stream, chunk) => emit({ stream, chunk })),
+    (e) => chunkMessage(e.stream, new Uint8Array(e.chunk)),
+    finalMessage,
+  );
 }

@@ -1,6 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import type { ConnectRouter } from '@connectrpc/connect';
 import type { Agent } from '../agent.ts';
+import { InvalidArgumentError } from '../errors.ts';
 import {
   CreateVMResponseSchema,
   DestroyVMResponseSchema,
@@ -9,12 +10,16 @@ import {
   FileEntrySchema,
   GetNodeInfoResponseSchema,
   GetVMResponseSchema,
+  ImagePullPhase,
   type InstallPackagesResponse,
   InstallPackagesResponseSchema,
   KillProcessResponseSchema,
   ListFilesResponseSchema,
   ListVMsResponseSchema,
   NodeAgentService,
+  PulledImageSchema,
+  type PullImageResponse,
+  PullImageResponseSchema,
   ReadFileResponseSchema,
   ReadProcessOutputResponseSchema,
   ResumeVMResponseSchema,
@@ -23,10 +28,11 @@ import {
   SuspendVMResponseSchema,
   WriteFileResponseSchema,
 } from '../gen/waggle/nodeagent/v1/node_agent_pb.js';
+import type { ImagePhase } from '../images/oci-image-store.ts';
 import { edge } from './connect-errors.ts';
-import { processOutputToPb, resultToPb, specFromPb, vmToPb } from './convert.ts';
+import { processOutputToPb, resultToPb, runtimeFromPb, specFromPb, vmToPb } from './convert.ts';
 import { forwardPort } from './forward-port.ts';
-import { streamOutput } from './output-stream.ts';
+import { streamEvents, streamOutput } from './output-stream.ts';
 import { warmPoolStatusToPb, warmPoolsFromPb } from './warm-pools-convert.ts';
 
 /** Registers the NodeAgentService handlers: protocol translation only, the work is in Agent. */
@@ -109,6 +115,34 @@ export function nodeAgentRoutes(agent: Agent) {
           (stream, value) => create(InstallPackagesResponseSchema, { [stream]: value }),
           (r) => create(InstallPackagesResponseSchema, { manager: r.manager, result: resultToPb(r) }),
         ),
+      pullImage: (req, ctx): AsyncGenerator<PullImageResponse> =>
+        streamEvents(
+          async (emit: (phase: ImagePullPhase) => void) => {
+            if (!req.image) throw new InvalidArgumentError('image is required (an OCI image reference)');
+            return agent.pullImage(req.image, runtimeFromPb(req.runtime), {
+              ...(req.imagePullConfig ? { imagePullConfig: req.imagePullConfig } : {}),
+              onProgress: (phase) => {
+                if (ctx.signal.aborted) return;
+                const pb = PULL_PHASES[phase];
+                if (pb !== undefined) emit(pb);
+              },
+            });
+          },
+          (phase) => create(PullImageResponseSchema, { event: { case: 'phase', value: phase } }),
+          (image) =>
+            create(PullImageResponseSchema, {
+              event: {
+                case: 'image',
+                value: create(PulledImageSchema, {
+                  reference: image.reference,
+                  digest: image.digest,
+                  unpackedBytes: BigInt(image.unpackedBytes),
+                  rootfsBytes: BigInt(image.rootfsBytes),
+                  cached: image.cached,
+                }),
+              },
+            }),
+        ),
       startProcess: edge(async (req) =>
         create(
           StartProcessResponseSchema,
@@ -161,3 +195,11 @@ export function nodeAgentRoutes(agent: Agent) {
       }),
     });
 }
+
+/** The store's phases as the API names them ("cached" is said by the final message). */
+const PULL_PHASES: Partial<Record<ImagePhase, ImagePullPhase>> = {
+  resolving: ImagePullPhase.RESOLVING,
+  pulling: ImagePullPhase.PULLING,
+  unpacking: ImagePullPhase.UNPACKING,
+  building: ImagePullPhase.BUILDING,
+};

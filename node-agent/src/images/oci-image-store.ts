@@ -97,6 +97,17 @@ export interface PulledImage {
   config: { env: string[]; workingDir?: string; user?: string };
   /** Guest path of the runtime's interpreter, when the runtime needs one. */
   interpreter?: string;
+  /** Whether the node had it already (false: this resolve pulled it, or joined a pull under way). */
+  cached: boolean;
+}
+
+type ProgressListener = (phase: ImagePhase, detail?: string) => void;
+
+interface InFlightPull {
+  /** The phase the pull is in (told to whoever joins it). */
+  now: { phase: ImagePhase };
+  listeners: Set<ProgressListener>;
+  done: Promise<StoredImage>;
 }
 
 interface StoredImage {
@@ -121,7 +132,8 @@ interface StoredImage {
  */
 export class OciImageStore {
   readonly #o: ImageStoreOptions;
-  readonly #inFlight = new Map<string, Promise<StoredImage>>();
+  /** Pulls under way by digest: one per digest; each joiner hears its phases from then on. */
+  readonly #inFlight = new Map<string, InFlightPull>();
   /** entry directory name → when it was last resolved (see `leaseMs`). */
   readonly #leases = new Map<string, number>();
   #swept: Promise<void> | undefined;
@@ -165,20 +177,34 @@ export class OciImageStore {
       const cached = await this.#readEntry(digest);
       if (cached) {
         opts.onProgress?.('cached', digest);
-        return cached;
+        return { ...cached, cached: true };
       }
       let pull = this.#inFlight.get(digest);
+      const joined = pull !== undefined;
       if (!pull) {
-        pull = this.#pull(ref, name, digest, authFile, opts.onProgress).finally(() =>
-          this.#inFlight.delete(digest),
-        );
+        const listeners = new Set<ProgressListener>();
+        const now = { phase: 'pulling' as ImagePhase };
+        const done = this.#pull(ref, name, digest, authFile, (phase, detail) => {
+          now.phase = phase;
+          for (const l of listeners) l(phase, detail);
+        }).finally(() => this.#inFlight.delete(digest));
+        pull = { now, listeners, done };
         this.#inFlight.set(digest, pull);
       }
-      return pull;
+      const listener = opts.onProgress;
+      if (listener) {
+        pull.listeners.add(listener);
+        if (joined) listener(pull.now.phase, name); // a joiner hears where the shared pull is now
+      }
+      try {
+        return { ...(await pull.done), cached: false };
+      } finally {
+        if (listener) pull.listeners.delete(listener);
+      }
     });
     this.#leases.set(this.#entryName(stored.digest), Date.now());
     await this.#touch(stored.digest);
-    return this.#check(stored, name, opts.runtime);
+    return { ...this.#check(stored, name, opts.runtime), cached: stored.cached };
   }
 
   /** Removes what a crash mid-pull left: temp directories and credential files. */
@@ -575,7 +601,7 @@ export class OciImageStore {
     }
   }
 
-  #check(stored: StoredImage, name: string, runtime: Runtime): PulledImage {
+  #check(stored: StoredImage, name: string, runtime: Runtime): Omit<PulledImage, 'cached'> {
     if (!stored.found.sh) {
       throw new ImageError(
         'missing-shell',

@@ -8,6 +8,7 @@ import { toConnectError } from '../api/connect-errors.ts';
 import {
   Code,
   ConnectError,
+  ImagePullPhase,
   NodeAgentService,
   type SetWarmPoolsRequest,
   VMOrigin,
@@ -37,6 +38,8 @@ export interface FakeNodeAgent {
   suspendCalls: string[];
   /** CreateVM requests' vm ids and pools ("" when none), in order. */
   createRequests: Array<{ vmId: string; pool: string; image: string; imagePullConfig: string }>;
+  /** PullImage requests, in order: the image each named. Each streams four steps `pullStepMs` apart. */
+  pullRequests: string[];
   /** SetWarmPools requests, in order (each the node's whole set). */
   warmPoolCalls: SetWarmPoolsRequest['pools'][];
   /** The pools as last declared; each holds `replicas` fake warm VMs, all ready (refilled at once). */
@@ -65,6 +68,8 @@ export async function startFakeNodeAgent(
     createDelayMs?: number;
     /** The most VMs it will run; CreateVM beyond that fails with ResourceExhausted, as the agent's does. */
     maxVMs?: number;
+    /** Time between the steps PullImage streams (default 150 ms). */
+    pullStepMs?: number;
   } = {},
 ): Promise<FakeNodeAgent> {
   const vms = new Set<string>();
@@ -95,6 +100,7 @@ export async function startFakeNodeAgent(
   const suspended = new Set<string>();
   const suspendCalls: string[] = [];
   const createRequests: FakeNodeAgent['createRequests'] = [];
+  const pullRequests: string[] = [];
   const warmPoolCalls: FakeNodeAgent['warmPoolCalls'] = [];
   const warmPools = new Map<string, WarmPool>();
   /** A ready warm VM of `pool` whose template is `spec` (warm VMs are never used up here). */
@@ -147,6 +153,31 @@ export async function startFakeNodeAgent(
               bootMs: warm ? 0 : (opts.createDelayMs ?? 50),
               origin: warm ? VMOrigin.VM_ORIGIN_WARM : VMOrigin.VM_ORIGIN_COLD,
               pool: warm ? req.pool : '',
+            },
+          };
+        },
+        async *pullImage(req) {
+          pullRequests.push(req.image);
+          for (const phase of [
+            ImagePullPhase.RESOLVING,
+            ImagePullPhase.PULLING,
+            ImagePullPhase.UNPACKING,
+            ImagePullPhase.BUILDING,
+          ]) {
+            yield { event: { case: 'phase', value: phase } };
+            await new Promise((r) => setTimeout(r, opts.pullStepMs ?? 150));
+          }
+          const digest = `sha256:${createHash('sha256').update(req.image).digest('hex')}`;
+          yield {
+            event: {
+              case: 'image',
+              value: {
+                reference: req.image,
+                digest,
+                unpackedBytes: 1n << 20n,
+                rootfsBytes: 2n << 20n,
+                cached: false,
+              },
             },
           };
         },
@@ -322,6 +353,7 @@ export async function startFakeNodeAgent(
     suspended,
     suspendCalls,
     createRequests,
+    pullRequests,
     warmPoolCalls,
     warmPools,
     poolStatus: () =>

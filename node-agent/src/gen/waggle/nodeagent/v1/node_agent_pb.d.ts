@@ -1241,6 +1241,110 @@ export declare type ForwardPortResponse = Message<"waggle.nodeagent.v1.ForwardPo
 export declare const ForwardPortResponseSchema: GenMessage<ForwardPortResponse>;
 
 /**
+ * @generated from message waggle.nodeagent.v1.PullImageRequest
+ */
+export declare type PullImageRequest = Message<"waggle.nodeagent.v1.PullImageRequest"> & {
+  /**
+   * An OCI image reference (tag or digest), as VMSpec.image.
+   *
+   * @generated from field: string image = 1;
+   */
+  image: string;
+
+  /**
+   * The runtime the image is to run: its interpreter must be in the image.
+   *
+   * @generated from field: waggle.nodeagent.v1.Runtime runtime = 2;
+   */
+  runtime: Runtime;
+
+  /**
+   * Registry credentials: an imagePullSecret's .dockerconfigjson, for this pull only.
+   *
+   * @generated from field: string image_pull_config = 3;
+   */
+  imagePullConfig: string;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.PullImageRequest.
+ * Use `create(PullImageRequestSchema)` to create a new message.
+ */
+export declare const PullImageRequestSchema: GenMessage<PullImageRequest>;
+
+/**
+ * @generated from message waggle.nodeagent.v1.PulledImage
+ */
+export declare type PulledImage = Message<"waggle.nodeagent.v1.PulledImage"> & {
+  /**
+   * The reference as normalized ("registry/repository:tag" or "@sha256:…").
+   *
+   * @generated from field: string reference = 1;
+   */
+  reference: string;
+
+  /**
+   * The linux/amd64 manifest digest ("sha256:…").
+   *
+   * @generated from field: string digest = 2;
+   */
+  digest: string;
+
+  /**
+   * @generated from field: uint64 unpacked_bytes = 3;
+   */
+  unpackedBytes: bigint;
+
+  /**
+   * @generated from field: uint64 rootfs_bytes = 4;
+   */
+  rootfsBytes: bigint;
+
+  /**
+   * The node had it already (no layer was pulled).
+   *
+   * @generated from field: bool cached = 5;
+   */
+  cached: boolean;
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.PulledImage.
+ * Use `create(PulledImageSchema)` to create a new message.
+ */
+export declare const PulledImageSchema: GenMessage<PulledImage>;
+
+/**
+ * One message per phase as it starts, then the image.
+ *
+ * @generated from message waggle.nodeagent.v1.PullImageResponse
+ */
+export declare type PullImageResponse = Message<"waggle.nodeagent.v1.PullImageResponse"> & {
+  /**
+   * @generated from oneof waggle.nodeagent.v1.PullImageResponse.event
+   */
+  event: {
+    /**
+     * @generated from field: waggle.nodeagent.v1.ImagePullPhase phase = 1;
+     */
+    value: ImagePullPhase;
+    case: "phase";
+  } | {
+    /**
+     * @generated from field: waggle.nodeagent.v1.PulledImage image = 2;
+     */
+    value: PulledImage;
+    case: "image";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message waggle.nodeagent.v1.PullImageResponse.
+ * Use `create(PullImageResponseSchema)` to create a new message.
+ */
+export declare const PullImageResponseSchema: GenMessage<PullImageResponse>;
+
+/**
  * @generated from message waggle.nodeagent.v1.GetNodeInfoRequest
  */
 export declare type GetNodeInfoRequest = Message<"waggle.nodeagent.v1.GetNodeInfoRequest"> & {
@@ -1598,6 +1702,49 @@ export enum VMOrigin {
 export declare const VMOriginSchema: GenEnum<VMOrigin>;
 
 /**
+ * @generated from enum waggle.nodeagent.v1.ImagePullPhase
+ */
+export enum ImagePullPhase {
+  /**
+   * @generated from enum value: IMAGE_PULL_PHASE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Reading the registry's manifest (index resolved to linux/amd64).
+   *
+   * @generated from enum value: IMAGE_PULL_PHASE_RESOLVING = 1;
+   */
+  RESOLVING = 1,
+
+  /**
+   * Copying the layers, each verified against its digest.
+   *
+   * @generated from enum value: IMAGE_PULL_PHASE_PULLING = 2;
+   */
+  PULLING = 2,
+
+  /**
+   * Unpacking the layers (whiteouts applied), bounded by the node's image size limit.
+   *
+   * @generated from enum value: IMAGE_PULL_PHASE_UNPACKING = 3;
+   */
+  UNPACKING = 3,
+
+  /**
+   * Checking it, adding Waggle's guest toolbox, writing the root filesystem.
+   *
+   * @generated from enum value: IMAGE_PULL_PHASE_BUILDING = 4;
+   */
+  BUILDING = 4,
+}
+
+/**
+ * Describes the enum waggle.nodeagent.v1.ImagePullPhase.
+ */
+export declare const ImagePullPhaseSchema: GenEnum<ImagePullPhase>;
+
+/**
  * @generated from enum waggle.nodeagent.v1.FileErrorKind
  */
 export enum FileErrorKind {
@@ -1862,6 +2009,20 @@ export declare const NodeAgentService: GenService<{
     methodKind: "unary";
     input: typeof SetWarmPoolsRequestSchema;
     output: typeof SetWarmPoolsResponseSchema;
+  },
+  /**
+   * Resolves an OCI image for linux/amd64 and pulls, unpacks and prepares it unless the node has
+   * it: the first step of a CreateVM with spec.image, alone. Streams a message as each phase
+   * starts, then one with the image. Concurrent pulls of one digest share one pull (a caller that
+   * joins hears the phase it is in). The operator reports a create's pull with it and pre-pulls
+   * templates' images. Errors are CreateVM's image errors (ImageErrorDetail).
+   *
+   * @generated from rpc waggle.nodeagent.v1.NodeAgentService.PullImage
+   */
+  pullImage: {
+    methodKind: "server_streaming";
+    input: typeof PullImageRequestSchema;
+    output: typeof PullImageResponseSchema;
   },
 }>;
 
