@@ -214,6 +214,12 @@ export const EnvironmentConditionType = {
    * the operator's clock); the VM is kept, and the condition clears when heartbeats return.
    */
   NodeReachable: 'NodeReachable',
+  /**
+   * With spec.image: False while the node resolves, pulls, unpacks and prepares the image (the
+   * message names the step), True once the node has it (the message gives the digest and whether
+   * it was cached). Absent without spec.image.
+   */
+  ImageReady: 'ImageReady',
 } as const;
 
 /** Stable `reason` strings; clients may switch on them. */
@@ -240,6 +246,15 @@ export const EnvironmentReason = {
   NodeLost: 'NodeLost',
   /** Ready=False, terminal: the VM failed to start or disappeared. */
   VMFailed: 'VMFailed',
+  /** ImageReady=False: the node is pulling spec.image; the message names the step. */
+  PullingImage: 'PullingImage',
+  /** ImageReady=True: the node has spec.image (pulled now or cached before). */
+  ImagePulled: 'ImagePulled',
+  /**
+   * ImageReady=False and Ready=False, terminal: spec.image cannot run (not allowed, not found,
+   * unauthorized, too large, missing /bin/sh or the interpreter); the message says what to fix.
+   */
+  ImagePullFailed: 'ImagePullFailed',
   /** Ready=False, terminal: the VM's QEMU exited while it ran (killed, crashed, out of memory). */
   VMExited: 'VMExited',
   /**

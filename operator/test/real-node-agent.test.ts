@@ -1,6 +1,7 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Watch } from '@kubernetes/client-node';
 import type { WaggleEnvironment, WagglePool } from '@waggle/crds';
 import { createNodeAgentClient } from '@waggle/node-agent/client';
 import {
@@ -173,6 +174,18 @@ describe('operator with a real node-agent (real TCG VM)', () => {
   }, async () => {
     // The agent offers only the python runtime's built-in image: an image needs none.
     const create = (name: string, image: string) => createEnvironment(name, { runtime: 'shell', image });
+    // Every write of the ImageReady condition, as a watch from before the create sees them.
+    const imageReady: string[] = [];
+    const watch = await new Watch(kc).watch(
+      `/apis/waggle.dev/v1alpha1/namespaces/${namespace}/waggleenvironments`,
+      { fieldSelector: 'metadata.name=oci' },
+      (_type, obj: WaggleEnvironment) => {
+        const c = obj.status?.conditions?.find((x) => x.type === 'ImageReady');
+        const said = c && `${c.status} ${c.reason}: ${c.message}`;
+        if (said && imageReady.at(-1) !== said) imageReady.push(said);
+      },
+      () => undefined,
+    );
     await create('oci', `${registry.host}/tenant/busybox:1`);
     const running = await until(
       () => get('oci'),
@@ -182,6 +195,17 @@ describe('operator with a real node-agent (real TCG VM)', () => {
     );
     expect(running?.status?.phase, JSON.stringify(running?.status?.conditions)).toBe('Running');
     expect(running?.status?.imageDigest).toMatch(/^sha256:[a-f0-9]{64}$/);
+    watch.abort();
+    // The pull is told as it goes (kubectl get wenv, the gateway's progress), then its result.
+    expect(imageReady[0]).toBe(`False PullingImage: ${nodeName}: pulling it unless the node has it`);
+    expect(imageReady.slice(1, -1).length, imageReady.join('\n')).toBeGreaterThan(0);
+    for (const step of imageReady.slice(1, -1))
+      expect(step).toMatch(
+        /^False PullingImage: \S+: (reading the manifest|downloading the layers|unpacking the layers|adding the guest toolbox and writing the root filesystem)$/,
+      );
+    expect(imageReady.at(-1)).toBe(
+      `True ImagePulled: ${registry.host}/tenant/busybox:1 is ${running?.status?.imageDigest}, pulled to ${nodeName} in ${imageReady.at(-1)?.match(/in (\d+\.\d) s$/)?.[1]} s`,
+    );
     const client = createNodeAgentClient(agent.apiUrl);
     let stdout = '';
     for await (const m of client.exec({
@@ -205,6 +229,10 @@ describe('operator with a real node-agent (real TCG VM)', () => {
     expect(ready?.message).toContain(
       `image "${registry.host}/other/busybox:1" is not on this cluster's image allow-list`,
     );
+    expect(failed?.status?.conditions?.find((c) => c.type === 'ImageReady')).toMatchObject({
+      status: 'False',
+      reason: 'ImagePullFailed',
+    });
 
     for (const name of ['oci', 'refused'])
       await custom.deleteNamespacedCustomObject({ ...G, namespace, name });

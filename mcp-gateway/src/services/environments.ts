@@ -326,6 +326,7 @@ export class EnvironmentService {
     return new Promise<WaggleEnvironment>((resolve, reject) => {
       let seen = false;
       let lastPhase = '';
+      let lastMessage = '';
       let unschedulableSince: number | undefined;
       const cleanups: Array<() => void> = [];
       const finish = (err: Error | undefined, env?: WaggleEnvironment) => {
@@ -341,9 +342,12 @@ export class EnvironmentService {
         }
         seen = true;
         const phase = env.status?.phase ?? 'Pending';
-        if (phase !== lastPhase) {
+        const message = env.status?.message ?? phase;
+        // A phase change, or a new step within one (an image pull says each of its steps).
+        if (phase !== lastPhase || message !== lastMessage) {
           lastPhase = phase;
-          opts.onProgress?.(phase, env.status?.message ?? phase);
+          lastMessage = message;
+          opts.onProgress?.(phase, message);
         }
         if (phase === 'Running') return finish(undefined, env);
         if (phase === 'Failed') {

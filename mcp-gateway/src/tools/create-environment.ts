@@ -104,6 +104,7 @@ export const createEnvironmentTool = (d: ToolDeps) =>
         );
       }
       const started = Date.now();
+      let lastProgress = 0;
       const env = await d.environments.create(
         ctx.caller,
         {
@@ -121,7 +122,13 @@ export const createEnvironmentTool = (d: ToolDeps) =>
         {
           signal: ctx.signal,
           onProgress: (phase, message) => {
-            ctx.progress(PHASE_STEP[phase] ?? 0, message, 4);
+            // Progress must increase: steps within a phase (an image pull's) count in tenths.
+            const step = PHASE_STEP[phase] ?? 0;
+            const value = Math.max(step, Math.min(step + 0.9, Math.round((lastProgress + 0.1) * 10) / 10));
+            if (value > lastProgress) {
+              lastProgress = value;
+              ctx.progress(value, message, 4);
+            }
             ctx.notify(
               'info',
               `create_environment: ${phase.toLowerCase()}${message && message !== phase ? `: ${message}` : ''}`,

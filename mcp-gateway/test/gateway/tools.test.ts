@@ -204,8 +204,28 @@ describe('mcp-gateway tools over Streamable HTTP (real apiserver and operator, f
         idle_timeout: '45m',
       });
 
-      const env = (await ok(a, 'create_environment', { template: tpl })) as { environment_id: string };
+      const progress: Array<{ progress: number; message: string }> = [];
+      const created = (await a.callTool(
+        { name: 'create_environment', arguments: { template: tpl } },
+        undefined,
+        {
+          onprogress: (p) => progress.push({ progress: p.progress, message: p.message ?? '' }),
+        },
+      )) as unknown as { structuredContent: { environment_id: string } };
+      const env = created.structuredContent;
       expect(env).toMatchObject({ status: 'running', runtime: 'python', template: tpl, timeout: 45 });
+      // The node's pull is told step by step (the fake agent streams four, 150 ms apart), and
+      // progress only ever increases (MCP's rule).
+      const said = progress.map((p) => p.message).join('\n');
+      expect(said).toMatch(
+        /pulling image registry\.example\.com\/team\/data-science:1 on \S+: (downloading|unpacking) the layers/,
+      );
+      expect(said).toMatch(
+        /booting a python microVM on \S+ from image registry\.example\.com\/team\/data-science:1/,
+      );
+      for (let i = 1; i < progress.length; i++)
+        expect(progress[i]?.progress, said).toBeGreaterThan(progress[i - 1]?.progress ?? 0);
+      expect(progress.at(-1)?.progress).toBe(4);
       const obj = await envObject(nsA, env.environment_id);
       expect(obj.spec).toMatchObject({
         runtime: 'python',
@@ -218,6 +238,7 @@ describe('mcp-gateway tools over Streamable HTTP (real apiserver and operator, f
       expect(agent.createRequests.find((r) => r.vmId === obj.metadata.uid)?.image).toBe(
         'registry.example.com/team/data-science:1',
       );
+      expect(agent.pullRequests).toContain('registry.example.com/team/data-science:1');
       await ok(a, 'destroy_environment', { environment_id: env.environment_id });
 
       expect(await refused(a, 'create_environment', { template: 'no-such-template' })).toMatch(

@@ -22,7 +22,10 @@ export interface EnvironmentWriter {
 }
 
 /** The node-agent calls the reconciler makes. */
-export type VmAgent = Pick<NodeAgentClient, 'createVM' | 'getVM' | 'destroyVM' | 'suspendVM' | 'resumeVM'>;
+export type VmAgent = Pick<
+  NodeAgentClient,
+  'createVM' | 'getVM' | 'destroyVM' | 'suspendVM' | 'resumeVM' | 'pullImage'
+>;
 
 /** The node-agent client for `nodeName` at `endpoint` (mTLS pins the node's identity). */
 export interface VmAgents {

@@ -5,7 +5,7 @@ import {
   type WaggleEnvironmentStatus,
   type WaggleNode,
 } from '@waggle/crds';
-import { Code, ConnectError, VMState } from '@waggle/node-agent/client';
+import { Code, ConnectError, ImagePullPhase, VMState } from '@waggle/node-agent/client';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { InvolvedObject } from './events.ts';
@@ -18,6 +18,7 @@ import { FINALIZER } from './store.ts';
 // and fake node-agents in operator/test/reconciler.test.ts; these run in milliseconds.
 
 const T0 = Date.parse('2026-12-01T10:00:00Z');
+const DIGEST = `sha256:${'ab'.repeat(32)}`;
 const CONFIG: ReconcilerConfig = {
   nodeStaleAfterMs: 30_000,
   nodeLostGraceMs: 600_000,
@@ -51,6 +52,10 @@ class World {
   destroyVM: Outcome<{ existed: boolean }> = { ok: { existed: true } };
   suspendVM: Outcome<object> = { ok: { vm: {}, stateBytes: 300n * 2n ** 20n, suspendMs: 900 } };
   resumeVM: Outcome<object> = { ok: { vm: {}, resumeMs: 420 } };
+  /** PullImage: streams these steps, waits for `pullGate` (when set), then ends with the outcome. */
+  pullSteps: ImagePullPhase[] = [ImagePullPhase.RESOLVING, ImagePullPhase.PULLING];
+  pullGate: Promise<void> | undefined;
+  pullImage: Outcome<{ digest: string; cached: boolean }> = { ok: { digest: DIGEST, cached: false } };
   #rv = 1;
 
   readonly store: EnvironmentWriter = {
@@ -86,6 +91,7 @@ class World {
 
   readonly agents: VmAgents = {
     for: (endpoint, node): VmAgent => {
+      const world = this;
       expect(endpoint).toBe(`https://${node}:7443`);
       return {
         createVM: (async () => {
@@ -108,6 +114,12 @@ class World {
           this.calls.push('resumeVM');
           return settle(this.resumeVM);
         }) as unknown as VmAgent['resumeVM'],
+        pullImage: async function* (this: void) {
+          world.calls.push('pullImage');
+          for (const phase of world.pullSteps) yield { event: { case: 'phase', value: phase } };
+          await world.pullGate;
+          yield { event: { case: 'image', value: await settle(world.pullImage) } };
+        } as unknown as VmAgent['pullImage'],
       };
     },
   };
@@ -131,7 +143,10 @@ class World {
     return next;
   }
 
-  addNode(name: string, opts: { vms?: number; ready?: boolean; silentMs?: number } = {}): void {
+  addNode(
+    name: string,
+    opts: { vms?: number; ready?: boolean; silentMs?: number; ociImages?: boolean } = {},
+  ): void {
     this.nodes.set(name, {
       apiVersion: 'waggle.dev/v1alpha1',
       kind: 'WaggleNode',
@@ -141,6 +156,7 @@ class World {
         endpoint: `https://${name}:7443`,
         capacity: { vms: opts.vms ?? 10, cpus: 64, memoryMiB: 65_536 },
         runtimes: ['python', 'node', 'shell'],
+        ...(opts.ociImages ? { ociImages: true } : {}),
         conditions: [
           {
             type: 'Ready',
@@ -164,6 +180,7 @@ class World {
       idleAction?: 'Delete' | 'Suspend';
       maxLifetime?: string;
       createdAt?: number;
+      image?: string;
     } = {},
   ): string {
     const env = {
@@ -184,6 +201,7 @@ class World {
         idleTimeout: opts.idleTimeout ?? '30m',
         idleAction: opts.idleAction ?? 'Delete',
         maxLifetime: opts.maxLifetime ?? '24h',
+        ...(opts.image ? { image: opts.image } : {}),
       },
       ...(opts.status ? { status: opts.status } : {}),
     } as unknown as WaggleEnvironment;
@@ -372,6 +390,76 @@ describe('Scheduled × CreateVM outcome', () => {
       await r.reconcile(key);
       expect(w.status(key)).toMatchObject({ phase: 'Scheduled', nodeName: 'n1' });
     }
+  });
+
+  it('with an image: says each step of the pull, then the digest, then boots to Running', async () => {
+    const w = new World();
+    w.addNode('n1', { ociImages: true });
+    const key = w.addEnv('e', { image: 'registry.test/team/py:1' });
+    const r = w.reconciler();
+    let release = () => {};
+    w.pullGate = new Promise<void>((done) => {
+      release = done;
+    });
+    w.pullSteps = [ImagePullPhase.RESOLVING, ImagePullPhase.PULLING, ImagePullPhase.UNPACKING];
+
+    await r.reconcile(key); // Scheduled
+    await r.reconcile(key); // Booting: the pull starts
+    expect(w.condition(key, 'ImageReady')).toMatchObject({ status: 'False', reason: 'PullingImage' });
+    await drain();
+    await r.reconcile(key);
+    expect(w.status(key)).toMatchObject({
+      phase: 'Booting',
+      message: 'pulling image registry.test/team/py:1 on n1: unpacking the layers',
+    });
+    expect(w.condition(key, 'ImageReady')).toMatchObject({
+      status: 'False',
+      reason: 'PullingImage',
+      message: 'n1: unpacking the layers',
+    });
+    expect(w.calls).toEqual(['pullImage']); // no CreateVM before the image is there
+
+    release();
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.status(key)).toMatchObject({ phase: 'Running', imageDigest: DIGEST });
+    expect(w.condition(key, 'ImageReady')).toMatchObject({ status: 'True', reason: 'ImagePulled' });
+    expect(w.condition(key, 'ImageReady')?.message).toMatch(
+      new RegExp(`^registry.test/team/py:1 is ${DIGEST}, pulled to n1 in \\d+\\.\\d s$`),
+    );
+    expect(w.calls).toEqual(['pullImage', 'createVM']);
+  });
+
+  it('with an image the node cannot run: Failed with ImagePullFailed, and no CreateVM', async () => {
+    const w = new World();
+    w.addNode('n1', { ociImages: true });
+    const key = w.addEnv('e', { image: 'registry.test/team/nosh:1' });
+    w.pullImage = {
+      code: Code.FailedPrecondition,
+      message: 'image "registry.test/team/nosh:1" has no /bin/sh',
+    };
+    const r = w.reconciler();
+    await r.reconcile(key); // Scheduled
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.status(key)?.phase).toBe('Failed');
+    for (const type of ['Ready', 'ImageReady']) {
+      expect(w.condition(key, type)).toMatchObject({ status: 'False', reason: 'ImagePullFailed' });
+      expect(w.condition(key, type)?.message).toContain('has no /bin/sh');
+    }
+    expect(w.calls).toEqual(['pullImage']);
+  });
+
+  it('with an image on a node-agent older than PullImage: CreateVM pulls, ImageReady still ends True', async () => {
+    const w = new World();
+    w.addNode('n1', { ociImages: true });
+    const key = w.addEnv('e', { image: 'registry.test/team/py:1' });
+    w.pullImage = { code: Code.Unimplemented };
+    w.pullSteps = [];
+    const r = w.reconciler();
+    await r.reconcile(key); // Scheduled
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.status(key)?.phase).toBe('Running');
+    expect(w.condition(key, 'ImageReady')).toMatchObject({ status: 'True', reason: 'ImagePulled' });
+    expect(w.calls).toEqual(['pullImage', 'createVM']);
   });
 
   it('a retried CreateVM after a transient failure runs the environment', async () => {

@@ -10,6 +10,7 @@ import {
 } from '@waggle/crds';
 import type { Logger } from 'pino';
 import type { ReconcileResult } from '../runtime/controller.ts';
+import { ImagePulls } from './image-pulls.ts';
 import { OffWorkerCalls } from './off-worker-calls.ts';
 import { WARM_BIND_WAIT_MS } from './phases/bind-warm.ts';
 import { boot } from './phases/boot.ts';
@@ -119,6 +120,7 @@ export class EnvironmentReconciler {
   readonly #resumeRetry = new RetryBackoff({ baseMs: 1_000, maxMs: 15_000 });
   /** A failing suspension costs nothing but the VM's memory: retry it less often. */
   readonly #suspendRetry = new RetryBackoff({ baseMs: 5_000, maxMs: 300_000 });
+  readonly #imagePulls = new ImagePulls();
   readonly #written = new WrittenVersions();
   readonly #failedReleased = new Set<string>();
   readonly #destroyFailingSince = new Map<string, number>();
@@ -168,6 +170,7 @@ export class EnvironmentReconciler {
       health: this.#health,
       placement: this.#placement,
       calls: this.#calls,
+      imagePulls: this.#imagePulls,
       failedReleased: this.#failedReleased,
       destroyFailingSince: this.#destroyFailingSince,
       written: this.#written,

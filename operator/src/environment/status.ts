@@ -5,7 +5,8 @@ import {
   type WaggleEnvironment,
   type WaggleEnvironmentStatus,
 } from '@waggle/crds';
-import { setCondition } from './conditions.ts';
+import { getCondition, setCondition } from './conditions.ts';
+import { type ImagePullState, type PulledImageFacts, STEP_TEXT } from './image-pulls.ts';
 
 /**
  * Status builders: each names one state an environment can enter and returns the status fields
@@ -14,7 +15,7 @@ import { setCondition } from './conditions.ts';
  */
 export type StatusPatch = Partial<WaggleEnvironmentStatus>;
 
-const { Ready, Scheduled, NodeReachable } = EnvironmentConditionType;
+const { Ready, Scheduled, NodeReachable, ImageReady } = EnvironmentConditionType;
 const R = EnvironmentReason;
 
 type ConditionChange = { type: string; status: 'True' | 'False'; reason: string; message: string };
@@ -59,38 +60,107 @@ export function scheduled(env: WaggleEnvironment, now: Date, node: string, expir
   };
 }
 
-export function booting(env: WaggleEnvironment, now: Date, node: string, expiresAt: string): StatusPatch {
+/**
+ * Creating the VM on the node. With spec.image the node first pulls the image (seconds to
+ * minutes, once per image and node): `pull` says where that is, and ImageReady says it too.
+ */
+export function booting(
+  env: WaggleEnvironment,
+  now: Date,
+  node: string,
+  expiresAt: string,
+  pull?: ImagePullState,
+): StatusPatch {
+  const image = env.spec.image;
+  if (!image) {
+    return {
+      phase: 'Booting',
+      expiresAt,
+      message: `booting a ${env.spec.runtime} microVM on ${node}`,
+      conditions: conditions(env, now, {
+        type: Ready,
+        status: 'False',
+        reason: R.Booting,
+        message: `creating the VM on ${node}`,
+      }),
+    };
+  }
+  if (pull?.image) {
+    return {
+      phase: 'Booting',
+      expiresAt,
+      imageDigest: pull.image.digest,
+      message: `booting a ${env.spec.runtime} microVM on ${node} from image ${image}`,
+      conditions: conditions(env, now, imageReady(image, node, pull.image), {
+        type: Ready,
+        status: 'False',
+        reason: R.Booting,
+        message: `creating the VM on ${node}`,
+      }),
+    };
+  }
+  const step = pull?.step ? STEP_TEXT[pull.step] : 'pulling it unless the node has it';
   return {
     phase: 'Booting',
     expiresAt,
-    // With an image, the node may pull it first (seconds to minutes, once per image and node).
-    message: env.spec.image
-      ? `booting a ${env.spec.runtime} microVM on ${node} from image ${env.spec.image} (pulled first if ${node} does not have it)`
-      : `booting a ${env.spec.runtime} microVM on ${node}`,
-    conditions: conditions(env, now, {
-      type: Ready,
-      status: 'False',
-      reason: R.Booting,
-      message: env.spec.image
-        ? `creating the VM on ${node} (pulling image ${env.spec.image} if the node does not have it)`
-        : `creating the VM on ${node}`,
-    }),
+    message: `pulling image ${image} on ${node}: ${step}`,
+    conditions: conditions(
+      env,
+      now,
+      { type: ImageReady, status: 'False', reason: R.PullingImage, message: `${node}: ${step}` },
+      { type: Ready, status: 'False', reason: R.Booting, message: `pulling the image on ${node}` },
+    ),
   };
 }
 
-export function running(env: WaggleEnvironment, now: Date, node: string, expiresAt: string): StatusPatch {
+function imageReady(image: string, node: string, facts: PulledImageFacts): ConditionChange {
+  return {
+    type: ImageReady,
+    status: 'True',
+    reason: R.ImagePulled,
+    message: facts.cached
+      ? `${image} is ${facts.digest}, already on ${node}`
+      : `${image} is ${facts.digest}, pulled to ${node} in ${(facts.ms / 1000).toFixed(1)} s`,
+  };
+}
+
+export function running(
+  env: WaggleEnvironment,
+  now: Date,
+  node: string,
+  expiresAt: string,
+  image?: PulledImageFacts,
+): StatusPatch {
+  // A node-agent without PullImage says nothing of the pull: its CreateVM did it.
+  const pulled =
+    env.spec.image && !image && getCondition(env.status?.conditions, ImageReady)?.status !== 'True'
+      ? [
+          {
+            type: ImageReady,
+            status: 'True' as const,
+            reason: R.ImagePulled,
+            message: `${env.spec.image} is on ${node}`,
+          },
+        ]
+      : [];
   return {
     phase: 'Running',
     vmId: env.metadata.uid as string,
     startedAt: k8sTime(now),
     expiresAt,
+    ...(image ? { imageDigest: image.digest } : {}),
     message: `running on ${node}`,
-    conditions: conditions(env, now, {
-      type: Ready,
-      status: 'True',
-      reason: R.Running,
-      message: 'the guest is ready',
-    }),
+    conditions: conditions(
+      env,
+      now,
+      ...(image && env.spec.image ? [imageReady(env.spec.image, node, image)] : pulled),
+      {
+        type: Ready,
+        status: 'True',
+        reason: R.Running,
+        message: 'the guest is ready',
+      },
+    ),
   };
 }
 
@@ -227,7 +297,14 @@ export function failed(
     phase: 'Failed',
     expiresAt,
     message,
-    conditions: conditions(env, now, { type: Ready, status: 'False', reason, message }),
+    conditions: conditions(
+      env,
+      now,
+      ...(reason === R.ImagePullFailed
+        ? [{ type: ImageReady, status: 'False' as const, reason, message }]
+        : []),
+      { type: Ready, status: 'False', reason, message },
+    ),
   };
 }
 

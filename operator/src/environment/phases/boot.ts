@@ -3,6 +3,7 @@ import { classifyNodeAgentError, toProtoEgress, toProtoRuntime } from '@waggle/n
 import { createdFrom } from '../../pool/template.ts';
 import type { ReconcileResult } from '../../runtime/controller.ts';
 import { getCondition } from '../conditions.ts';
+import { pullImageOnNode } from '../image-pulls.ts';
 
 import { keyOf } from '../placement.ts';
 import type { VmAgent } from '../ports.ts';
@@ -42,8 +43,13 @@ export async function boot(
       await ctx.setStatus(env, status.booting(env, ctx.now, node, life.expiresAt));
       return undefined;
     case 'pending': {
-      // Its completion enqueues the key. A pooled create still pending after the grace found
-      // no warm VM (the node restores or boots): say Booting after all.
+      // Its completion enqueues the key; so does each step of an image pull, said here.
+      if (env.spec.image && env.status?.phase === 'Booting') {
+        await ctx.setStatus(env, status.booting(env, ctx.now, node, life.expiresAt, ctx.imagePulls.get(uid)));
+        return undefined;
+      }
+      // A pooled create still pending after the grace found no warm VM (the node restores or
+      // boots): say Booting after all.
       if (!env.status?.pool || env.status.phase !== 'Scheduled') return undefined;
       const scheduledAt = getCondition(
         env.status.conditions,
@@ -56,6 +62,8 @@ export async function boot(
       return undefined;
     }
     case 'failed': {
+      const pull = ctx.imagePulls.get(uid);
+      ctx.imagePulls.forget(uid);
       const failure = classifyNodeAgentError(creation.error);
       // The node-agent went away mid-call (restart, rollout: its stream ends with CANCEL, since
       // the operator never cancels its own CreateVM) or did not answer: retry with backoff; the
@@ -71,6 +79,17 @@ export async function boot(
         await ctx.events.record(env, 'Warning', EnvironmentReason.Unschedulable, message);
         return { requeueAfterMs: Math.min(ctx.config.unschedulableRetryMs, life.untilExpiryMs) };
       }
+      if (env.spec.image && !pull?.image) {
+        // The node could not pull or run the image: the image's fault, not the VM's.
+        await fail(
+          ctx,
+          env,
+          EnvironmentReason.ImagePullFailed,
+          `image ${env.spec.image} cannot run on ${node}: ${failure.message}`,
+          life.expiresAt,
+        );
+        return { requeueAfterMs: life.untilExpiryMs };
+      }
       await fail(
         ctx,
         env,
@@ -81,8 +100,10 @@ export async function boot(
       return { requeueAfterMs: life.untilExpiryMs };
     }
     case 'done': {
+      const pull = ctx.imagePulls.get(uid);
+      ctx.imagePulls.forget(uid);
       const written = await ctx.setStatus(env, {
-        ...status.running(env, ctx.now, node, life.expiresAt),
+        ...status.running(env, ctx.now, node, life.expiresAt, pull?.image),
         ...createdStatus(creation.value, life),
       });
       // A pass from an older view must not start this VM's CreateVM again.
@@ -102,6 +123,28 @@ export function createVM(
 ) {
   return async () => {
     const imagePullConfig = env.spec.image ? await ctx.pullConfigs?.forEnvironment(env) : undefined;
+    if (env.spec.image) {
+      // The pull first, as its own call, so that its steps can be told (kubectl, MCP progress).
+      const uid = env.metadata.uid as string;
+      const key = keyOf(env);
+      const image = await pullImageOnNode(
+        agent,
+        {
+          image: env.spec.image,
+          runtime: toProtoRuntime(env.spec.runtime),
+          ...(imagePullConfig ? { imagePullConfig } : {}),
+        },
+        (step) => {
+          ctx.imagePulls.step(uid, step);
+          ctx.enqueue(key);
+        },
+        { timeoutMs: ctx.config.createVMTimeoutMs },
+      );
+      if (image) {
+        ctx.imagePulls.done(uid, image);
+        ctx.enqueue(key);
+      }
+    }
     return agent.createVM(
       {
         ...(imagePullConfig ? { imagePullConfig } : {}),

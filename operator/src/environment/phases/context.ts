@@ -1,5 +1,6 @@
 import type { WaggleEnvironment } from '@waggle/crds';
 import type { Logger } from 'pino';
+import type { ImagePulls } from '../image-pulls.ts';
 import type { OffWorkerCalls } from '../off-worker-calls.ts';
 import type { NodeHealth, Placement } from '../placement.ts';
 import type {
@@ -61,6 +62,8 @@ export interface PhaseContext {
     suspends: OffWorkerCalls<SuspendVMResponse>;
     resumes: OffWorkerCalls<ResumeVMResponse>;
   };
+  /** Progress of the image pulls creates make before CreateVM, by UID. */
+  imagePulls: ImagePulls;
   /** Failed environments whose VM this operator has destroyed (or found gone), by UID. */
   failedReleased: Set<string>;
   /** When this operator first saw a DestroyVM fail, by UID (the short retry window of finalize). */
