@@ -123,6 +123,12 @@ export const POOL_COLUMNS: PrinterColumn[] = [
 export const TEMPLATE_COLUMNS: PrinterColumn[] = [
   { name: 'Runtime', type: 'string', jsonPath: '.spec.runtime', description: 'Language runtime.' },
   { name: 'Image', type: 'string', jsonPath: '.spec.image', description: 'OCI image (empty: built-in).' },
+  {
+    name: 'Ready',
+    type: 'string',
+    jsonPath: '.status.ready',
+    description: 'Nodes that have the image, of the nodes that run images.',
+  },
   AGE,
   { name: 'Description', type: 'string', jsonPath: '.spec.description', priority: 1 },
 ];

@@ -1,6 +1,12 @@
 import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { ENVIRONMENT_PLURAL, GROUP, NodeConditionType, VERSION, type WaggleNode } from '@waggle/crds';
-import { environmentInformer, keyOf, nodeInformer, poolInformer } from '@waggle/crds/informer';
+import {
+  environmentInformer,
+  keyOf,
+  nodeInformer,
+  poolInformer,
+  templateInformer,
+} from '@waggle/crds/informer';
 import type { Logger } from 'pino';
 import { AgentClients, type AgentFactory } from './environment/agent-clients.ts';
 import { EventRecorder } from './environment/events.ts';
@@ -15,6 +21,8 @@ import { PoolController, type PoolControllerConfig } from './pool/pool-controlle
 import { PoolStore } from './pool/store.ts';
 import { Controller } from './runtime/controller.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
+import { TemplateStore } from './template/store.ts';
+import { TemplateController, type TemplateControllerConfig } from './template/template-controller.ts';
 
 export interface OperatorOptions {
   kc: KubeConfig;
@@ -29,6 +37,8 @@ export interface OperatorOptions {
     orphanVMGraceMs?: number;
     /** Warm pools: SetWarmPools resync and drift settings (defaults: 60 s, 15 s). */
     pools?: PoolControllerConfig;
+    /** Template image pre-pulls: recheck and retry intervals (defaults: 10 min, 60 s). */
+    templates?: TemplateControllerConfig;
   };
   /** Lease for leader election; without it this instance always leads. */
   leaderElection?: {
@@ -86,6 +96,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   let controller: Controller | undefined;
   const enqueue = (key: string) => controller?.enqueue(key);
   let poolController: PoolController | undefined;
+  let templateController: TemplateController | undefined;
 
   const envs = environmentInformer({
     kc: o.kc,
@@ -117,6 +128,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       poolController?.changed(); // its readiness, room or warm-pool report may have changed
       const signature = type === 'delete' ? undefined : schedulingSignature(node);
       if (type !== 'add' && signature !== undefined && nodeSignatures.get(name) === signature) return;
+      templateController?.changed(); // a node that runs images came, went, or changed readiness
       if (signature === undefined) nodeSignatures.delete(name);
       else nodeSignatures.set(name, signature);
       envsOnNode(name);
@@ -129,11 +141,19 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     onEvent: () => poolController?.changed(),
     log,
   });
-  // Not the pools: environments run without them (a cluster whose WagglePool CRD is not applied
+  const templates = templateInformer({
+    kc: o.kc,
+    onEvent: (_type, t) => templateController?.templateChanged(t.metadata.name as string),
+    log,
+  });
+  // Not the pools or templates: environments run without them (a cluster whose WagglePool CRD is not applied
   // yet creates cold); the pool controller waits for them itself.
   await Promise.all([envs.synced, nodes.synced]);
 
   const agents = new AgentClients(o.agentFactory);
+  const pullConfigs = o.pullSecretNamespace
+    ? new TemplatePullConfigs(o.kc, o.pullSecretNamespace)
+    : undefined;
   const events = new EventRecorder(o.kc, { component: 'waggle-operator', instance: o.identity, log });
   const reconciler = new EnvironmentReconciler({
     getEnv: (key) => envs.get(key),
@@ -149,7 +169,26 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     config: o.config,
     enqueue,
     ...(o.observe ? { onSchedulingFailure: o.observe.schedulingFailure } : {}),
-    ...(o.pullSecretNamespace ? { pullConfigs: new TemplatePullConfigs(o.kc, o.pullSecretNamespace) } : {}),
+    ...(pullConfigs ? { pullConfigs } : {}),
+  });
+  const nodeHealth = new NodeHealth({
+    getNode: (name) => nodes.get(name),
+    nodeSilentForMs: (name) => heartbeats.silentForMs(name),
+    nodeStaleAfterMs: o.config.nodeStaleAfterMs,
+  });
+  const templatePulls = new TemplateController({
+    getTemplate: (name) => templates.get(name),
+    listTemplates: () => templates.list(),
+    listNodes: () => nodes.list(),
+    health: nodeHealth,
+    agents,
+    ...(pullConfigs ? { pullConfigs } : {}),
+    store: new TemplateStore(o.kc),
+    log,
+    config: {
+      ...(o.config.createVMTimeoutMs ? { pullTimeoutMs: o.config.createVMTimeoutMs } : {}),
+      ...o.config.templates,
+    },
   });
   const warmPools = new PoolController({
     getPool: (key) => pools.get(key),
@@ -157,11 +196,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     getNode: (name) => nodes.get(name),
     listNodes: () => nodes.list(),
     listEnvs: () => envs.list(),
-    health: new NodeHealth({
-      getNode: (name) => nodes.get(name),
-      nodeSilentForMs: (name) => heartbeats.silentForMs(name),
-      nodeStaleAfterMs: o.config.nodeStaleAfterMs,
-    }),
+    health: nodeHealth,
     nodeStaleAfterMs: o.config.nodeStaleAfterMs,
     agents,
     store: new PoolStore(o.kc),
@@ -214,6 +249,10 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     void pools.synced.then(() => {
       if (poolController === warmPools) warmPools.start();
     });
+    templateController = templatePulls;
+    void templates.synced.then(() => {
+      if (templateController === templatePulls) templatePulls.start();
+    });
     lifecycle.start(o.config.nodeCheckEveryMs);
     if (orphans && o.config.orphanVMCheckEveryMs) orphans.start(o.config.orphanVMCheckEveryMs);
     for (const t of o.leaderTasks ?? []) t.start();
@@ -226,7 +265,8 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     const c = controller;
     controller = undefined;
     poolController = undefined;
-    await Promise.all([c?.stop(), warmPools.stop()]);
+    templateController = undefined;
+    await Promise.all([c?.stop(), warmPools.stop(), templatePulls.stop()]);
   };
 
   let elector: LeaderElector | undefined;
@@ -264,7 +304,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       await elector?.stop();
       await stopLeading();
       await events.flush(2_000); // what the last reconciles recorded
-      await Promise.all([envs.stop(), nodes.stop(), pools.stop()]);
+      await Promise.all([envs.stop(), nodes.stop(), pools.stop(), templates.stop()]);
     },
   };
 }

@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Watch } from '@kubernetes/client-node';
-import type { WaggleEnvironment, WagglePool } from '@waggle/crds';
+import type { WaggleEnvironment, WagglePool, WaggleTemplate } from '@waggle/crds';
 import { createNodeAgentClient } from '@waggle/node-agent/client';
 import {
   type AgentProcess,
@@ -62,6 +62,11 @@ beforeAll(async () => {
   registry = await startRegistry();
   const bb = await buildImage(join(stateDir, 'oci'), 'bb', [busyboxLayer()]);
   await push(bb, `${registry.host}/tenant/busybox:1`);
+  // Its own digest: no other test has pulled it before the template's pre-pull.
+  await push(
+    await buildImage(join(stateDir, 'oci'), 'prepull', [busyboxLayer(), { '/etc/prepulled': 'yes\n' }]),
+    `${registry.host}/tenant/prepull:1`,
+  );
   privateRegistry = await startRegistry({ auth: { user: 'puller', password: 'pr1vate' } });
   const auth = join(stateDir, 'auth.json');
   await writeFile(auth, privateRegistry.dockerConfigJson as string);
@@ -236,6 +241,87 @@ describe('operator with a real node-agent (real TCG VM)', () => {
 
     for (const name of ['oci', 'refused'])
       await custom.deleteNamespacedCustomObject({ ...G, namespace, name });
+    await until(
+      async () => (await client.listVMs({})).vms.length,
+      (n) => n === 0,
+      'the VM destroyed',
+      60_000,
+    );
+  });
+
+  it('pre-pulls a template’s image on the node and says so per node; an environment from it then needs no pull', {
+    timeout: 240_000,
+  }, async () => {
+    const image = `${registry.host}/tenant/prepull:1`;
+    const name = `prepull-${process.pid}`;
+    const missing = `missing-${process.pid}`;
+    const template = (n: string) =>
+      custom.getClusterCustomObject({ ...TEMPLATES, name: n }).then(
+        (o) => o as WaggleTemplate,
+        () => undefined,
+      );
+    for (const [n, img] of [
+      [name, image],
+      [missing, `${registry.host}/tenant/no-such-image:1`],
+    ] as const) {
+      await custom.createClusterCustomObject({
+        ...TEMPLATES,
+        body: {
+          apiVersion: 'waggle.dev/v1alpha1',
+          kind: 'WaggleTemplate',
+          metadata: { name: n },
+          spec: { runtime: 'shell', image: img },
+        },
+      });
+    }
+    try {
+      const ready = await until(
+        () => template(name),
+        (t) => t?.status?.ready === '1/1',
+        'the template Ready on the node',
+        180_000,
+      );
+      const node = ready?.status?.nodes?.find((n) => n.name === nodeName);
+      expect(node).toMatchObject({ state: 'Ready', digest: expect.stringMatching(/^sha256:[a-f0-9]{64}$/) });
+      expect(node?.message).toMatch(/^pulled sha256:[a-f0-9]{64} in \d+\.\d s$/);
+      expect(ready?.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+        status: 'True',
+        reason: 'ImagePulled',
+      });
+
+      const failed = await until(
+        () => template(missing),
+        (t) => t?.status?.nodes?.some((n) => n.name === nodeName && n.state === 'Failed') ?? false,
+        'the missing image Failed on the node',
+        60_000,
+      );
+      expect(failed?.status?.ready).toBe('0/1');
+      const reason = failed?.status?.conditions?.find((c) => c.type === 'Ready');
+      expect(reason).toMatchObject({ status: 'False', reason: 'PullFailed' });
+      expect(reason?.message).toContain(`${nodeName}: `);
+      expect(reason?.message).toContain('no-such-image');
+
+      // The environment finds the image on its node: no pull, ImageReady says so.
+      await createEnvironment('from-template', { runtime: 'shell', image, template: name });
+      const running = await until(
+        () => get('from-template'),
+        (e) => e?.status?.phase === 'Running' || e?.status?.phase === 'Failed',
+        'Running',
+        180_000,
+      );
+      expect(running?.status?.phase).toBe('Running');
+      expect(running?.status?.imageDigest).toBe(node?.digest);
+      expect(running?.status?.conditions?.find((c) => c.type === 'ImageReady')?.message).toBe(
+        `${image} is ${node?.digest}, already on ${nodeName}`,
+      );
+    } finally {
+      await custom
+        .deleteNamespacedCustomObject({ ...G, namespace, name: 'from-template' })
+        .catch(() => undefined);
+      for (const n of [name, missing])
+        await custom.deleteClusterCustomObject({ ...TEMPLATES, name: n }).catch(() => undefined);
+    }
+    const client = createNodeAgentClient(agent.apiUrl);
     await until(
       async () => (await client.listVMs({})).vms.length,
       (n) => n === 0,

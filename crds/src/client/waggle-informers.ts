@@ -3,6 +3,7 @@ import { ENVIRONMENT_PLURAL, type WaggleEnvironment } from '../environment.ts';
 import { GROUP, VERSION } from '../group.ts';
 import { NODE_PLURAL, type WaggleNode } from '../node.ts';
 import { POOL_PLURAL, type WagglePool } from '../pool.ts';
+import { TEMPLATE_PLURAL, type WaggleTemplate } from '../template.ts';
 import { type Informer, type InformerEvent, type InformerLogger, startInformer } from './informer.ts';
 
 export interface WaggleInformerOptions<T> {
@@ -86,6 +87,20 @@ export function poolInformer(
             version: VERSION,
             resourcePlural: POOL_PLURAL,
           }),
+    onEvent: opts.onEvent ?? (() => undefined),
+    resyncMs: opts.resyncMs,
+    log: opts.log,
+  });
+}
+
+/** A cache of every WaggleTemplate (they are cluster-scoped). */
+export function templateInformer(opts: WaggleInformerOptions<WaggleTemplate>): Informer<WaggleTemplate> {
+  const api = opts.kc.makeApiClient(CustomObjectsApi);
+  return startInformer<WaggleTemplate>({
+    name: opts.name ?? TEMPLATE_PLURAL,
+    kc: opts.kc,
+    path: `/apis/${GROUP}/${VERSION}/${TEMPLATE_PLURAL}`,
+    list: () => api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: TEMPLATE_PLURAL }),
     onEvent: opts.onEvent ?? (() => undefined),
     resyncMs: opts.resyncMs,
     log: opts.log,

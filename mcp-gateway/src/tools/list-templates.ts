@@ -27,6 +27,12 @@ export const listTemplatesTool = (d: ToolDeps) =>
           network: z.string().describe('none or internet'),
           allow_domains: z.array(z.string()).optional(),
           idle_timeout: z.string().optional(),
+          image_ready: z
+            .boolean()
+            .optional()
+            .describe(
+              'with an image: whether the nodes have it already (true: creates start without a pull; false: the first create may wait for one)',
+            ),
         }),
       ),
       count: z.number().int(),
@@ -44,6 +50,9 @@ export const listTemplatesTool = (d: ToolDeps) =>
         network: networkChoiceOf(t.spec.network.egress),
         ...(t.spec.network.allowDomains?.length ? { allow_domains: t.spec.network.allowDomains } : {}),
         ...(t.spec.idleTimeout ? { idle_timeout: t.spec.idleTimeout } : {}),
+        ...(t.spec.image
+          ? { image_ready: t.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True' }
+          : {}),
       }));
       return { templates, count: templates.length };
     },

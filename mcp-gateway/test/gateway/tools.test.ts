@@ -202,7 +202,19 @@ describe('mcp-gateway tools over Streamable HTTP (real apiserver and operator, f
         disk_mb: 4096,
         network: 'none',
         idle_timeout: '45m',
+        image_ready: expect.any(Boolean),
       });
+      // The operator pre-pulls the template's image on the node (the fake agent takes 600 ms).
+      const ready = await waitFor(
+        async () =>
+          (
+            (await ok(a, 'list_templates', {})) as { templates: Array<Record<string, unknown>> }
+          ).templates.find((t) => t.name === tpl),
+        (t) => t?.image_ready === true,
+        'the template image_ready',
+        { timeoutMs: 20_000, intervalMs: 200 },
+      );
+      expect(ready?.image_ready).toBe(true);
 
       const progress: Array<{ progress: number; message: string }> = [];
       const created = (await a.callTool(

@@ -6,6 +6,8 @@ import { Code, ConnectError } from '@waggle/node-agent/client';
 export interface PullConfigSource {
   /** The `.dockerconfigjson` for `env.spec.image`, or undefined (an anonymous pull). */
   forEnvironment(env: WaggleEnvironment): Promise<string | undefined>;
+  /** The `.dockerconfigjson` for the template's own image, or undefined (an anonymous pull). */
+  forTemplate(template: WaggleTemplate): Promise<string | undefined>;
 }
 
 const code = (err: unknown) => (err as { code?: number }).code;
@@ -43,8 +45,15 @@ export class TemplatePullConfigs implements PullConfigSource {
       if (code(err) === 404) return undefined; // the template is gone: the image may be public
       throw new ConnectError(`reading template "${name}": ${(err as Error).message}`, Code.Unavailable);
     }
+    if (template.spec.image !== env.spec.image) return undefined;
+    return this.forTemplate(template);
+  }
+
+  /** The `.dockerconfigjson` of the template's imagePullSecret (for its own image), or undefined. */
+  async forTemplate(template: WaggleTemplate): Promise<string | undefined> {
+    const name = template.metadata.name as string;
     const secretName = template.spec.imagePullSecret?.name;
-    if (!secretName || template.spec.image !== env.spec.image) return undefined;
+    if (!secretName || !template.spec.image) return undefined;
     try {
       const secret = await this.#core.readNamespacedSecret({ name: secretName, namespace: this.#namespace });
       const data = secret.data?.['.dockerconfigjson'];

@@ -7,6 +7,7 @@ import {
   type WagglePoolStatus,
 } from '@waggle/crds';
 import { setCondition } from '../environment/conditions.ts';
+import { statusDiffers } from '../runtime/status-diff.ts';
 import { templateHash } from './template.ts';
 
 /** What the operator knows of one pool: its assignment and what the nodes report. */
@@ -62,15 +63,7 @@ export function poolStatus(pool: WagglePool, o: PoolObservation, now: Date): Wag
   };
 }
 
-/** True when writing `next` would change the stored status (the apiserver sorts keys). */
+/** True when writing `next` would change the stored status. */
 export function statusChanged(pool: WagglePool, next: WagglePoolStatus): boolean {
-  return sortedJson(next) !== sortedJson(pool.status ?? {});
-}
-
-function sortedJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
-      : v,
-  );
+  return statusDiffers(pool.status, next);
 }
