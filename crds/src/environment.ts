@@ -34,7 +34,10 @@ export const resourcesSchema = z
   .object({
     cpus: int(RESOURCE_LIMITS.cpus, 'Virtual CPUs for the microVM.'),
     memoryMiB: int(RESOURCE_LIMITS.memoryMiB, 'Guest memory in MiB.'),
-    diskMiB: int(RESOURCE_LIMITS.diskMiB, 'Writable disk (the overlay on the runtime image) in MiB.'),
+    diskMiB: int(
+      RESOURCE_LIMITS.diskMiB,
+      'Disk of the VM in MiB: its image’s root filesystem plus what the guest writes (copy-on-write over the image). An OCI image whose root filesystem is larger is refused.',
+    ),
   })
   .refine((r) => r.memoryMiB >= r.cpus * RESOURCE_LIMITS.minMemoryMiBPerCpu, {
     error: `memoryMiB must be at least ${RESOURCE_LIMITS.minMemoryMiBPerCpu} per cpu`,

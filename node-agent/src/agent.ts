@@ -182,7 +182,7 @@ export class Agent {
     return this.#creates.run(request.vmId, async () => {
       const { image: reference, ...rest } = request;
       const image = reference
-        ? await this.#resolveImage(request.vmId, reference, request.runtime, opts)
+        ? await this.#resolveImage(request.vmId, reference, request.runtime, request.diskMiB, opts)
         : undefined;
       const spec: VMSpec = { ...rest, ...(image ? { image } : {}) };
       // Warm pools hold the built-in images only.
@@ -213,6 +213,7 @@ export class Agent {
     vmId: string,
     reference: string,
     runtime: VMSpec['runtime'],
+    diskMiB: number,
     opts: { imagePullConfig?: string; onImageProgress?: (phase: ImagePhase, detail?: string) => void },
   ): Promise<VMImage> {
     const existing = this.vms.list().find((vm) => vm.vmId === vmId)?.image;
@@ -221,6 +222,16 @@ export class Agent {
       ...(opts.imagePullConfig ? { imagePullConfig: opts.imagePullConfig } : {}),
       ...(opts.onImageProgress ? { onProgress: opts.onImageProgress } : {}),
     });
+    // The VM's disk is the image plus what the guest writes: an image bigger than the disk asked
+    // for would leave the guest no room (and the node's disk accounting would be wrong).
+    const neededMiB = Math.ceil(pulled.rootfsBytes / 2 ** 20);
+    if (neededMiB > diskMiB) {
+      throw new ImageError(
+        'too-large',
+        pulled.reference,
+        `image "${pulled.reference}" needs a disk of at least ${neededMiB} MiB (its root filesystem), more than the ${diskMiB} MiB asked for: ask for a larger disk (diskMiB, or a template with one)`,
+      );
+    }
     const path = pulled.config.env
       .find((e) => e.startsWith('PATH='))
       ?.slice(5)

@@ -4,6 +4,7 @@ import { classifyNodeAgentError } from './client-errors.ts';
 import {
   FileErrorDetailSchema,
   FileErrorKind,
+  ImageErrorDetailSchema,
   ProcessNotFoundDetailSchema,
   ProcessNotFoundReason,
   VMSuspendedDetailSchema,
@@ -53,6 +54,21 @@ describe('classifyNodeAgentError', () => {
     );
     expect(proc.kind).toBe('process-not-found');
     expect(proc.kind === 'process-not-found' && proc.detail.knownProcessIds).toEqual(['q']);
+    // An image the registry does not have is not a missing VM; an unreachable registry is transient.
+    const image = (code: Code, reason: string) =>
+      classifyNodeAgentError(
+        new ConnectError(`image "r.test/a:1" ${reason}`, code, undefined, [
+          { desc: ImageErrorDetailSchema, value: { reason, image: 'r.test/a:1' } },
+        ]),
+      );
+    const missing = image(Code.NotFound, 'not-found');
+    expect(missing.kind).toBe('image');
+    expect(missing.kind === 'image' && missing.detail).toMatchObject({
+      reason: 'not-found',
+      image: 'r.test/a:1',
+    });
+    expect(image(Code.FailedPrecondition, 'missing-shell').kind).toBe('image');
+    expect(image(Code.Unavailable, 'unreachable').kind).toBe('transient');
   });
 
   it('reads a suspended VM from its detail, and from the words of an agent from before the detail', () => {

@@ -5,6 +5,8 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import {
   type FileErrorDetail,
   FileErrorDetailSchema,
+  type ImageErrorDetail,
+  ImageErrorDetailSchema,
   type PortNotListeningDetail,
   PortNotListeningDetailSchema,
   type ProcessNotFoundDetail,
@@ -28,6 +30,9 @@ import { detailFromLegacyHeaders } from './legacy-error-headers.ts';
  *  - `process-not-found`: no such background process in the VM (the VM exists);
  *  - `port-not-listening`: nothing accepts connections on the guest port;
  *  - `invalid-argument`: the request was wrong (the message names the field and the fix);
+ *  - `image`: the VM's OCI image cannot run — not allowed, not found, unauthorized, too large,
+ *    missing /bin/sh or the interpreter (`detail.reason`, `detail.image`); an unreachable
+ *    registry is `transient`;
  *  - `other`: anything else (the VM failed to boot, a conflicting spec, a refused identity, a
  *    bug): final for this call; `error.code` says more.
  */
@@ -45,6 +50,7 @@ export type NodeAgentFailure = {
   | { kind: 'process-not-found'; detail: ProcessNotFoundDetail }
   | { kind: 'port-not-listening'; detail: PortNotListeningDetail }
   | { kind: 'invalid-argument' }
+  | { kind: 'image'; detail: ImageErrorDetail }
   | { kind: 'other' }
 );
 
@@ -74,7 +80,9 @@ export function classifyNodeAgentError(err: unknown): NodeAgentFailure {
     return { ...base, kind: 'vm-suspended' };
   const legacy = detailFromLegacyHeaders(error); // an agent from before the typed details
   if (legacy) return { ...base, ...legacy };
-  if (TRANSIENT.has(error.code)) return { ...base, kind: 'transient' };
+  if (TRANSIENT.has(error.code)) return { ...base, kind: 'transient' }; // an unreachable registry too
+  const [image] = error.findDetails(ImageErrorDetailSchema);
+  if (image) return { ...base, kind: 'image', detail: image };
   switch (error.code) {
     case Code.NotFound:
       return { ...base, kind: 'vm-not-found' };

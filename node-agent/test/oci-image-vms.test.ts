@@ -213,8 +213,15 @@ describe('VMs from OCI images (real registry, real QEMU, the toolbox’s sshd)',
     expect(await reason(agent.createVM(spec('oci-gone', `${registry.host}/tenant/nope:1`)))).toBe(
       'not-found',
     );
+    // A disk smaller than the image's root filesystem would leave the guest no room.
+    const small = agent.createVM({ ...spec('oci-small', `${registry.host}/tenant/busybox:1`), diskMiB: 64 });
+    await expect(small).rejects.toThrow(
+      /^image ".*busybox:1" needs a disk of at least \d+ MiB \(its root filesystem\), more than the 64 MiB asked for/,
+    );
+    expect(await reason(small)).toBe('too-large');
     expect(vms.list().map((v) => v.vmId)).toEqual(expect.arrayContaining(['oci-busybox']));
-    expect(vms.list().map((v) => v.vmId)).not.toEqual(expect.arrayContaining(['oci-other']));
+    for (const refused of ['oci-other', 'oci-py', 'oci-gone', 'oci-small'])
+      expect(vms.list().map((v) => v.vmId)).not.toContain(refused);
   });
 
   it('runs a python image with pandas preinstalled: the first import needs no install and no network', {

@@ -84,6 +84,7 @@ export function agentCallError(err: unknown, at: AgentCallContext): UserError | 
         'Suspended',
         'it was suspended for inactivity just as this call reached it; call again and it resumes',
       );
+    case 'image': // only CreateVM and PullImage (the operator's) fail for an image
     case 'other':
       return f.error;
   }

@@ -79,7 +79,7 @@ export async function boot(
         await ctx.events.record(env, 'Warning', EnvironmentReason.Unschedulable, message);
         return { requeueAfterMs: Math.min(ctx.config.unschedulableRetryMs, life.untilExpiryMs) };
       }
-      if (env.spec.image && !pull?.image) {
+      if (failure.kind === 'image' || (env.spec.image && !pull?.image)) {
         // The node could not pull or run the image: the image's fault, not the VM's.
         await fail(
           ctx,
