@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runtime root filesystem: Debian bookworm (minbase) + the runtime's packages + sshd + the
-# Waggle guest init, as an ext4 image. No secrets: host keys and authorized keys arrive per VM.
+# Waggle guest init, as an ext4 image (rootfs.ext4) and as an OCI image layout (oci:rootfs). No secrets: host keys and authorized keys arrive per VM.
 # usage: build-rootfs.sh <runtime> <out-dir>   (normally called through build.sh, which caches)
 set -euo pipefail
 
@@ -9,8 +9,8 @@ OUT=${2:?usage: build-rootfs.sh <runtime> <out-dir>}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SUITE=${WAGGLE_GUEST_SUITE:-bookworm}
 
-for tool in mmdebstrap mkfs.ext4; do
-  command -v "$tool" >/dev/null || { echo "build-rootfs: missing $tool (apt-get install mmdebstrap e2fsprogs)" >&2; exit 1; }
+for tool in mmdebstrap mkfs.ext4 umoci; do
+  command -v "$tool" >/dev/null || { echo "build-rootfs: missing $tool (apt-get install mmdebstrap e2fsprogs umoci)" >&2; exit 1; }
 done
 
 packages=$(cat "$HERE/rootfs/packages-common.txt" "$HERE/rootfs/packages-$RUNTIME.txt" | grep -v '^#' | paste -sd, -)
@@ -29,6 +29,16 @@ mmdebstrap --variant=minbase --mode=root --quiet --skip=output/mknod \
   --customize-hook='printf "cafile=/etc/ssl/certs/ca-certificates.crt\n" > "$1"/etc/npmrc' \
   --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/usr/share/doc/* "$1"/usr/share/man/*' \
   "$SUITE" "$tree" >&2
+
+# The same tree as an OCI image (one layer), which `pnpm waggle up` pushes to the node's registry
+# and node-agents pull (WAGGLE_IMAGE_<RUNTIME>=<reference>) instead of building it from a mirror.
+tar -C "$tree" --numeric-owner --xattrs --xattrs-include='*' -cf "$work/root.tar" .
+umoci init --layout "$OUT/oci"
+umoci new --image "$OUT/oci:rootfs"
+umoci raw add-layer --image "$OUT/oci:rootfs" "$work/root.tar"
+umoci config --image "$OUT/oci:rootfs" --config.env 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  --config.label "dev.waggle.runtime=$RUNTIME"
+rm -f "$work/root.tar"
 
 used_mib=$(du -sm "$tree" | cut -f1)
 size_mib=$((used_mib + used_mib / 4 + 128))

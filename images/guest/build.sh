@@ -2,7 +2,8 @@
 # Builds (or finds in the cache) a guest artifact and prints the directory that holds it.
 #
 #   images/guest/build.sh kernel           -> <dir>/vmlinuz, <dir>/initramfs.img, <dir>/kernel.version
-#   images/guest/build.sh rootfs <runtime> -> <dir>/rootfs.ext4 (runtime: python | node | shell)
+#   images/guest/build.sh rootfs <runtime> -> <dir>/rootfs.ext4 and the OCI layout <dir>/oci:rootfs
+#                                              (runtime: python | node | shell)
 #   images/guest/build.sh toolbox          -> <dir>/toolbox/ (becomes /.waggle in OCI-image guests)
 #
 # Artifacts live in ${WAGGLE_CACHE_DIR:-~/.cache/waggle}/images/<name>-<hash12>, where the hash

@@ -43,7 +43,7 @@ describe('watchAgentTls', () => {
       async () => source?.version() ?? 0,
       (v) => v === 1,
       'the renewed pair',
-      { timeoutMs: 2_000, intervalMs: 20 },
+      { timeoutMs: 10_000, intervalMs: 20 }, // a loaded machine may delay the 50 ms poll
     );
     expect(source.current().cert).toBe(c?.certPem);
     expect(seen).toEqual([c?.certPem]);

@@ -12,6 +12,7 @@ import {
 } from '@waggle/crds';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import { parseImageReference } from './images/image-reference.ts';
 import { parseVMNetworkCidr } from './vm/network/subnets.ts';
 
 const durationMs = durationMsSchema;
@@ -42,6 +43,23 @@ const list = (item: z.ZodString) =>
     )
     .pipe(z.array(item));
 const cidrList = list(cidr('203.0.113.0/24'));
+/** A built-in runtime image: an ext4 file's absolute path, or an OCI image reference. */
+const builtInImage = z.string().refine(
+  (v) => {
+    if (v.startsWith('/')) return true;
+    try {
+      parseImageReference(v);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  {
+    error:
+      'use an OCI image reference (registry/repository:tag or @sha256:…) or an absolute path to an ext4 root filesystem',
+  },
+);
+
 const absolutePath = z.string().regex(/^\/[A-Za-z0-9._/-]+$/, {
   error: 'use an absolute path inside the guest, e.g. /opt/python/bin/python3',
 });
@@ -106,9 +124,14 @@ export const configSchema = z.object({
   WAGGLE_TRUSTED_CA_BUNDLE: z
     .string()
     .default(existsSync('/etc/ssl/certs/ca-certificates.crt') ? '/etc/ssl/certs/ca-certificates.crt' : ''),
-  WAGGLE_IMAGE_PYTHON: z.string().optional(),
-  WAGGLE_IMAGE_NODE: z.string().optional(),
-  WAGGLE_IMAGE_SHELL: z.string().optional(),
+  /**
+   * The built-in image of a runtime: an OCI image reference (pulled at start, e.g. from the
+   * node's registry that `pnpm waggle up` runs) or an ext4 root filesystem's absolute path; unset:
+   * built from the Debian mirror (images/guest/build.sh rootfs <runtime>).
+   */
+  WAGGLE_IMAGE_PYTHON: builtInImage.optional(),
+  WAGGLE_IMAGE_NODE: builtInImage.optional(),
+  WAGGLE_IMAGE_SHELL: builtInImage.optional(),
   /**
    * Registries or repository prefixes whose images CreateVM may run (`registry.example.com`,
    * `registry.example.com/team/`); empty (the default): no OCI images, only the built-in ones.

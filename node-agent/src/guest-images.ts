@@ -12,7 +12,8 @@ export const GUEST_BUILD_SCRIPT =
 
 /**
  * Finds the guest images, building missing ones with images/guest/build.sh (cached by recipe
- * hash). A per-runtime override (WAGGLE_IMAGE_<RUNTIME>) is used as given.
+ * hash). A per-runtime override (WAGGLE_IMAGE_<RUNTIME>) is an ext4 file used as given, or an OCI
+ * image reference that `pull` turns into one (so the node builds nothing from a mirror).
  */
 export async function resolveGuestImages(opts: {
   runtimes: VMSpec['runtime'][];
@@ -20,6 +21,8 @@ export async function resolveGuestImages(opts: {
   log: (msg: string) => void;
   /** images/guest/build.sh (default: the one beside this source tree). */
   buildScript?: string;
+  /** An OCI reference → the ext4 root filesystem pulled from it. */
+  pull?: (reference: string, runtime: VMSpec['runtime']) => Promise<string>;
 }): Promise<GuestImages> {
   const build = async (args: string[]) => {
     opts.log(`resolving guest image: ${args.join(' ')}`);
@@ -32,7 +35,14 @@ export async function resolveGuestImages(opts: {
   const rootfs: GuestImages['rootfs'] = {};
   for (const rt of opts.runtimes) {
     const override = opts.overrides[rt];
-    if (override) {
+    if (override && !override.startsWith('/')) {
+      if (!opts.pull)
+        throw new Error(`WAGGLE_IMAGE_${rt.toUpperCase()}=${override}: OCI references need an image store`);
+      opts.log(`pulling the ${rt} runtime's image ${override}`);
+      rootfs[rt] = await opts.pull(override, rt).catch((err: Error) => {
+        throw new Error(`WAGGLE_IMAGE_${rt.toUpperCase()}=${override}: ${err.message}`);
+      });
+    } else if (override) {
       await access(override).catch(() => {
         throw new Error(`WAGGLE_IMAGE_${rt.toUpperCase()}=${override}: no such file`);
       });

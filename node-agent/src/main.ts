@@ -39,8 +39,21 @@ async function main(): Promise<void> {
   const node = config.WAGGLE_NODE_NAME;
   log.info({ node, version: pkg.version }, 'node-agent starting');
 
+  const imageCacheDir = config.WAGGLE_IMAGE_CACHE_DIR ?? join(config.WAGGLE_STATE_DIR, 'images');
+  // Built-in runtime images given as OCI references: their own cache beside the callers' one,
+  // never collected (adopted VMs may run on an older one), no toolbox (they bring their init).
+  const builtInImages = new OciImageStore({
+    cacheDir: `${imageCacheDir}-builtin`,
+    maxCacheBytes: Number.MAX_SAFE_INTEGER,
+    maxImageBytes: config.WAGGLE_IMAGE_MAX_MIB * 2 ** 20,
+    allowList: ['*'], // the admin's own configuration, not a caller's choice
+    insecureRegistries: config.WAGGLE_IMAGE_INSECURE_REGISTRIES,
+    inUse: () => [],
+    log,
+  });
   const images = await resolveGuestImages({
     runtimes: config.WAGGLE_GUEST_RUNTIMES,
+    pull: async (reference, runtime) => (await builtInImages.resolve(reference, { runtime })).rootfs,
     ...(config.WAGGLE_GUEST_BUILD_SCRIPT ? { buildScript: config.WAGGLE_GUEST_BUILD_SCRIPT } : {}),
     overrides: {
       ...(config.WAGGLE_IMAGE_PYTHON ? { python: config.WAGGLE_IMAGE_PYTHON } : {}),
@@ -89,7 +102,7 @@ async function main(): Promise<void> {
     config.WAGGLE_IMAGE_ALLOW.length === 0
       ? undefined
       : new OciImageStore({
-          cacheDir: config.WAGGLE_IMAGE_CACHE_DIR ?? join(config.WAGGLE_STATE_DIR, 'images'),
+          cacheDir: imageCacheDir,
           maxCacheBytes: config.WAGGLE_IMAGE_CACHE_MIB * 2 ** 20,
           maxImageBytes: config.WAGGLE_IMAGE_MAX_MIB * 2 ** 20,
           allowList: config.WAGGLE_IMAGE_ALLOW,

@@ -32,6 +32,7 @@ export const stack: LocalStack = (() => {
       k: kubectlFor(provided.kubectl, provided.kubeconfigPath),
     },
     images: provided.images,
+    guestImages: provided.guestImages,
     helm: provided.helm,
   };
 })();

@@ -9,6 +9,7 @@ declare module 'vitest' {
       kubectl: string;
       helm: string;
       images: Record<'operator' | 'mcp-gateway' | 'node-agent', string>;
+      guestImages: Record<'python' | 'node' | 'shell', string>;
     };
   }
 }
@@ -27,6 +28,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     kubectl: stack.cluster.kubectl,
     helm: stack.helm,
     images: stack.images,
+    guestImages: stack.guestImages,
   });
   return async () => {
     await clusterDown().catch(() => undefined);

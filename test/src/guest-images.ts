@@ -39,3 +39,11 @@ export async function ensureGuestToolbox(): Promise<{ dir: string; id: string }>
   const out = await build(['toolbox']);
   return { dir: join(out, 'toolbox'), id: out.split('-').pop() ?? '' };
 }
+
+/**
+ * The OCI image layout of a runtime's built-in root filesystem (build.sh writes it beside
+ * rootfs.ext4) as `<layout dir>:rootfs`, what `push` takes.
+ */
+export async function guestImageLayout(runtime: GuestRuntime): Promise<string> {
+  return `${join(await build(['rootfs', runtime]), 'oci')}:rootfs`;
+}

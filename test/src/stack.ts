@@ -3,8 +3,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { cacheRoot } from './cache.ts';
 import { importImage, nodeImages } from './cluster/containerd.ts';
+import { ensureGuestRegistry, pushGuestImages } from './cluster/guest-registry.ts';
+import { CLUSTER } from './cluster/layout.ts';
 import { clusterUp, type LocalCluster } from './cluster/local-cluster.ts';
 import { ensureComponentImages, type ImageRefs } from './container-images.ts';
+import type { GuestRuntime } from './guest-images.ts';
 import { ensureHelm } from './helm.ts';
 
 const run = promisify(execFile);
@@ -15,8 +18,13 @@ export const RELEASE_NAMESPACE = 'waggle-system';
 export interface LocalStack {
   cluster: LocalCluster;
   images: ImageRefs;
+  /** The runtimes' built-in images in the node's registry (runtime → reference). */
+  guestImages: Record<GuestRuntime, string>;
   helm: string;
 }
+
+/** The runtimes whose built-in images the local node gets (the chart's default runtimes). */
+const GUEST_RUNTIMES: GuestRuntime[] = ['python', 'node', 'shell'];
 
 /** The local cluster up, the component images built and imported into its node, helm ready. */
 export async function prepareLocalStack(opts: { log?: (l: string) => void } = {}): Promise<LocalStack> {
@@ -32,8 +40,12 @@ export async function prepareLocalStack(opts: { log?: (l: string) => void } = {}
     }
   }
   log(`✓ images (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+  const tg = Date.now();
+  const registry = await ensureGuestRegistry(cluster.paths, log);
+  const guestImages = await pushGuestImages(registry, GUEST_RUNTIMES, log);
+  log(`✓ runtime images in the node's registry ${registry} (${((Date.now() - tg) / 1000).toFixed(1)} s)`);
   const helm = await ensureHelm({ log });
-  return { cluster, images, helm };
+  return { cluster, images, guestImages, helm };
 }
 
 const tagOf = (ref: string) => ref.slice(ref.lastIndexOf(':') + 1);
@@ -51,6 +63,9 @@ export function localChartValues(stack: LocalStack): string[] {
     'images.pullPolicy': 'Never',
     'nodeAgent.imageCacheDir': cacheRoot(),
     'nodeAgent.stateDir': join(stack.cluster.paths.base, 'node-agent'),
+    ...Object.fromEntries(
+      Object.entries(stack.guestImages).map(([rt, ref]) => [`nodeAgent.guestImages.${rt}`, ref]),
+    ),
   };
   const numbers: Record<string, number> = {
     // TCG guests mostly wait; let 8 one-vCPU VMs share this small machine.
@@ -58,6 +73,8 @@ export function localChartValues(stack: LocalStack): string[] {
   };
   return [
     ...Object.entries(strings).flatMap(([k, val]) => ['--set-string', `${k}=${val}`]),
+    '--set-string',
+    `nodeAgent.images.insecureRegistries={${CLUSTER.registry}}`,
     ...Object.entries(numbers).flatMap(([k, val]) => ['--set', `${k}=${val}`]),
   ];
 }

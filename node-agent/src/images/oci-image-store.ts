@@ -477,6 +477,12 @@ export class OciImageStore {
       await run('mkfs.ext4', [
         '-q',
         '-F',
+        // No reserved blocks, and inode tables and journal written now: lazy initialisation
+        // would write them from inside every guest (copy-on-write into its overlay, CPU under TCG).
+        '-m',
+        '0',
+        '-E',
+        'lazy_itable_init=0,lazy_journal_init=0',
         '-L',
         'waggle-root',
         '-d',

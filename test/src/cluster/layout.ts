@@ -18,6 +18,8 @@ export const CLUSTER = {
   /** Cgroup the chart's node-agent moves each QEMU into (WAGGLE_VM_CGROUP_NAME's default). */
   vmCgroup: 'waggle-vms',
   pauseImage: 'localhost/waggle/pause:1',
+  /** The node's OCI registry (loopback): the runtimes' built-in images (guest-registry.ts). */
+  registry: '127.0.0.1:15000',
 } as const;
 
 /** Where the cluster keeps its state; everything `down` removes lives under these two. */

@@ -15,6 +15,7 @@ import {
 } from './components.ts';
 import { containerdDaemon, ensurePauseImage, writeContainerdFiles } from './containerd.ts';
 import { assertAlive, type DaemonSpec, daemonPid, ensureDaemon, stopDaemon } from './daemons.ts';
+import { guestRegistryDaemon } from './guest-registry.ts';
 import { cleanHost, clusterCgroupPids, ensureNodeNetwork, hostLeftovers, killPids, sh } from './host.ts';
 import { CLUSTER, type ClusterPaths, clusterPaths } from './layout.ts';
 import { apiserverURL, ensureClusterPki, ensureEtcdPki, etcdRequest } from './pki.ts';
@@ -275,6 +276,7 @@ export async function clusterDown(opts: { log?: (line: string) => void } = {}): 
     const killed = await killContainerProcesses();
     if (killed) log(`killed ${killed} processes left in pod and VM cgroups`);
     for (const d of daemons.slice(2)) if (await stopDaemon(d)) log(`stopped ${d.name}`);
+    if (await stopDaemon(guestRegistryDaemon(p))) log('stopped registry');
     // Helpers started beside the cluster with a pid file here (pnpm waggle up's MCP forwarder).
     for (const f of (await readdir(p.pids).catch(() => [] as string[])).filter((f) => f.endsWith('.pid'))) {
       if (await stopDaemon({ pidPath: join(p.pids, f), command: process.execPath }))
