@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { conditionsSchema, objectMetaSchema } from './condition.ts';
-import { networkSchema, resourcesSchema } from './environment.ts';
+import { imageSchema, networkSchema, resourcesSchema } from './environment.ts';
 import { API_VERSION } from './group.ts';
 import { runtimeSchema } from './vocabulary.ts';
 
@@ -42,6 +42,11 @@ export const poolTemplateSchema = z
     runtime: runtimeSchema.meta({ description: 'Language runtime of the warm VMs: python, node or shell.' }),
     resources: changeable(resourcesSchema, "Resources of the warm VMs (as an environment's)."),
     network: changeable(networkSchema, "Guest networking of the warm VMs (as an environment's)."),
+    image: changeable(
+      imageSchema,
+      "OCI image the warm VMs run instead of the runtime's built-in one (a template's image, pulled anonymously; " +
+        'only nodes that run OCI images hold them). Environments with this image get them.',
+    ),
   })
   .meta({ description: 'The VMs to keep warm: what an environment must ask for to get one.' });
 export type PoolTemplate = z.output<typeof poolTemplateSchema>;

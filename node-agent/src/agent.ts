@@ -20,6 +20,7 @@ import { ImageError } from './images/image-errors.ts';
 import { formatImageReference, parseImageReference } from './images/image-reference.ts';
 import type { ImagePhase, PulledImage } from './images/oci-image-store.ts';
 import { KeyedLock } from './pool/keyed-lock.ts';
+import type { WarmPoolSpec } from './pool/pool-spec.ts';
 import { type WarmPoolStatus, WarmPools, type WarmPoolsOptions } from './pool/warm-pools.ts';
 import type { VMManager } from './vm/vm-manager.ts';
 import { vmPaths } from './vm/vm-manager.ts';
@@ -31,6 +32,14 @@ import {
   type VMRecord,
   type VMSpec,
 } from './vm/vm-record.ts';
+
+/** A warm pool as SetWarmPools declares it: its template's image still a reference. */
+export type DeclaredWarmPool = WarmPoolSpec & { image?: string };
+
+/** How often a pool's image reference is resolved again (a moved tag gets new warm VMs). */
+const POOL_IMAGE_RECHECK_MS = 10 * 60_000;
+/** How long a pool image that could not be pulled waits before the next try. */
+const POOL_IMAGE_RETRY_MS = 60_000;
 
 /** Concurrent port tunnels (preview URL connections) per VM and per node. */
 export const MAX_TUNNELS_PER_VM = 64;
@@ -101,6 +110,13 @@ export class Agent {
   /** Open port tunnels per VM. */
   readonly #tunnels = new Map<string, number>();
   readonly #images: ImageResolver | undefined;
+  /** Images of warm pools by reference and runtime: resolved, being pulled, or failed (with when). */
+  readonly #poolImages = new Map<
+    string,
+    { image?: VMImage; error?: string; at: number; pulling?: Promise<void> }
+  >();
+  /** The last declared set (applied again when a pool's image arrives). */
+  #declaredPools: DeclaredWarmPool[] = [];
 
   constructor(opts: {
     vms: VMManager;
@@ -185,8 +201,8 @@ export class Agent {
         ? await this.#resolveImage(request.vmId, reference, request.runtime, request.diskMiB, opts)
         : undefined;
       const spec: VMSpec = { ...rest, ...(image ? { image } : {}) };
-      // Warm pools hold the built-in images only.
-      const warm = opts.pool && !image ? await this.pools.bind(spec, opts.pool) : undefined;
+      // A warm VM of an image pool runs the digest this create resolved to, or it is not bound.
+      const warm = opts.pool ? await this.pools.bind(spec, opts.pool) : undefined;
       if (warm && isOwned(warm)) return warm;
       const vm = await this.pools.withRoom(spec, () =>
         this.vms.create(spec, opts.pool ? { pool: opts.pool } : {}),
@@ -232,19 +248,78 @@ export class Agent {
         `image "${pulled.reference}" needs a disk of at least ${neededMiB} MiB (its root filesystem), more than the ${diskMiB} MiB asked for: ask for a larger disk (diskMiB, or a template with one)`,
       );
     }
-    const path = pulled.config.env
-      .find((e) => e.startsWith('PATH='))
-      ?.slice(5)
-      .split(':')
-      .filter((p) => p && p.length <= 1024) // an env(1) argument is bounded (128 KiB per string)
-      .slice(0, 64);
-    return {
-      reference: pulled.reference,
-      digest: pulled.digest,
-      rootfs: pulled.rootfs,
-      ...(pulled.interpreter ? { interpreter: pulled.interpreter } : {}),
-      ...(path?.length ? { path } : {}),
+    return vmImageOf(pulled);
+  }
+
+  /**
+   * Declares the node's warm pools (the whole set). A pool whose template names an image boots
+   * nothing until the image is here: the first declaration starts its pull (anonymous: pools
+   * serve images anyone may pull) and the set is applied again when it arrives; the reference is
+   * resolved again every 10 minutes, so a moved tag gets new warm VMs.
+   */
+  async setWarmPools(pools: DeclaredWarmPool[]): Promise<WarmPoolStatus[]> {
+    this.#declaredPools = pools;
+    const now = Date.now();
+    const specs = pools.map((p): WarmPoolSpec => {
+      const { image: reference, ...pool } = p;
+      if (!reference) return pool;
+      const key = `${p.template.runtime} ${normalizedImage(reference)}`;
+      let entry = this.#poolImages.get(key);
+      const stale =
+        entry &&
+        !entry.pulling &&
+        now - entry.at >= (entry.image ? POOL_IMAGE_RECHECK_MS : POOL_IMAGE_RETRY_MS);
+      if (!entry || stale) entry = this.#pullPoolImage(key, reference, p.template);
+      if (entry.image) return { ...pool, template: { ...pool.template, image: entry.image } };
+      return { ...pool, unavailable: entry.error ?? `pulling image ${reference} for the pool` };
+    });
+    // Pools whose image no pool names any more stop keeping it from collection.
+    const named = new Set(
+      pools.flatMap((p) => (p.image ? [`${p.template.runtime} ${normalizedImage(p.image)}`] : [])),
+    );
+    for (const [key, e] of this.#poolImages) if (!named.has(key) && !e.pulling) this.#poolImages.delete(key);
+    return this.pools.set(specs);
+  }
+
+  /** Root filesystems of warm pools' images (kept from the image cache's collection). */
+  poolImageRootfs(): string[] {
+    return [...this.#poolImages.values()].flatMap((e) => (e.image ? [e.image.rootfs] : []));
+  }
+
+  #pullPoolImage(key: string, reference: string, template: WarmPoolSpec['template']) {
+    const before = this.#poolImages.get(key);
+    const entry: { image?: VMImage; error?: string; at: number; pulling?: Promise<void> } = {
+      ...(before?.image ? { image: before.image } : {}), // the current one serves meanwhile
+      at: Date.now(),
     };
+    entry.pulling = this.pullImage(reference, template.runtime)
+      .then((pulled) => {
+        const neededMiB = Math.ceil(pulled.rootfsBytes / 2 ** 20);
+        if (neededMiB > template.diskMiB) {
+          throw new ImageError(
+            'too-large',
+            pulled.reference,
+            `image "${pulled.reference}" needs a disk of at least ${neededMiB} MiB, more than the pool's ${template.diskMiB} MiB`,
+          );
+        }
+        entry.image = vmImageOf(pulled);
+        entry.error = undefined;
+      })
+      .catch((err: Error) => {
+        entry.error = `cannot pull the pool's image: ${err.message}`;
+        if (!entry.image)
+          this.log.warn({ image: reference, err: err.message }, 'warm pool image pull failed');
+      })
+      .finally(() => {
+        entry.at = Date.now();
+        entry.pulling = undefined;
+        if (this.#poolImages.get(key) !== entry) return;
+        this.setWarmPools(this.#declaredPools).catch((err: Error) =>
+          this.log.warn({ err: err.message }, 'warm pools could not be applied again'),
+        );
+      });
+    this.#poolImages.set(key, entry);
+    return entry;
   }
 
   /**
@@ -255,8 +330,26 @@ export class Agent {
   async pullImage(
     reference: string,
     runtime: VMSpec['runtime'],
-    opts: { imagePullConfig?: string; onProgress?: (phase: ImagePhase, detail?: string) => void } = {},
+    opts: {
+      imagePullConfig?: string;
+      onProgress?: (phase: ImagePhase, detail?: string) => void;
+      /** The VM a create will make: when it exists with this image, its image is the answer. */
+      vmId?: string;
+    } = {},
   ): Promise<PulledImage> {
+    const existing = opts.vmId ? this.vms.list().find((vm) => vm.vmId === opts.vmId)?.image : undefined;
+    if (existing && existing.reference === normalizedImage(reference)) {
+      return {
+        reference: existing.reference,
+        digest: existing.digest,
+        rootfs: existing.rootfs,
+        unpackedBytes: 0,
+        rootfsBytes: 0,
+        config: { env: [] },
+        ...(existing.interpreter ? { interpreter: existing.interpreter } : {}),
+        cached: true,
+      };
+    }
     if (!this.#images) {
       throw new ImageError(
         'not-allowed',
@@ -555,4 +648,21 @@ function normalizedImage(reference: string): string {
   } catch {
     return reference;
   }
+}
+
+/** What a VM records of its OCI image, from the store's answer. */
+function vmImageOf(pulled: PulledImage): VMImage {
+  const path = pulled.config.env
+    .find((e) => e.startsWith('PATH='))
+    ?.slice(5)
+    .split(':')
+    .filter((p) => p && p.length <= 1024) // an env(1) argument is bounded (128 KiB per string)
+    .slice(0, 64);
+  return {
+    reference: pulled.reference,
+    digest: pulled.digest,
+    rootfs: pulled.rootfs,
+    ...(pulled.interpreter ? { interpreter: pulled.interpreter } : {}),
+    ...(path?.length ? { path } : {}),
+  };
 }

@@ -8,6 +8,7 @@ import { Agent } from './agent.ts';
 import { type AgentTls, type AgentTlsSource, watchAgentTls } from './client.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { resolveGuestImages, resolveGuestToolbox } from './guest-images.ts';
+import { ImageError } from './images/image-errors.ts';
 import { OciImageStore } from './images/oci-image-store.ts';
 import { createLogger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
@@ -53,7 +54,24 @@ async function main(): Promise<void> {
   });
   const images = await resolveGuestImages({
     runtimes: config.WAGGLE_GUEST_RUNTIMES,
-    pull: async (reference, runtime) => (await builtInImages.resolve(reference, { runtime })).rootfs,
+    pull: async (reference, runtime) => {
+      try {
+        return (await builtInImages.resolve(reference, { runtime })).rootfs;
+      } catch (err) {
+        // The registry is down (or not up yet after a reboot): start with what it last gave, so
+        // the VMs this node runs stay reachable; a moved tag is picked up at the next start.
+        const last =
+          err instanceof ImageError && err.reason === 'unreachable'
+            ? await builtInImages.lastResolved(reference, runtime)
+            : undefined;
+        if (!last) throw err;
+        log.warn(
+          { node, image: reference, digest: last.digest, err: (err as Error).message },
+          'registry unreachable: using the last pulled copy of a built-in image',
+        );
+        return last.rootfs;
+      }
+    },
     ...(config.WAGGLE_GUEST_BUILD_SCRIPT ? { buildScript: config.WAGGLE_GUEST_BUILD_SCRIPT } : {}),
     overrides: {
       ...(config.WAGGLE_IMAGE_PYTHON ? { python: config.WAGGLE_IMAGE_PYTHON } : {}),
@@ -97,6 +115,7 @@ async function main(): Promise<void> {
   const adoption = await vms.adopt();
   log.info({ node, ...adoption }, 'state recovered');
 
+  let agentRef: Agent | undefined; // the image store's inUse reads the agent's pools once it exists
   // OCI images (docs/adr/0015): only with an allow-list; the toolbox is built (or found) once.
   const imageStore =
     config.WAGGLE_IMAGE_ALLOW.length === 0
@@ -111,7 +130,11 @@ async function main(): Promise<void> {
             ...(config.WAGGLE_GUEST_BUILD_SCRIPT ? { buildScript: config.WAGGLE_GUEST_BUILD_SCRIPT } : {}),
             log: (msg) => log.info({ node }, msg),
           }),
-          inUse: () => vms.list().flatMap((vm) => (vm.image ? [vm.image.rootfs] : [])),
+          // VMs' images and warm pools' images (a pool's next warm VM needs its image).
+          inUse: () => [
+            ...vms.list().flatMap((vm) => (vm.image ? [vm.image.rootfs] : [])),
+            ...(agentRef?.poolImageRootfs() ?? []),
+          ],
           log,
         });
 
@@ -171,6 +194,7 @@ async function main(): Promise<void> {
       runtimes: Object.keys(images.rootfs) as Runtime[],
     },
   });
+  agentRef = agent;
 
   metrics.watchWarmPools(() => agent.pools.status());
   // Adopted warm VMs are known from their records; the operator re-sends the declared set.

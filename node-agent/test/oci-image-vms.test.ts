@@ -10,6 +10,7 @@ import {
   type LocalRegistry,
   push,
   startRegistry,
+  waitFor,
 } from '@waggle/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../src/agent.ts';
@@ -17,6 +18,7 @@ import { ImageError } from '../src/images/image-errors.ts';
 import { OciImageStore } from '../src/images/oci-image-store.ts';
 import { readHostTscKHz } from '../src/vm/host-tsc.ts';
 import type { VMNetworks } from '../src/vm/network/vm-network.ts';
+import { templateOf } from '../src/vm/template.ts';
 import type { GuestImages, VMManager } from '../src/vm/vm-manager.ts';
 
 import { testAgent, testLog, testManager, testNetworks } from './vm-fixtures.ts';
@@ -110,7 +112,8 @@ beforeAll(async () => {
     inUse: () => vms.list().flatMap((vm) => (vm.image ? [vm.image.rootfs] : [])),
     log: testLog,
   });
-  agent = testAgent(vms, 'oci-node', {}, { images: store });
+  // Room for the VMs the tests keep running plus a warm pool's VM.
+  agent = testAgent(vms, 'oci-node', { capacity: { vms: 4, cpus: 4, memoryMiB: 2048 } }, { images: store });
 }, 900_000);
 
 afterAll(async () => {
@@ -240,6 +243,41 @@ describe('VMs from OCI images (real registry, real QEMU, the toolbox’s sshd)',
     await agent.destroyVM('oci-pandas');
   });
 
+  it('keeps warm VMs of an image pool and binds one to a create of that image', {
+    timeout: 180_000,
+  }, async () => {
+    const image = `${registry.host}/tenant/busybox:1`;
+    const { vmId: _, image: __, ...template } = spec('', image);
+    const declare = (replicas: number) =>
+      agent.setWarmPools([{ name: 'tenant/bb', template: templateOf(template), replicas, image }]);
+    const first = await declare(1);
+    // The image is resolved first (cached here after the earlier tests), then the pool fills.
+    expect(first.find((p) => p.name === 'tenant/bb')).toBeDefined();
+    await waitFor(
+      async () => agent.pools.status().find((p) => p.name === 'tenant/bb'),
+      (p) => p?.ready === 1,
+      'a ready warm VM of the image pool',
+      { timeoutMs: 150_000, intervalMs: 250 },
+    );
+    const vm = await agent.createVM(spec('oci-warm', image), { pool: 'tenant/bb' });
+    expect(vm.origin).toBe('warm');
+    expect(vm.image?.digest).toBe(vms.get('oci-busybox').image?.digest);
+    const r = await agent.exec({
+      vmId: 'oci-warm',
+      code: 'id -u; hello-tool warm',
+      language: 'shell',
+    });
+    expect(r.stdout).toBe('1000\ntool says warm\n'); // the image's PATH, as in a cold create
+    await declare(0);
+    await agent.destroyVM('oci-warm');
+    await waitFor(
+      async () => vms.list().filter((v) => v.vmId === undefined).length,
+      (n) => n === 0,
+      'the pool drained',
+      { timeoutMs: 60_000 },
+    );
+  });
+
   it('repeats a create without a registry round trip, and keeps an image in use out of collection', {
     timeout: 120_000,
   }, async () => {
@@ -247,6 +285,11 @@ describe('VMs from OCI images (real registry, real QEMU, the toolbox’s sshd)',
     await registry.stop(); // a repeat must not need the registry
     const again = await agent.createVM(spec('oci-busybox', `${registry.host}/tenant/busybox:1`));
     expect(again.instanceId).toBe(first.instanceId);
+    // The operator's pull before a retried create, named for the VM: answered from the VM.
+    const pulled = await agent.pullImage(`${registry.host}/tenant/busybox:1`, 'shell', {
+      vmId: 'oci-busybox',
+    });
+    expect(pulled).toMatchObject({ digest: first.image?.digest, cached: true });
     const rootfs = first.image?.rootfs as string;
     const tight = new OciImageStore({
       cacheDir: join(work, 'cache'),

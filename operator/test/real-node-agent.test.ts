@@ -562,4 +562,75 @@ describe('operator with a real node-agent (real TCG VM)', () => {
       60_000,
     );
   });
+
+  it('keeps warm VMs of an OCI image (a template’s) and creates an environment of that image from one', {
+    timeout: 300_000,
+  }, async () => {
+    const pools = { group: 'waggle.dev', version: 'v1alpha1', namespace, plural: 'wagglepools' };
+    const image = `${registry.host}/tenant/busybox:1`;
+    // The node offers no built-in shell runtime: only its image support can hold these.
+    const template = {
+      runtime: 'shell',
+      image,
+      resources: { cpus: 1, memoryMiB: 256, diskMiB: 1024 },
+      network: { egress: 'none' },
+    };
+    await custom.createNamespacedCustomObject({
+      ...pools,
+      body: {
+        apiVersion: 'waggle.dev/v1alpha1',
+        kind: 'WagglePool',
+        metadata: { name: 'bb' },
+        spec: { replicas: 1, template },
+      },
+    });
+    try {
+      await until(
+        () => custom.getNamespacedCustomObject({ ...pools, name: 'bb' }) as Promise<WagglePool>,
+        (p) => p.status?.readyReplicas === 1,
+        'a ready warm VM of the image',
+        180_000,
+      );
+      await createEnvironment('warm-image', {
+        runtime: 'shell',
+        image,
+        resources: template.resources,
+        network: template.network,
+      });
+      const running = await until(
+        () => get('warm-image'),
+        (e) => e?.status?.phase === 'Running' || e?.status?.phase === 'Failed',
+        'Running',
+        60_000,
+      );
+      expect(running?.status).toMatchObject({
+        phase: 'Running',
+        createdFrom: 'warm',
+        pool: `${namespace}/bb`,
+        imageDigest: expect.stringMatching(/^sha256:/),
+      });
+      const client = createNodeAgentClient(agent.apiUrl);
+      let stdout = '';
+      for await (const m of client.exec({
+        vmId: running?.metadata.uid as string,
+        code: 'id -u',
+        language: 'shell',
+      })) {
+        if (m.event.case === 'result') stdout = m.event.value.stdout;
+      }
+      expect(stdout).toBe('1000\n');
+    } finally {
+      await custom
+        .deleteNamespacedCustomObject({ ...G, namespace, name: 'warm-image' })
+        .catch(() => undefined);
+      await custom.deleteNamespacedCustomObject({ ...pools, name: 'bb' }).catch(() => undefined);
+    }
+    const client = createNodeAgentClient(agent.apiUrl);
+    await until(
+      () => client.getNodeInfo({}),
+      (info) => info.warmVms === 0 && info.allocatedVms === 0,
+      'the pool drained and the VM destroyed',
+      60_000,
+    );
+  });
 });

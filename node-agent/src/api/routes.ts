@@ -121,6 +121,7 @@ export function nodeAgentRoutes(agent: Agent) {
             if (!req.image) throw new InvalidArgumentError('image is required (an OCI image reference)');
             return agent.pullImage(req.image, runtimeFromPb(req.runtime), {
               ...(req.imagePullConfig ? { imagePullConfig: req.imagePullConfig } : {}),
+              ...(req.vmId ? { vmId: req.vmId } : {}),
               onProgress: (phase) => {
                 if (ctx.signal.aborted) return;
                 const pb = PULL_PHASES[phase];
@@ -172,7 +173,7 @@ export function nodeAgentRoutes(agent: Agent) {
         });
       }),
       setWarmPools: edge(async (req) => {
-        const pools = await agent.pools.set(warmPoolsFromPb(req.pools));
+        const pools = await agent.setWarmPools(warmPoolsFromPb(req.pools));
         return create(SetWarmPoolsResponseSchema, { pools: pools.map(warmPoolStatusToPb) });
       }),
       getNodeInfo: edge(async () => {

@@ -16,6 +16,8 @@ export interface WarmPoolSpec {
   name: string;
   template: VMTemplate;
   replicas: number;
+  /** Why the pool cannot boot VMs yet (its image is being pulled, or cannot be): shown as its message. */
+  unavailable?: string;
 }
 
 /** What one VM holds of the node's capacity. */

@@ -123,6 +123,10 @@ export class WarmPools<R extends WarmVmView = WarmVmView> {
     const unbootable = new Map<string, string>();
     const hashed = await Promise.all(
       pools.map(async (p) => {
+        if (p.unavailable) {
+          unbootable.set(p.name, p.unavailable);
+          return { ...p, hash: '' };
+        }
         try {
           return { ...p, hash: await this.#o.host.templateHash(p.template) };
         } catch (err) {

@@ -143,6 +143,7 @@ export class PoolController {
         ref: poolRef(p),
         replicas: p.spec.replicas,
         runtime: p.spec.template.runtime,
+        ...(p.spec.template.image ? { image: true } : {}),
         cpus: p.spec.template.resources.cpus,
         memoryMiB: p.spec.template.resources.memoryMiB,
       }));

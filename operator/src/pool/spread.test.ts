@@ -53,6 +53,14 @@ describe('spreadPools', () => {
     expect(plain(s)).toEqual({ b: { 'ns/n': 2 } });
   });
 
+  it('places a pool of an OCI image only on nodes that run images, whatever their built-in runtimes', () => {
+    const images = { ...node('images', 10, []), ociImages: true };
+    const s = spreadPools([pool('ns/ds', 3, { image: true })], [node('builtin'), images], new Map());
+    expect(plain(s)).toEqual({ images: { 'ns/ds': 3 } });
+    const none = spreadPools([pool('ns/ds', 1, { image: true })], [node('builtin')], new Map());
+    expect(none.unplaced.get('ns/ds')).toBe(1);
+  });
+
   it('lets pools take turns when room is short (a big pool cannot starve a small one)', () => {
     const s = spreadPools([pool('ns/big', 10), pool('ns/small', 2)], [node('a', 4)], new Map());
     expect(plain(s)).toEqual({ a: { 'ns/big': 2, 'ns/small': 2 } });

@@ -6,6 +6,8 @@ export interface PoolDemand {
   ref: string;
   replicas: number;
   runtime: string;
+  /** The pool's VMs run an OCI image: only nodes that run images may hold them. */
+  image?: boolean;
   cpus: number;
   memoryMiB: number;
 }
@@ -73,7 +75,7 @@ export function spreadPools(
       let best: NodeView | undefined;
       for (const n of sorted) {
         const f = free.get(n.name) as Allocation;
-        if (!n.runtimes.includes(pool.runtime)) continue;
+        if (pool.image ? !n.ociImages : !n.runtimes.includes(pool.runtime)) continue;
         if (f.vms < 1 || f.cpus < pool.cpus || f.memoryMiB < pool.memoryMiB) continue;
         if (
           !best ||

@@ -29,6 +29,9 @@ describe('templateHash', () => {
     ).toBe(h);
     expect(templateHash({ ...TEMPLATE, resources: { ...TEMPLATE.resources, memoryMiB: 1024 } })).not.toBe(h);
     expect(templateHash({ ...TEMPLATE, runtime: 'node' })).not.toBe(h);
+    expect(templateHash({ ...TEMPLATE, image: 'r.test/team/ds:1' })).not.toBe(h);
+    // Pools without an image keep the hash they had before images existed.
+    expect(h).toBe(templateHash({ ...TEMPLATE, image: undefined }));
   });
 });
 
@@ -41,7 +44,12 @@ describe('pool matching', () => {
     );
     expect(poolMatches(env({ network: { egress: 'all' } }), pool('p'))).toBe(false);
     expect(poolMatches(env({ runtime: 'node' }), pool('p'))).toBe(false);
-    expect(poolMatches(env({ image: 'custom.ext4' }), pool('p'))).toBe(false);
+    expect(poolMatches(env({ image: 'r.test/team/ds:1' }), pool('p'))).toBe(false);
+    // A pool of an image serves environments of that image (a template's), and only those.
+    const ds = pool('ds', { ...TEMPLATE, image: 'r.test/team/ds:1' });
+    expect(poolMatches(env({ image: 'r.test/team/ds:1' }), ds)).toBe(true);
+    expect(poolMatches(env({ image: 'r.test/team/ds:2' }), ds)).toBe(false);
+    expect(poolMatches(env({}), ds)).toBe(false);
     // idleTimeout, displayName and the like are not part of a VM
     expect(poolMatches(env({ idleTimeout: '5m', displayName: 'x' }), pool('p'))).toBe(true);
   });
@@ -69,7 +77,9 @@ describe('node-agent translation', () => {
       diskMib: 2048,
       egress: Egress.ALL,
       allowDomains: ['pypi.org', 'files.pythonhosted.org'],
+      image: '',
     });
+    expect(toVMSpec({ ...TEMPLATE, image: 'r.test/team/ds:1' }).image).toBe('r.test/team/ds:1');
   });
 
   it('reads status.createdFrom from the CreateVM response', () => {

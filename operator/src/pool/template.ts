@@ -11,12 +11,14 @@ type VMSpecInit = NonNullable<WarmPoolInit['template']>;
  * A template in one canonical form: defaults applied by the apiserver, allow-listed domains as a
  * set (order and duplicates say nothing), an empty list the same as none.
  */
-function canonical(t: Pick<PoolTemplate, 'runtime' | 'resources' | 'network'>) {
+function canonical(t: Pick<PoolTemplate, 'runtime' | 'resources' | 'network' | 'image'>) {
   const domains = [...new Set(t.network.allowDomains ?? [])].sort();
   return {
     runtime: t.runtime,
     resources: { cpus: t.resources.cpus, memoryMiB: t.resources.memoryMiB, diskMiB: t.resources.diskMiB },
     network: { egress: t.network.egress, allowDomains: domains },
+    // Only when set: the hash of a template without an image stays what it was.
+    ...(t.image ? { image: t.image } : {}),
   };
 }
 
@@ -31,8 +33,6 @@ export function templateHash(t: PoolTemplate): string {
 /** True when `env` asks for exactly the VM `pool` keeps warm (same namespace, same template). */
 export function poolMatches(env: WaggleEnvironment, pool: WagglePool): boolean {
   if (pool.metadata.namespace !== env.metadata.namespace || pool.metadata.deletionTimestamp) return false;
-  // A custom image is not the runtime's image a pool boots (pools have no image yet).
-  if (env.spec.image) return false;
   return JSON.stringify(canonical(env.spec)) === JSON.stringify(canonical(pool.spec.template));
 }
 
@@ -57,6 +57,7 @@ export function toVMSpec(t: PoolTemplate): VMSpecInit {
     diskMib: t.resources.diskMiB,
     egress: toProtoEgress(t.network.egress),
     allowDomains: t.network.allowDomains ?? [],
+    image: t.image ?? '',
   };
 }
 
