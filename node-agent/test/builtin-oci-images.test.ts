@@ -124,4 +124,35 @@ describe('built-in runtime images from a registry (WAGGLE_IMAGE_<RUNTIME>=<refer
     expect(result.output).toMatch(/was not found/);
     expect(result.output).not.toContain('refused: rootfs'); // it never fell back to a mirror build
   });
+
+  it('starts with the last pulled copy when the registry is down, and runs code in it', {
+    timeout: 240_000,
+  }, async () => {
+    const image = `${registry.host}/waggle/guest-shell:1`;
+    await registry.stop(); // the first test pulled it into this node's cache
+    const [apiPort, opsPort] = (await freePorts(2)) as [number, number];
+    agent = await startAgentProcess({ apiPort, opsPort, env: agentEnv(image), readyTimeoutMs: 180_000 });
+    const client = createNodeAgentClient(agent.apiUrl);
+    await client.createVM({
+      spec: {
+        vmId: 'offline',
+        runtime: Runtime.SHELL,
+        cpus: 1,
+        memoryMib: 256,
+        diskMib: 1024,
+        egress: Egress.NONE,
+      },
+    });
+    let out = '';
+    for await (const m of client.exec({
+      vmId: 'offline',
+      code: 'id -un',
+      language: 'shell',
+      timeoutMs: 30_000,
+    })) {
+      if (m.event.case === 'result') out = m.event.value.stdout;
+    }
+    expect(out).toBe('sandbox\n');
+    await client.destroyVM({ vmId: 'offline' });
+  });
 });

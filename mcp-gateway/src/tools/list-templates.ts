@@ -51,7 +51,12 @@ export const listTemplatesTool = (d: ToolDeps) =>
         ...(t.spec.network.allowDomains?.length ? { allow_domains: t.spec.network.allowDomains } : {}),
         ...(t.spec.idleTimeout ? { idle_timeout: t.spec.idleTimeout } : {}),
         ...(t.spec.image
-          ? { image_ready: t.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True' }
+          ? {
+              // Of this spec's image: a status written for an earlier generation says nothing.
+              image_ready:
+                t.status?.observedGeneration === t.metadata.generation &&
+                t.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True',
+            }
           : {}),
       }));
       return { templates, count: templates.length };

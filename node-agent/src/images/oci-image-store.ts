@@ -204,7 +204,35 @@ export class OciImageStore {
     });
     this.#leases.set(this.#entryName(stored.digest), Date.now());
     await this.#touch(stored.digest);
+    await this.#remember(name, stored.digest);
     return { ...this.#check(stored, name, opts.runtime), cached: stored.cached };
+  }
+
+  /**
+   * What `reference` resolved to the last time it could be resolved here, if that is still in the
+   * cache: for starting without the registry (it is down, the node rebooted before it) when a
+   * moved tag matters less than running at all. Undefined when never resolved or collected since.
+   */
+  async lastResolved(reference: string, runtime: Runtime): Promise<PulledImage | undefined> {
+    const name = formatImageReference(parseImageReference(reference));
+    const digest = await readFile(this.#refPath(name), 'utf8').catch(() => undefined);
+    if (!digest || !/^sha256:[a-f0-9]{64}$/.test(digest.trim())) return undefined;
+    const stored = await this.#readEntry(digest.trim());
+    if (!stored) return undefined;
+    this.#leases.set(this.#entryName(stored.digest), Date.now());
+    return { ...this.#check(stored, name, runtime), cached: true };
+  }
+
+  #refPath(name: string) {
+    return join(this.#o.cacheDir, '.refs', createHash('sha256').update(name).digest('hex'));
+  }
+
+  async #remember(name: string, digest: string) {
+    const path = this.#refPath(name);
+    await mkdir(join(path, '..'), { recursive: true });
+    const tmp = `${path}.${randomBytes(4).toString('hex')}`;
+    await writeFile(tmp, digest);
+    await rename(tmp, path);
   }
 
   /** Removes what a crash mid-pull left: temp directories and credential files. */

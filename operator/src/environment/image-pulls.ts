@@ -13,14 +13,18 @@ export type PullStep = 'resolving' | 'pulling' | 'unpacking' | 'building';
 export interface PulledImageFacts {
   digest: string;
   cached: boolean;
+  /** Size of its root filesystem on the node (0 when the node did not say). */
+  rootfsBytes?: number;
   /** How long the pull took as this operator saw it. */
   ms: number;
 }
 
-/** Where an environment's image pull is: the step under way, or the image once the node has it. */
+/** Where an environment's image pull is: the step under way, the image once the node has it, or failed. */
 export interface ImagePullState {
   step?: PullStep;
   image?: PulledImageFacts;
+  /** The pull itself failed (not the CreateVM after it). */
+  failed?: boolean;
 }
 
 const STEPS: Partial<Record<ImagePullPhase, PullStep>> = {
@@ -57,6 +61,10 @@ export class ImagePulls {
     this.#m.set(uid, { image });
   }
 
+  failed(uid: string): void {
+    this.#m.set(uid, { failed: true });
+  }
+
   forget(uid: string): void {
     this.#m.delete(uid);
   }
@@ -69,7 +77,7 @@ export class ImagePulls {
  */
 export async function pullImageOnNode(
   agent: Pick<NodeAgentClient, 'pullImage'>,
-  req: { image: string; runtime: Runtime; imagePullConfig?: string },
+  req: { image: string; runtime: Runtime; imagePullConfig?: string; vmId?: string },
   onStep: (step: PullStep) => void,
   opts: { timeoutMs: number },
 ): Promise<PulledImageFacts | undefined> {
@@ -80,7 +88,8 @@ export async function pullImageOnNode(
         const step = STEPS[msg.event.value];
         if (step) onStep(step);
       } else if (msg.event.case === 'image') {
-        return { digest: msg.event.value.digest, cached: msg.event.value.cached, ms: Date.now() - t0 };
+        const { digest, cached, rootfsBytes } = msg.event.value;
+        return { digest, cached, rootfsBytes: Number(rootfsBytes), ms: Date.now() - t0 };
       }
     }
   } catch (err) {

@@ -55,6 +55,7 @@ class World {
   /** PullImage: streams these steps, waits for `pullGate` (when set), then ends with the outcome. */
   pullSteps: ImagePullPhase[] = [ImagePullPhase.RESOLVING, ImagePullPhase.PULLING];
   pullGate: Promise<void> | undefined;
+  readonly pullRequests: Array<{ image: string; vmId: string }> = [];
   pullImage: Outcome<{ digest: string; cached: boolean }> = { ok: { digest: DIGEST, cached: false } };
   #rv = 1;
 
@@ -114,8 +115,9 @@ class World {
           this.calls.push('resumeVM');
           return settle(this.resumeVM);
         }) as unknown as VmAgent['resumeVM'],
-        pullImage: async function* (this: void) {
+        pullImage: async function* (this: void, req: { image: string; vmId: string }) {
           world.calls.push('pullImage');
+          world.pullRequests.push({ image: req.image, vmId: req.vmId });
           for (const phase of world.pullSteps) yield { event: { case: 'phase', value: phase } };
           await world.pullGate;
           yield { event: { case: 'image', value: await settle(world.pullImage) } };
@@ -427,6 +429,8 @@ describe('Scheduled × CreateVM outcome', () => {
       new RegExp(`^registry.test/team/py:1 is ${DIGEST}, pulled to n1 in \\d+\\.\\d s$`),
     );
     expect(w.calls).toEqual(['pullImage', 'createVM']);
+    // Named for its VM: a retried create whose VM exists gets that VM's image, not a new pull.
+    expect(w.pullRequests).toEqual([{ image: 'registry.test/team/py:1', vmId: 'uid-e' }]);
   });
 
   it('with an image the node cannot run: Failed with ImagePullFailed, and no CreateVM', async () => {

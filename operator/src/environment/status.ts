@@ -5,6 +5,7 @@ import {
   type WaggleEnvironment,
   type WaggleEnvironmentStatus,
 } from '@waggle/crds';
+import { statusDiffers } from '../runtime/status-diff.ts';
 import { getCondition, setCondition } from './conditions.ts';
 import { type ImagePullState, type PulledImageFacts, STEP_TEXT } from './image-pulls.ts';
 
@@ -389,5 +390,6 @@ export function nextStatus(env: WaggleEnvironment, patch: StatusPatch): WaggleEn
     ...patch,
     observedGeneration: env.metadata.generation ?? 0,
   };
-  return JSON.stringify(status) === JSON.stringify(env.status) ? undefined : status;
+  // Key order aside (the apiserver sorts them): an unchanged status is not written again.
+  return statusDiffers(env.status, status) ? status : undefined;
 }

@@ -14,7 +14,7 @@ const drain = () => new Promise((r) => setImmediate(r));
 interface Call {
   node: string;
   image: string;
-  finish: (outcome: { digest: string; cached: boolean } | Error) => void;
+  finish: (outcome: { digest: string; cached: boolean; rootfsBytes?: number } | Error) => void;
 }
 
 class World {
@@ -39,7 +39,12 @@ class World {
       apiVersion: 'waggle.dev/v1alpha1',
       kind: 'WaggleTemplate',
       metadata: { name, generation: 1 },
-      spec: { runtime: 'shell', ...(image ? { image } : {}) },
+      spec: {
+        runtime: 'shell',
+        resources: { cpus: 1, memoryMiB: 512, diskMiB: 2048 },
+        network: { egress: 'all' },
+        ...(image ? { image } : {}),
+      },
     } as unknown as WaggleTemplate);
   }
 
@@ -58,9 +63,11 @@ class World {
         for: (_endpoint, node) => ({
           pullImage: async function* (req: { image: string }) {
             let finish: Call['finish'] = () => undefined;
-            const done = new Promise<{ digest: string; cached: boolean } | Error>((r) => {
-              finish = r;
-            });
+            const done = new Promise<{ digest: string; cached: boolean; rootfsBytes?: number } | Error>(
+              (r) => {
+                finish = r;
+              },
+            );
             world.calls.push({ node, image: req.image, finish });
             for (const phase of world.steps) yield { event: { case: 'phase', value: phase } };
             const outcome = await done;
@@ -147,10 +154,53 @@ describe('template image pre-pulls', () => {
     expect(w.status('bad')?.conditions?.[0]?.message).toMatch(/^n1: .*has no \/bin\/sh/);
     w.now += 30_000;
     await c.reconcile('bad');
+    await drain();
     expect(w.calls).toHaveLength(1);
     w.now += 30_000;
     await c.reconcile('bad');
+    await drain();
     expect(w.calls).toHaveLength(2);
+    // Still failing: it waits twice as long each time (up to the recheck interval).
+    w.calls[1]?.finish(new ConnectError('still no /bin/sh', Code.FailedPrecondition));
+    await drain();
+    expect((await c.reconcile('bad'))?.requeueAfterMs).toBe(120_000);
+  });
+
+  it('keeps a node Ready when only asking it again fails for a transient reason', async () => {
+    const w = new World();
+    w.node('n1', true);
+    w.template('ds', 'registry.test/team/ds:1');
+    const c = w.controller();
+    await c.reconcile('ds');
+    await drain();
+    w.calls[0]?.finish({ digest: DIGEST, cached: false });
+    await drain();
+    await c.reconcile('ds');
+    w.now += 600_000;
+    w.steps = [ImagePullPhase.RESOLVING]; // the node has it: no download step
+    await c.reconcile('ds');
+    await drain();
+    w.calls[1]?.finish(new ConnectError('the node-agent restarted', Code.Unavailable));
+    await drain();
+    await c.reconcile('ds');
+    expect(w.status('ds')?.nodes?.[0]).toMatchObject({ state: 'Ready', digest: DIGEST });
+    expect(w.status('ds')?.ready).toBe('1/1');
+  });
+
+  it('fails a node whose copy of the image would not fit the template’s disk', async () => {
+    const w = new World();
+    w.node('n1', true);
+    w.template('big', 'registry.test/team/big:1');
+    const c = w.controller();
+    await c.reconcile('big');
+    await drain();
+    w.calls[0]?.finish({ digest: DIGEST, cached: false, rootfsBytes: 3 * 2 ** 30 });
+    await drain();
+    await c.reconcile('big');
+    expect(w.status('big')?.nodes?.[0]).toMatchObject({ state: 'Failed' });
+    expect(w.status('big')?.nodes?.[0]?.message).toMatch(
+      /needs a disk of at least 3072 MiB, more than the template's 2048 MiB/,
+    );
   });
 
   it('pulls one template at a time per node; the next starts when the first ends', async () => {

@@ -57,6 +57,8 @@ interface NodePull {
   /** When the last call started (ms). */
   at: number;
   inFlight: boolean;
+  /** Failed calls in a row: each waits twice as long as the last (retryMs up to recheckMs). */
+  failures: number;
   /** Not asked yet: the node was busy with another template's pull (due as soon as it is free). */
   waiting?: boolean;
 }
@@ -100,6 +102,9 @@ export class TemplateController {
       log: this.#d.log,
     });
     this.#controller.start();
+    // A new leadership starts from what the nodes say now (templates deleted meanwhile vanish).
+    this.#pulls.clear();
+    this.#busy.clear();
     this.changed();
   }
 
@@ -151,10 +156,7 @@ export class TemplateController {
         const key = `${name}\0${nodeName}`;
         let pull = this.#pulls.get(key);
         if (pull && pull.image !== image) pull = undefined; // a call for the old image still runs
-        const waitMs =
-          pull && !pull.waiting
-            ? pull.at + (pull.state === 'Failed' ? this.#c.retryMs : this.#c.recheckMs) - now
-            : 0;
+        const waitMs = pull && !pull.waiting ? pull.at + this.#intervalOf(pull) - now : 0;
         if (!pull?.inFlight && waitMs <= 0) {
           if (this.#busy.has(nodeName)) {
             // Its turn comes when the node's other pull ends (that enqueues every template).
@@ -164,6 +166,7 @@ export class TemplateController {
               message: 'waiting for another template’s pull on this node',
               at: now,
               inFlight: false,
+              failures: 0,
               waiting: true,
             };
           } else {
@@ -199,18 +202,23 @@ export class TemplateController {
         ? { ...before, at: this.#now(), inFlight: true }
         : {
             image,
-            state: 'Pulling',
-            message: 'asking the node for the image',
+            state: before?.state === 'Failed' ? 'Failed' : 'Pulling',
+            message: before?.state === 'Failed' ? before.message : 'asking the node for the image',
             at: this.#now(),
             inFlight: true,
+            failures: before?.failures ?? 0,
           };
     const enqueue = () => this.#controller?.enqueue(name);
     this.#busy.add(nodeName);
     const agent = this.#d.agents.for(node.status?.endpoint as string, nodeName);
     const log = this.#d.log.child({ template: name, node: nodeName, image });
     void (async () => {
-      const imagePullConfig = await this.#d.pullConfigs?.forTemplate(template);
-      return pullImageOnNode(
+      const imagePullConfig = await withDeadline(
+        this.#d.pullConfigs?.forTemplate(template) ?? Promise.resolve(undefined),
+        30_000,
+        `reading template "${name}"'s imagePullSecret took longer than 30 s`,
+      );
+      const facts = await pullImageOnNode(
         agent,
         {
           image,
@@ -226,11 +234,19 @@ export class TemplateController {
         },
         { timeoutMs: this.#c.pullTimeoutMs },
       );
+      const neededMiB = Math.ceil((facts?.rootfsBytes ?? 0) / 2 ** 20);
+      if (neededMiB > template.spec.resources.diskMiB) {
+        throw new Error(
+          `image "${image}" needs a disk of at least ${neededMiB} MiB, more than the template's ${template.spec.resources.diskMiB} MiB (spec.resources.diskMiB)`,
+        );
+      }
+      return facts;
     })()
       .then(
         (facts) => {
           pull.state = 'Ready';
           pull.step = undefined;
+          pull.failures = 0;
           if (facts) {
             pull.digest = facts.digest;
             pull.message = facts.cached
@@ -243,11 +259,15 @@ export class TemplateController {
         },
         (err: unknown) => {
           const failure = classifyNodeAgentError(err);
-          pull.state = 'Failed';
+          pull.failures++;
           pull.step = undefined;
+          // A node that has the image stays Ready when only asking it again failed (an agent
+          // restart, a registry hiccup): its copy is still there.
+          if (pull.state === 'Ready' && failure.kind === 'transient') return;
+          pull.state = 'Failed';
           pull.digest = undefined;
-          pull.message = failure.message;
-          log.warn({ err: failure.message }, 'template image pull failed');
+          pull.message = failure.message.slice(0, 2000); // the CRD's bound is 2048
+          log.warn({ err: failure.message, failures: pull.failures }, 'template image pull failed');
         },
       )
       .finally(() => {
@@ -259,10 +279,27 @@ export class TemplateController {
     return pull;
   }
 
+  /** How long after its last call a node is asked again. */
+  #intervalOf(pull: NodePull): number {
+    if (pull.failures === 0) return this.#c.recheckMs;
+    return Math.min(this.#c.retryMs * 2 ** (pull.failures - 1), this.#c.recheckMs);
+  }
+
   #forget(template: string, drop: (node: string, pull: NodePull) => boolean): void {
     for (const [key, pull] of this.#pulls) {
       const [t, node] = key.split('\0') as [string, string];
       if (t === template && !pull.inFlight && drop(node, pull)) this.#pulls.delete(key);
     }
   }
+}
+
+/** `p`, or a rejection with `message` after `ms`. */
+function withDeadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(message)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }

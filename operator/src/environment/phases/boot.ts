@@ -79,7 +79,7 @@ export async function boot(
         await ctx.events.record(env, 'Warning', EnvironmentReason.Unschedulable, message);
         return { requeueAfterMs: Math.min(ctx.config.unschedulableRetryMs, life.untilExpiryMs) };
       }
-      if (failure.kind === 'image' || (env.spec.image && !pull?.image)) {
+      if (failure.kind === 'image' || pull?.failed) {
         // The node could not pull or run the image: the image's fault, not the VM's.
         await fail(
           ctx,
@@ -127,19 +127,25 @@ export function createVM(
       // The pull first, as its own call, so that its steps can be told (kubectl, MCP progress).
       const uid = env.metadata.uid as string;
       const key = keyOf(env);
+      ctx.imagePulls.forget(uid); // what an earlier attempt (maybe on another node) said
       const image = await pullImageOnNode(
         agent,
         {
           image: env.spec.image,
           runtime: toProtoRuntime(env.spec.runtime),
           ...(imagePullConfig ? { imagePullConfig } : {}),
+          // A retried create whose VM exists gets that VM's image (no pull, no moved tag).
+          vmId: uid,
         },
         (step) => {
           ctx.imagePulls.step(uid, step);
           ctx.enqueue(key);
         },
         { timeoutMs: ctx.config.createVMTimeoutMs },
-      );
+      ).catch((err: unknown) => {
+        ctx.imagePulls.failed(uid);
+        throw err;
+      });
       if (image) {
         ctx.imagePulls.done(uid, image);
         ctx.enqueue(key);

@@ -50,6 +50,7 @@ export async function finalize(
     if (released !== true) return released;
   }
   ctx.calls.creates.forget(uid);
+  ctx.imagePulls.forget(uid);
   ctx.calls.verifies.forget(uid);
   ctx.calls.destroys.forget(uid);
   ctx.calls.suspends.forget(uid);

@@ -1264,6 +1264,14 @@ export declare type PullImageRequest = Message<"waggle.nodeagent.v1.PullImageReq
    * @generated from field: string image_pull_config = 3;
    */
   imagePullConfig: string;
+
+  /**
+   * The VM the pull is for, when a create follows: if that VM exists with this image, its image
+   * is the answer (no registry round trip; a tag that moved since does not change it).
+   *
+   * @generated from field: string vm_id = 4;
+   */
+  vmId: string;
 };
 
 /**
