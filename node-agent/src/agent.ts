@@ -557,15 +557,23 @@ export class Agent {
     opts: { signal?: AbortSignal; onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void } = {},
   ) {
     const vm = await this.#running(vmId);
-    if (manager && !['pip', 'npm', 'apt'].includes(manager)) {
-      throw new InvalidArgumentError(`manager "${manager}" is not supported; use pip, npm or apt`);
+    if (manager && !['pip', 'npm', 'apt', 'apk'].includes(manager)) {
+      throw new InvalidArgumentError(`manager "${manager}" is not supported; use pip, npm, apt or apk`);
+    }
+    // The shell runtime installs with the image's own system package manager (apk on Alpine).
+    const system = this.vms.get(vmId).image?.systemPackages ?? 'apt';
+    const chosen = (manager as PackageManager | undefined) ?? (vm.runtime === 'shell' ? system : undefined);
+    if (chosen === 'none') {
+      throw new InvalidArgumentError(
+        `image "${this.vms.get(vmId).image?.reference}" has no system package manager Waggle knows (apt-get, apk): preinstall what you need in the image, or use pip or npm`,
+      );
     }
     const path = this.#pathFor(vmId);
     return installPackages(await this.#guests.get(vmId), {
       runtime: vm.runtime,
       packages,
       ...(path ? { path } : {}),
-      ...(manager ? { manager: manager as PackageManager } : {}),
+      ...(chosen ? { manager: chosen } : {}),
       timeoutMs: Math.min(timeoutMs || this.#limits.installTimeoutMs, this.#limits.installTimeoutMs),
       maxOutputBytes: this.#limits.maxOutputBytes,
       ...(opts.signal ? { signal: opts.signal } : {}),
@@ -664,5 +672,8 @@ function vmImageOf(pulled: PulledImage): VMImage {
     rootfs: pulled.rootfs,
     ...(pulled.interpreter ? { interpreter: pulled.interpreter } : {}),
     ...(path?.length ? { path } : {}),
+    ...(pulled.systemPackages && pulled.systemPackages !== 'apt'
+      ? { systemPackages: pulled.systemPackages }
+      : {}),
   };
 }

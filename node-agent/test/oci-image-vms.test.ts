@@ -67,6 +67,12 @@ beforeAll(async () => {
     ),
     `${registry.host}/tenant/busybox:1`,
   );
+  // Alpine's layout as far as Waggle cares: /sbin/apk (a stand-in that says how it was called;
+  // this machine reaches no Alpine mirror or registry).
+  await push(
+    await buildImage(work, 'apk', [bbLayer, { '/sbin/apk': '#!/bin/sh\necho "apk $* (uid $(id -u))"\n' }]),
+    `${registry.host}/tenant/alpine-like:1`,
+  );
   // A hostile image: / is world-writable (the sandbox user could swap /.waggle; Debian 12's
   // mkfs.ext4 -d writes the root inode 0755 regardless, so prepare-image-root.test.ts is what
   // catches a store that forgets to close it), /.waggle and
@@ -196,6 +202,21 @@ describe('VMs from OCI images (real registry, real QEMU, the toolbox’s sshd)',
     expect(r.stdout).toMatch(/^Groups:\s*$/m);
     expect(r.stdout).toMatch(/^NoNewPrivs:\s*1$/m);
     expect(r.stdout.trim().endsWith('1000')).toBe(true);
+  });
+
+  it('installs system packages with the image’s own manager: apk where there is no apt-get', {
+    timeout: 120_000,
+  }, async () => {
+    await agent.createVM(spec('oci-apk', `${registry.host}/tenant/alpine-like:1`));
+    const r = await agent.installPackages('oci-apk', ['jq', 'py3-pip']);
+    expect(r.manager).toBe('apk');
+    expect(r.stdout).toBe('apk add --no-cache jq py3-pip (uid 0)\n');
+    await expect(agent.installPackages('oci-apk', ['jq; reboot'])).rejects.toThrow(/invalid apk package/);
+    // An image with neither says so instead of running a manager that is not there.
+    await expect(agent.installPackages('oci-busybox', ['jq'])).rejects.toThrow(
+      /has no system package manager Waggle knows \(apt-get, apk\)/,
+    );
+    await agent.destroyVM('oci-apk');
   });
 
   it('refuses images it cannot run before any VM exists, naming the image', {

@@ -15,7 +15,7 @@ export const installPackagesTool = (d: ToolDeps) =>
     title: 'Install packages',
     description:
       "Install packages with the runtime's package manager (pip for python, npm for node, apt for " +
-      'shell). Package names may carry a version (pandas==2.2.3, lodash@4). Later execute calls see them.',
+      'shell, or apk in Alpine-based images). Package names may carry a version (pandas==2.2.3, lodash@4). Later execute calls see them.',
     input: z.object({
       environment_id: environmentId,
       packages: z

@@ -45,6 +45,7 @@ export const GUEST_BIN = {
   pkill: '$WB/pkill',
   env: '$WB/env',
   aptGet: '/usr/bin/apt-get',
+  apk: '/sbin/apk',
 } as const;
 /**
  * Where exec scripts keep the code and the pid of each run: root-owned, 0711 (the sandbox user can

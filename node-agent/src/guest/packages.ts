@@ -14,7 +14,7 @@ import {
 } from './exec.ts';
 import { shellJoin } from './shell-quote.ts';
 
-export type PackageManager = 'pip' | 'npm' | 'apt';
+export type PackageManager = 'pip' | 'npm' | 'apt' | 'apk';
 export const MAX_PACKAGES = 50;
 
 /**
@@ -25,6 +25,8 @@ export const PACKAGE_PATTERNS: Record<PackageManager, RegExp> = {
   pip: /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99})(?:\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\])?(?:(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!_-]{1,50}(?:,(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!_-]{1,50})*)?$/,
   npm: /^(?:@[a-z0-9][a-z0-9._-]{0,100}\/)?[a-z0-9][a-z0-9._-]{0,100}(?:@[A-Za-z0-9.^~*+_-]{1,50})?$/,
   apt: /^[a-z0-9][a-z0-9+.-]{0,100}(?:=[A-Za-z0-9.+:~-]{1,60})?$/,
+  // Alpine: name (letters, digits, + . _ -) with an optional =, ~ or >= version.
+  apk: /^[a-z0-9][a-z0-9+._-]{0,100}(?:(?:=|~|>=|<=|>|<)[A-Za-z0-9.+_~-]{1,60})?$/,
 };
 
 const RUNTIME_MANAGER: Record<Runtime, PackageManager> = {
@@ -49,7 +51,7 @@ export function validatePackages(manager: PackageManager, packages: string[]): s
     if (typeof pkg !== 'string' || !PACKAGE_PATTERNS[manager].test(pkg)) {
       throw new InvalidArgumentError(
         `invalid ${manager} package ${JSON.stringify(pkg)}: use a plain package name with an optional version ` +
-          `(e.g. ${manager === 'npm' ? '"lodash@4.17.21"' : manager === 'apt' ? '"jq"' : '"pandas==2.2.3"'}); ` +
+          `(e.g. ${manager === 'npm' ? '"lodash@4.17.21"' : manager === 'apt' || manager === 'apk' ? '"jq"' : '"pandas==2.2.3"'}); ` +
           'options, URLs, paths and shell characters are not allowed',
       );
     }
@@ -102,6 +104,8 @@ export function installScript(
         `${GUEST_BIN.aptGet} update -qq || exit $?`,
         `${GUEST_BIN.aptGet} install -y -qq --no-install-recommends ${pkgs}`,
       ].join('\n');
+    case 'apk':
+      return [...setup, 'cd /', `${GUEST_BIN.apk} add --no-cache ${pkgs}`].join('\n');
   }
 }
 

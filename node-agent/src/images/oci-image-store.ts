@@ -99,6 +99,8 @@ export interface PulledImage {
   interpreter?: string;
   /** Whether the node had it already (false: this resolve pulled it, or joined a pull under way). */
   cached: boolean;
+  /** The system package manager in the image (`/usr/bin/apt-get`, `/sbin/apk`), or none. */
+  systemPackages?: 'apt' | 'apk' | 'none';
 }
 
 type ProgressListener = (phase: ImagePhase, detail?: string) => void;
@@ -116,7 +118,7 @@ interface StoredImage {
   unpackedBytes: number;
   rootfsBytes: number;
   config: PulledImage['config'];
-  /** Guest paths found at build time: `sh`, `python3`, `node`, `bash`. */
+  /** Guest paths found at build time: `sh`, `python3`, `node`, `bash`, `aptGet`, `apk`. */
   found: Record<string, string | undefined>;
 }
 
@@ -486,6 +488,9 @@ export class OciImageStore {
         python3: await findInRoot(rootfs, 'python3', path),
         node: await findInRoot(rootfs, 'node', path),
         bash: await findInRoot(rootfs, 'bash', path),
+        // The system package manager the shell runtime installs with (Debian/Ubuntu or Alpine).
+        aptGet: (await executableInRoot(rootfs, '/usr/bin/apt-get')) ? '/usr/bin/apt-get' : undefined,
+        apk: (await executableInRoot(rootfs, '/sbin/apk')) ? '/sbin/apk' : undefined,
       };
       onProgress?.('building', name);
       await prepareImageRoot(rootfs);
@@ -661,6 +666,15 @@ export class OciImageStore {
       rootfsBytes: stored.rootfsBytes,
       config: stored.config,
       ...(interpreter ? { interpreter } : {}),
+      // Entries built before this was recorded say nothing: apt, as for the built-in images.
+      systemPackages:
+        !('aptGet' in stored.found) && !('apk' in stored.found)
+          ? 'apt'
+          : stored.found.aptGet
+            ? 'apt'
+            : stored.found.apk
+              ? 'apk'
+              : 'none',
     };
   }
 }

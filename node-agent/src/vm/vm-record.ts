@@ -26,6 +26,8 @@ export const vmImageSchema = z.object({
   interpreter: z.string().startsWith('/').optional(),
   /** The image config's PATH entries: code finds the image's tools by name (sandboxPath). */
   path: z.array(z.string().max(1024)).max(64).optional(),
+  /** The image's system package manager (the shell runtime's installs); absent: apt. */
+  systemPackages: z.enum(['apt', 'apk', 'none']).optional(),
 });
 export type VMImage = z.output<typeof vmImageSchema>;
 

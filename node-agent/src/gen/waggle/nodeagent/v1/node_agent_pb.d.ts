@@ -873,7 +873,7 @@ export declare type InstallPackagesRequest = Message<"waggle.nodeagent.v1.Instal
   packages: string[];
 
   /**
-   * pip | npm | apt; empty: the runtime's own.
+   * pip | npm | apt | apk; empty: the runtime's own (shell: the image's apt-get, else apk).
    *
    * @generated from field: string manager = 3;
    */
