@@ -24,6 +24,9 @@ describe('node-agent client authorization', () => {
     expect(isAllowed('waggle-gateway', 'CreateVM')).toBe(false);
     expect(isAllowed('waggle-gateway', 'DestroyVM')).toBe(false);
     expect(isAllowed('waggle-gateway', 'ListVMs')).toBe(false);
+    // Pulls fill the node's disk and carry registry credentials: the operator's alone.
+    expect(isAllowed('waggle-operator', 'PullImage')).toBe(true);
+    expect(isAllowed('waggle-gateway', 'PullImage')).toBe(false);
   });
 
   it('lets some client call every RPC of the proto (a new RPC needs its entry, or mTLS denies it)', () => {
