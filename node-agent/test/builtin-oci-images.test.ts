@@ -38,6 +38,18 @@ const agentEnv = (image: string) => ({
   WAGGLE_REGISTER: 'false',
 });
 
+/** Creates a shell VM on the agent and returns what `code` prints in it. */
+async function shellVM(client: ReturnType<typeof createNodeAgentClient>, vmId: string, code: string) {
+  await client.createVM({
+    spec: { vmId, runtime: Runtime.SHELL, cpus: 1, memoryMib: 256, diskMib: 1024, egress: Egress.NONE },
+  });
+  let out = '';
+  for await (const m of client.exec({ vmId, code, language: 'shell', timeoutMs: 30_000 })) {
+    if (m.event.case === 'result') out = m.event.value.stdout;
+  }
+  return out;
+}
+
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'waggle-builtin-oci-'));
   registry = await startRegistry();
@@ -70,25 +82,11 @@ describe('built-in runtime images from a registry (WAGGLE_IMAGE_<RUNTIME>=<refer
     });
     const client = createNodeAgentClient(agent.apiUrl);
     expect((await client.getNodeInfo({})).runtimes).toEqual(['shell']);
-    await client.createVM({
-      spec: {
-        vmId: 'builtin-oci',
-        runtime: Runtime.SHELL,
-        cpus: 1,
-        memoryMib: 256,
-        diskMib: 1024,
-        egress: Egress.NONE,
-      },
-    });
-    let out = '';
-    for await (const m of client.exec({
-      vmId: 'builtin-oci',
-      code: 'echo "$(id -un) $(cat /etc/debian_version)"; test -x /sbin/waggle-init && echo own-init',
-      language: 'shell',
-      timeoutMs: 30_000,
-    })) {
-      if (m.event.case === 'result') out = m.event.value.stdout;
-    }
+    const out = await shellVM(
+      client,
+      'builtin-oci',
+      'echo "$(id -un) $(cat /etc/debian_version)"; test -x /sbin/waggle-init && echo own-init',
+    );
     // The built-in Debian image with its own init (no toolbox added): as if built on the node.
     expect(out).toMatch(/^sandbox 12\.\d+\nown-init\n$/);
     expect(
@@ -133,26 +131,7 @@ describe('built-in runtime images from a registry (WAGGLE_IMAGE_<RUNTIME>=<refer
     const [apiPort, opsPort] = (await freePorts(2)) as [number, number];
     agent = await startAgentProcess({ apiPort, opsPort, env: agentEnv(image), readyTimeoutMs: 180_000 });
     const client = createNodeAgentClient(agent.apiUrl);
-    await client.createVM({
-      spec: {
-        vmId: 'offline',
-        runtime: Runtime.SHELL,
-        cpus: 1,
-        memoryMib: 256,
-        diskMib: 1024,
-        egress: Egress.NONE,
-      },
-    });
-    let out = '';
-    for await (const m of client.exec({
-      vmId: 'offline',
-      code: 'id -un',
-      language: 'shell',
-      timeoutMs: 30_000,
-    })) {
-      if (m.event.case === 'result') out = m.event.value.stdout;
-    }
-    expect(out).toBe('sandbox\n');
+    expect(await shellVM(client, 'offline', 'id -un')).toBe('sandbox\n');
     await client.destroyVM({ vmId: 'offline' });
   });
 });
