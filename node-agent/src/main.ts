@@ -50,6 +50,7 @@ async function main(): Promise<void> {
     allowList: ['*'], // the admin's own configuration, not a caller's choice
     insecureRegistries: config.WAGGLE_IMAGE_INSECURE_REGISTRIES,
     inUse: () => [],
+    rememberReferences: true,
     log,
   });
   const images = await resolveGuestImages({

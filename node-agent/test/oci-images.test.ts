@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,6 +70,7 @@ beforeAll(async () => {
     `${registry.host}/waggle/arm:1`,
   );
   await push(await buildImage(work, 'onlysh', [shellImage[0] as Layer]), `${registry.host}/waggle/sh:1`);
+  await pushArtifact(registry.host, 'waggle/chart', '1');
   const auth = join(work, 'auth.json');
   await writeFile(auth, privateRegistry.dockerConfigJson as string);
   await push(await buildImage(work, 'private', shellImage), `${privateRegistry.host}/team/py:1`, auth);
@@ -79,6 +81,40 @@ afterAll(async () => {
   await privateRegistry?.stop();
   if (work) await rm(work, { recursive: true, force: true });
 });
+
+/** An OCI artifact that is no container image (a Helm chart's shape), pushed with the registry API. */
+async function pushArtifact(host: string, repo: string, tag: string) {
+  const blob = async (body: string) => {
+    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const started = await fetch(`http://${host}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+    const location = new URL(started.headers.get('location') ?? '', `http://${host}`);
+    location.searchParams.set('digest', digest);
+    const r = await fetch(location, {
+      method: 'PUT',
+      body,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    if (r.status !== 201) throw new Error(`blob upload: HTTP ${r.status} ${await r.text()}`);
+    return { digest, size: Buffer.byteLength(body) };
+  };
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: {
+      mediaType: 'application/vnd.cncf.helm.config.v1+json',
+      ...(await blob('{"name":"x","version":"1.0.0"}')),
+    },
+    layers: [
+      { mediaType: 'application/vnd.cncf.helm.chart.content.v1.tar+gzip', ...(await blob('chart bytes')) },
+    ],
+  };
+  const r = await fetch(`http://${host}/v2/${repo}/manifests/${tag}`, {
+    method: 'PUT',
+    headers: { 'content-type': manifest.mediaType },
+    body: JSON.stringify(manifest),
+  });
+  if (r.status !== 201) throw new Error(`manifest upload: HTTP ${r.status} ${await r.text()}`);
+}
 
 const reasonOf = (p: Promise<unknown>) =>
   p.then(
@@ -134,6 +170,9 @@ describe('OCI images into guest root filesystems (real registry, skopeo, umoci)'
       /^wrong-architecture: image ".*arm:1" is built for linux\/arm64/,
     );
     expect(await reasonOf(s.resolve('Not An Image', { runtime: 'shell' }))).toMatch(/^invalid-reference: /);
+    expect(await reasonOf(s.resolve(`${r}/waggle/chart:1`, { runtime: 'shell' }))).toMatch(
+      /^not-an-image: ".*chart:1" is not a container image: its config is application\/vnd\.cncf\.helm\.config\.v1\+json/,
+    );
     expect(
       await reasonOf(store({ allowList: ['ghcr.io/org'] }).resolve(`${r}/waggle/py:1`, { runtime: 'shell' })),
     ).toMatch(/^not-allowed: image ".*py:1" is not on this cluster's image allow-list \(ghcr.io\/org\)/);

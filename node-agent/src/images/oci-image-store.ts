@@ -43,8 +43,14 @@ const DIGEST = /^sha256:[a-f0-9]{64}$/;
 interface RawManifest {
   mediaType?: string;
   manifests?: { digest: string; platform?: { os?: string; architecture?: string } }[];
+  config?: { mediaType?: string };
   layers?: { size?: number }[];
 }
+/** Configs of container images; anything else (a Helm chart, an SBOM, …) is an OCI artifact. */
+const IMAGE_CONFIG_TYPES = new Set([
+  'application/vnd.oci.image.config.v1+json',
+  'application/vnd.docker.container.image.v1+json',
+]);
 const INDEX_TYPES = new Set([
   'application/vnd.oci.image.index.v1+json',
   'application/vnd.docker.distribution.manifest.list.v2+json',
@@ -77,6 +83,11 @@ export interface ImageStoreOptions {
    * between a resolve and the VM that will use it being registered (default 10 min).
    */
   leaseMs?: number;
+  /**
+   * Keep what each reference last resolved to (`<cacheDir>/.refs/`), for `lastResolved`: the
+   * built-in runtime images, so a node starts while their registry is down.
+   */
+  rememberReferences?: boolean;
   /** Where pull credentials are written for one call (default /dev/shm: memory, never disk). */
   secretsDir?: string;
   log: Logger;
@@ -206,7 +217,7 @@ export class OciImageStore {
     });
     this.#leases.set(this.#entryName(stored.digest), Date.now());
     await this.#touch(stored.digest);
-    await this.#remember(name, stored.digest);
+    if (this.#o.rememberReferences) await this.#remember(name, stored.digest);
     return { ...this.#check(stored, name, opts.runtime), cached: stored.cached };
   }
 
@@ -414,6 +425,14 @@ export class OciImageStore {
       }
       digest = entry.digest;
       manifest = (await inspect(digest)).manifest;
+    }
+    const configType = manifest.config?.mediaType;
+    if (configType !== undefined && !IMAGE_CONFIG_TYPES.has(configType)) {
+      throw new ImageError(
+        'not-an-image',
+        name,
+        `"${name}" is not a container image: its config is ${configType.slice(0, 200)} (an OCI artifact, such as a Helm chart); name an image`,
+      );
     }
     const compressed = (manifest.layers ?? []).reduce((n, l) => n + (Number(l.size) || 0), 0);
     if (compressed > this.#o.maxImageBytes) {
