@@ -19,6 +19,22 @@ describe('generated CRD YAML', () => {
       expect(inChart, `charts/waggle/crds/${file} is stale; run pnpm gen:crds`).toBe(renderCRD(crd));
     },
   );
+
+  it.each(Object.entries(allCRDs()))('%s has no empty list the apiserver would drop', (_file, crd) => {
+    // An empty list is stored as absent: a later server-side apply of the same file (Helm
+    // installing the chart's crds/ after `kubectl apply`) then conflicts on it.
+    const empty: string[] = [];
+    const walk = (v: unknown, path: string) => {
+      if (Array.isArray(v)) {
+        if (v.length === 0) empty.push(path);
+        for (const [i, x] of v.entries()) walk(x, `${path}[${i}]`);
+      } else if (v && typeof v === 'object') {
+        for (const [k, x] of Object.entries(v)) walk(x, `${path}.${k}`);
+      }
+    };
+    walk(crd, '');
+    expect(empty).toEqual([]);
+  });
 });
 
 describe('CRD shape', () => {

@@ -23,12 +23,14 @@ type Rule = { rule: string };
 
 /** The environment's schema without its immutability rule: a pool's template may change. */
 export function changeable<T extends z.ZodType>(schema: T, description: string): T {
-  const meta = schema.meta() ?? {};
-  const rules = (meta['x-kubernetes-validations'] ?? []) as Rule[];
+  const { 'x-kubernetes-validations': validations, ...meta } = schema.meta() ?? {};
+  const rules = ((validations ?? []) as Rule[]).filter((r) => r.rule !== 'self == oldSelf');
+  // No empty list: the apiserver drops it, and Helm's server-side apply of the CRD then
+  // conflicts with the copy applied before (the field belongs to nobody but differs).
   return schema.meta({
     ...meta,
     description,
-    'x-kubernetes-validations': rules.filter((r) => r.rule !== 'self == oldSelf'),
+    ...(rules.length ? { 'x-kubernetes-validations': rules } : {}),
   });
 }
 
