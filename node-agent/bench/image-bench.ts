@@ -1,7 +1,8 @@
 // Benchmark: creating VMs from an OCI image (docs/adr/0015): the first create of an image on a
 // node (resolve + pull + unpack + toolbox + ext4 + boot) and later creates (cached), against the
 // built-in python image's create and the raw pull + unpack floor (skopeo copy + umoci unpack
-// alone), all measured in the same run against a registry on loopback. The image is Debian with
+// alone) and a PullImage the node answers from its cache (a template recheck), all measured in
+// the same run against a registry on loopback. The image is Debian with
 // pandas preinstalled (~100 MiB compressed). Not a test: prints JSON (and a markdown table with
 // --markdown). Usage:
 //   pnpm bench:images [--runs N] [--markdown]
@@ -91,6 +92,12 @@ for (let i = 0; i < RUNS; i++) {
   for (const entry of await readdir(cacheDir).catch(() => [] as string[]))
     await rm(join(cacheDir, entry), { recursive: true, force: true });
   await createTimed('image_first', `img-first-${i}`, true);
+  // What a template's recheck costs a node that has the image: PullImage answered from the cache.
+  const tp = now();
+  for await (const m of api.pullImage({ image, runtime: Runtime.PYTHON })) {
+    if (m.event.case === 'image' && !m.event.value.cached) throw new Error('PullImage did not use the cache');
+  }
+  record('pull_image_cached_rpc_ms', now() - tp);
   await createTimed('image_cached', `img-cached-${i}`, true);
   await createTimed('builtin', `builtin-${i}`, false);
 }
