@@ -37,6 +37,11 @@ describe('watchAgentTls', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(source.version()).toBe(0);
     expect(client.exec).toBe(firstExec);
+    // A certificate file caught truncated (empty) mid-write is not taken either.
+    await writeFile(join(dir, 'tls.crt'), '');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(source.version()).toBe(0);
+    expect(source.current().cert).toBe(a?.certPem);
 
     await writePair(dir, ca.certPem, c as { certPem: string; keyPem: string });
     await waitFor(

@@ -1,5 +1,6 @@
 // The typed node-agent client for the operator and the MCP gateway. They import only this
 // module (`@waggle/node-agent/client`), never the VM runtime.
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -62,6 +63,19 @@ export interface AgentTlsSource {
  * swaps that file watchers miss). A half-updated or unreadable directory keeps the last good
  * material; `onChange` hears about each new version.
  */
+/**
+ * Throws unless the material can serve mutual TLS: the CA and the certificate parse and the key is
+ * the certificate's. (An empty certificate — a file caught truncated mid-write, a Secret without
+ * the key — would otherwise pass as "no certificate" to a TLS context.)
+ */
+export function assertUsableTls(tls: AgentTls): void {
+  new X509Certificate(tls.ca);
+  if (!new X509Certificate(tls.cert).checkPrivateKey(createPrivateKey(tls.key))) {
+    throw new Error('the key is not the certificate’s');
+  }
+  createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key });
+}
+
 export function watchAgentTls(
   dir: string,
   opts: { intervalMs?: number; onChange?: (tls: AgentTls) => void } = {},
@@ -73,8 +87,8 @@ export function watchAgentTls(
     try {
       next = loadAgentTls(dir);
       if (next.ca === tls.ca && next.cert === tls.cert && next.key === tls.key) return;
-      // Throws for a key that does not match the certificate (files caught mid-write).
-      createSecureContext({ ca: next.ca, cert: next.cert, key: next.key });
+      // Files caught mid-write are skipped: the next poll reads them whole.
+      assertUsableTls(next);
     } catch {
       return; // keep the last good material; the next poll tries again
     }

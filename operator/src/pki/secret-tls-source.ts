@@ -1,6 +1,5 @@
-import { createSecureContext } from 'node:tls';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import type { AgentTls, AgentTlsSource } from '@waggle/node-agent/client';
+import { type AgentTls, type AgentTlsSource, assertUsableTls } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 
 /**
@@ -32,7 +31,7 @@ export function secretAgentTls(
     };
     if (tls && next.ca === tls.ca && next.cert === tls.cert && next.key === tls.key) return;
     try {
-      createSecureContext(next); // a key that does not match its certificate is ignored
+      assertUsableTls(next); // an empty or unparsable certificate, or another certificate's key
     } catch (err) {
       opts.log.warn(
         { secret: opts.secret, err: (err as Error).message },
