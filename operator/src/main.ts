@@ -5,12 +5,14 @@ import { createRotatingNodeAgentClient, watchAgentTls } from '@waggle/node-agent
 import { fastify } from 'fastify';
 import { pino } from 'pino';
 import { loadOperatorConfig, OPERATOR_RENAMED_VARIABLES } from './config.ts';
+import { CreateLatency } from './environment/create-latency.ts';
 import { createOperatorMetrics } from './metrics.ts';
 import { type RunningOperator, startOperator } from './operator.ts';
 import { AgentCertificateRotator } from './pki/agent-certificate-rotator.ts';
 import { NodeAgentSigner } from './pki/node-agent-signer.ts';
 import { secretAgentTls } from './pki/secret-tls-source.ts';
 import { NamespaceQuotas } from './quota/namespace-quotas.ts';
+import { setRuntimeMetrics } from './runtime/metrics.ts';
 
 async function main(): Promise<void> {
   const config = loadOperatorConfig();
@@ -34,10 +36,20 @@ async function main(): Promise<void> {
 
   let operator: RunningOperator | undefined;
   const metrics = createOperatorMetrics({
-    queueDepth: () => operator?.queueDepth() ?? 0,
     phases: () => operator?.phases() ?? {},
     isLeader: () => operator?.isLeader() ?? false,
+    leaseName: config.WAGGLE_LEASE_NAME,
+    certificates: () => {
+      try {
+        const held = agentTls?.current();
+        return held ? [held.cert, held.ca] : [];
+      } catch {
+        return []; // not issued yet
+      }
+    },
   });
+  setRuntimeMetrics(metrics.runtime); // every controller's reconciles and queue
+  const createLatency = new CreateLatency((path, s) => metrics.createSeconds.observe({ path }, s));
 
   const ops = fastify({ logger: false });
   ops.get('/healthz', async () => ({ status: 'ok' }));
@@ -64,7 +76,7 @@ async function main(): Promise<void> {
           validityMs: config.WAGGLE_AGENT_CERT_VALIDITY,
           log,
           onRenewed: (secret) => {
-            metrics.agentCertificatesRenewed.inc({ secret });
+            metrics.certificatesRenewed.inc({ secret });
             if (secret === config.WAGGLE_AGENT_CLIENT_SECRET)
               void clientTls?.refresh().catch(() => undefined);
           },
@@ -145,9 +157,9 @@ async function main(): Promise<void> {
         }
       : {}),
     observe: {
-      reconciled: (outcome, ms) => metrics.reconcileSeconds.observe({ outcome }, ms / 1000),
       schedulingFailure: () => metrics.schedulingFailures.inc(),
       orphanVMDestroyed: () => metrics.orphanVMsDestroyed.inc(),
+      environmentChanged: (type, env) => createLatency.changed(type, env),
     },
     // Like controller-runtime: a replica that loses the lease exits and is restarted clean.
     onLeadershipLost: () => {

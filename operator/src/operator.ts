@@ -1,7 +1,15 @@
 import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
-import { ENVIRONMENT_PLURAL, GROUP, NodeConditionType, VERSION, type WaggleNode } from '@waggle/crds';
+import {
+  ENVIRONMENT_PLURAL,
+  GROUP,
+  NodeConditionType,
+  VERSION,
+  type WaggleEnvironment,
+  type WaggleNode,
+} from '@waggle/crds';
 import {
   environmentInformer,
+  type InformerEvent,
   keyOf,
   nodeInformer,
   poolInformer,
@@ -57,11 +65,11 @@ export interface OperatorOptions {
   onLeadershipLost?: () => void;
   /** Started when this replica starts leading, stopped when it stops (e.g. certificate rotation). */
   leaderTasks?: ReadonlyArray<{ start(): void; stop(): void }>;
-  /** Reconcile outcomes and scheduling failures (metrics). */
+  /** Scheduling failures, collected VMs and (while leading) environment changes, for metrics. */
   observe?: {
-    reconciled: (outcome: 'success' | 'error' | 'terminal', durationMs: number) => void;
     schedulingFailure: () => void;
     orphanVMDestroyed?: () => void;
+    environmentChanged?: (type: InformerEvent, env: WaggleEnvironment) => void;
   };
 }
 
@@ -101,7 +109,8 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const envs = environmentInformer({
     kc: o.kc,
     namespace: o.namespace,
-    onEvent: (_type, env) => {
+    onEvent: (type, env) => {
+      if (controller) o.observe?.environmentChanged?.(type, env);
       enqueue(keyOf(env));
       poolController?.changed(); // room on its node changed
     },
@@ -240,7 +249,6 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       workers: o.config.workers,
       reconcile: (key) => reconciler.reconcile(key),
       log,
-      ...(o.observe ? { onReconciled: o.observe.reconciled } : {}),
     });
     controller.start();
     for (const e of envs.list()) controller.enqueue(keyOf(e));

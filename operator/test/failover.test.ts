@@ -48,7 +48,7 @@ async function startReplica(name: string, opsPort: number) {
 const isLeader = async (opsPort: number) =>
   fetch(`http://127.0.0.1:${opsPort}/metrics`)
     .then((r) => r.text())
-    .then((t) => /^waggle_operator_leader 1$/m.test(t))
+    .then((t) => /^leader_election_master_status\{name="waggle-operator-test"\} 1$/m.test(t))
     .catch(() => false);
 
 const envs = async () =>

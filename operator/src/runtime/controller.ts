@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { type RuntimeMetrics, runtimeMetrics } from './metrics.ts';
 import { WorkQueue, type WorkQueueOptions } from './work-queue.ts';
 
 /** What a reconcile asks for next: nothing, or to run again after a delay (timers). */
@@ -13,13 +14,14 @@ export class TerminalError extends Error {
 
 export type Reconciler = (key: string, signal: AbortSignal) => Promise<ReconcileResult | undefined>;
 
-export interface ControllerOptions extends WorkQueueOptions {
+export interface ControllerOptions extends Omit<WorkQueueOptions, 'metrics'> {
+  /** The `controller` label of its reconcile metrics and the `name` of its queue's. */
   name: string;
   reconcile: Reconciler;
   workers?: number;
   log: Logger;
-  /** Observes each reconcile (metrics). */
-  onReconciled?: (outcome: 'success' | 'error' | 'terminal', durationMs: number) => void;
+  /** Where reconciles and the queue report (default: the process-wide sink, `setRuntimeMetrics`). */
+  metrics?: RuntimeMetrics;
 }
 
 /**
@@ -30,12 +32,14 @@ export interface ControllerOptions extends WorkQueueOptions {
 export class Controller {
   readonly queue: WorkQueue;
   readonly #o: ControllerOptions;
+  readonly #metrics: RuntimeMetrics;
   readonly #abort = new AbortController();
   #workers: Promise<void>[] = [];
 
   constructor(opts: ControllerOptions) {
     this.#o = opts;
-    this.queue = new WorkQueue(opts);
+    this.#metrics = opts.metrics ?? runtimeMetrics();
+    this.queue = new WorkQueue({ ...opts, metrics: this.#metrics.queue(opts.name) });
   }
 
   enqueue(key: string): void {
@@ -53,19 +57,23 @@ export class Controller {
       if (key === undefined) return;
       const log = this.#o.log.child({ controller: this.#o.name, key });
       const t0 = performance.now();
+      const seconds = () => (performance.now() - t0) / 1000;
+      const name = this.#o.name;
       try {
         const result = await this.#o.reconcile(key, this.#abort.signal);
         this.queue.forget(key);
-        this.#o.onReconciled?.('success', performance.now() - t0);
-        if (result?.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
+        const after = result?.requeueAfterMs;
+        const outcome = after === undefined ? 'success' : after > 0 ? 'requeue_after' : 'requeue';
+        this.#metrics.reconciled(name, outcome, seconds());
+        if (after !== undefined) this.queue.addAfter(key, after);
       } catch (err) {
         if (err instanceof TerminalError) {
           this.queue.forget(key);
-          this.#o.onReconciled?.('terminal', performance.now() - t0);
+          this.#metrics.reconciled(name, 'error', seconds(), true);
           log.error({ err: err.message }, 'reconcile failed permanently');
         } else {
           const delayMs = this.queue.addRateLimited(key);
-          this.#o.onReconciled?.('error', performance.now() - t0);
+          this.#metrics.reconciled(name, 'error', seconds());
           const e = describeError(err);
           // A write from a stale view (409) is the normal optimistic-concurrency retry, not news.
           if (e.code === 409)
