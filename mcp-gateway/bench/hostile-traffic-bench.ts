@@ -185,8 +185,8 @@ async function processCounters(
   };
 }
 
-async function heapUsedBytes(base: string): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
+async function heapUsedBytes(metricsUrl: string): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text();
   return Number(/^nodejs_heap_size_used_bytes (\S+)/m.exec(text)?.[1] ?? 0);
 }
 
@@ -206,14 +206,16 @@ async function main(): Promise<void> {
       join(dir, 'keys.yaml'),
       `keys:\n  - {name: bench, namespace: bench-hostile, key: ${key}}\n`,
     );
-    const [port] = (await freePorts(1)) as [number];
+    const [port, metricsPort] = (await freePorts(2)) as [number, number];
     const base = `http://127.0.0.1:${port}`;
+    const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     say(`starting the gateway on ${base} (default limits and timeouts)`);
     gateway = spawn(process.execPath, [fileURLToPath(new URL('../src/main.ts', import.meta.url))], {
       env: {
         ...process.env,
         KUBECONFIG: cp.kubeconfigPath,
         WAGGLE_LISTEN_ADDR: `127.0.0.1:${port}`,
+        WAGGLE_METRICS_LISTEN: `127.0.0.1:${metricsPort}`,
         WAGGLE_API_KEYS_FILE: join(dir, 'keys.yaml'),
         LOG_LEVEL: 'warn',
       },
@@ -243,7 +245,7 @@ async function main(): Promise<void> {
     };
     await measure(30); // warm-up
     const rssIdle = await rssBytes(gwPid);
-    const heapIdle = await heapUsedBytes(base);
+    const heapIdle = await heapUsedBytes(metricsUrl);
     say(`idle: ${CALLS} calls`);
     const idleStart = { at: Date.now(), ...(await processCounters(gwPid)) };
     const idle = await measure(CALLS);
@@ -291,11 +293,11 @@ async function main(): Promise<void> {
     const attackEnd = await processCounters(gwPid);
     const measuredMs = Date.now() - attackT0;
     clearInterval(sampler);
-    const heapAttacked = await heapUsedBytes(base);
+    const heapAttacked = await heapUsedBytes(metricsUrl);
     attacker.send({ stop: true });
     const stats = await attackerStats;
     const sessions = Number(
-      /^waggle_gateway_sessions (\S+)/m.exec(await (await fetch(`${base}/metrics`)).text())?.[1] ?? 0,
+      /^waggle_gateway_sessions (\S+)/m.exec(await (await fetch(metricsUrl)).text())?.[1] ?? 0,
     );
     await client.close();
 

@@ -34,6 +34,8 @@ const list = z.string().transform((v) =>
  */
 export const gatewayConfigSchema = z.object({
   WAGGLE_LISTEN_ADDR: hostPort.default('127.0.0.1:8080'),
+  /** Prometheus `/metrics`, on a listener of its own (never the public MCP port). */
+  WAGGLE_METRICS_LISTEN: hostPort.default('127.0.0.1:9090'),
   /** kubernetes: ServiceAccount tokens (TokenReview + SubjectAccessReview) and API keys. */
   WAGGLE_AUTH_MODE: z.enum(['kubernetes', 'insecure']).default('kubernetes'),
   WAGGLE_API_KEYS_FILE: z.string().min(1).optional(),

@@ -1,6 +1,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULT_EGRESS, DEFAULT_IDLE_ACTION, parseHostPort } from '@waggle/crds';
 import {
+  type AgentTlsSource,
   createNodeAgentClient,
   createRotatingNodeAgentClient,
   type NodeAgentClient,
@@ -13,6 +14,7 @@ import { KubernetesTokenAuthenticator } from './auth/kubernetes-tokens.ts';
 import { ConcurrencyLimiter } from './auth/rate-limit.ts';
 import { type GatewayConfig, isLoopbackListen } from './config.ts';
 import { buildApp } from './http/app.ts';
+import { startMetricsServer } from './http/metrics-server.ts';
 import { makeOriginPolicy } from './http/origin-guard.ts';
 import { previewResolver } from './http/preview-routes.ts';
 import { bearerAuth, insecureAuth } from './http/request-auth.ts';
@@ -33,6 +35,8 @@ import { maxCallBodyBytes } from './tools/schemas.ts';
 export interface RunningGateway {
   /** e.g. http://127.0.0.1:8080/mcp */
   url: string;
+  /** e.g. http://127.0.0.1:9090/metrics (WAGGLE_METRICS_LISTEN) */
+  metricsUrl: string;
   close(): Promise<void>;
 }
 
@@ -46,7 +50,11 @@ export async function startGateway(opts: {
   const { config: c, kc, log } = opts;
   const loopback = isLoopbackListen(c.WAGGLE_LISTEN_ADDR);
   let sessions: SessionRegistry | undefined;
-  const metrics = createGatewayMetrics({ sessions: () => sessions?.size ?? 0 });
+  let agentTls: AgentTlsSource | undefined;
+  const metrics = createGatewayMetrics({
+    sessions: () => sessions?.size ?? 0,
+    certificates: () => (agentTls ? [agentTls.current().cert, agentTls.current().ca] : []),
+  });
 
   let authenticate: ReturnType<typeof bearerAuth>;
   if (c.WAGGLE_AUTH_MODE === 'insecure') {
@@ -104,7 +112,7 @@ export async function startGateway(opts: {
     },
     log,
   );
-  const agentTls = c.WAGGLE_AGENT_TLS_DIR
+  agentTls = c.WAGGLE_AGENT_TLS_DIR
     ? watchAgentTls(c.WAGGLE_AGENT_TLS_DIR, { intervalMs: c.WAGGLE_AGENT_TLS_RELOAD_INTERVAL })
     : undefined;
   const sandbox = new SandboxService(
@@ -190,11 +198,16 @@ export async function startGateway(opts: {
   const addr = app.server.address();
   const boundPort = typeof addr === 'object' && addr ? addr.port : port;
   const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  const metricsServer = await startMetricsServer(c.WAGGLE_METRICS_LISTEN, metrics.registry);
   await cache.synced;
-  log.info({ url: `http://${urlHost}:${boundPort}/mcp`, auth: c.WAGGLE_AUTH_MODE }, 'mcp-gateway listening');
+  log.info(
+    { url: `http://${urlHost}:${boundPort}/mcp`, metrics: metricsServer.url, auth: c.WAGGLE_AUTH_MODE },
+    'mcp-gateway listening',
+  );
 
   return {
     url: `http://${urlHost}:${boundPort}/mcp`,
+    metricsUrl: metricsServer.url,
     async close() {
       // Answer every running tool call before the connections go (call-drain.ts).
       const drained = await drain.drain(c.WAGGLE_SHUTDOWN_GRACE, 5_000);
@@ -203,6 +216,7 @@ export async function startGateway(opts: {
       await sessions?.closeAll();
       await Promise.race([app.close(), new Promise((r) => setTimeout(r, 3_000).unref())]);
       await cache.stop();
+      await metricsServer.close();
       agentTls?.close();
     },
   };

@@ -1,6 +1,16 @@
+import { certificateExpiries } from '@waggle/node-agent/client';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-export function createGatewayMetrics(opts: { sessions: () => number }) {
+/**
+ * The gateway's Prometheus metrics (served by http/metrics-server.ts; all listed in
+ * docs/metrics.md). Tool calls carry the tool's name: `execute`'s duration is the exec duration
+ * as the agent sees it (the node-agent's `waggle_agent_exec_seconds` is the guest's share).
+ */
+export function createGatewayMetrics(opts: {
+  sessions: () => number;
+  /** PEM certificates the gateway holds (its node-agent client identity and the CA it trusts). */
+  certificates?: () => string[];
+}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const toolCalls = new Counter({
@@ -39,6 +49,17 @@ export function createGatewayMetrics(opts: { sessions: () => number }) {
     registers: [registry],
     collect() {
       this.set(opts.sessions());
+    },
+  });
+  new Gauge({
+    name: 'waggle_certificate_expiry_timestamp_seconds',
+    help: 'When each mTLS certificate this process holds expires (Unix time), by identity (the CN)',
+    labelNames: ['identity'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [identity, at] of certificateExpiries(opts.certificates?.() ?? []))
+        this.set({ identity }, at);
     },
   });
   return {

@@ -33,7 +33,11 @@ beforeAll(async () => {
   const kc = loadKubeConfig(kubeconfigPath);
   // The suite speaks unauthenticated MCP to a localhost server: the gateway's insecure mode.
   gateway = await startGateway({
-    config: loadGatewayConfig({ WAGGLE_LISTEN_ADDR: '127.0.0.1:0', WAGGLE_AUTH_MODE: 'insecure' }),
+    config: loadGatewayConfig({
+      WAGGLE_LISTEN_ADDR: '127.0.0.1:0',
+      WAGGLE_METRICS_LISTEN: '127.0.0.1:0',
+      WAGGLE_AUTH_MODE: 'insecure',
+    }),
     kc,
     log: pino({ level: 'silent' }),
   });

@@ -73,6 +73,7 @@ export async function startFakeStack(opts: {
     gateway: await startGateway({
       config: loadGatewayConfig({
         WAGGLE_LISTEN_ADDR: '127.0.0.1:0',
+        WAGGLE_METRICS_LISTEN: '127.0.0.1:0',
         WAGGLE_API_KEYS_FILE: keysFile,
         WAGGLE_CREATE_WAIT_TIMEOUT: '30s',
         ...opts.gatewayEnv,

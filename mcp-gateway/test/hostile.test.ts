@@ -120,7 +120,7 @@ const statusOf = (r: RawResult) => Number(/^HTTP\/1\.1 (\d{3})/.exec(r.data)?.[1
 const bodyOf = (r: RawResult) => r.data.slice(r.data.indexOf('\r\n\r\n') + 4);
 
 async function gatewayMetric(name: string): Promise<number> {
-  const text = await (await fetch(gateway.url.replace(/\/mcp$/, '/metrics'))).text();
+  const text = await (await fetch(gateway.metricsUrl)).text();
   let sum = 0;
   for (const line of text.split('\n')) {
     if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(' ').pop());

@@ -134,6 +134,7 @@ export async function startRealStack(opts: {
     gateway = await startGateway({
       config: loadGatewayConfig({
         WAGGLE_LISTEN_ADDR: '127.0.0.1:0',
+        WAGGLE_METRICS_LISTEN: '127.0.0.1:0',
         WAGGLE_API_KEYS_FILE: join(dir, 'keys.yaml'),
         ...opts.gatewayEnv,
       }),

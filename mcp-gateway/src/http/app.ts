@@ -34,7 +34,8 @@ export interface AppOptions {
 const rpcError = (code: number, message: string) => ({ jsonrpc: '2.0', error: { code, message }, id: null });
 
 /**
- * The HTTP edge: `/mcp` (Streamable HTTP), preview URLs, `/healthz`, `/readyz`, `/metrics`.
+ * The HTTP edge: `/mcp` (Streamable HTTP), preview URLs, `/healthz`, `/readyz`. Not `/metrics`: that
+ * has a listener of its own (`metrics-server.ts`), so the public port tells callers nothing.
  *
  * Hostile traffic costs little: Origin/Host and the bearer token are checked on the headers
  * (an `onRequest` hook) before any body byte is read, and a refusal closes the connection rather
@@ -162,9 +163,6 @@ export function buildApp(o: AppOptions) {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) =>
     o.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'syncing caches' }),
-  );
-  app.get('/metrics', async (_req, reply) =>
-    reply.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics()),
   );
   return app;
 }

@@ -104,8 +104,9 @@ describe('mcp-gateway HTTP edge', () => {
     const base = gateway.url.replace(/\/mcp$/, '');
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
-    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const metrics = await (await fetch(gateway.metricsUrl)).text();
     expect(metrics).toMatch(/waggle_gateway_tool_calls_total\{tool="create_environment",outcome="ok"\} \d+/);
-    expect(metrics).toMatch(/waggle_gateway_auth_failures_total\{status="401"\} \d+/);
+    expect(metrics).toMatch(/waggle_gateway_auth_failures_total\{status="401"\} \d+/); // Only on the metrics listener: the public port does not serve them.
+    expect((await fetch(`${base}/metrics`)).status).toBe(404);
   });
 });
