@@ -1,13 +1,16 @@
 // `pnpm waggle up`: the local cluster, the images, the Helm chart, a demo agent identity and the
-// loopback MCP forward; prints the MCP URL, a token and client configuration.
+// loopback MCP forward; prints the MCP URL, where the token is (a 0600 file under the cluster's
+// state dir, removed by `down`) and client configurations that read it from $WAGGLE_TOKEN.
 import { join } from 'node:path';
 import { createTokenCommand, grantAgent } from '../agent-identity.ts';
 import { daemonPid, ensureDaemon } from '../cluster/daemons.ts';
+import { clusterPaths } from '../cluster/layout.ts';
 import { kubeBinDir } from '../kube-binaries.ts';
 import { isPortFree } from '../ports.ts';
 import { installWaggle, type LocalStack, prepareLocalStack, RELEASE, RELEASE_NAMESPACE } from '../stack.ts';
 import { type CliIO, expectNoArguments } from './dispatch.ts';
 import { MCP_PORT, MCP_URL, mcpAnswers, mcpForwarder } from './mcp-forward.ts';
+import { formatUpOutput, writeTokenFile } from './up-output.ts';
 
 const DEMO_NAMESPACE = 'waggle-demo';
 const DEMO_SA = 'agent';
@@ -61,24 +64,19 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     }
   });
   const kubectl = join(await kubeBinDir(), 'kubectl');
-  const server = { type: 'http', url: MCP_URL, headers: { Authorization: `Bearer ${token}` } };
-  io.out(`
-Waggle is up (${((Date.now() - t0) / 1000).toFixed(0)} s).
-
-MCP URL:  ${MCP_URL}
-Token:    ${token}
-          (ServiceAccount ${DEMO_NAMESPACE}/${DEMO_SA}, valid 24 h; run pnpm waggle up again for a new one, or
-           KUBECONFIG=${stack.cluster.kubeconfigPath} ${kubectl} ${createTokenCommand(DEMO_SA, DEMO_NAMESPACE, '24h').join(' ')})
-
-Claude Code (.mcp.json):
-${JSON.stringify({ mcpServers: { waggle: server } }, null, 2)}
-
-VS Code (.vscode/mcp.json):
-${JSON.stringify({ servers: { waggle: server } }, null, 2)}
-
-Watch environments:
-  KUBECONFIG=${stack.cluster.kubeconfigPath} ${kubectl} get wenv -A
-
-Stop everything: pnpm waggle down`);
+  const kube = `KUBECONFIG=${stack.cluster.kubeconfigPath} ${kubectl}`;
+  const tokenFile = join(clusterPaths().base, 'agent-token');
+  await writeTokenFile(tokenFile, token);
+  io.out(
+    formatUpOutput({
+      seconds: (Date.now() - t0) / 1000,
+      mcpUrl: MCP_URL,
+      tokenFile,
+      serviceAccount: { namespace: DEMO_NAMESPACE, name: DEMO_SA },
+      tokenValidity: '24 h',
+      newTokenCommand: `${kube} ${createTokenCommand(DEMO_SA, DEMO_NAMESPACE, '24h').join(' ')}`,
+      watchCommand: `${kube} get wenv -A`,
+    }),
+  );
   return 0;
 }
