@@ -10,6 +10,7 @@ import { NodeAgentService } from './gen/waggle/nodeagent/v1/node_agent_pb.js';
 
 export { Code, ConnectError } from '@connectrpc/connect';
 export { classifyNodeAgentError, type NodeAgentFailure } from './client-errors.ts';
+export { ENV_ID_HEADER, formatEnvId, parseEnvId, withEnvId } from './env-id.ts';
 export * from './gen/waggle/nodeagent/v1/node_agent_pb.js';
 export { certificateExpiries } from './pki/certificate-expiry.ts';
 export { fromProtoEgress, fromProtoRuntime, toProtoEgress, toProtoRuntime } from './proto-enums.ts';

@@ -1,6 +1,5 @@
 // node-agent entry point: all wiring lives here.
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Runtime } from '@waggle/crds';
@@ -10,20 +9,19 @@ import { ConfigError, loadConfig } from './config.ts';
 import { resolveGuestImages, resolveGuestToolbox } from './guest-images.ts';
 import { ImageError } from './images/image-errors.ts';
 import { OciImageStore } from './images/oci-image-store.ts';
-import { createLogger } from './logger.ts';
+import { createLogger, EnvIds } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { ServingCertificate } from './pki/serving-certificate.ts';
 import { NodeRegistrar } from './registration.ts';
 import { startServers } from './server.ts';
+import { readVersion } from './version.ts';
 import { detectAccelerator } from './vm/accelerator.ts';
 import { readHostTscKHz } from './vm/host-tsc.ts';
 import { nodeResolvers } from './vm/network/dns-forwarder.ts';
 import { VMNetworks } from './vm/network/vm-network.ts';
 import { VMManager } from './vm/vm-manager.ts';
 
-const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as {
-  version: string;
-};
+const version = readVersion();
 
 function kubeConfigIfAny(mode: 'auto' | 'true' | 'false'): KubeConfig | undefined {
   if (mode === 'false') return undefined;
@@ -36,9 +34,10 @@ function kubeConfigIfAny(mode: 'auto' | 'true' | 'false'): KubeConfig | undefine
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const log = createLogger({ level: config.LOG_LEVEL });
+  const envIds = new EnvIds();
+  const log = createLogger({ level: config.LOG_LEVEL, envIds });
   const node = config.WAGGLE_NODE_NAME;
-  log.info({ node, version: pkg.version }, 'node-agent starting');
+  log.info({ node, version: version.version }, 'node-agent starting');
 
   const imageCacheDir = config.WAGGLE_IMAGE_CACHE_DIR ?? join(config.WAGGLE_STATE_DIR, 'images');
   // Built-in runtime images given as OCI references: their own cache beside the callers' one,
@@ -186,7 +185,7 @@ async function main(): Promise<void> {
     info: {
       nodeName: node,
       accelerator: accel.accelerator,
-      agentVersion: pkg.version,
+      agentVersion: version.version,
       capacity: {
         vms: config.WAGGLE_MAX_VMS,
         cpus: config.WAGGLE_CAPACITY_CPUS,
@@ -240,6 +239,8 @@ async function main(): Promise<void> {
     listen: config.WAGGLE_AGENT_LISTEN,
     opsListen: config.WAGGLE_AGENT_OPS_LISTEN,
     isReady: () => ready,
+    version,
+    envIds,
     ...(tls ? { tls: { cert: tls.current().cert, key: tls.current().key, clientCA: tls.current().ca } } : {}),
   });
   const endpoint = config.WAGGLE_AGENT_ENDPOINT ?? servers.apiUrl;

@@ -4,8 +4,11 @@ import { parseHostPort } from '@waggle/crds';
 import { fastify } from 'fastify';
 import type { Agent } from './agent.ts';
 import { authorizeClients, clientIdentityValues } from './api/client-authz.ts';
+import { logRequests } from './api/request-log.ts';
 import { nodeAgentRoutes } from './api/routes.ts';
+import type { EnvIds } from './logger.ts';
 import type { Metrics } from './metrics.ts';
+import type { VersionInfo } from './version.ts';
 
 const TLS_MIN_VERSION = 'TLSv1.3';
 
@@ -22,6 +25,10 @@ export async function startServers(opts: {
   listen: string;
   opsListen: string;
   isReady: () => boolean;
+  /** Answered at the ops listener's `/version`. */
+  version?: VersionInfo;
+  /** Learns each VM's environment id from the calls, for the logs (see api/request-log.ts). */
+  envIds?: EnvIds;
   tls?: { cert: string; key: string; clientCA: string };
   /**
    * Close an HTTP/2 session after this long without any frame (0: never, the default). Fastify's
@@ -59,6 +66,7 @@ export async function startServers(opts: {
     routes: nodeAgentRoutes(opts.agent),
     contextValues: clientIdentityValues,
     interceptors: [
+      logRequests(opts.agent.log, opts.envIds),
       (next) => async (req) => {
         try {
           const res = await next(req);
@@ -77,6 +85,10 @@ export async function startServers(opts: {
   });
   const ops = fastify({ logger: false });
   ops.get('/healthz', async () => ({ status: 'ok' }));
+  if (opts.version) {
+    const version = opts.version;
+    ops.get('/version', async () => version);
+  }
   ops.get('/readyz', async (_req, reply) => {
     if (!opts.isReady()) return reply.code(503).send({ status: 'starting' });
     return { status: 'ready' };
