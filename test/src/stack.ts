@@ -49,6 +49,7 @@ export async function prepareLocalStack(opts: { log?: (l: string) => void } = {}
 }
 
 const tagOf = (ref: string) => ref.slice(ref.lastIndexOf(':') + 1);
+const repositoryOf = (ref: string) => ref.slice(0, ref.lastIndexOf(':'));
 
 /**
  * Chart values for the local node: its images, the host's guest-image cache, state under the cluster dir.
@@ -57,8 +58,11 @@ const tagOf = (ref: string) => ref.slice(ref.lastIndexOf(':') + 1);
  */
 export function localChartValues(stack: LocalStack): string[] {
   const strings: Record<string, string> = {
+    'images.operator.repository': repositoryOf(stack.images.operator),
     'images.operator.tag': tagOf(stack.images.operator),
+    'images.gateway.repository': repositoryOf(stack.images['mcp-gateway']),
     'images.gateway.tag': tagOf(stack.images['mcp-gateway']),
+    'images.nodeAgent.repository': repositoryOf(stack.images['node-agent']),
     'images.nodeAgent.tag': tagOf(stack.images['node-agent']),
     'images.pullPolicy': 'Never',
     'nodeAgent.imageCacheDir': cacheRoot(),
