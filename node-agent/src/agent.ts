@@ -93,6 +93,9 @@ export interface NodeInfo {
  * The node-agent's service layer: what the API handlers call. Owns VM lifecycle (through the VM
  * manager) and guest access (one SSH connection per VM); knows nothing about protocols.
  */
+/** How an Exec ended: ran to its exit (any code), hit its timeout, was cancelled, or failed. */
+export type ExecOutcome = 'ok' | 'timeout' | 'cancelled' | 'error';
+
 export class Agent {
   readonly vms: VMManager;
   readonly #guests: GuestConnections;
@@ -104,6 +107,7 @@ export class Agent {
   readonly #creates = new KeyedLock();
   readonly log: Logger;
   readonly #onVMReady: ((bootMs: number) => void) | undefined;
+  readonly #onExec: ((ms: number, outcome: ExecOutcome) => void) | undefined;
   readonly #observed = new Set<string>();
   /** Background processes (StartProcess), per VM; each keeps up to maxOutputBytes of output. */
   readonly #processes: ProcessRegistry;
@@ -127,11 +131,14 @@ export class Agent {
     log: Logger;
     /** Called with the boot time of each VM this agent created (for metrics). */
     onVMReady?: (bootMs: number) => void;
+    /** Called when each Exec ends, with its duration and how it ended (for metrics). */
+    onExec?: (ms: number, outcome: ExecOutcome) => void;
     /** Resolves `spec.image` of CreateVM; without it, VMs run the node's built-in images only. */
     images?: ImageResolver;
   }) {
     this.#images = opts.images;
     this.#onVMReady = opts.onVMReady;
+    this.#onExec = opts.onExec;
     this.pools = new WarmPools({
       host: opts.vms,
       capacity: opts.limits.capacity,
@@ -448,6 +455,21 @@ export class Agent {
     onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
     signal?: AbortSignal;
   }): Promise<GuestRunResult> {
+    const t0 = performance.now();
+    try {
+      const result = await this.#exec(req);
+      this.#onExec?.(
+        performance.now() - t0,
+        result.timedOut ? 'timeout' : result.cancelled ? 'cancelled' : 'ok',
+      );
+      return result;
+    } catch (err) {
+      this.#onExec?.(performance.now() - t0, 'error');
+      throw err;
+    }
+  }
+
+  async #exec(req: Parameters<Agent['exec']>[0]): Promise<GuestRunResult> {
     const language = await this.#codeRequest(req);
     const timeoutMs = req.timeoutMs || this.#limits.defaultExecTimeoutMs;
     if (timeoutMs > this.#limits.maxExecTimeoutMs) {

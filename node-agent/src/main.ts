@@ -152,6 +152,7 @@ async function main(): Promise<void> {
     log,
     ...(imageStore ? { images: imageStore } : {}),
     onVMReady: (ms) => metrics.bootSeconds.observe(ms / 1000),
+    onExec: (ms, outcome) => metrics.execSeconds.observe({ outcome }, ms / 1000),
     warmPools: {
       maxConcurrentBoots: config.WAGGLE_WARM_BOOTS,
       onBind: (pool, ms) => {
@@ -233,6 +234,7 @@ async function main(): Promise<void> {
       onChange: onTlsChange,
     });
   }
+  metrics.watchCertificates(() => (tls ? [tls.current().cert, tls.current().ca] : []));
   servers = await startServers({
     agent,
     metrics,

@@ -1,3 +1,4 @@
+import { createCA } from '@waggle/test';
 import { describe, expect, it } from 'vitest';
 import { createMetrics } from './metrics.ts';
 
@@ -17,5 +18,18 @@ describe('warm pool metrics', () => {
     expect(first).toContain('waggle_agent_warm_bind_seconds_bucket{le="0.025"} 1');
     ready = 1;
     expect(await m.registry.metrics()).toContain('waggle_agent_warm_vms{pool="a/py",state="ready"} 1');
+  });
+});
+
+describe('exec and certificate metrics', () => {
+  it('reports exec durations by outcome and the held certificates by identity', async () => {
+    const ca = await createCA('waggle-agent-ca', 10);
+    const m = createMetrics();
+    m.execSeconds.observe({ outcome: 'timeout' }, 30);
+    m.watchCertificates(() => [ca.certPem]);
+    const text = await m.registry.metrics();
+    expect(text).toContain('waggle_agent_exec_seconds_bucket{le="30",outcome="timeout"} 1');
+    expect(text).toMatch(/^waggle_certificate_expiry_timestamp_seconds\{identity="waggle-agent-ca"\} \d+$/m);
+    expect(text).toMatch(/^process_cpu_seconds_total \d/m);
   });
 });
