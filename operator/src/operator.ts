@@ -249,6 +249,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       workers: o.config.workers,
       reconcile: (key) => reconciler.reconcile(key),
       log,
+      logKey: 'envId', // the key is "<namespace>/<name>": the environment's id in every log
     });
     controller.start();
     for (const e of envs.list()) controller.enqueue(keyOf(e));

@@ -82,6 +82,19 @@ describe('EventRecorder', () => {
     expect(api.received[0]?.path).toBe('/api/v1/namespaces/team/events');
   });
 
+  it('logs an event it could not record with the environment’s envId', async () => {
+    const api = await fakeApiserver(0);
+    stop = api.close;
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
+    const rec = new EventRecorder(api.kc, { component: 'c', instance: 'i', log });
+    await rec.record(OBJ, 'Warning', 'Refused', 'the apiserver answers 500');
+    await rec.flush();
+    expect(lines).toEqual([
+      expect.objectContaining({ msg: 'could not record event', reason: 'Refused', envId: 'team/env-a' }),
+    ]);
+  });
+
   it('drops events beyond the bound instead of growing without end', async () => {
     const api = await fakeApiserver(1);
     stop = api.close;

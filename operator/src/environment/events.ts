@@ -24,7 +24,8 @@ export class EventRecorder {
   readonly #component: string;
   readonly #instance: string;
   readonly #log: Logger;
-  readonly #queue: Array<{ body: EventBody; reason: string }> = [];
+  readonly #queue: Array<{ body: EventBody; reason: string; about: { envId?: string; object?: string } }> =
+    [];
   #sending: Promise<void> | undefined;
   #dropped = 0;
 
@@ -36,9 +37,13 @@ export class EventRecorder {
   }
 
   record(obj: InvolvedObject, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+    const about = logId(obj);
     if (this.#queue.length >= MAX_PENDING_EVENTS) {
       if (this.#dropped++ === 0)
-        this.#log.warn({ reason, pending: this.#queue.length }, 'event queue full; dropping events');
+        this.#log.warn(
+          { reason, ...about, pending: this.#queue.length },
+          'event queue full; dropping events',
+        );
       return Promise.resolve();
     }
     // Events about cluster-scoped objects (WaggleNodes) live in "default", as for Nodes.
@@ -46,6 +51,7 @@ export class EventRecorder {
     const now = new Date();
     this.#queue.push({
       reason,
+      about,
       body: {
         namespace,
         body: {
@@ -94,7 +100,10 @@ export class EventRecorder {
       try {
         await this.#api.createNamespacedEvent(next.body);
       } catch (err) {
-        this.#log.warn({ reason: next.reason, err: (err as Error).message }, 'could not record event');
+        this.#log.warn(
+          { reason: next.reason, ...next.about, err: (err as Error).message },
+          'could not record event',
+        );
       }
     }
     // In the same step as the empty-queue check: a record() after it starts a new sender.
@@ -104,4 +113,11 @@ export class EventRecorder {
       this.#dropped = 0;
     }
   }
+}
+
+/** How logs name the event's object: an environment by its `envId` ("<namespace>/<name>"). */
+function logId(obj: InvolvedObject): { envId?: string; object?: string } {
+  const { name, namespace } = obj.metadata;
+  if (obj.kind === 'WaggleEnvironment' && namespace && name) return { envId: `${namespace}/${name}` };
+  return { object: `${obj.kind}/${namespace ? `${namespace}/` : ''}${name ?? ''}` };
 }

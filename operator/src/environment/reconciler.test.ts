@@ -5,7 +5,7 @@ import {
   type WaggleEnvironmentStatus,
   type WaggleNode,
 } from '@waggle/crds';
-import { Code, ConnectError, ImagePullPhase, VMState } from '@waggle/node-agent/client';
+import { Code, ConnectError, ENV_ID_HEADER, ImagePullPhase, VMState } from '@waggle/node-agent/client';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { InvolvedObject } from './events.ts';
@@ -1065,5 +1065,39 @@ describe('suspend on idle (idleAction Suspend)', () => {
     await reconcileUntilQuiet(w, r, key); // the use while the node was away resumes it
     expect(w.status(key)?.phase).toBe('Running');
     expect(w.calls).toEqual(['resumeVM']);
+  });
+});
+
+describe('the logs of a reconcile', () => {
+  it('name the environment by envId (and vmId) and tell its node-agent calls the same envId', async () => {
+    const w = new World();
+    w.addNode('n1');
+    const key = w.addEnv('e');
+    const lines: Array<Record<string, unknown>> = [];
+    const headers: Array<string | null> = [];
+    const r = w.reconciler({
+      log: pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s)) }),
+      agents: {
+        for: (endpoint, node) => {
+          const a = w.agents.for(endpoint, node);
+          const createVM = ((req, opts) => {
+            headers.push(new Headers(opts?.headers).get(ENV_ID_HEADER));
+            return a.createVM(req, opts);
+          }) as VmAgent['createVM'];
+          return { ...a, createVM };
+        },
+      },
+    });
+    await reconcileUntilQuiet(w, r, key);
+    await reconcileUntilQuiet(w, r, key);
+    expect(w.status(key)?.phase).toBe('Running');
+    expect(headers).toEqual(['ns/e']);
+    expect(
+      lines.filter((l) => l.msg === 'environment phase changed').map((l) => [l.envId, l.vmId, l.phase]),
+    ).toEqual([
+      ['ns/e', 'uid-e', 'Scheduled'],
+      ['ns/e', 'uid-e', 'Booting'],
+      ['ns/e', 'uid-e', 'Running'],
+    ]);
   });
 });

@@ -8,6 +8,7 @@ import {
   type WaggleNode,
   type WagglePool,
 } from '@waggle/crds';
+import { withEnvId } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 import type { ReconcileResult } from '../runtime/controller.ts';
 import { ImagePulls } from './image-pulls.ts';
@@ -22,7 +23,7 @@ import { resumeOnActivity } from './phases/resume.ts';
 import { schedule } from './phases/schedule.ts';
 import { suspendIdle } from './phases/suspend.ts';
 import { verifyRunning } from './phases/verify.ts';
-import { NodeHealth, Placement } from './placement.ts';
+import { keyOf, NodeHealth, Placement } from './placement.ts';
 import type {
   DestroyVMResponse,
   EnvironmentWriter,
@@ -157,16 +158,23 @@ export class EnvironmentReconciler {
     return this.#d.now?.() ?? new Date();
   }
 
-  #context(now: Date): PhaseContext {
+  /**
+   * What one reconcile of `env` works with. Its logger and its node-agent calls carry the
+   * environment's id (`envId`, "<namespace>/<name>"; `vmId` its UID): the same `envId` as the
+   * gateway's and the node-agent's lines about it (the `waggle-env-id` header).
+   */
+  #context(now: Date, env: WaggleEnvironment): PhaseContext {
     const d = this.#d;
+    const envId = keyOf(env);
+    const log = d.log.child({ envId, vmId: env.metadata.uid });
     return {
       now,
       config: this.#config,
       store: d.store,
       events: d.events,
-      agents: d.agents,
+      agents: { for: (endpoint, node) => withEnvId(d.agents.for(endpoint, node), envId) },
       ...(d.pullConfigs ? { pullConfigs: d.pullConfigs } : {}),
-      log: d.log,
+      log,
       health: this.#health,
       placement: this.#placement,
       calls: this.#calls,
@@ -181,7 +189,14 @@ export class EnvironmentReconciler {
       onSchedulingFailure: () => d.onSchedulingFailure?.(),
       setStatus: async (env, patch) => {
         const next = status.nextStatus(env, patch);
-        return next ? d.store.updateStatus(env, next) : env;
+        if (!next) return env;
+        const written = await d.store.updateStatus(env, next);
+        if (next.phase !== env.status?.phase)
+          log.info(
+            { phase: next.phase, was: env.status?.phase, node: next.nodeName },
+            'environment phase changed',
+          );
+        return written;
       },
     };
   }
@@ -192,7 +207,7 @@ export class EnvironmentReconciler {
       this.#placement.forget(key);
       return undefined;
     }
-    const ctx = this.#context(this.#now());
+    const ctx = this.#context(this.#now(), env);
     if (env.metadata.deletionTimestamp) return finalize(ctx, env);
     // The finalizer goes on before anything can exist on a node; the same pass goes on with
     // the object as written (a new environment is placed in this pass, not the next).
@@ -237,7 +252,7 @@ export class EnvironmentReconciler {
     }
     const endpoint = this.#health.endpoint(node);
     if (!endpoint) return { requeueAfterMs: 1_000 };
-    const agent = this.#d.agents.for(endpoint, node);
+    const agent = ctx.agents.for(endpoint, node);
     switch (env.status?.phase) {
       case 'Running':
         // A ResumeVM result not taken (a repeated call from a lagging view) is of no use any more.

@@ -57,6 +57,26 @@ describe('Controller', () => {
     await c.stop();
   });
 
+  it('logs a failed reconcile with its key under the field the controller names', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const c = new Controller({
+      name: 'waggleenvironment',
+      log: pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s)) }),
+      logKey: 'envId',
+      reconcile: async () => {
+        throw new TerminalError('cannot fix');
+      },
+    });
+    c.start();
+    c.enqueue('team-a/env-1');
+    await tick(20);
+    await c.stop();
+    expect(lines).toEqual([
+      expect.objectContaining({ msg: 'reconcile failed permanently', envId: 'team-a/env-1' }),
+    ]);
+    expect(lines[0]).not.toHaveProperty('key');
+  });
+
   it('requeues after the requested delay', async () => {
     const times: number[] = [];
     const c = new Controller({

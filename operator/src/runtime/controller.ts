@@ -20,6 +20,8 @@ export interface ControllerOptions extends Omit<WorkQueueOptions, 'metrics'> {
   reconcile: Reconciler;
   workers?: number;
   log: Logger;
+  /** The log field naming the key of a reconcile (default `key`; environments: `envId`). */
+  logKey?: string;
   /** Where reconciles and the queue report (default: the process-wide sink, `setRuntimeMetrics`). */
   metrics?: RuntimeMetrics;
 }
@@ -55,7 +57,7 @@ export class Controller {
     while (true) {
       const key = await this.queue.get();
       if (key === undefined) return;
-      const log = this.#o.log.child({ controller: this.#o.name, key });
+      const log = this.#o.log.child({ controller: this.#o.name, [this.#o.logKey ?? 'key']: key });
       const t0 = performance.now();
       const seconds = () => (performance.now() - t0) / 1000;
       const name = this.#o.name;

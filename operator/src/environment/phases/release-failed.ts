@@ -23,7 +23,7 @@ export async function releaseFailedVM(ctx: PhaseContext, env: WaggleEnvironment)
   );
   if (r.state === 'failed') {
     ctx.log.warn(
-      { envId: env.metadata.name, node, err: classifyNodeAgentError(r.error).message },
+      { node, err: classifyNodeAgentError(r.error).message },
       'could not destroy a failed environment’s VM; trying again on the next reconcile',
     );
   } else if (r.state === 'done') {
