@@ -8,7 +8,7 @@ import { logRequests } from './api/request-log.ts';
 import { nodeAgentRoutes } from './api/routes.ts';
 import type { EnvIds } from './logger.ts';
 import type { Metrics } from './metrics.ts';
-import type { VersionInfo } from './version.ts';
+import { serveVersion, type VersionInfo } from './version.ts';
 
 const TLS_MIN_VERSION = 'TLSv1.3';
 
@@ -85,10 +85,7 @@ export async function startServers(opts: {
   });
   const ops = fastify({ logger: false });
   ops.get('/healthz', async () => ({ status: 'ok' }));
-  if (opts.version) {
-    const version = opts.version;
-    ops.get('/version', async () => version);
-  }
+  if (opts.version) serveVersion(ops, opts.version);
   ops.get('/readyz', async (_req, reply) => {
     if (!opts.isReady()) return reply.code(503).send({ status: 'starting' });
     return { status: 'ready' };

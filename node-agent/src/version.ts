@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
 
 /** What `/version` answers and the start line logs (`version`). */
 export interface VersionInfo {
@@ -27,4 +28,9 @@ export function readVersion(packageJson: URL = new URL('../package.json', import
   if (typeof version !== 'string' || !version)
     throw new VersionUnknownError(`${packageJson.pathname} names no version`);
   return { component: 'node-agent', version };
+}
+
+/** Serves `info` at `GET /version` (not a secret: the same as the image's tag). */
+export function serveVersion(app: FastifyInstance, info: VersionInfo): void {
+  app.get('/version', async () => info);
 }

@@ -13,9 +13,11 @@ import { NodeAgentSigner } from './pki/node-agent-signer.ts';
 import { secretAgentTls } from './pki/secret-tls-source.ts';
 import { NamespaceQuotas } from './quota/namespace-quotas.ts';
 import { setRuntimeMetrics } from './runtime/metrics.ts';
+import { readVersion, serveVersion } from './version.ts';
 
 async function main(): Promise<void> {
   const config = loadOperatorConfig();
+  const version = readVersion();
   const log = pino({ name: 'operator', level: config.LOG_LEVEL });
   logRenamedVariables(log, process.env, OPERATOR_RENAMED_VARIABLES);
   const kc = new KubeConfig();
@@ -53,6 +55,7 @@ async function main(): Promise<void> {
 
   const ops = fastify({ logger: false });
   ops.get('/healthz', async () => ({ status: 'ok' }));
+  serveVersion(ops, version);
   ops.get('/readyz', async (_req, reply) =>
     operator ? { status: 'ready' } : reply.code(503).send({ status: 'starting' }),
   );
@@ -167,7 +170,10 @@ async function main(): Promise<void> {
       process.exit(1);
     },
   });
-  log.info({ identity: config.POD_NAME, ops: config.WAGGLE_OPERATOR_OPS_LISTEN }, 'operator started');
+  log.info(
+    { identity: config.POD_NAME, ops: config.WAGGLE_OPERATOR_OPS_LISTEN, version: version.version },
+    'operator started',
+  );
 
   const shutdown = async (signal: string) => {
     log.info({ signal }, 'operator stopping');
