@@ -12,7 +12,7 @@ import { grantAgent } from '../src/agent-identity.ts';
 import { clusterDown, clusterStatus, hostLeftovers } from '../src/cluster/local-cluster.ts';
 import { pidsMentioning } from '../src/control-plane.ts';
 import { ensureHelm, HELM3_VERSION } from '../src/helm.ts';
-import { helmRun, installWaggle, RELEASE } from '../src/stack.ts';
+import { CHART_REPOSITORY, helmRun, installWaggle, publishChart, RELEASE } from '../src/stack.ts';
 import { waitFor } from '../src/wait.ts';
 import {
   AGENTS,
@@ -66,6 +66,59 @@ describe('the Helm chart installed on the real node', () => {
     expect(await k(['get', 'wagglenode', 'waggle-node', '-o', 'jsonpath={.status.endpoint}'])).toBe(
       'https://10.250.255.1:7443',
     );
+  });
+
+  it("was installed from the chart archive pushed to the node's OCI registry", async () => {
+    const { ref, version, digest } = await publishChart(stack);
+    expect(ref).toBe(`${CHART_REPOSITORY}/waggle`);
+    expect(digest).toMatch(/^sha256:[a-f0-9]{64}$/);
+    const shown = await helmRun(stack, ['show', 'chart', ref, '--version', version, '--plain-http']);
+    expect(shown).toMatch(/^name: waggle$/m);
+    expect(shown).toContain(`version: ${version}`);
+    // The release came from that archive (installWaggle installs from the registry).
+    const release = JSON.parse(await helmRun(stack, ['list', '-n', NS, '-o', 'json'])) as Array<{
+      chart: string;
+    }>;
+    expect(release.map((r) => r.chart)).toEqual([`waggle-${version}`]);
+  });
+
+  it('passes helm test: a pod creates an environment through the MCP Service, runs code and destroys it', async () => {
+    const pod = `${RELEASE}-test`;
+    // The test pod is deleted once it succeeds (hook-succeeded): follow its log while it runs.
+    const log = (async () => {
+      await waitFor(
+        () => k(['get', 'pod', '-n', NS, pod, '-o', 'jsonpath={.status.phase}']).catch(() => ''),
+        (phase) => ['Running', 'Succeeded', 'Failed'].includes(phase),
+        'the helm test pod to start',
+        { timeoutMs: 120_000, intervalMs: 300 },
+      );
+      return k(['logs', '-f', '-n', NS, pod]);
+    })();
+    const out = await helmRun(stack, ['test', RELEASE, '--namespace', NS, '--timeout', '5m']);
+    expect(out).toMatch(new RegExp(`TEST SUITE:\\s+${pod}[\\s\\S]*Phase:\\s+Succeeded`));
+    const printed = await log;
+    expect(printed).toMatch(/environment \S+ running after/);
+    expect(printed).toContain('execute printed 42');
+    expect(printed).toMatch(/environment \S+ destroyed/);
+    // Nothing left behind: the environment is gone and so are the hook's objects.
+    await waitFor(
+      () => k(['get', 'wenv', '-n', NS, '-o', 'name']),
+      (o) => o.trim() === '',
+      'the helm test environment to be deleted',
+      { timeoutMs: 60_000, intervalMs: 1_000 },
+    );
+    expect(
+      await k([
+        'get',
+        'pod,serviceaccount,rolebinding,configmap',
+        '-n',
+        NS,
+        pod,
+        '--ignore-not-found',
+        '-o',
+        'name',
+      ]),
+    ).toBe('');
   });
 
   let token = '';

@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { cacheRoot } from './cache.ts';
@@ -97,7 +99,40 @@ export async function helmRun(stack: LocalStack, args: string[]): Promise<string
   }
 }
 
-/** `helm upgrade --install` of charts/waggle with the local values plus `extra` (`--set …`). */
+/** Where the chart archive is published: the node's OCI registry (plain HTTP, loopback). */
+export const CHART_REPOSITORY = `oci://${CLUSTER.registry}/charts`;
+
+/**
+ * `helm package` of charts/waggle, pushed to the node's OCI registry as a platform team would
+ * publish it: returns the reference and version to install from. Every call repackages (the
+ * version stays the chart's; the registry's tag then names the newest archive).
+ */
+export async function publishChart(
+  stack: LocalStack,
+): Promise<{ ref: string; version: string; digest: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'waggle-chart-'));
+  try {
+    const packaged = await helmRun(stack, ['package', CHART, '--destination', dir]);
+    const archive = /saved it to: (\S+\.tgz)/.exec(packaged)?.[1];
+    if (!archive) throw new Error(`helm package printed no archive path: ${packaged}`);
+    const version = /-([0-9][^/]*)\.tgz$/.exec(archive)?.[1] ?? '';
+    // Helm prints the push summary (with the digest) on stderr in some versions: read both.
+    const pushed = await run(stack.helm, ['push', archive, CHART_REPOSITORY, '--plain-http'], {
+      env: { ...process.env, KUBECONFIG: stack.cluster.kubeconfigPath },
+    }).catch((e: { stderr?: string; message: string }) => {
+      throw new Error(`helm push to ${CHART_REPOSITORY} failed: ${(e.stderr || e.message).trim()}`);
+    });
+    const digest = /Digest: (sha256:[a-f0-9]{64})/.exec(`${pushed.stdout}\n${pushed.stderr}`)?.[1] ?? '';
+    return { ref: `${CHART_REPOSITORY}/waggle`, version, digest };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * `helm upgrade --install` of the chart with the local values plus `extra` (`--set …`): packaged and
+ * pushed to the node's OCI registry first, then installed from there (publishChart).
+ */
 export async function installWaggle(
   stack: LocalStack,
   extra: string[] = [],
@@ -106,11 +141,15 @@ export async function installWaggle(
   // Helm installs a chart's crds/ once and never upgrades them (charts/waggle/README.md): apply
   // them first, so `pnpm waggle up` after a CRD change serves the new schema and columns.
   await stack.cluster.k(['apply', '--server-side', '--force-conflicts', '-f', join(CHART, 'crds')]);
+  const chart = await publishChart(stack);
   return helmRun(stack, [
     'upgrade',
     '--install',
     RELEASE,
-    CHART,
+    chart.ref,
+    '--version',
+    chart.version,
+    '--plain-http',
     '--namespace',
     RELEASE_NAMESPACE,
     '--create-namespace',
