@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Runtime root filesystem: Debian bookworm (minbase) + the runtime's packages + sshd + the
-# Waggle guest init, as an ext4 image (rootfs.ext4) and as an OCI image layout (oci:rootfs). No secrets: host keys and authorized keys arrive per VM.
+# Runtime root filesystem: Debian trixie (minbase; WAGGLE_GUEST_SUITE) + the runtime's packages +
+# sshd + the Waggle guest init, as an ext4 image (rootfs.ext4) and as an OCI image layout (oci:rootfs). No secrets: host keys and authorized keys arrive per VM.
 # usage: build-rootfs.sh <runtime> <out-dir>   (normally called through build.sh, which caches)
 set -euo pipefail
 
 RUNTIME=${1:?usage: build-rootfs.sh <runtime> <out-dir>}
 OUT=${2:?usage: build-rootfs.sh <runtime> <out-dir>}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SUITE=${WAGGLE_GUEST_SUITE:-bookworm}
+# shellcheck source=guest-apt.sh
+. "$HERE/guest-apt.sh" # GUEST_SUITE; the package sources (those build.sh keyed the image on)
+[ -n "${WAGGLE_GUEST_SOURCES_LIST:-}" ] || guest_apt_setup "${WAGGLE_CACHE_DIR:-$HOME/.cache/waggle}/images"
+unset APT_CONFIG # mmdebstrap sets up its own apt
 
 for tool in mmdebstrap mkfs.ext4 umoci; do
   command -v "$tool" >/dev/null || { echo "build-rootfs: missing $tool (apt-get install mmdebstrap e2fsprogs umoci)" >&2; exit 1; }
@@ -28,7 +31,7 @@ mmdebstrap --variant=minbase --mode=root --quiet --skip=output/mknod \
   --customize-hook='printf "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n" > "$1"/etc/pip.conf' \
   --customize-hook='printf "cafile=/etc/ssl/certs/ca-certificates.crt\n" > "$1"/etc/npmrc' \
   --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/usr/share/doc/* "$1"/usr/share/man/*' \
-  "$SUITE" "$tree" >&2
+  "$GUEST_SUITE" "$tree" "$WAGGLE_GUEST_SOURCES_LIST" >&2
 
 # The same tree as an OCI image (one layer), which `pnpm waggle up` pushes to the node's registry
 # and node-agents pull (WAGGLE_IMAGE_<RUNTIME>=<reference>) instead of building it from a mirror.
@@ -42,6 +45,6 @@ rm -f "$work/root.tar"
 
 used_mib=$(du -sm "$tree" | cut -f1)
 size_mib=$((used_mib + used_mib / 4 + 128))
-mkfs.ext4 -q -F -L waggle-root -d "$tree" -m 0 -E lazy_itable_init=0,lazy_journal_init=0 "$OUT/rootfs.ext4" "${size_mib}M"
+mkfs.ext4 -q -F -L waggle-root -d "$tree" -m 0 -E lazy_itable_init=0,lazy_journal_init=0 "$OUT/rootfs.ext4" "${size_mib}M" >&2
 echo "$RUNTIME" > "$OUT/runtime"
 echo "build-rootfs: $RUNTIME rootfs ${used_mib} MiB used, image ${size_mib} MiB" >&2

@@ -10,7 +10,10 @@ set -euo pipefail
 
 OUT=${1:?usage: build-toolbox.sh <out-dir>}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SUITE=${WAGGLE_GUEST_SUITE:-bookworm}
+# shellcheck source=guest-apt.sh
+. "$HERE/guest-apt.sh" # GUEST_SUITE; the package sources (those build.sh keyed the image on)
+[ -n "${WAGGLE_GUEST_SOURCES_LIST:-}" ] || guest_apt_setup "${WAGGLE_CACHE_DIR:-$HOME/.cache/waggle}/images"
+unset APT_CONFIG # mmdebstrap sets up its own apt
 PREFIX=/.waggle
 
 for tool in mmdebstrap patchelf; do
@@ -21,7 +24,7 @@ packages=$(grep -v '^#' "$HERE/toolbox/packages.txt" | paste -sd, -)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tree="$work/root"
-mmdebstrap --variant=minbase --mode=root --quiet --skip=output/mknod --include="$packages" "$SUITE" "$tree" >&2
+mmdebstrap --variant=minbase --mode=root --quiet --skip=output/mknod --include="$packages" "$GUEST_SUITE" "$tree" "$WAGGLE_GUEST_SOURCES_LIST" >&2
 
 box="$OUT/toolbox"
 mkdir -p "$box/bin" "$box/lib" "$box/etc"

@@ -5,23 +5,45 @@
 #   images/guest/build.sh rootfs <runtime> -> <dir>/rootfs.ext4 and the OCI layout <dir>/oci:rootfs
 #                                              (runtime: python | node | shell)
 #   images/guest/build.sh toolbox          -> <dir>/toolbox/ (becomes /.waggle in OCI-image guests)
+#   images/guest/build.sh key <target> ...  -> the artifact's cache name only (builds nothing)
 #
-# Artifacts live in ${WAGGLE_CACHE_DIR:-~/.cache/waggle}/images/<name>-<hash12>, where the hash
-# covers every file of the recipe. An unchanged recipe is never rebuilt; a build writes into a
-# temporary directory that is renamed into place only when complete.
+# Artifacts live in ${WAGGLE_CACHE_DIR:-~/.cache/waggle}/images/<name>-<key12>, where the key is
+# a hash of every file of the recipe and of the exact package versions the Debian mirror would
+# install now (guest-apt.sh; WAGGLE_GUEST_SUITE, default trixie). An unchanged recipe on an
+# unchanged mirror is never rebuilt; an update of any package in the image makes a new one. A
+# build writes into a temporary directory that is renamed into place only when complete.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${WAGGLE_CACHE_DIR:-$HOME/.cache/waggle}/images
-target=${1:?usage: build.sh kernel | rootfs <runtime> | toolbox}
+key_only=false
+if [ "${1:-}" = key ]; then
+  key_only=true
+  shift
+fi
+target=${1:?usage: build.sh [key] kernel | rootfs <runtime> | toolbox}
+# shellcheck source=guest-apt.sh
+. "$HERE/guest-apt.sh"
+mkdir -p "$CACHE"
+guest_apt_setup "$CACHE"
 
-recipe_hash() { # files... -> 12 hex chars
-  (cd "$HERE" && sha256sum "$@" | sha256sum | cut -c1-12)
+packages() { # package list files... -> their package names
+  (cd "$HERE" && cat "$@" | grep -v '^#' | grep -v '^[[:space:]]*$')
+}
+
+key() { # mode packages-file... -> 12 hex chars: recipe (this directory's files) + package versions
+  local mode=$1 recipe versions
+  shift
+  recipe=$(cd "$HERE" && sha256sum build.sh guest-apt.sh "${recipe_files[@]}" | sha256sum | cut -c1-12)
+  # shellcheck disable=SC2046 # one package name per line
+  versions=$(guest_packages_key "$mode" $(packages "$@")) || exit 1
+  printf '%s %s %s\n' "$recipe" "$GUEST_SUITE" "$versions" | sha256sum | cut -c1-12
 }
 
 case "$target" in
   kernel)
-    name="kernel-$(recipe_hash build.sh build-kernel.sh initramfs/init)"
+    recipe_files=(build-kernel.sh initramfs/init kernel/packages.txt)
+    name="kernel-$(key exact kernel/packages.txt)"
     builder=("$HERE/build-kernel.sh")
     ;;
   rootfs)
@@ -30,11 +52,13 @@ case "$target" in
       echo "build.sh: unknown runtime '$runtime' (no rootfs/packages-$runtime.txt)" >&2
       exit 2
     }
-    name="rootfs-$runtime-$(recipe_hash build.sh build-rootfs.sh rootfs/packages-common.txt "rootfs/packages-$runtime.txt" rootfs/waggle-init rootfs/sshd_config)"
+    recipe_files=(build-rootfs.sh rootfs/packages-common.txt "rootfs/packages-$runtime.txt" rootfs/waggle-init rootfs/sshd_config)
+    name="rootfs-$runtime-$(key minbase rootfs/packages-common.txt "rootfs/packages-$runtime.txt")"
     builder=("$HERE/build-rootfs.sh" "$runtime")
     ;;
   toolbox)
-    name="toolbox-$(recipe_hash build.sh build-toolbox.sh toolbox/packages.txt toolbox/binaries.txt toolbox/waggle-init toolbox/sshd_config)"
+    recipe_files=(build-toolbox.sh toolbox/packages.txt toolbox/binaries.txt toolbox/waggle-init toolbox/sshd_config)
+    name="toolbox-$(key minbase toolbox/packages.txt)"
     builder=("$HERE/build-toolbox.sh")
     ;;
   *)
@@ -44,11 +68,14 @@ case "$target" in
 esac
 
 out="$CACHE/$name"
+if $key_only; then
+  echo "$name"
+  exit 0
+fi
 if [ -f "$out/.complete" ]; then
   echo "$out"
   exit 0
 fi
-mkdir -p "$CACHE"
 tmp=$(mktemp -d "$CACHE/.build-$name-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)

@@ -11,14 +11,27 @@ export const GUEST_BUILD_SCRIPT =
   join(import.meta.dirname, '..', '..', 'images', 'guest', 'build.sh');
 
 /**
- * Finds the guest images, building missing ones with images/guest/build.sh (cached by recipe
- * hash). A per-runtime override (WAGGLE_IMAGE_<RUNTIME>) is an ext4 file used as given, or an OCI
- * image reference that `pull` turns into one (so the node builds nothing from a mirror).
+ * Runs build.sh and returns the directory it prints last. Its warnings (a Debian mirror that
+ * cannot be reached, so the package versions resolved last time key the images) go to `warn`.
+ */
+async function runBuild(script: string, args: string[], warn: (msg: string) => void): Promise<string> {
+  const { stdout, stderr } = await run('bash', [script, ...args], { maxBuffer: 16 << 20 });
+  for (const line of stderr.split('\n')) if (/^build\.sh: warning: /.test(line)) warn(line);
+  return stdout.trim().split('\n').pop() ?? '';
+}
+
+/**
+ * Finds the guest images, building missing ones with images/guest/build.sh (cached by a key of
+ * the recipe and the package versions the Debian mirror would install now; see its README). A
+ * per-runtime override (WAGGLE_IMAGE_<RUNTIME>) is an ext4 file used as given, or an OCI image
+ * reference that `pull` turns into one (so the node builds nothing from a mirror).
  */
 export async function resolveGuestImages(opts: {
   runtimes: VMSpec['runtime'][];
   overrides: Partial<Record<VMSpec['runtime'], string>>;
   log: (msg: string) => void;
+  /** build.sh's warnings (default: `log`). */
+  warn?: (msg: string) => void;
   /** images/guest/build.sh (default: the one beside this source tree). */
   buildScript?: string;
   /** An OCI reference → the ext4 root filesystem pulled from it. */
@@ -26,10 +39,7 @@ export async function resolveGuestImages(opts: {
 }): Promise<GuestImages> {
   const build = async (args: string[]) => {
     opts.log(`resolving guest image: ${args.join(' ')}`);
-    const { stdout } = await run('bash', [opts.buildScript ?? GUEST_BUILD_SCRIPT, ...args], {
-      maxBuffer: 16 << 20,
-    });
-    return stdout.trim().split('\n').pop() ?? '';
+    return runBuild(opts.buildScript ?? GUEST_BUILD_SCRIPT, args, opts.warn ?? opts.log);
   };
   const kernelDir = await build(['kernel']);
   const rootfs: GuestImages['rootfs'] = {};
@@ -55,17 +65,16 @@ export async function resolveGuestImages(opts: {
 }
 
 /**
- * Finds (or builds, cached by recipe hash) the guest toolbox that OCI images get as `/.waggle`
- * (images/guest/build-toolbox.sh): `id` is its recipe hash, part of each image cache entry's name.
+ * Finds (or builds, cached by build.sh's key) the guest toolbox that OCI images get as `/.waggle`
+ * (images/guest/build-toolbox.sh): `id` is that key, part of each image cache entry's name.
  */
 export async function resolveGuestToolbox(opts: {
   log: (msg: string) => void;
+  /** build.sh's warnings (default: `log`). */
+  warn?: (msg: string) => void;
   buildScript?: string;
 }): Promise<{ dir: string; id: string }> {
   opts.log('resolving guest image: toolbox');
-  const { stdout } = await run('bash', [opts.buildScript ?? GUEST_BUILD_SCRIPT, 'toolbox'], {
-    maxBuffer: 16 << 20,
-  });
-  const out = stdout.trim().split('\n').pop() ?? '';
+  const out = await runBuild(opts.buildScript ?? GUEST_BUILD_SCRIPT, ['toolbox'], opts.warn ?? opts.log);
   return { dir: join(out, 'toolbox'), id: out.slice(out.lastIndexOf('-') + 1) };
 }

@@ -79,6 +79,7 @@ async function main(): Promise<void> {
       ...(config.WAGGLE_IMAGE_SHELL ? { shell: config.WAGGLE_IMAGE_SHELL } : {}),
     },
     log: (msg) => log.info({ node }, msg),
+    warn: (msg) => log.warn({ node }, msg),
   });
   const accel = await detectAccelerator({
     requested: config.WAGGLE_ACCEL,
@@ -129,6 +130,7 @@ async function main(): Promise<void> {
           toolbox: await resolveGuestToolbox({
             ...(config.WAGGLE_GUEST_BUILD_SCRIPT ? { buildScript: config.WAGGLE_GUEST_BUILD_SCRIPT } : {}),
             log: (msg) => log.info({ node }, msg),
+            warn: (msg) => log.warn({ node }, msg),
           }),
           // VMs' images and warm pools' images (a pool's next warm VM needs its image).
           inUse: () => [

@@ -59,7 +59,7 @@ export async function ensureGuestRegistry(p: ClusterPaths, log: (l: string) => v
 
 /**
  * Builds (or finds cached) each runtime's built-in image and pushes it to the node's registry,
- * tagged with its recipe hash (a changed recipe is a new tag). Returns runtime → reference.
+ * tagged with its cache key (build.sh: recipe + package versions; a change of either is a new tag). Returns runtime → reference.
  */
 export async function pushGuestImages(
   registry: string,
@@ -68,7 +68,7 @@ export async function pushGuestImages(
 ): Promise<Record<GuestRuntime, string>> {
   const refs = {} as Record<GuestRuntime, string>;
   for (const rt of runtimes) {
-    const layout = await guestImageLayout(rt); // <cache>/images/rootfs-<rt>-<hash>/oci:rootfs
+    const layout = await guestImageLayout(rt); // <cache>/images/rootfs-<rt>-<key>/oci:rootfs
     const hash = basename(dirname(layout.slice(0, layout.lastIndexOf(':'))))
       .split('-')
       .pop();
