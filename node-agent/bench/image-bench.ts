@@ -109,7 +109,7 @@ const out = {
   benchmark: 'oci-images',
   date: new Date().toISOString(),
   machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown' },
-  image: { reference: image, content: 'Debian bookworm minbase + python3-pandas' },
+  image: { reference: image, content: 'Debian trixie minbase + python3-pandas' },
   runs: RUNS,
   results,
   derived: {

@@ -86,7 +86,7 @@ export function busyboxLayer(
   };
 }
 
-const DEBIAN_SUITE = process.env.WAGGLE_GUEST_SUITE ?? 'bookworm';
+const DEBIAN_SUITE = process.env.WAGGLE_GUEST_SUITE ?? 'trixie';
 
 /**
  * A Debian image with `packages` preinstalled (mmdebstrap minbase from the Debian mirror, one
