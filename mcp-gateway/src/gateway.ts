@@ -31,6 +31,7 @@ import { SandboxService } from './services/sandbox.ts';
 import { TemplateService } from './services/templates.ts';
 import { buildTools } from './tools/index.ts';
 import { maxCallBodyBytes } from './tools/schemas.ts';
+import { readVersion } from './version.ts';
 
 export interface RunningGateway {
   /** e.g. http://127.0.0.1:8080/mcp */
@@ -166,6 +167,7 @@ export async function startGateway(opts: {
     draining: () => drain.draining,
   });
 
+  const version = readVersion();
   const app = buildApp({
     sessions,
     authenticate,
@@ -191,6 +193,7 @@ export async function startGateway(opts: {
       touch: (env) => sandbox.touch(env),
       log,
     },
+    version,
     log,
   });
   const { host, port } = parseHostPort(c.WAGGLE_LISTEN_ADDR);
@@ -201,7 +204,12 @@ export async function startGateway(opts: {
   const metricsServer = await startMetricsServer(c.WAGGLE_METRICS_LISTEN, metrics.registry);
   await cache.synced;
   log.info(
-    { url: `http://${urlHost}:${boundPort}/mcp`, metrics: metricsServer.url, auth: c.WAGGLE_AUTH_MODE },
+    {
+      url: `http://${urlHost}:${boundPort}/mcp`,
+      metrics: metricsServer.url,
+      auth: c.WAGGLE_AUTH_MODE,
+      version: version.version,
+    },
     'mcp-gateway listening',
   );
 

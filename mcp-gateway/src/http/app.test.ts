@@ -9,6 +9,7 @@ import { makeCaller } from '../auth/caller.ts';
 import { AuthError } from '../errors.ts';
 import type { SessionRegistry } from '../mcp/sessions.ts';
 import { createGatewayMetrics } from '../metrics.ts';
+import { readVersion } from '../version.ts';
 import { buildApp } from './app.ts';
 import { LINGER_MS } from './lingering-close.ts';
 import { makeOriginPolicy } from './origin-guard.ts';
@@ -36,6 +37,7 @@ const app = buildApp({
   ready: () => true,
   bodyLimitBytes: BODY_LIMIT,
   timeouts: { headersMs: 5_000, requestMs: 30_000, keepAliveMs: 5_000 },
+  version: readVersion(),
   log: pino({ level: 'silent' }),
 });
 let port = 0;
@@ -145,5 +147,13 @@ describe('HTTP edge refusals to a client that is still sending', () => {
     expect(data).toMatch(/^HTTP\/1\.1 401 /);
     expect(data.match(/HTTP\/1\.1 /g)).toHaveLength(1);
     expect(handled).toBe(before);
+  });
+});
+
+describe('HTTP edge /version', () => {
+  it('answers the component and its package version, without a token', async () => {
+    const r = await app.inject({ method: 'GET', url: '/version', headers: { host: `127.0.0.1:${port}` } });
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toEqual({ component: 'mcp-gateway', version: readVersion().version });
   });
 });

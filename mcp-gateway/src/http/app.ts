@@ -6,6 +6,7 @@ import type { Caller } from '../auth/caller.ts';
 import { AuthError } from '../errors.ts';
 import type { SessionRegistry } from '../mcp/sessions.ts';
 import type { GatewayMetrics } from '../metrics.ts';
+import { serveVersion, type VersionInfo } from '../version.ts';
 import { closeAfterReply, hasBody, isClosing } from './lingering-close.ts';
 import { checkOrigin, type OriginPolicy } from './origin-guard.ts';
 import {
@@ -28,13 +29,15 @@ export interface AppOptions {
   timeouts: { headersMs: number; requestMs: number; keepAliveMs: number };
   /** Serves preview URLs (`/preview/…`, `/environments/<id>/ports/<port>/…`) before fastify. */
   preview?: PreviewProxyDeps;
+  /** Answered at `/version` (no secret: the image's tag says as much). */
+  version?: VersionInfo;
   log: Logger;
 }
 
 const rpcError = (code: number, message: string) => ({ jsonrpc: '2.0', error: { code, message }, id: null });
 
 /**
- * The HTTP edge: `/mcp` (Streamable HTTP), preview URLs, `/healthz`, `/readyz`. Not `/metrics`: that
+ * The HTTP edge: `/mcp` (Streamable HTTP), preview URLs, `/healthz`, `/readyz`, `/version`. Not `/metrics`: that
  * has a listener of its own (`metrics-server.ts`), so the public port tells callers nothing.
  *
  * Hostile traffic costs little: Origin/Host and the bearer token are checked on the headers
@@ -161,6 +164,7 @@ export function buildApp(o: AppOptions) {
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  if (o.version) serveVersion(app, o.version);
   app.get('/readyz', async (_req, reply) =>
     o.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'syncing caches' }),
   );

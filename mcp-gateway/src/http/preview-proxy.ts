@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { WaggleEnvironment } from '@waggle/crds';
+import { formatEnvId } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 import { AuthError, UserError } from '../errors.ts';
 import { closeAfterReply, hasBody, isClosing } from './lingering-close.ts';
@@ -246,7 +247,7 @@ export async function proxyPreviewRequest(
     req.resume();
     return refuse(res, r);
   }
-  const envId = target.env.metadata.name;
+  const envId = formatEnvId(target.env.metadata.namespace as string, target.env.metadata.name as string);
   const upstream = request({
     createConnection: () => tunnel as never,
     method: req.method,

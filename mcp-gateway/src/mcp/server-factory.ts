@@ -9,6 +9,7 @@ import {
   McpError,
   SetLevelRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
+import { formatEnvId } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 import type { Caller } from '../auth/caller.ts';
 import type { ConcurrencyLimiter } from '../auth/rate-limit.ts';
@@ -103,7 +104,7 @@ export function createMcpServer(
       );
     }
     const started = performance.now();
-    const reqLog = log.child({ tool: tool.name, requestId: String(extra.requestId) });
+    let reqLog = log.child({ tool: tool.name, requestId: String(extra.requestId) });
     const entry = drain?.enter(extra.signal);
     if (drain && !entry) {
       observe?.(tool.name, 'user_error', performance.now() - started);
@@ -129,6 +130,10 @@ export function createMcpServer(
       done('user_error');
       return errorResult(describeInputIssues(tool.name, parsed.error), 'invalid_argument');
     }
+    // A call about one environment logs its id as the operator and the node-agent do.
+    const environmentId = (parsed.data as { environment_id?: unknown }).environment_id;
+    if (typeof environmentId === 'string' && environmentId)
+      reqLog = reqLog.child({ envId: formatEnvId(caller.namespace, environmentId) });
     const progressToken = request.params._meta?.progressToken;
     const progress = (value: number, message: string, total?: number) => {
       if (progressToken === undefined || extra.signal.aborted) return;
@@ -188,10 +193,7 @@ export function createMcpServer(
         return errorResult(err.message, err.code);
       }
       const incident = randomUUID();
-      reqLog.error(
-        { err, incident, envId: (parsed.data as { environment_id?: string }).environment_id },
-        'tool call failed',
-      );
+      reqLog.error({ err, incident }, 'tool call failed');
       done('internal_error');
       throw new McpError(
         ErrorCode.InternalError,

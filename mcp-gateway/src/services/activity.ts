@@ -1,5 +1,6 @@
 import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { ENVIRONMENT_PLURAL, GROUP, LAST_ACTIVITY_ANNOTATION, VERSION } from '@waggle/crds';
+import { formatEnvId } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 
 /**
@@ -35,7 +36,7 @@ export class ActivityRecorder {
     if (this.#lastWrite.size > 50_000) this.#lastWrite.clear();
     this.#patch(namespace, name, now).catch((err: Error) => {
       this.#lastWrite.delete(key);
-      this.#log.warn({ envId: name, namespace, err: err.message }, 'recording activity failed');
+      this.#log.warn({ envId: formatEnvId(namespace, name), err: err.message }, 'recording activity failed');
     });
   }
 

@@ -17,6 +17,7 @@ import {
   VERSION,
   type WaggleEnvironment,
 } from '@waggle/crds';
+import { formatEnvId } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 import type { Caller } from '../auth/caller.ts';
 import {
@@ -161,10 +162,10 @@ export class EnvironmentService {
   async #resume(namespace: string, id: string, call: CallContext): Promise<void> {
     const started = Date.now();
     await this.#activity.touchNow(namespace, id);
-    this.#log.info({ envId: id, namespace }, 'resuming a suspended environment');
+    this.#log.info({ envId: formatEnvId(namespace, id) }, 'resuming a suspended environment');
     await this.#waitResumed(namespace, id, call.signal);
     const waitedMs = Date.now() - started;
-    this.#log.info({ envId: id, namespace, waitedMs }, 'environment resumed');
+    this.#log.info({ envId: formatEnvId(namespace, id), waitedMs }, 'environment resumed');
     call.onResumed?.(waitedMs);
   }
 
@@ -312,7 +313,7 @@ export class EnvironmentService {
       }
     }
     this.#log.info(
-      { envId: name, namespace: caller.namespace, caller: caller.principal },
+      { envId: formatEnvId(caller.namespace, name), caller: caller.principal },
       'environment created',
     );
   }
@@ -443,7 +444,7 @@ export class EnvironmentService {
       if (refused) throw new InvalidRequestError(`the cluster refused the new timeout: ${refused}`);
       throw err;
     }
-    this.#log.info({ envId: id, namespace: caller.namespace, timeoutMinutes }, 'environment extended');
+    this.#log.info({ envId: formatEnvId(caller.namespace, id), timeoutMinutes }, 'environment extended');
     return updated;
   }
 
@@ -451,7 +452,7 @@ export class EnvironmentService {
     this.get(caller, id); // not found (or someone else's) → a clear error, not a silent success
     await this.#delete(caller.namespace, id);
     this.#log.info(
-      { envId: id, namespace: caller.namespace, caller: caller.principal },
+      { envId: formatEnvId(caller.namespace, id), caller: caller.principal },
       'environment deleted',
     );
   }

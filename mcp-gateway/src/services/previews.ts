@@ -9,6 +9,7 @@ import {
   VERSION,
   type WaggleEnvironment,
 } from '@waggle/crds';
+import { formatEnvId } from '@waggle/node-agent/client';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Caller } from '../auth/caller.ts';
@@ -140,7 +141,10 @@ export class PreviewService {
         },
       ];
     });
-    this.#log.info({ envId, port, public: opts.public, expiresAt }, 'port exposed');
+    this.#log.info(
+      { envId: formatEnvId(caller.namespace, envId), port, public: opts.public, expiresAt },
+      'port exposed',
+    );
     return {
       port,
       public: opts.public,
@@ -157,7 +161,7 @@ export class PreviewService {
       existed = current.some((e) => e.port === port);
       return current.filter((e) => e.port !== port && !isExpired(e, Date.now(), this.#maxPublicMs));
     });
-    if (existed) this.#log.info({ envId, port }, 'port unexposed');
+    if (existed) this.#log.info({ envId: formatEnvId(caller.namespace, envId), port }, 'port unexposed');
     return existed;
   }
 

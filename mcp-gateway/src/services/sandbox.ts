@@ -1,6 +1,12 @@
 import type { Duplex } from 'node:stream';
 import { parseDuration, type WaggleEnvironment } from '@waggle/crds';
-import { createNodeAgentClient, type ExecResult, type NodeAgentClient } from '@waggle/node-agent/client';
+import {
+  createNodeAgentClient,
+  type ExecResult,
+  formatEnvId,
+  type NodeAgentClient,
+  withEnvId,
+} from '@waggle/node-agent/client';
 import { EnvironmentNotRunningError, InvalidRequestError } from '../errors.ts';
 import type { ActivityRecorder } from './activity.ts';
 import type { EnvironmentCache } from './environment-cache.ts';
@@ -112,7 +118,9 @@ export class SandboxService {
       this.#clients.set(key, agent);
     }
     this.touch(env);
-    return { agent, vmId: env.status?.vmId as string, id };
+    // Every call tells the node-agent which environment it is about, for its logs.
+    const envId = formatEnvId(env.metadata.namespace as string, id);
+    return { agent: withEnvId(agent, envId), vmId: env.status?.vmId as string, id };
   }
 
   /** Maps a node-agent error (see node-agent-errors.ts); unknown ones are rethrown as internal faults. */
