@@ -84,19 +84,10 @@ describe('the Helm chart installed on the real node', () => {
 
   it('passes helm test: a pod creates an environment through the MCP Service, runs code and destroys it', async () => {
     const pod = `${RELEASE}-test`;
-    // The test pod is deleted once it succeeds (hook-succeeded): follow its log while it runs.
-    const log = (async () => {
-      await waitFor(
-        () => k(['get', 'pod', '-n', NS, pod, '-o', 'jsonpath={.status.phase}']).catch(() => ''),
-        (phase) => ['Running', 'Succeeded', 'Failed'].includes(phase),
-        'the helm test pod to start',
-        { timeoutMs: 120_000, intervalMs: 300 },
-      );
-      return k(['logs', '-f', '-n', NS, pod]);
-    })();
-    const out = await helmRun(stack, ['test', RELEASE, '--namespace', NS, '--timeout', '5m']);
+    // --logs prints the pod's log before the hook-succeeded policy deletes it.
+    const out = await helmRun(stack, ['test', RELEASE, '--namespace', NS, '--timeout', '5m', '--logs']);
     expect(out).toMatch(new RegExp(`TEST SUITE:\\s+${pod}[\\s\\S]*Phase:\\s+Succeeded`));
-    const printed = await log;
+    const printed = out.slice(out.indexOf('POD LOGS:'));
     expect(printed).toMatch(/environment \S+ running after/);
     expect(printed).toContain('execute printed 42');
     expect(printed).toMatch(/environment \S+ destroyed/);
