@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent.ts';
-import { createNodeAgentClient, ENV_ID_HEADER, withEnvId } from '../client.ts';
-import { VMNotFoundError } from '../errors.ts';
+import { createNodeAgentClient, ENV_ID_HEADER, Runtime, withEnvId } from '../client.ts';
+import { ResourceExhaustedError, VMNotFoundError } from '../errors.ts';
 import { createLogger, EnvIds } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { startServers } from '../server.ts';
@@ -21,6 +21,10 @@ const agent = {
   async killProcess(vmId: string) {
     if (vmId === 'gone') throw new VMNotFoundError(vmId);
     return { wasRunning: false };
+  },
+  async createVM(spec: { vmId: string }) {
+    log.child({ vmId: spec.vmId }).info('vm booting');
+    throw new ResourceExhaustedError('the node is full');
   },
   async destroyVM(vmId: string) {
     log.child({ vmId }).info('vm destroyed');
@@ -61,6 +65,22 @@ describe('node-agent request logs', () => {
     const m = lines.length;
     log.warn({ vmId: 'uid-2' }, 'vm exited');
     expect(since(m)[0]).toMatchObject({ vmId: 'uid-2', envId: 'team-a/env-1' });
+  });
+
+  it('learn the environment of a VM from CreateVM (its spec names the VM)', async () => {
+    const client = withEnvId(createNodeAgentClient(servers.apiUrl), 'team-a/env-3');
+    const n = lines.length;
+    await expect(client.createVM({ spec: { vmId: 'uid-3b', runtime: Runtime.PYTHON } })).rejects.toThrow();
+    expect(since(n).find((l) => l.msg === 'vm booting')).toMatchObject({
+      vmId: 'uid-3b',
+      envId: 'team-a/env-3',
+    });
+    expect(since(n).find((l) => l.msg === 'rpc failed')).toMatchObject({
+      rpc: 'CreateVM',
+      vmId: 'uid-3b',
+      envId: 'team-a/env-3',
+      code: 'ResourceExhausted',
+    });
   });
 
   it('log a failed call with its code', async () => {

@@ -41,7 +41,9 @@ export function logRequests(log: Logger, envIds?: EnvIds): Interceptor {
   };
 }
 
+/** The VM a request names: `vmId`, or CreateVM's `spec.vmId`. */
 function vmIdOf(message: unknown): string | undefined {
-  const vmId = (message as { vmId?: unknown } | undefined)?.vmId;
+  const m = message as { vmId?: unknown; spec?: { vmId?: unknown } } | undefined;
+  const vmId = m?.vmId ?? m?.spec?.vmId;
   return typeof vmId === 'string' && vmId ? vmId : undefined;
 }
