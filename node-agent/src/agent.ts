@@ -106,7 +106,7 @@ export class Agent {
   /** CreateVMs of one vm id run one at a time (a retry never binds a second warm VM). */
   readonly #creates = new KeyedLock();
   readonly log: Logger;
-  readonly #onVMReady: ((bootMs: number) => void) | undefined;
+  readonly #onVMReady: ((bootMs: number, origin: VMRecord['origin']) => void) | undefined;
   readonly #onExec: ((ms: number, outcome: ExecOutcome) => void) | undefined;
   readonly #observed = new Set<string>();
   /** Background processes (StartProcess), per VM; each keeps up to maxOutputBytes of output. */
@@ -129,8 +129,8 @@ export class Agent {
     /** Warm pool tuning (boots at once, grace after a restart, …); capacity is `limits.capacity`. */
     warmPools?: Partial<Omit<WarmPoolsOptions<VMRecord>, 'host' | 'capacity' | 'log'>>;
     log: Logger;
-    /** Called with the boot time of each VM this agent created (for metrics). */
-    onVMReady?: (bootMs: number) => void;
+    /** Called with the boot time of each VM a CreateVM booted or restored, and which (for metrics). */
+    onVMReady?: (bootMs: number, origin: VMRecord['origin']) => void;
     /** Called when each Exec ends, with its duration and how it ended (for metrics). */
     onExec?: (ms: number, outcome: ExecOutcome) => void;
     /** Resolves `spec.image` of CreateVM; without it, VMs run the node's built-in images only. */
@@ -221,7 +221,7 @@ export class Agent {
       }
       if (vm.bootMs !== undefined && vm.origin !== 'warm' && !this.#observed.has(vm.vmId)) {
         this.#observed.add(vm.vmId); // idempotent repeats return the same VM: count its boot once
-        this.#onVMReady?.(vm.bootMs);
+        this.#onVMReady?.(vm.bootMs, vm.origin);
       }
       return vm;
     });

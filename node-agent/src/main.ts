@@ -153,7 +153,7 @@ async function main(): Promise<void> {
     vms,
     log,
     ...(imageStore ? { images: imageStore } : {}),
-    onVMReady: (ms) => metrics.bootSeconds.observe(ms / 1000),
+    onVMReady: (ms, origin) => metrics.bootSeconds.observe({ origin }, ms / 1000),
     onExec: (ms, outcome) => metrics.execSeconds.observe({ outcome }, ms / 1000),
     warmPools: {
       maxConcurrentBoots: config.WAGGLE_WARM_BOOTS,

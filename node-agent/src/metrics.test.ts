@@ -22,13 +22,15 @@ describe('warm pool metrics', () => {
 });
 
 describe('exec and certificate metrics', () => {
-  it('reports exec durations by outcome and the held certificates by identity', async () => {
+  it('reports boots by origin, exec durations by outcome and the held certificates by identity', async () => {
     const ca = await createCA('waggle-agent-ca', 10);
     const m = createMetrics();
     m.execSeconds.observe({ outcome: 'timeout' }, 30);
+    m.bootSeconds.observe({ origin: 'restored' }, 0.4);
     m.watchCertificates(() => [ca.certPem]);
     const text = await m.registry.metrics();
     expect(text).toContain('waggle_agent_exec_seconds_bucket{le="30",outcome="timeout"} 1');
+    expect(text).toContain('waggle_agent_vm_boot_seconds_bucket{le="0.5",origin="restored"} 1');
     expect(text).toMatch(/^waggle_certificate_expiry_timestamp_seconds\{identity="waggle-agent-ca"\} \d+$/m);
     expect(text).toMatch(/^process_cpu_seconds_total \d/m);
   });

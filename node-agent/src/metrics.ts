@@ -18,7 +18,8 @@ export function createMetrics() {
     vms: new Gauge({ name: 'waggle_agent_vms', help: 'VMs on this node', registers: [registry] }),
     bootSeconds: new Histogram({
       name: 'waggle_agent_vm_boot_seconds',
-      help: 'QEMU started to guest ready, per VM booted (cold boots and warm-pool boots)',
+      help: 'CreateVM setup to guest ready, per VM a CreateVM made, by origin (cold: booted, restored: from a template snapshot)',
+      labelNames: ['origin'],
       buckets: BOOT_BUCKETS,
       registers: [registry],
     }),
