@@ -37,13 +37,14 @@ describe('the environment id on lines about a VM', () => {
     expect(text[0]?.match(/"envId"/g)).toHaveLength(1);
   });
 
-  it('is forgotten with the VM, and only a bounded number is remembered', () => {
+  it('is remembered for a bounded number of VMs, the oldest forgotten first', () => {
     const envIds = new EnvIds(2);
     envIds.remember('a', 'ns/a');
     envIds.remember('b', 'ns/b');
     envIds.remember('c', 'ns/c');
     expect([envIds.get('a'), envIds.get('b'), envIds.get('c')]).toEqual([undefined, 'ns/b', 'ns/c']);
-    envIds.forget('b');
-    expect(envIds.get('b')).toBeUndefined();
+    envIds.remember('b', 'ns/b'); // seen again: the newest
+    envIds.remember('d', 'ns/d');
+    expect([envIds.get('b'), envIds.get('c'), envIds.get('d')]).toEqual(['ns/b', undefined, 'ns/d']);
   });
 });

@@ -6,8 +6,10 @@ export const MAX_REMEMBERED_ENV_IDS = 4_096;
 /**
  * Which environment each VM belongs to, as the callers named it (the `waggle-env-id` header; see
  * env-id.ts): for logs only. Learned from every call that names both a VM and its environment,
- * so lines about a VM logged outside a request (it exited, its SSH connection dropped) carry the
- * environment's id too — after a restart, once the operator or the gateway called about it.
+ * so lines about a VM logged outside a request (it exited, its SSH connection dropped, also
+ * after DestroyVM answered) carry the environment's id too — after a restart, once the operator
+ * or the gateway called about it. VM ids (UIDs) are not reused: an entry is only dropped as the
+ * oldest beyond the bound.
  */
 export class EnvIds {
   readonly #byVm = new Map<string, string>();
@@ -19,14 +21,9 @@ export class EnvIds {
 
   remember(vmId: string, envId: string): void {
     if (!vmId) return;
-    if (this.#byVm.get(vmId) === envId) return;
     this.#byVm.delete(vmId);
     this.#byVm.set(vmId, envId);
     if (this.#byVm.size > this.#max) this.#byVm.delete(this.#byVm.keys().next().value as string);
-  }
-
-  forget(vmId: string): void {
-    this.#byVm.delete(vmId);
   }
 
   get(vmId: string): string | undefined {

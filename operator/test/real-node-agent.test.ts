@@ -37,6 +37,16 @@ let privateRegistry: LocalRegistry;
 /** Waggle's own namespace in this test: where templates' pull secrets are read. */
 const waggleNamespace = `real-agent-sys-${process.pid}`;
 const TEMPLATES = { group: 'waggle.dev', version: 'v1alpha1', plural: 'waggletemplates' };
+/** What the operator and the agent logged (JSON lines, info and above). */
+const operatorLines: Array<Record<string, unknown>> = [];
+const agentLines: Array<Record<string, unknown>> = [];
+const parseLine = (line: string): Record<string, unknown> | undefined => {
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+};
 
 const get = (name: string) =>
   custom.getNamespacedCustomObject({ ...G, namespace, name }).then(
@@ -76,7 +86,15 @@ beforeAll(async () => {
   await startAgent();
   operator = await startOperator({
     kc,
-    log: pino({ level: 'silent' }),
+    log: pino(
+      { level: 'info' },
+      {
+        write: (s: string) => {
+          const l = parseLine(s);
+          if (l) operatorLines.push(l);
+        },
+      },
+    ),
     identity: 'real-agent-test',
     namespace,
     pullSecretNamespace: waggleNamespace,
@@ -107,6 +125,11 @@ async function startAgent(): Promise<void> {
       WAGGLE_VM_NETWORK_CIDR: '10.253.27.0/24',
       WAGGLE_IMAGE_ALLOW: `${registry.host}/tenant/,${privateRegistry.host}/team/`,
       WAGGLE_IMAGE_INSECURE_REGISTRIES: `${registry.host},${privateRegistry.host}`,
+      LOG_LEVEL: 'info',
+    },
+    onLine: (line) => {
+      const l = parseLine(line);
+      if (l) agentLines.push(l);
     },
   });
 }
@@ -172,6 +195,24 @@ describe('operator with a real node-agent (real TCG VM)', () => {
       60_000,
     );
     expect((await client.listVMs({})).vms).toEqual([]);
+
+    // One id for the environment in both components' logs (docs/logging.md): the operator's
+    // reconciles and the agent's lines about its VM, which the agent learned from the operator's
+    // waggle-env-id header.
+    const envId = `${namespace}/real`;
+    const uid = running?.metadata.uid;
+    const phaseLines = operatorLines.filter(
+      (l) => l.envId === envId && l.msg === 'environment phase changed',
+    );
+    expect(phaseLines.map((l) => l.phase)).toEqual(
+      expect.arrayContaining(['Booting', 'Running', 'Terminating']),
+    );
+    for (const l of phaseLines) expect(l.vmId).toBe(uid);
+    const agentSaid = agentLines.filter((l) => l.envId === envId);
+    expect(agentSaid.map((l) => l.msg)).toEqual(expect.arrayContaining(['vm booting', 'vm destroyed']));
+    for (const l of agentSaid) expect(l.vmId).toBe(uid);
+    // Every agent line about this VM names its environment.
+    expect(agentLines.filter((l) => l.vmId === uid && l.envId !== envId)).toEqual([]);
   });
 
   it('runs spec.image from a registry on a node whose runtimes lack it, and fails a refused image clearly', {

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 
 const REPO = join(import.meta.dirname, '..', '..');
 
@@ -11,18 +12,27 @@ export interface ComponentProcess {
 
 /**
  * Starts `node <component>/src/main.ts` as its own process (as it runs in a container) and
- * waits until `readyUrl` answers 2xx. Output goes to the test's stderr.
+ * waits until `readyUrl` answers 2xx. Output goes to the test's stderr; with `onLine`, each line
+ * of its stdout (its JSON logs) is given to it as well.
  */
 export async function startComponentProcess(opts: {
   component: 'node-agent' | 'operator' | 'mcp-gateway';
   env: NodeJS.ProcessEnv;
   readyUrl: string;
   readyTimeoutMs?: number;
+  onLine?: (line: string) => void;
 }): Promise<ComponentProcess> {
   const child = spawn(process.execPath, [join(REPO, opts.component, 'src', 'main.ts')], {
     env: { ...process.env, LOG_LEVEL: 'warn', ...opts.env },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', opts.onLine ? 'pipe' : 'inherit', 'inherit'],
   });
+  const onLine = opts.onLine;
+  if (onLine && child.stdout) {
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      process.stderr.write(`${line}\n`);
+      onLine(line);
+    });
+  }
   const handle: ComponentProcess = {
     child,
     async kill(signal) {

@@ -10,6 +10,8 @@ export async function startAgentProcess(opts: {
   opsPort: number;
   env: NodeJS.ProcessEnv;
   readyTimeoutMs?: number;
+  /** Each line the agent logs (see startComponentProcess). */
+  onLine?: (line: string) => void;
 }): Promise<AgentProcess> {
   const p = await startComponentProcess({
     component: 'node-agent',
@@ -23,6 +25,7 @@ export async function startAgentProcess(opts: {
     },
     readyUrl: `http://127.0.0.1:${opts.opsPort}/readyz`,
     ...(opts.readyTimeoutMs ? { readyTimeoutMs: opts.readyTimeoutMs } : {}),
+    ...(opts.onLine ? { onLine: opts.onLine } : {}),
   });
   return { ...p, apiUrl: `http://127.0.0.1:${opts.apiPort}` };
 }

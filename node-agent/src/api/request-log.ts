@@ -28,7 +28,6 @@ export function logRequests(log: Logger, envIds?: EnvIds): Interceptor {
     try {
       const res = await next(req);
       reqLog.debug({ ms: Math.round(performance.now() - t0) }, 'rpc served');
-      if (vmId && req.method.name === 'DestroyVM') envIds?.forget(vmId);
       return res;
     } catch (err) {
       const e = ConnectError.from(err);
