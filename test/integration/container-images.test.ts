@@ -1,4 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,8 +17,7 @@ import {
 const REPO = join(import.meta.dirname, '..', '..');
 
 /** Runs a command, resolving with its exit code and output (never rejecting on a non-zero exit). */
-async function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
-  const { execFile } = await import('node:child_process');
+function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
@@ -51,7 +51,6 @@ describe('contextSources: what a Dockerfile takes from the repository root', () 
   });
 
   it('takes every component source directory the bundle reads', async () => {
-    const { readFile } = await import('node:fs/promises');
     for (const c of COMPONENTS) {
       const sources = contextSources(await readFile(join(REPO, 'images', c, 'Dockerfile'), 'utf8'));
       expect(sources).toEqual(expect.arrayContaining(['crds/src', 'node-agent/src', `${c}/src`]));
@@ -90,6 +89,21 @@ describe('component images from a clean clone, with plain podman', () => {
       expect(bad.out).toContain(`${component}: invalid ${component} configuration`);
       expect(bad.out).toContain('LOG_LEVEL');
       expect(bad.code).toBe(1);
+
+      // The version it reports (/version, its start line) is its package.json's, copied beside dist/.
+      const version = await sh('podman', [
+        'run',
+        '--rm',
+        '--entrypoint',
+        'node',
+        tag,
+        '-p',
+        `require('/opt/waggle/${component}/package.json').version`,
+      ]);
+      const pkg = JSON.parse(await readFile(join(clone, component, 'package.json'), 'utf8')) as {
+        version: string;
+      };
+      expect(version.trim()).toBe(pkg.version);
 
       const user = (await sh('podman', ['image', 'inspect', '--format', '{{.Config.User}}', tag])).trim();
       expect(user).toBe(component === 'node-agent' ? '' : '65532:65532');
