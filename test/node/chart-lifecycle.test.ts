@@ -85,7 +85,13 @@ describe('the Helm chart installed on the real node', () => {
   it('passes helm test: a pod creates an environment through the MCP Service, runs code and destroys it', async () => {
     const pod = `${RELEASE}-test`;
     // --logs prints the pod's log before the hook-succeeded policy deletes it.
-    const out = await helmRun(stack, ['test', RELEASE, '--namespace', NS, '--timeout', '5m', '--logs']);
+    const out = await helmRun(stack, ['test', RELEASE, '--namespace', NS, '--timeout', '5m', '--logs']).catch(
+      async (err: Error) => {
+        // A failed test pod stays: say what it printed.
+        const log = await k(['logs', '-n', NS, pod]).catch((e: Error) => `(no log: ${e.message})`);
+        throw new Error(`${err.message}\n--- ${pod} printed ---\n${log}`);
+      },
+    );
     expect(out).toMatch(new RegExp(`TEST SUITE:\\s+${pod}[\\s\\S]*Phase:\\s+Succeeded`));
     const printed = out.slice(out.indexOf('POD LOGS:'));
     expect(printed).toMatch(/environment \S+ running after/);
