@@ -202,14 +202,17 @@ export async function inputsHash(component: ImageComponent, repo = REPO): Promis
   return h.digest('hex').slice(0, 12);
 }
 
+/** The machine's CA bundle (Debian's path), which setup.sh also gives Node when nothing else is set. */
+const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
 /**
- * podman's arguments giving npm and pnpm in the build the CA bundle this process trusts
- * (NODE_EXTRA_CA_CERTS, which setup.sh sets: behind a TLS-inspecting proxy the registry's
- * certificate is signed by the proxy). The Dockerfiles read it as the optional secret `ca`.
+ * podman's arguments giving npm and pnpm in the build the CA bundle this machine trusts
+ * (NODE_EXTRA_CA_CERTS, else the system bundle): behind a TLS-inspecting proxy the registry's
+ * certificate is signed by the proxy. The Dockerfiles read it as the optional secret `ca`.
  */
 async function caSecret(): Promise<string[]> {
-  const ca = process.env.NODE_EXTRA_CA_CERTS;
-  return ca && (await exists(ca)) ? ['--secret', `id=ca,src=${ca}`] : [];
+  const ca = process.env.NODE_EXTRA_CA_CERTS || SYSTEM_CA_BUNDLE;
+  return (await exists(ca)) ? ['--secret', `id=ca,src=${ca}`] : [];
 }
 
 /**
