@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -124,4 +124,16 @@ describe('component images from a clean clone, with plain podman', () => {
       await pruneComponentImages(`${component}-clone`, tag);
     });
   }
+
+  // Runs last: it writes into the clone.
+  it('tags by what the build copies: ignored junk does not count, a new source file does', async () => {
+    const before = await inputsHash('operator', clone);
+    await mkdir(join(clone, 'operator', 'src', 'node_modules'), { recursive: true });
+    await writeFile(join(clone, 'operator', 'src', 'node_modules', 'x.js'), 'junk');
+    await writeFile(join(clone, 'operator', 'src', 'debug.log'), 'junk');
+    await writeFile(join(clone, 'mcp-gateway', 'src', 'x.ts'), 'not copied into the operator image');
+    expect(await inputsHash('operator', clone)).toBe(before);
+    await writeFile(join(clone, 'operator', 'src', 'new.ts'), 'export {};');
+    expect(await inputsHash('operator', clone)).not.toBe(before);
+  });
 });
