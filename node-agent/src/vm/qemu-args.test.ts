@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildQemuArgs, type QemuLaunchSpec } from './qemu-args.ts';
+import { buildQemuArgs, confineStyleOf, type QemuLaunchSpec } from './qemu-args.ts';
 
 const spec: QemuLaunchSpec = {
   name: 'waggle-vm1',
@@ -62,7 +62,7 @@ describe('buildQemuArgs', () => {
   it('confines QEMU: seccomp sandbox, an unprivileged uid:gid and an empty chroot', () => {
     const args = buildQemuArgs({
       ...spec,
-      confine: { uid: 1073807360, gid: 1073807360, chrootDir: '/s/vm1/root' },
+      confine: { uid: 1073807360, gid: 1073807360, chrootDir: '/s/vm1/root', style: 'runas' },
     });
     expect(argAfter(args, '-sandbox')).toBe(
       'on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny',
@@ -70,5 +70,28 @@ describe('buildQemuArgs', () => {
     expect(argAfter(args, '-runas')).toBe('1073807360:1073807360');
     expect(argAfter(args, '-chroot')).toBe('/s/vm1/root');
     expect(buildQemuArgs(spec)).not.toContain('-sandbox');
+  });
+
+  it('confines a QEMU without -runas (10.0 removed it) with -run-with, commas in the path doubled', () => {
+    const args = buildQemuArgs({
+      ...spec,
+      confine: { uid: 1073807360, gid: 1073807360, chrootDir: '/s/a,b/root', style: 'run-with' },
+    });
+    expect(argAfter(args, '-run-with')).toBe('user=1073807360:1073807360,chroot=/s/a,,b/root');
+    expect(args).not.toContain('-runas');
+    expect(args).not.toContain('-chroot');
+    expect(argAfter(args, '-sandbox')).toMatch(/^on,/);
+  });
+
+  it('tells the confinement options from QEMU -help (7.2: -runas; 10.0: -run-with user=)', () => {
+    const qemu72 =
+      '-runas user     change to user id user just before starting the VM\n-chroot dir     chroot';
+    const qemu10 =
+      '-run-with [async-teardown=on|off][,chroot=dir][user=username|uid:gid]\n                Set miscellaneous';
+    // 8.x has -run-with but only for async-teardown and chroot: still -runas.
+    const qemu82 = '-run-with [async-teardown=on|off][,chroot=dir]\n-runas user';
+    expect(confineStyleOf(qemu72)).toBe('runas');
+    expect(confineStyleOf(qemu10)).toBe('run-with');
+    expect(confineStyleOf(qemu82)).toBe('runas');
   });
 });

@@ -22,7 +22,7 @@ export interface QemuLaunchSpec {
    * after start-up run as `uid:gid` (an id no other VM and no host account uses) chrooted into an
    * empty directory. Unset only for the raw-QEMU benchmark baseline.
    */
-  confine?: { uid: number; gid: number; chrootDir: string };
+  confine?: { uid: number; gid: number; chrootDir: string; style: ConfineStyle };
   /** fw_cfg entries under opt/waggle/: name → file path on the host. */
   fwCfgFiles: Record<string, string>;
   serialLogPath: string;
@@ -33,6 +33,20 @@ export interface QemuLaunchSpec {
   /** Continue a saved state instead of booting (`fd:3`: the state file is the child's fd 3). */
   incoming?: string;
 }
+
+/**
+ * How a QEMU drops to the VM's uid and chroots once started: `-run-with user=…,chroot=…` (QEMU 9.1
+ * and later; 10.0 removed the old options) or `-runas` and `-chroot` (QEMU 7.2, Debian 12).
+ */
+export type ConfineStyle = 'run-with' | 'runas';
+
+/** The confinement options a QEMU's `-help` offers. */
+export function confineStyleOf(qemuHelp: string): ConfineStyle {
+  return /^-run-with\b.*\buser=/m.test(qemuHelp) ? 'run-with' : 'runas';
+}
+
+/** A value inside a QEMU option list: commas doubled. */
+const optValue = (v: string) => v.replaceAll(',', ',,');
 
 /** QEMU `microvm` command line for one environment. Pure: no I/O. */
 export function buildQemuArgs(s: QemuLaunchSpec): string[] {
@@ -101,13 +115,12 @@ export function buildQemuArgs(s: QemuLaunchSpec): string[] {
     ...(s.confine
       ? [
           '-sandbox',
-          // elevateprivileges must allow set*id: QEMU 7.2 installs the filter before -runas
-          // drops to the VM's uid (and checks that setuid(0) fails afterwards).
+          // elevateprivileges must allow set*id: QEMU installs the filter before it drops to the
+          // VM's uid (and checks that setuid(0) fails afterwards).
           'on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny',
-          '-runas',
-          `${s.confine.uid}:${s.confine.gid}`,
-          '-chroot',
-          s.confine.chrootDir,
+          ...(s.confine.style === 'run-with'
+            ? ['-run-with', `user=${s.confine.uid}:${s.confine.gid},chroot=${optValue(s.confine.chrootDir)}`]
+            : ['-runas', `${s.confine.uid}:${s.confine.gid}`, '-chroot', s.confine.chrootDir]),
         ]
       : []),
     ...(s.incoming ? ['-incoming', s.incoming] : []),

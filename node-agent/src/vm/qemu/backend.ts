@@ -10,7 +10,7 @@ import type { Accelerator } from '@waggle/crds';
 import type { BackendInstance, DiskSource, LaunchOptions, VmBackend } from '../backend.ts';
 import type { VMNetwork } from '../network/vm-network-record.ts';
 import { isOurProcess, terminate } from '../proc.ts';
-import { buildQemuArgs } from '../qemu-args.ts';
+import { buildQemuArgs, type ConfineStyle, confineStyleOf } from '../qemu-args.ts';
 import { launchDetached } from '../qemu-launch.ts';
 import { vmPaths } from '../vm-paths.ts';
 import { QmpClient } from './qmp.ts';
@@ -67,6 +67,7 @@ async function connectQmp(path: string, timeoutMs = 10_000): Promise<QmpClient> 
 export class QemuMicrovmBackend implements VmBackend {
   readonly kind = 'qemu-microvm';
   readonly #o: Required<Omit<QemuMicrovmOptions, 'tscKHz'>> & Pick<QemuMicrovmOptions, 'tscKHz'>;
+  #confineStyle?: Promise<ConfineStyle>;
 
   constructor(opts: QemuMicrovmOptions) {
     this.#o = {
@@ -75,6 +76,18 @@ export class QemuMicrovmBackend implements VmBackend {
       saveTimeoutMs: 120_000,
       ...opts,
     };
+  }
+
+  /** Which options this QEMU drops privileges with: asked once (`-help`), then remembered. */
+  #confinement(): Promise<ConfineStyle> {
+    this.#confineStyle ??= run(this.#o.qemuBinary, ['-help'], { maxBuffer: 4 << 20 }).then(
+      ({ stdout }) => confineStyleOf(stdout),
+      (err: Error) => {
+        this.#confineStyle = undefined;
+        throw new Error(`cannot run ${this.#o.qemuBinary} -help: ${err.message}`);
+      },
+    );
+    return this.#confineStyle;
   }
 
   marker(inst: Pick<BackendInstance, 'dir'>): string {
@@ -167,7 +180,7 @@ export class QemuMicrovmBackend implements VmBackend {
       overlayPath: p.overlay,
       sshForward: { host: inst.network.nsIP, port: 22 },
       egress: inst.template.egress,
-      confine: { uid: id, gid: id, chrootDir: p.chroot },
+      confine: { uid: id, gid: id, chrootDir: p.chroot, style: await this.#confinement() },
       fwCfgFiles: opts.guestFiles,
       serialLogPath: p.serialLog,
       qmpSocketPath: p.qmp,
