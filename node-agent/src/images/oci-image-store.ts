@@ -65,7 +65,7 @@ export interface ImageStoreOptions {
   /**
    * Waggle's guest toolbox (images/guest/build.sh toolbox): copied into every image as
    * `/.waggle` (its init, sshd and root helpers), replacing whatever the image had there.
-   * `id` names the build (the recipe hash).
+   * `id` names the build (build.sh's key: the recipe and the Debian package versions).
    */
   toolbox?: { dir: string; id: string };
   /** Least recently used entries beyond this total are removed (never one in use). */
