@@ -32,6 +32,10 @@ loader=/lib64/ld-linux-x86-64.so.2
 declare -A libs=()
 while read -r bin; do
   [ -z "$bin" ] || [[ "$bin" == \#* ]] && continue
+  if [[ "$bin" == \?* ]]; then
+    bin=${bin#\?}
+    [ -f "$tree$bin" ] || continue
+  fi
   [ -f "$tree$bin" ] || { echo "build-toolbox: $bin is not in the packages" >&2; exit 1; }
   name=$(basename "$bin")
   [ "$name" = tini-static ] && name=tini
@@ -54,6 +58,15 @@ for applet in sh mount umount mkdir chmod chown cat head rm env ip hostname grep
 done
 install -m 0755 "$HERE/toolbox/waggle-init" "$box/bin/waggle-init"
 install -m 0644 "$HERE/toolbox/sshd_config" "$box/etc/sshd_config"
+# sshd's helpers at their toolbox paths (the options exist only where the helpers do).
+[ -f "$box/bin/sshd-session" ] && echo "SshdSessionPath $PREFIX/bin/sshd-session" >> "$box/etc/sshd_config"
+[ -f "$box/bin/sshd-auth" ] && echo "SshdAuthPath $PREFIX/bin/sshd-auth" >> "$box/etc/sshd_config"
+for helper in sshd-session sshd-auth; do
+  if grep -qa "/usr/lib/openssh/$helper" "$box/bin/sshd" && [ ! -f "$box/bin/$helper" ]; then
+    echo "build-toolbox: this sshd runs /usr/lib/openssh/$helper, which the toolbox lacks" >&2
+    exit 1
+  fi
+done
 chmod -R go-w "$box"
 # A smoke test in an empty root: every dynamic program must start with only /.waggle present.
 probe="$work/probe"

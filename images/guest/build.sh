@@ -31,13 +31,16 @@ packages() { # package list files... -> their package names
   (cd "$HERE" && cat "$@" | grep -v '^#' | grep -v '^[[:space:]]*$')
 }
 
-key() { # mode packages-file... -> 12 hex chars: recipe (this directory's files) + package versions
+# 12 hex chars: the recipe (this script and the target's files), the suite and its package sources
+# (they end up in the guest's sources.list), and the package versions the mirror would install.
+key() { # mode packages-file...
   local mode=$1 recipe versions
   shift
-  recipe=$(cd "$HERE" && sha256sum build.sh guest-apt.sh "${recipe_files[@]}" | sha256sum | cut -c1-12)
+  recipe=$(cd "$HERE" && sha256sum build.sh "${recipe_files[@]}" | sha256sum | cut -c1-12)
   # shellcheck disable=SC2046 # one package name per line
   versions=$(guest_packages_key "$mode" $(packages "$@")) || exit 1
-  printf '%s %s %s\n' "$recipe" "$GUEST_SUITE" "$versions" | sha256sum | cut -c1-12
+  { printf '%s\n%s\n' "$recipe" "$GUEST_SUITE"; cat "$WAGGLE_GUEST_SOURCES_LIST"; echo "$versions"; } |
+    sha256sum | cut -c1-12
 }
 
 case "$target" in

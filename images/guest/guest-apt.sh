@@ -50,6 +50,9 @@ APT::Architectures { "$(dpkg --print-architecture)"; };
 APT::Install-Recommends "false";
 APT::Sandbox::User "root";
 Acquire::Languages "none";
+Acquire::Retries "1";
+Acquire::http::Timeout "15";
+Acquire::https::Timeout "15";
 EOF
   GUEST_APT=$dir
   export APT_CONFIG="$dir/apt.conf" WAGGLE_GUEST_SOURCES_LIST="$dir/etc/sources.list"
@@ -104,7 +107,10 @@ guest_packages_key() { # minbase|exact packages... -> 12 hex chars
     flock 9
     guest_apt_update || exit 1
     fingerprint=$(cat "$GUEST_APT"/lists/*Release 2>/dev/null | sha256sum | cut -c1-16)
-    if [ -f "$memo" ] && [ "$(cut -d' ' -f1 "$memo")" = "$fingerprint" ]; then exit 0; fi
+    if [ -f "$memo" ] && [ "$(cut -d' ' -f1 "$memo")" = "$fingerprint" ]; then
+      touch "$memo" # checked now: still what the mirror serves
+      exit 0
+    fi
     resolved=$(guest_resolve "$@") && [ -n "$resolved" ] || exit 1
     hash=$(printf '%s\n' "$resolved" | sha256sum | cut -c1-12)
     printf '%s %s\n' "$fingerprint" "$hash" > "$memo.tmp"
@@ -113,7 +119,7 @@ guest_packages_key() { # minbase|exact packages... -> 12 hex chars
   ) 9> "$GUEST_APT/lock"; then
     cut -d' ' -f2 "$memo"
   elif [ -f "$memo" ]; then
-    echo "build.sh: warning: cannot resolve package versions from the mirror ($(sed 's/^deb //' "$GUEST_APT/etc/sources.list" | head -1) ...); using those resolved at $(date -u -r "$memo" +%FT%TZ)" >&2
+    echo "build.sh: warning: cannot resolve package versions from the mirror ($(sed 's/^deb //' "$GUEST_APT/etc/sources.list" | head -1) ...); using those last resolved, at $(date -u -r "$memo" +%FT%TZ)" >&2
     cut -d' ' -f2 "$memo"
   else
     echo "build.sh: cannot resolve package versions from the mirror and none were resolved before; is a Debian mirror reachable?" >&2
