@@ -28,9 +28,13 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 
 meta=$(grep -v '^#' "$HERE/kernel/packages.txt" | head -1)
+# Under the lock that keeps other builds' `apt-get update` off the package lists meanwhile.
+exec 9> "$WAGGLE_GUEST_APT_LOCK"
+flock 9
 pkg=$({ apt-cache depends "$meta" 2>/dev/null || true; } | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 [ -n "$pkg" ] || { echo "build-kernel: cannot resolve $meta from the guest package sources" >&2; exit 1; }
 apt-get download -q "$pkg" >&2
+exec 9>&-
 dpkg-deb -x ./*.deb x
 # trixie's merged /usr puts modules in /usr/lib/modules; depmod -b wants <base>/lib/modules.
 [ -d x/lib/modules ] || { mkdir -p x/lib && mv x/usr/lib/modules x/lib/modules; }

@@ -29,15 +29,21 @@ guest_sources() { # -> the sources.list lines that both the key and mmdebstrap u
 # Sets GUEST_APT (the state directory) and exports APT_CONFIG (read by apt-get/apt-cache before
 # anything else, so the host's /etc/apt configuration, sources and dpkg status stay out of it)
 # and WAGGLE_GUEST_SOURCES_LIST (the sources file handed to mmdebstrap).
+guest_apt_write() { # file content: replaced atomically, and only when it differs (other builds read it)
+  [ "$(cat "$1" 2>/dev/null)" = "$2" ] && return 0
+  printf '%s\n' "$2" > "$1.$$" && mv -f "$1.$$" "$1"
+}
+
 guest_apt_setup() { # cache-dir
   local sources dir
   sources=$(guest_sources)
   dir="$1/.apt-$(printf '%s\n' "$sources" | sha256sum | cut -c1-12)"
   mkdir -p "$dir"/etc/apt.conf.d "$dir"/etc/preferences.d "$dir"/etc/sources.list.d \
     "$dir"/lists/partial "$dir"/cache/archives/partial "$dir"/state "$dir"/keys
-  [ -f "$dir/etc/sources.list" ] || printf '%s\n' "$sources" > "$dir/etc/sources.list"
+  guest_apt_write "$dir/etc/sources.list" "$sources"
   [ -f "$dir/state/status" ] || : > "$dir/state/status" # nothing installed: resolve everything
-  cat > "$dir/apt.conf" <<EOF
+  guest_apt_write "$dir/apt.conf" "$(
+    cat <<EOF
 Dir::Etc "$dir/etc";
 Dir::Etc::trusted "/etc/apt/trusted.gpg";
 Dir::Etc::trustedparts "/etc/apt/trusted.gpg.d/";
@@ -54,8 +60,9 @@ Acquire::Retries "1";
 Acquire::http::Timeout "15";
 Acquire::https::Timeout "15";
 EOF
+  )"
   GUEST_APT=$dir
-  export APT_CONFIG="$dir/apt.conf" WAGGLE_GUEST_SOURCES_LIST="$dir/etc/sources.list"
+  export APT_CONFIG="$dir/apt.conf" WAGGLE_GUEST_SOURCES_LIST="$dir/etc/sources.list" WAGGLE_GUEST_APT_LOCK="$dir/lock"
 }
 
 # Refreshes the package lists unless they are younger than WAGGLE_GUEST_APT_MAX_AGE; fails
@@ -116,7 +123,7 @@ guest_packages_key() { # minbase|exact packages... -> 12 hex chars
     printf '%s %s\n' "$fingerprint" "$hash" > "$memo.tmp"
     printf '%s\n' "$resolved" > "$GUEST_APT/keys/$id.versions"
     mv "$memo.tmp" "$memo"
-  ) 9> "$GUEST_APT/lock"; then
+  ) 9> "$WAGGLE_GUEST_APT_LOCK"; then
     cut -d' ' -f2 "$memo"
   elif [ -f "$memo" ]; then
     echo "build.sh: warning: cannot resolve package versions from the mirror ($(sed 's/^deb //' "$GUEST_APT/etc/sources.list" | head -1) ...); using those last resolved, at $(date -u -r "$memo" +%FT%TZ)" >&2
