@@ -2,7 +2,7 @@
 // agent pod deletion and container crash, upgrade, CA replacement, uninstall, a Helm 3 install;
 // then `pnpm waggle down` removes everything (so this file runs last: ./sequencer.ts).
 import { X509Certificate } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { nodeAgentServerName } from '@waggle/node-agent/client';
@@ -161,6 +161,15 @@ describe('the Helm chart installed on the real node', () => {
     const pids = await environmentQemuPids();
     expect(pids).toHaveLength(1);
     vmPid = pids[0] as number;
+    // The node-agent image's QEMU (Debian 13: QEMU 10, which has no -runas) still drops to the
+    // VM's own uid and gid and chroots into the VM's empty directory.
+    const status = await readFile(`/proc/${vmPid}/status`, 'utf8');
+    for (const field of ['Uid', 'Gid']) {
+      const ids = (new RegExp(`^${field}:\\s+(.+)$`, 'm').exec(status)?.[1] ?? '').split(/\s+/).map(Number);
+      expect(ids, field).toHaveLength(4);
+      for (const id of ids) expect(id, `${field} of QEMU`).toBeGreaterThanOrEqual(2 ** 30);
+    }
+    expect(await readlink(`/proc/${vmPid}/root`)).toMatch(/\/vms\/[^/]+\/root$/);
   });
 
   it('the node-agent serves a certificate naming its node, issued through a CSR the operator signed; no release holds a key', async () => {

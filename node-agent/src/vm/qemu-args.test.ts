@@ -24,6 +24,7 @@ describe('buildQemuArgs', () => {
   it('builds a detached microvm with the requested size and an SSH forward on the namespace address', () => {
     const args = buildQemuArgs(spec);
     expect(argAfter(args, '-M')).toMatch(/^microvm,/);
+    expect(argAfter(args, '-bios')).toBe('qboot.rom');
     expect(argAfter(args, '-accel')).toBe('tcg,tb-size=128');
     expect(argAfter(args, '-serial')).toBe('chardev:serial0');
     expect(argAfter(args, '-chardev')).toBe('file,id=serial0,path=/s/vm1/serial.log,append=on');

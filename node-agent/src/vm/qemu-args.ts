@@ -71,6 +71,10 @@ export function buildQemuArgs(s: QemuLaunchSpec): string[] {
     `${s.name},process=${s.name}`,
     '-M',
     'microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on',
+    // qboot: loads the kernel straight from fw_cfg. Named, because Debian 13 makes microvm's
+    // default firmware SeaBIOS, which without option ROMs finds no kernel ("not a bootable disk").
+    '-bios',
+    'qboot.rom',
     '-accel',
     // TCG's translation cache is QEMU memory the guest's code fills: bounded, so the VM's cgroup
     // memory limit (guest memory + QEMU_OVERHEAD_MIB) holds.
