@@ -77,7 +77,11 @@ describe('the chart values table', () => {
       { key: 'b.d', default: '[1,2]', description: 'd on its line' },
       { key: 'b.e', default: '{"f":1}', description: 'e is a flow map: one row' },
     ]);
-    expect(valuesTable(rows)).toContain('| `b.c` | `"x\\|y"` | b.c, the first key of b |');
+    const table = valuesTable(rows).split('\n');
+    // Columns padded to the widest cell (as Biome formats Markdown tables); `|` escaped.
+    expect(table[1]).toBe('| value | default   | meaning                  |');
+    expect(table[2]).toBe('| ----- | --------- | ------------------------ |');
+    expect(table[5]).toBe('| `b.c` | `"x\\|y"`  | b.c, the first key of b  |');
   });
 
   it('fails when the README has no markers to put the table between', () => {

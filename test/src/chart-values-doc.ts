@@ -66,16 +66,21 @@ export function valueRows(valuesYaml: string): ValueRow[] {
 
 const cell = (s: string) => s.replaceAll('|', '\\|').replaceAll('<', '&lt;');
 
-/** The Markdown table between the generated-table markers. */
+/** The Markdown table between the generated-table markers, columns padded as Biome formats them. */
 export function valuesTable(rows: ValueRow[]): string {
-  const lines = [
-    '| value | default | meaning |',
-    '| --- | --- | --- |',
-    ...rows.map(
-      (r) =>
-        `| \`${r.key}\` | ${r.default ? `\`${r.default.replaceAll('|', '\\|')}\`` : ''} | ${cell(r.description)} |`,
-    ),
+  const cells = [
+    ['value', 'default', 'meaning'],
+    ...rows.map((r) => [
+      `\`${r.key}\``,
+      r.default ? `\`${r.default.replaceAll('|', '\\|')}\`` : '',
+      cell(r.description),
+    ]),
   ];
+  const widths = [0, 1, 2].map((c) => Math.max(3, ...cells.map((row) => [...(row[c] ?? '')].length)));
+  const line = (row: string[]) =>
+    `| ${row.map((v, c) => v + ' '.repeat((widths[c] ?? 0) - [...v].length)).join(' | ')} |`;
+  const [head, ...body] = cells;
+  const lines = [line(head ?? []), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...body.map(line)];
   return `${TABLE_START}\n${lines.join('\n')}\n${TABLE_END}`;
 }
 

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { access, copyFile, cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { COMPONENTS, type Component } from '../../images/bundle.ts';
 import { cacheRoot } from './cache.ts';
 import { sh } from './cluster/host.ts';
 
@@ -15,8 +14,9 @@ const NPM_VERSION = '11.21.2';
  */
 const SUITE = 'trixie';
 
-export { COMPONENTS };
-export type ImageComponent = Component;
+/** The component images (each built from images/<component>/Dockerfile; images/bundle.ts bundles them). */
+export const COMPONENTS = ['operator', 'mcp-gateway', 'node-agent'] as const;
+export type ImageComponent = (typeof COMPONENTS)[number];
 export type ImageRefs = Record<ImageComponent, string>;
 
 /** A component image could not be built (the message carries podman's output). */
