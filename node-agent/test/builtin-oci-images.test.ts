@@ -88,7 +88,7 @@ describe('built-in runtime images from a registry (WAGGLE_IMAGE_<RUNTIME>=<refer
       'echo "$(id -un) $(cat /etc/debian_version)"; test -x /sbin/waggle-init && echo own-init',
     );
     // The built-in Debian image with its own init (no toolbox added): as if built on the node.
-    expect(out).toMatch(/^sandbox 12\.\d+\nown-init\n$/);
+    expect(out).toMatch(/^sandbox 13\.\d+\nown-init\n$/); // Debian 13 (trixie)
     expect(
       (await readdir(`${join(work, 'oci')}-builtin`)).filter((n) => /^[a-f0-9]{64}$/.test(n)),
     ).toHaveLength(1);
