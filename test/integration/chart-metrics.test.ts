@@ -99,6 +99,8 @@ describe('the chart’s metrics', () => {
       'metrics.dashboard.enabled=true',
       '--set',
       'metrics.dashboard.annotations.grafana_folder=Waggle',
+      '--set-json',
+      'metrics.scrapers=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]',
     );
     const services = objects.filter((o) => o.kind === 'Service');
     const monitors = objects.filter((o) => o.kind === 'ServiceMonitor');
@@ -130,36 +132,38 @@ describe('the chart’s metrics', () => {
     expect(JSON.parse(dashboard.data?.['waggle.json'] ?? '')).toEqual(JSON.parse(file));
   });
 
-  it('lets a scraper reach the metrics ports through the NetworkPolicies, and only the scrapers named', async () => {
+  it('lets only the scrapers named reach the metrics ports through the NetworkPolicies; by default nobody', async () => {
     type Rule = { ports: Array<{ port: number }>; from?: unknown[] };
     const ingress = (objects: Obj[], name: string) =>
       (named(objects, 'NetworkPolicy', name).spec as { ingress: Rule[] }).ingress;
     const rulesFor = (rules: Rule[], port: number) =>
       rules.filter((r) => r.ports.some((p) => p.port === port));
 
-    const open = await render();
-    expect(rulesFor(ingress(open, 'r-waggle-gateway'), 9090)).toEqual([
-      { ports: [{ port: 9090, protocol: 'TCP' }] },
-    ]);
-    expect(rulesFor(ingress(open, 'r-waggle-node-agent-ingress'), 7444)).toEqual([
-      { ports: [{ port: 7444, protocol: 'TCP' }] },
-    ]);
-    // Nothing else new: the gateway admits its MCP and metrics ports, the node-agent its API (to
-    // the operator and gateway) and ops ports.
-    expect(ingress(open, 'r-waggle-gateway').flatMap((r) => r.ports.map((p) => p.port))).toEqual([
-      8080, 9090,
-    ]);
-    expect(ingress(open, 'r-waggle-node-agent-ingress').flatMap((r) => r.ports.map((p) => p.port))).toEqual([
-      7443, 7444,
-    ]);
+    // Default: the metrics ports admit nobody (an agent's pod must not read other callers'
+    // traffic from the gateway's metrics); the gateway admits only its MCP port, the node-agent
+    // only its API (to the operator and gateway).
+    const closed = await render();
+    expect(rulesFor(ingress(closed, 'r-waggle-gateway'), 9090)).toEqual([]);
+    expect(rulesFor(ingress(closed, 'r-waggle-node-agent-ingress'), 7444)).toEqual([]);
+    expect(ingress(closed, 'r-waggle-gateway').flatMap((r) => r.ports.map((p) => p.port))).toEqual([8080]);
+    expect(ingress(closed, 'r-waggle-node-agent-ingress').flatMap((r) => r.ports.map((p) => p.port))).toEqual(
+      [7443],
+    );
 
     const peer = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } };
-    const closed = await render('--set-json', `metrics.scrapers=${JSON.stringify([peer])}`);
+    const scraped = await render('--set-json', `metrics.scrapers=${JSON.stringify([peer])}`);
     for (const [policy, port] of [
       ['r-waggle-gateway', 9090],
       ['r-waggle-node-agent-ingress', 7444],
     ] as const)
-      expect(rulesFor(ingress(closed, policy), port).map((r) => r.from)).toEqual([[peer]]);
+      expect(rulesFor(ingress(scraped, policy), port).map((r) => r.from)).toEqual([[peer]]);
+
+    // ServiceMonitors without scrapers would scrape nothing: refused, saying what to set.
+    const refused = await render('--set', 'metrics.serviceMonitor.enabled=true').then(
+      () => 'accepted',
+      (e: { stderr?: string }) => String(e.stderr),
+    );
+    expect(refused).toMatch(/metrics\.serviceMonitor\.enabled: .*set metrics\.scrapers|set it/);
   });
 
   it('refuses a malformed metrics value naming it', async () => {
