@@ -178,7 +178,7 @@ describe('the chart with non-default values', () => {
       'app.kubernetes.io/component': 'operator',
       team: 'platform',
     });
-    // extraEnv comes after the chart's own variables, so it wins over a chart default.
+    // extraEnv comes after the chart's own variables (a setting the chart has no value for).
     expect(op.containers[0]?.env?.at(-1)).toEqual({ name: 'WAGGLE_RESYNC', value: '10m' });
     // The uninstall hooks run where the operator may run.
     expect(podSpecOf(find(objects, 'Job', 'acme-waggle-drain'))?.tolerations).toEqual(
@@ -233,6 +233,72 @@ describe('the chart with non-default values', () => {
     const binding = find(objects, 'RoleBinding', 'acme-waggle-test');
     expect(binding.roleRef?.name).toBe('acme-waggle-agent');
     find(objects, 'ClusterRole', 'acme-waggle-agent');
+  });
+
+  it('refuses extraEnv naming a variable the chart sets (one name twice breaks server-side apply), listing every one', async () => {
+    // Every variable each component's template can set: all optional settings on.
+    const everything = [
+      '--set-json',
+      `gateway.apiKeys.keys=[{"name":"x","namespace":"a","sha256":"${'a'.repeat(64)}"}]`,
+      '--set-json',
+      'gateway.defaultResources={"cpus":1,"memoryMiB":512}',
+      '--set',
+      'gateway.defaultNetwork=none',
+      '--set',
+      'gateway.publicUrl=https://waggle.example.com',
+      '--set-json',
+      'gateway.allowedHosts=["waggle.example.com"]',
+      '--set-json',
+      'gateway.allowedOrigins=["https://app.example.com"]',
+      '--set-json',
+      'nodeAgent.capacity={"cpus":2,"memoryMiB":2048}',
+      '--set-json',
+      'nodeAgent.guestImages={"python":"r.example.com/p:1","node":"r.example.com/n:1","shell":"r.example.com/s:1"}',
+      '--set-json',
+      'nodeAgent.images={"allow":["r.example.com/"],"insecureRegistries":["r.example.com"],"pullSecrets":[],"cacheMiB":1024,"maxMiB":512}',
+      '--set-json',
+      'nodeAgent.egress.allowCIDRs=["10.0.0.0/8"]',
+      '--set-json',
+      'nodeAgent.egress.denyCIDRs=["1.0.0.0/8"]',
+    ];
+    const envNames = (objects: K8sObject[]) => {
+      const names = new Map<string, Set<string>>();
+      for (const o of objects.filter((x) => x.kind === 'Deployment' || x.kind === 'DaemonSet')) {
+        for (const c of (podSpecOf(o) as PodSpec).containers) {
+          const set = names.get(c.name) ?? new Set<string>();
+          for (const e of c.env ?? []) set.add(e.name);
+          names.set(c.name, set);
+        }
+      }
+      return names;
+    };
+    const all = envNames(await render(everything));
+    for (const [name, set] of envNames(
+      await render(['--set-json', 'nodeAgent.egress.dnsUpstreams=["192.0.2.53"]']),
+    )) {
+      for (const n of set) all.get(name)?.add(n);
+    }
+    expect([...all.keys()].sort()).toEqual(['gateway', 'node-agent', 'operator']);
+    for (const [container, key] of [
+      ['operator', 'operator'],
+      ['gateway', 'gateway'],
+      ['node-agent', 'nodeAgent'],
+    ] as const) {
+      const names = [...(all.get(container) ?? [])];
+      expect(names.length, container).toBeGreaterThan(20);
+      const err = await render([
+        ...everything,
+        '--set-json',
+        `${key}.extraEnv=${JSON.stringify([...names.map((name) => ({ name, value: 'x' })), { name: 'HTTPS_PROXY', value: 'x' }])}`,
+      ]).then(
+        () => 'accepted',
+        (e: Error) => e.message,
+      );
+      expect(err).toContain(`${key}.extraEnv sets `);
+      // Each variable the template sets is on its list (a new one must be added to $managedEnv).
+      const listed = /extraEnv sets (.*), which the chart sets itself/.exec(err)?.[1]?.split(', ') ?? [];
+      expect(listed.sort(), `charts/waggle/templates: $managedEnv of ${container}`).toEqual(names.sort());
+    }
   });
 
   it('is accepted by a real kube-apiserver (helm install --dry-run=server)', async () => {

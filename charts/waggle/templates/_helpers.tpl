@@ -70,9 +70,16 @@ affinity: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
 
-{{- /* A component's extraEnv (after the chart's own variables, so a name given here wins). */ -}}
+{{- /* A component's extraEnv, after the chart's own variables: (dict "pod" .Values.operator "key"
+"operator" "managed" (list …the names the chart sets…)). A name the chart sets is refused (two
+entries of one name are refused by server-side apply and merge badly): its value is the way. */ -}}
 {{- define "waggle.extraEnv" -}}
-{{- with .extraEnv }}
+{{- $taken := list -}}
+{{- range .pod.extraEnv }}{{ if has .name $.managed }}{{ $taken = append $taken .name }}{{ end }}{{ end -}}
+{{- if $taken }}
+{{- fail (printf "%s.extraEnv sets %s, which the chart sets itself: use the chart's value for it instead (values.yaml, chart README)" .key (join ", " $taken)) }}
+{{- end }}
+{{- with .pod.extraEnv }}
 {{- toYaml . }}
 {{- end }}
 {{- end -}}
