@@ -1,7 +1,7 @@
 // What `pnpm waggle up` prints when it is done: the MCP URL, where the token is, and client
 // configurations that reference the token (an environment variable, a prompt) instead of
 // containing it — people commit .mcp.json and .vscode/mcp.json.
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** The environment variable every printed command and config reads the token from. */
@@ -23,11 +23,17 @@ export interface UpOutput {
   watchCommand: string;
 }
 
-/** Writes the token for its owner only (mode 0600, also when the file already existed). */
+/**
+ * Writes the token for its owner only: a new 0600 file beside it, renamed over the old one, so
+ * the token is never in a file with a looser mode (an existing file's, or a symlink's target).
+ */
 export async function writeTokenFile(path: string, token: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await writeFile(path, `${token}\n`, { mode: 0o600 });
-  await chmod(path, 0o600);
+  const tmp = `${path}.${process.pid}.tmp`;
+  await rm(tmp, { force: true });
+  await writeFile(tmp, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  await chmod(tmp, 0o600); // whatever the umask
+  await rename(tmp, path);
 }
 
 /** Single-quotes `s` for a POSIX shell. */
