@@ -94,4 +94,17 @@ describe('the Grafana dashboard', () => {
     // And every query names at least one: a parser that found nothing would pass the check above.
     for (const q of queries()) expect(metricNamesOf(q.expr), q.expr).not.toEqual([]);
   });
+
+  it("scopes every series to the release namespace chosen (workqueue_* and controller_runtime_* are also other components' names)", () => {
+    const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as {
+      templating: { list: Array<{ name: string; type: string }> };
+    };
+    expect(dashboard.templating.list.map((v) => v.name)).toContain('namespace');
+    const unscoped = queries().flatMap((q) =>
+      metricNamesOf(q.expr)
+        .filter((n) => !new RegExp(`\\b${n}\\{namespace="\\$namespace"`).test(q.expr))
+        .map((n) => `${q.panel}: ${n} in ${q.expr}`),
+    );
+    expect(unscoped).toEqual([]);
+  });
 });
