@@ -335,6 +335,17 @@ describe('the chart with non-default values', () => {
       [['--set', 'nodeAgent.tolerations[0].operator=Maybe'], /tolerations/],
       [['--set', 'fullnameOverride=Acme_Waggle'], /fullnameOverride/],
     ];
+    // Two listeners on one port would render and then crash-loop on EADDRINUSE.
+    for (const [args, msg] of [
+      [['--set', 'gateway.metricsPort=8080'], /gateway\.port and gateway\.metricsPort are both 8080/],
+      [['--set', 'nodeAgent.opsPort=7443'], /nodeAgent\.port and nodeAgent\.opsPort are both 7443/],
+    ] as const) {
+      const err = await helmRun(['template', 'acme', CHART, ...args]).then(
+        () => 'accepted',
+        (e: Error) => e.message,
+      );
+      expect(err, args.join(' ')).toMatch(msg);
+    }
     for (const [args, field] of bad) {
       const err = await helmRun(['template', 'acme', CHART, ...args]).then(
         () => 'accepted',

@@ -38,7 +38,7 @@ const rpcError = (code: number, message: string) => ({ jsonrpc: '2.0', error: { 
 
 /**
  * The HTTP edge: `/mcp` (Streamable HTTP), preview URLs, `/healthz`, `/readyz`, `/version`. Not `/metrics`: that
- * has a listener of its own (`metrics-server.ts`), so the public port tells callers nothing.
+ * has a listener of its own (`metrics-server.ts`): the public port tells callers nothing of other callers.
  *
  * Hostile traffic costs little: Origin/Host and the bearer token are checked on the headers
  * (an `onRequest` hook) before any body byte is read, and a refusal closes the connection rather
