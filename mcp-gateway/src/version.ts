@@ -1,5 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { readPackageVersion } from '@waggle/crds/package-version';
 import type { FastifyInstance } from 'fastify';
+
+export { VersionUnknownError } from '@waggle/crds/package-version';
 
 /** What `/version` answers and the start line logs (`version`). */
 export interface VersionInfo {
@@ -7,27 +9,9 @@ export interface VersionInfo {
   version: string;
 }
 
-/** package.json could not be read or names no version. */
-export class VersionUnknownError extends Error {
-  override name = 'VersionUnknownError';
-}
-
-/**
- * This component's version, from its package.json: read once, at start. The file is found the
- * same way from source (src/version.ts) and from the image's esbuild bundle (dist/main.js, with
- * the package.json copied beside dist/; see images/mcp-gateway/Dockerfile): `../package.json` from
- * this module's URL.
- */
+/** This component's version, from its package.json (../package.json from source and from the image's bundle). */
 export function readVersion(packageJson: URL = new URL('../package.json', import.meta.url)): VersionInfo {
-  let version: unknown;
-  try {
-    version = (JSON.parse(readFileSync(packageJson, 'utf8')) as { version?: unknown }).version;
-  } catch (err) {
-    throw new VersionUnknownError(`cannot read ${packageJson.pathname}: ${(err as Error).message}`);
-  }
-  if (typeof version !== 'string' || !version)
-    throw new VersionUnknownError(`${packageJson.pathname} names no version`);
-  return { component: 'mcp-gateway', version };
+  return { component: 'mcp-gateway', version: readPackageVersion(packageJson) };
 }
 
 /** Serves `info` at `GET /version` (not a secret: the same as the image's tag). */
