@@ -94,11 +94,21 @@ describe('the local single-node cluster', () => {
 
   it('keeps at most two builds of each component image in podman', async () => {
     for (const c of ['operator', 'mcp-gateway', 'node-agent']) {
+      // Only this repository: podman's reference filter also matches localhost/waggle/<c>-build (the
+      // cached build stage) and the clean-clone test's <c>-clone images.
       const tags = (
-        await run('podman', ['images', '--format', '{{.Tag}}', '--filter', `reference=localhost/waggle/${c}`])
+        await run('podman', [
+          'images',
+          '--format',
+          '{{.Repository}} {{.Tag}}',
+          '--filter',
+          `reference=localhost/waggle/${c}`,
+        ])
       ).stdout
         .split('\n')
-        .filter(Boolean);
+        .map((l) => l.trim().split(' '))
+        .filter(([repo, tag]) => repo === `localhost/waggle/${c}` && tag)
+        .map(([, tag]) => tag as string);
       expect(tags, c).toContain(stack.images[c as keyof typeof stack.images].split(':').pop());
       expect(tags.length, `${c}: ${tags.join(' ')}`).toBeLessThanOrEqual(2);
     }
